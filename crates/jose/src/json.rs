@@ -1,0 +1,894 @@
+//! A strict, borrowing JSON reader for JOSE headers, claims and key sets.
+//!
+//! RFC 8259 grammar, plus the rules JOSE needs on hostile input: duplicate member names are
+//! rejected in every object (compared after unescaping), nesting is bounded, escapes must encode
+//! valid Unicode (no lone surrogates), and the text must be UTF-8 (the caller hands a `&str`).
+//! Nothing is copied: strings, numbers and nested containers are borrowed spans of the input,
+//! decoded only when asked for. Nested containers are fully validated when the outer document is
+//! read, so iterating them later cannot fail.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::fmt;
+
+/// Why a JSON text was refused.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JsonError {
+    /// The grammar was violated at this byte offset.
+    Syntax { offset: usize },
+    /// An object has two members with the same name.
+    DuplicateMember { offset: usize },
+    /// Objects and arrays are nested deeper than allowed.
+    TooDeep { limit: usize },
+    /// A `\u` escape encodes a lone surrogate, which is not Unicode.
+    InvalidEscape { offset: usize },
+    /// The document is valid JSON but not an object.
+    NotAnObject,
+}
+
+impl fmt::Display for JsonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Syntax { offset } => write!(f, "invalid JSON at byte {offset}"),
+            Self::DuplicateMember { offset } => {
+                write!(f, "duplicate member name at byte {offset}")
+            }
+            Self::TooDeep { limit } => write!(f, "JSON nested deeper than {limit} levels"),
+            Self::InvalidEscape { offset } => {
+                write!(f, "escape at byte {offset} is not a Unicode scalar value")
+            }
+            Self::NotAnObject => f.write_str("JSON document is not an object"),
+        }
+    }
+}
+
+impl std::error::Error for JsonError {}
+
+/// A JSON string as it appears in the document, between its quotes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct JsonStr<'a> {
+    raw: &'a str,
+    escaped: bool,
+}
+
+impl<'a> JsonStr<'a> {
+    const EMPTY: JsonStr<'static> = JsonStr {
+        raw: "",
+        escaped: false,
+    };
+
+    /// The text between the quotes, escapes not decoded.
+    pub fn raw(&self) -> &'a str {
+        self.raw
+    }
+
+    /// The decoded string. Borrows unless the string holds escapes.
+    pub fn to_str(&self) -> Cow<'a, str> {
+        if self.escaped {
+            Cow::Owned(unescape(self.raw))
+        } else {
+            Cow::Borrowed(self.raw)
+        }
+    }
+
+    /// Whether the decoded string equals `other`.
+    pub fn eq_str(&self, other: &str) -> bool {
+        if self.escaped {
+            unescape(self.raw) == other
+        } else {
+            self.raw == other
+        }
+    }
+
+    fn same_name(&self, other: &JsonStr<'_>) -> bool {
+        if self.escaped || other.escaped {
+            self.to_str() == other.to_str()
+        } else {
+            self.raw == other.raw
+        }
+    }
+}
+
+impl fmt::Debug for JsonStr<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.to_str(), f)
+    }
+}
+
+/// A JSON number, kept as its text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Number<'a>(&'a str);
+
+impl<'a> Number<'a> {
+    /// The number as written.
+    pub fn raw(&self) -> &'a str {
+        self.0
+    }
+
+    /// The value as a finite `f64`, or `None` when it overflows.
+    pub fn as_f64(&self) -> Option<f64> {
+        let s = self.0.as_bytes();
+        // Fast path: a plain integer of up to 15 digits is exact in an f64.
+        let (neg, digits) = match s.first() {
+            Some(b'-') => (true, &s[1..]),
+            _ => (false, s),
+        };
+        if !digits.is_empty() && digits.len() <= 15 && digits.iter().all(u8::is_ascii_digit) {
+            let v = digits
+                .iter()
+                .fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0'));
+            return Some(if neg { -(v as f64) } else { v as f64 });
+        }
+        self.0.parse::<f64>().ok().filter(|v| v.is_finite())
+    }
+
+    /// The value as an `i64` when it is written as an integer that fits.
+    pub fn as_i64(&self) -> Option<i64> {
+        self.0.parse::<i64>().ok()
+    }
+}
+
+/// A validated JSON value borrowed from its document.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Value<'a> {
+    Null,
+    Bool(bool),
+    Number(Number<'a>),
+    String(JsonStr<'a>),
+    Array(Array<'a>),
+    Object(Object<'a>),
+}
+
+impl<'a> Value<'a> {
+    /// The JSON text of this value exactly as it appears in the document (strings with quotes).
+    pub fn as_json(&self) -> &'a str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(true) => "true",
+            Value::Bool(false) => "false",
+            Value::Number(n) => n.0,
+            // The raw span sits between two quote bytes of the same document.
+            Value::String(s) => s.raw,
+            Value::Array(a) => a.0,
+            Value::Object(o) => o.0,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<JsonStr<'a>> {
+        match self {
+            Value::String(s) => Some(*s),
+            _ => None,
+        }
+    }
+
+    /// The JSON type's name, for error messages.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        }
+    }
+}
+
+/// A value's type, so that a value can be kept as a span of its document and rebuilt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Null,
+    True,
+    False,
+    Number,
+    String { escaped: bool },
+    Array,
+    Object,
+}
+
+impl<'a> Value<'a> {
+    /// The value's kind and the span of `doc` that holds it (empty for literals).
+    pub(crate) fn to_span(self, doc: &str) -> (Kind, Span) {
+        let at = |s: &str| Span::of(doc, s);
+        match self {
+            Value::Null => (Kind::Null, Span::EMPTY),
+            Value::Bool(true) => (Kind::True, Span::EMPTY),
+            Value::Bool(false) => (Kind::False, Span::EMPTY),
+            Value::Number(n) => (Kind::Number, at(n.0)),
+            Value::String(s) => (Kind::String { escaped: s.escaped }, at(s.raw)),
+            Value::Array(a) => (Kind::Array, at(a.0)),
+            Value::Object(o) => (Kind::Object, at(o.0)),
+        }
+    }
+
+    /// Rebuilds a value from [`Value::to_span`].
+    pub(crate) fn from_span(kind: Kind, span: Span, doc: &'a str) -> Value<'a> {
+        let text = span.of_doc(doc);
+        match kind {
+            Kind::Null => Value::Null,
+            Kind::True => Value::Bool(true),
+            Kind::False => Value::Bool(false),
+            Kind::Number => Value::Number(Number(text)),
+            Kind::String { escaped } => Value::String(JsonStr { raw: text, escaped }),
+            Kind::Array => Value::Array(Array(text)),
+            Kind::Object => Value::Object(Object(text)),
+        }
+    }
+}
+
+/// A byte range of a document.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    const EMPTY: Span = Span { start: 0, end: 0 };
+
+    /// Where `part`, a slice of `doc`, lies in `doc`.
+    pub(crate) fn of(doc: &str, part: &str) -> Span {
+        let start = (part.as_ptr() as usize).wrapping_sub(doc.as_ptr() as usize);
+        debug_assert!(start + part.len() <= doc.len());
+        Span {
+            start: start as u32,
+            end: (start + part.len()) as u32,
+        }
+    }
+
+    /// The text of this span; empty if it does not fit `doc` (it always does for spans made
+    /// from the same document).
+    pub(crate) fn of_doc(self, doc: &str) -> &str {
+        doc.get(self.start as usize..self.end as usize)
+            .unwrap_or_default()
+    }
+}
+
+impl<'a> JsonStr<'a> {
+    pub(crate) fn from_span(span: Span, escaped: bool, doc: &'a str) -> Self {
+        JsonStr {
+            raw: span.of_doc(doc),
+            escaped,
+        }
+    }
+
+    pub(crate) fn is_escaped(&self) -> bool {
+        self.escaped
+    }
+}
+
+/// A validated JSON array (its text, brackets included).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Array<'a>(&'a str);
+
+impl<'a> Array<'a> {
+    /// The elements in order.
+    pub fn iter(&self) -> impl Iterator<Item = Value<'a>> + 'a {
+        let mut r = Reader::trusted(self.0);
+        r.pos = 1; // past '['
+        let mut first = true;
+        std::iter::from_fn(move || {
+            r.skip_ws();
+            if r.peek() == Some(b']') {
+                return None;
+            }
+            if !first {
+                r.pos += 1; // ','
+                r.skip_ws();
+            }
+            first = false;
+            r.value(0).ok()
+        })
+    }
+}
+
+/// A validated JSON object (its text, braces included).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Object<'a>(&'a str);
+
+impl<'a> Object<'a> {
+    /// The members in document order.
+    pub fn iter(&self) -> impl Iterator<Item = (JsonStr<'a>, Value<'a>)> + 'a {
+        let mut r = Reader::trusted(self.0);
+        r.pos = 1; // past '{'
+        let mut first = true;
+        std::iter::from_fn(move || {
+            r.skip_ws();
+            if r.peek() == Some(b'}') {
+                return None;
+            }
+            if !first {
+                r.pos += 1; // ','
+                r.skip_ws();
+            }
+            first = false;
+            let name = r.string().ok()?;
+            r.skip_ws();
+            r.pos += 1; // ':'
+            r.skip_ws();
+            let value = r.value(0).ok()?;
+            Some((name, value))
+        })
+    }
+
+    /// The member called `name` (names are unique: duplicates were refused).
+    pub fn get(&self, name: &str) -> Option<Value<'a>> {
+        self.iter().find(|(n, _)| n.eq_str(name)).map(|(_, v)| v)
+    }
+
+    /// The object's JSON text.
+    pub fn as_json(&self) -> &'a str {
+        self.0
+    }
+}
+
+/// Reads `text` as a JSON object, calling `member` for each top-level member in order.
+///
+/// The whole document is validated; `member` may stop the walk early by returning an error.
+pub fn read_object<'a, E: From<JsonError>>(
+    text: &'a str,
+    max_depth: usize,
+    mut member: impl FnMut(JsonStr<'a>, Value<'a>) -> Result<(), E>,
+) -> Result<Object<'a>, E> {
+    let mut r = Reader::new(text, max_depth);
+    r.skip_ws();
+    if r.peek() != Some(b'{') {
+        // Distinguish "not JSON" from "JSON but not an object".
+        return Err(match Reader::new(text, max_depth).document() {
+            Ok(_) => JsonError::NotAnObject.into(),
+            Err(e) => e.into(),
+        });
+    }
+    let start = r.pos;
+    r.object(1, &mut member)?;
+    let object = Object(&text[start..r.pos]);
+    r.skip_ws();
+    if r.pos != r.b.len() {
+        return Err(JsonError::Syntax { offset: r.pos }.into());
+    }
+    Ok(object)
+}
+
+/// Parses a whole JSON document of any type.
+pub fn parse(text: &str, max_depth: usize) -> Result<Value<'_>, JsonError> {
+    Reader::new(text, max_depth).document()
+}
+
+/// Removes insignificant whitespace from a JSON text that has already been validated.
+pub fn minify(valid: &str) -> String {
+    let mut out = String::with_capacity(valid.len());
+    let mut in_string = false;
+    let mut escape = false;
+    for c in valid.chars() {
+        if in_string {
+            out.push(c);
+            if escape {
+                escape = false;
+            } else if c == '\\' {
+                escape = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if !matches!(c, ' ' | '\t' | '\n' | '\r') {
+            if c == '"' {
+                in_string = true;
+            }
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Appends `s` to `out` as a JSON string literal, quotes included.
+pub fn write_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Member names seen in one object, for duplicate detection. Small objects compare linearly on
+/// the stack; large ones move to a hash set so that hostile input cannot make this quadratic.
+struct Names<'a> {
+    small: [JsonStr<'a>; Names::INLINE],
+    len: usize,
+    large: Option<HashSet<Cow<'a, str>>>,
+}
+
+impl<'a> Names<'a> {
+    const INLINE: usize = 16;
+
+    fn new() -> Self {
+        Names {
+            small: [JsonStr::EMPTY; Names::INLINE],
+            len: 0,
+            large: None,
+        }
+    }
+
+    /// Records `name`; false if it was already there.
+    fn insert(&mut self, name: JsonStr<'a>) -> bool {
+        if let Some(set) = &mut self.large {
+            return set.insert(name.to_str());
+        }
+        if self.small[..self.len].iter().any(|n| n.same_name(&name)) {
+            return false;
+        }
+        if self.len < Names::INLINE {
+            self.small[self.len] = name;
+            self.len += 1;
+        } else {
+            let mut set: HashSet<Cow<'a, str>> = self.small.iter().map(JsonStr::to_str).collect();
+            set.insert(name.to_str());
+            self.large = Some(set);
+        }
+        true
+    }
+}
+
+/// Hard cap on nesting whatever the caller asks, so that recursion stays shallow.
+const DEPTH_CAP: usize = 64;
+
+struct Reader<'a> {
+    text: &'a str,
+    b: &'a [u8],
+    pos: usize,
+    max_depth: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(text: &'a str, max_depth: usize) -> Self {
+        Reader {
+            text,
+            b: text.as_bytes(),
+            pos: 0,
+            max_depth: max_depth.min(DEPTH_CAP),
+        }
+    }
+
+    /// A reader over text that was validated before (iteration of nested containers).
+    fn trusted(text: &'a str) -> Self {
+        Reader::new(text, DEPTH_CAP)
+    }
+
+    fn document(&mut self) -> Result<Value<'a>, JsonError> {
+        self.skip_ws();
+        let v = self.value(0)?;
+        self.skip_ws();
+        if self.pos != self.b.len() {
+            return Err(self.syntax());
+        }
+        Ok(v)
+    }
+
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.pos).copied()
+    }
+
+    fn syntax(&self) -> JsonError {
+        JsonError::Syntax { offset: self.pos }
+    }
+
+    #[inline]
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    fn expect(&mut self, byte: u8) -> Result<(), JsonError> {
+        if self.peek() == Some(byte) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(self.syntax())
+        }
+    }
+
+    /// A value at nesting `depth` (the number of containers around it).
+    fn value(&mut self, depth: usize) -> Result<Value<'a>, JsonError> {
+        match self.peek() {
+            Some(b'"') => self.string().map(Value::String),
+            Some(b'{') => {
+                let start = self.pos;
+                self.object(depth + 1, &mut |_, _| Ok::<(), JsonError>(()))?;
+                Ok(Value::Object(Object(&self.text[start..self.pos])))
+            }
+            Some(b'[') => {
+                let start = self.pos;
+                self.array(depth + 1)?;
+                Ok(Value::Array(Array(&self.text[start..self.pos])))
+            }
+            Some(b't') => self.literal(b"true", Value::Bool(true)),
+            Some(b'f') => self.literal(b"false", Value::Bool(false)),
+            Some(b'n') => self.literal(b"null", Value::Null),
+            Some(b'-' | b'0'..=b'9') => self.number().map(Value::Number),
+            _ => Err(self.syntax()),
+        }
+    }
+
+    fn literal(&mut self, word: &[u8], v: Value<'a>) -> Result<Value<'a>, JsonError> {
+        if self.b[self.pos..].starts_with(word) {
+            self.pos += word.len();
+            Ok(v)
+        } else {
+            Err(self.syntax())
+        }
+    }
+
+    fn object<E: From<JsonError>>(
+        &mut self,
+        depth: usize,
+        member: &mut impl FnMut(JsonStr<'a>, Value<'a>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if depth > self.max_depth {
+            return Err(JsonError::TooDeep {
+                limit: self.max_depth,
+            }
+            .into());
+        }
+        self.expect(b'{')?;
+        self.skip_ws();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(());
+        }
+        let mut names = Names::new();
+        loop {
+            self.skip_ws();
+            let at = self.pos;
+            if self.peek() != Some(b'"') {
+                return Err(self.syntax().into());
+            }
+            let name = self.string()?;
+            if !names.insert(name) {
+                return Err(JsonError::DuplicateMember { offset: at }.into());
+            }
+            self.skip_ws();
+            self.expect(b':')?;
+            self.skip_ws();
+            let value = self.value(depth)?;
+            member(name, value)?;
+            self.skip_ws();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.syntax().into()),
+            }
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> Result<(), JsonError> {
+        if depth > self.max_depth {
+            return Err(JsonError::TooDeep {
+                limit: self.max_depth,
+            });
+        }
+        self.expect(b'[')?;
+        self.skip_ws();
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+            return Ok(());
+        }
+        loop {
+            self.skip_ws();
+            self.value(depth)?;
+            self.skip_ws();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.syntax()),
+            }
+        }
+    }
+
+    fn string(&mut self) -> Result<JsonStr<'a>, JsonError> {
+        self.expect(b'"')?;
+        let start = self.pos;
+        let mut escaped = false;
+        loop {
+            let Some(c) = self.peek() else {
+                return Err(self.syntax());
+            };
+            match c {
+                b'"' => {
+                    let raw = &self.text[start..self.pos];
+                    self.pos += 1;
+                    return Ok(JsonStr { raw, escaped });
+                }
+                b'\\' => {
+                    escaped = true;
+                    self.escape()?;
+                }
+                0x00..=0x1f => return Err(self.syntax()),
+                _ => self.pos += 1,
+            }
+        }
+    }
+
+    /// One escape sequence starting at the backslash.
+    fn escape(&mut self) -> Result<(), JsonError> {
+        let at = self.pos;
+        self.pos += 1;
+        match self.peek() {
+            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                self.pos += 1;
+                Ok(())
+            }
+            Some(b'u') => {
+                self.pos += 1;
+                let unit = self.hex4()?;
+                match unit {
+                    0xD800..=0xDBFF => {
+                        // A high surrogate must be followed by an escaped low surrogate.
+                        if self.b[self.pos..].starts_with(b"\\u") {
+                            self.pos += 2;
+                            if (0xDC00..=0xDFFF).contains(&self.hex4()?) {
+                                return Ok(());
+                            }
+                        }
+                        Err(JsonError::InvalidEscape { offset: at })
+                    }
+                    0xDC00..=0xDFFF => Err(JsonError::InvalidEscape { offset: at }),
+                    _ => Ok(()),
+                }
+            }
+            _ => Err(self.syntax()),
+        }
+    }
+
+    fn hex4(&mut self) -> Result<u16, JsonError> {
+        let digits = self.b.get(self.pos..self.pos + 4).ok_or(self.syntax())?;
+        let mut v = 0u16;
+        for &d in digits {
+            let n = (d as char).to_digit(16).ok_or(self.syntax())?;
+            v = (v << 4) | n as u16;
+        }
+        self.pos += 4;
+        Ok(v)
+    }
+
+    fn number(&mut self) -> Result<Number<'a>, JsonError> {
+        let start = self.pos;
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        match self.peek() {
+            Some(b'0') => self.pos += 1,
+            Some(b'1'..=b'9') => self.digits(),
+            _ => return Err(self.syntax()),
+        }
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            if !matches!(self.peek(), Some(b'0'..=b'9')) {
+                return Err(self.syntax());
+            }
+            self.digits();
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.pos += 1;
+            }
+            if !matches!(self.peek(), Some(b'0'..=b'9')) {
+                return Err(self.syntax());
+            }
+            self.digits();
+        }
+        Ok(Number(&self.text[start..self.pos]))
+    }
+
+    fn digits(&mut self) {
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.pos += 1;
+        }
+    }
+}
+
+/// Decodes the escapes of a string that the reader has validated.
+fn unescape(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('b') => out.push('\u{8}'),
+            Some('f') => out.push('\u{c}'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('t') => out.push('\t'),
+            Some('u') => {
+                let hi = hex_unit(&mut chars);
+                let code = if (0xD800..=0xDBFF).contains(&hi) {
+                    chars.next(); // '\\'
+                    chars.next(); // 'u'
+                    let lo = hex_unit(&mut chars);
+                    0x10000 + ((hi - 0xD800) << 10) + (lo.wrapping_sub(0xDC00) & 0x3FF)
+                } else {
+                    hi
+                };
+                // Validation refused lone surrogates, so every code is a scalar value.
+                out.push(char::from_u32(code).unwrap_or(char::REPLACEMENT_CHARACTER));
+            }
+            Some(other) => out.push(other), // '"', '\\', '/'
+            None => {}
+        }
+    }
+    out
+}
+
+fn hex_unit(chars: &mut std::str::Chars<'_>) -> u32 {
+    chars
+        .take(4)
+        .fold(0, |acc, c| (acc << 4) | c.to_digit(16).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(text: &str) -> Vec<(String, String)> {
+        let mut seen = Vec::new();
+        read_object::<JsonError>(text, 8, |n, v| {
+            seen.push((n.to_str().into_owned(), v.as_json().to_owned()));
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{text:?} refused: {e}"));
+        seen
+    }
+
+    fn err(text: &str) -> JsonError {
+        match read_object::<JsonError>(text, 4, |_, _| Ok(())) {
+            Ok(_) => panic!("{text:?} accepted"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn reads_members_in_order() {
+        let m = ok(" {\"a\" : 1,\r\n \"b\":[true,null,{\"c\":\"d\"}], \"e\":-0.5e+3}\n");
+        assert_eq!(m[0], ("a".into(), "1".into()));
+        assert_eq!(m[1].1, "[true,null,{\"c\":\"d\"}]");
+        assert_eq!(m[2].1, "-0.5e+3");
+    }
+
+    #[test]
+    fn refuses_duplicates_after_unescaping() {
+        assert!(matches!(
+            err(r#"{"alg":"a","alg":"b"}"#),
+            JsonError::DuplicateMember { .. }
+        ));
+        assert!(matches!(
+            err(r#"{"alg":"a","\u0061lg":"b"}"#),
+            JsonError::DuplicateMember { .. }
+        ));
+        assert!(matches!(
+            err(r#"{"x":{"k":1,"k":2}}"#),
+            JsonError::DuplicateMember { .. }
+        ));
+    }
+
+    #[test]
+    fn refuses_duplicates_in_large_objects() {
+        let mut text = String::from("{");
+        for i in 0..40 {
+            text.push_str(&format!("\"m{i}\":{i},"));
+        }
+        text.push_str("\"m3\":0}");
+        assert!(matches!(err(&text), JsonError::DuplicateMember { .. }));
+        text.truncate(text.len() - 8);
+        text.push('}');
+        assert_eq!(ok(&text).len(), 40);
+    }
+
+    #[test]
+    fn bounds_depth() {
+        assert!(matches!(
+            err(r#"{"a":[[[[1]]]]}"#),
+            JsonError::TooDeep { limit: 4 }
+        ));
+        ok(r#"{"a":[[[1]]]}"#);
+    }
+
+    #[test]
+    fn refuses_bad_grammar() {
+        for bad in [
+            "",
+            "{",
+            "{}x",
+            "{\"a\"}",
+            "{\"a\":}",
+            "{\"a\":1,}",
+            "{'a':1}",
+            "{\"a\":01}",
+            "{\"a\":1.}",
+            "{\"a\":.5}",
+            "{\"a\":+1}",
+            "{\"a\":1e}",
+            "{\"a\":tru}",
+            "{\"a\":\"\u{1}\"}",
+            "{\"a\":\"\\x\"}",
+            "{\"a\":\"\\u12\"}",
+            "{\"a\":NaN}",
+            "{\"a\":[1,]}",
+            "{\"a\":1}\u{a0}",
+        ] {
+            err(bad);
+        }
+        assert_eq!(err("[1]"), JsonError::NotAnObject);
+    }
+
+    #[test]
+    fn refuses_lone_surrogates() {
+        for bad in [
+            r#"{"a":"\ud800"}"#,
+            r#"{"a":"\udc00"}"#,
+            r#"{"a":"\ud800\u0041"}"#,
+        ] {
+            assert!(matches!(err(bad), JsonError::InvalidEscape { .. }), "{bad}");
+        }
+        let m = ok(r#"{"a":"\ud83d\ude00\n\u00e9\/"}"#);
+        let text = r#"{"a":"\ud83d\ude00\n\u00e9\/"}"#;
+        let obj = read_object::<JsonError>(text, 4, |_, _| Ok(())).unwrap();
+        assert_eq!(
+            obj.get("a").and_then(|v| v.as_str()).unwrap().to_str(),
+            "\u{1F600}\n\u{e9}/"
+        );
+        assert_eq!(m.len(), 1);
+    }
+
+    #[test]
+    fn iterates_nested_containers() {
+        let text = r#"{"aud":[ "x", "y" ,"z" ], "o" : { "p" : 1 , "q" : [ ] } }"#;
+        let obj = read_object::<JsonError>(text, 4, |_, _| Ok(())).unwrap();
+        let Some(Value::Array(aud)) = obj.get("aud") else {
+            panic!("aud is not an array")
+        };
+        let names: Vec<_> = aud.iter().map(|v| v.as_json()).collect();
+        assert_eq!(names, ["x", "y", "z"]);
+        let Some(Value::Object(o)) = obj.get("o") else {
+            panic!("o is not an object")
+        };
+        assert_eq!(o.iter().count(), 2);
+        assert_eq!(o.get("q").map(|v| v.as_json()), Some("[ ]"));
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(Number("1300819380").as_f64(), Some(1300819380.0));
+        assert_eq!(Number("-12").as_f64(), Some(-12.0));
+        assert_eq!(Number("1.5e3").as_f64(), Some(1500.0));
+        assert_eq!(Number("1e999").as_f64(), None);
+        assert_eq!(Number("99999999999999999999").as_i64(), None);
+    }
+
+    #[test]
+    fn minify_keeps_strings() {
+        assert_eq!(
+            minify("{\"typ\":\"JWT\",\r\n \"a b\" : \"c \\\" d\"}"),
+            "{\"typ\":\"JWT\",\"a b\":\"c \\\" d\"}"
+        );
+    }
+}

@@ -1,0 +1,316 @@
+//! JSON Web Tokens (RFC 7519): a verified JWS whose payload is a claims set, validated against a
+//! [`Validation`] policy.
+
+use std::borrow::Cow;
+
+use crate::json::{self, JsonError, JsonStr, Kind, Span, Value};
+use crate::jws::{self, Header, Limits};
+use crate::{Algorithm, Error, KeySet, Malformed, Segment};
+
+/// What a token must satisfy beyond its signature.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Validation {
+    /// `iss` must equal this exactly (no normalisation: no case folding, no trailing slash).
+    pub issuer: Option<String>,
+    /// `aud` must contain one of these exactly; empty means `aud` is not checked.
+    pub audiences: Vec<String>,
+    /// Explicit typing (RFC 8725 3.11): `typ` must name this media type, compared without case
+    /// and with an optional `application/` prefix (`at+jwt` matches `application/at+jwt`).
+    pub typ: Option<String>,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
+    pub leeway: u64,
+    /// Whether `exp` must be present.
+    pub require_exp: bool,
+    /// Claims that must be present, whatever their value.
+    pub required_claims: Vec<String>,
+    /// The longest lifetime accepted, `exp - iat`, in seconds; requires `iat`.
+    pub max_lifetime: Option<u64>,
+    pub limits: Limits,
+}
+
+impl Validation {
+    pub const DEFAULT_LEEWAY: u64 = 60;
+
+    pub fn with_issuer(mut self, iss: impl Into<String>) -> Self {
+        self.issuer = Some(iss.into());
+        self
+    }
+
+    pub fn with_audience(mut self, aud: impl Into<String>) -> Self {
+        self.audiences.push(aud.into());
+        self
+    }
+}
+
+impl Default for Validation {
+    fn default() -> Self {
+        Validation {
+            issuer: None,
+            audiences: Vec::new(),
+            typ: None,
+            leeway: Validation::DEFAULT_LEEWAY,
+            require_exp: true,
+            required_claims: Vec::new(),
+            max_lifetime: None,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// A verified and validated JWT. Holds the decoded header and claims; claim values borrow from
+/// it.
+#[derive(Debug)]
+pub struct Jwt {
+    /// The decoded header JSON, then the decoded claims JSON.
+    text: String,
+    header_len: usize,
+    alg: Algorithm,
+    members: Vec<Member>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Member {
+    name: Span,
+    name_escaped: bool,
+    kind: Kind,
+    value: Span,
+}
+
+impl Jwt {
+    pub fn alg(&self) -> Algorithm {
+        self.alg
+    }
+
+    /// The protected header as JSON text (validated; may contain insignificant whitespace).
+    pub fn header_json(&self) -> &str {
+        &self.text[..self.header_len]
+    }
+
+    /// The claims set as JSON text (validated; may contain insignificant whitespace).
+    pub fn claims_json(&self) -> &str {
+        &self.text[self.header_len..]
+    }
+
+    /// The claims in document order.
+    pub fn claims(&self) -> impl Iterator<Item = (JsonStr<'_>, Value<'_>)> {
+        let doc = self.claims_json();
+        self.members.iter().map(move |m| {
+            (
+                JsonStr::from_span(m.name, m.name_escaped, doc),
+                Value::from_span(m.kind, m.value, doc),
+            )
+        })
+    }
+
+    /// The claim called `name`.
+    pub fn claim(&self, name: &str) -> Option<Value<'_>> {
+        self.claims().find(|(n, _)| n.eq_str(name)).map(|(_, v)| v)
+    }
+
+    /// A string claim, decoded.
+    pub fn str_claim(&self, name: &str) -> Option<Cow<'_, str>> {
+        self.claim(name)?.as_str().map(|s| s.to_str())
+    }
+
+    /// `exp`, `nbf` or another NumericDate claim, in seconds since the epoch.
+    pub fn numeric_claim(&self, name: &str) -> Option<f64> {
+        match self.claim(name)? {
+            Value::Number(n) => n.as_f64(),
+            _ => None,
+        }
+    }
+}
+
+/// Verifies the signature of `token` with `keys` and validates it against `validation` at time
+/// `now` (seconds since the Unix epoch).
+pub fn verify(
+    token: impl AsRef<[u8]>,
+    keys: &KeySet,
+    validation: &Validation,
+    now: i64,
+) -> Result<Jwt, Error> {
+    let jws = jws::verify_with(token.as_ref(), keys, &validation.limits, |header| {
+        check_header(header, validation)
+    })?;
+    let (buf, header_len, alg) = jws.into_parts();
+    let text = String::from_utf8(buf).map_err(|_| Malformed::Utf8(Segment::Payload))?;
+    let members = validate_claims(&text[header_len..], validation, now)?;
+    Ok(Jwt {
+        text,
+        header_len,
+        alg,
+        members,
+    })
+}
+
+fn check_header(header: &Header<'_>, validation: &Validation) -> Result<(), Error> {
+    if header
+        .cty
+        .is_some_and(|cty| media_type_is(&cty.to_str(), "jwt"))
+    {
+        return Err(Error::NestedToken);
+    }
+    if let Some(expected) = &validation.typ {
+        let typ = header.typ.ok_or(Error::InvalidType)?;
+        if !media_type_is(&typ.to_str(), expected) {
+            return Err(Error::InvalidType);
+        }
+    }
+    Ok(())
+}
+
+/// RFC 7515 4.1.9: media type names compare without case, and `application/` may be left out.
+fn media_type_is(value: &str, expected: &str) -> bool {
+    fn short(s: &str) -> &str {
+        match s.get(..12) {
+            Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &s[12..],
+            _ => s,
+        }
+    }
+    short(value).eq_ignore_ascii_case(short(expected))
+}
+
+/// The registered claims that are checked, as read from the claims set.
+#[derive(Default)]
+struct Registered<'a> {
+    exp: Option<f64>,
+    nbf: Option<f64>,
+    iat: Option<f64>,
+    iss: Option<JsonStr<'a>>,
+    aud: Option<Value<'a>>,
+}
+
+/// Error type of the claims walk.
+enum ClaimsError {
+    Json(JsonError),
+    Token(Error),
+}
+
+impl From<JsonError> for ClaimsError {
+    fn from(e: JsonError) -> Self {
+        ClaimsError::Json(e)
+    }
+}
+
+fn numeric_date(value: Value<'_>, what: &'static str) -> Result<f64, ClaimsError> {
+    match value {
+        Value::Number(n) => n.as_f64(),
+        _ => None,
+    }
+    .ok_or(ClaimsError::Token(Error::InvalidClaim(what)))
+}
+
+fn string_claim<'a>(value: Value<'a>, what: &'static str) -> Result<JsonStr<'a>, ClaimsError> {
+    value
+        .as_str()
+        .ok_or(ClaimsError::Token(Error::InvalidClaim(what)))
+}
+
+fn validate_claims(text: &str, v: &Validation, now: i64) -> Result<Vec<Member>, Error> {
+    let mut members = Vec::with_capacity(12);
+    let mut reg = Registered::default();
+    let walk = json::read_object(text, v.limits.max_json_depth, |name, value| {
+        match &*name.to_str() {
+            "exp" => reg.exp = Some(numeric_date(value, "exp must be a NumericDate")?),
+            "nbf" => reg.nbf = Some(numeric_date(value, "nbf must be a NumericDate")?),
+            "iat" => reg.iat = Some(numeric_date(value, "iat must be a NumericDate")?),
+            "iss" => reg.iss = Some(string_claim(value, "iss must be a string")?),
+            "sub" => {
+                string_claim(value, "sub must be a string")?;
+            }
+            "jti" => {
+                string_claim(value, "jti must be a string")?;
+            }
+            "aud" => {
+                match value {
+                    Value::String(_) => {}
+                    Value::Array(items) if items.iter().all(|i| i.as_str().is_some()) => {}
+                    _ => {
+                        return Err(ClaimsError::Token(Error::InvalidClaim(
+                            "aud must be a string or an array of strings",
+                        )))
+                    }
+                }
+                reg.aud = Some(value);
+            }
+            _ => {}
+        }
+        let (kind, span) = value.to_span(text);
+        members.push(Member {
+            name: Span::of(text, name.raw()),
+            name_escaped: name.is_escaped(),
+            kind,
+            value: span,
+        });
+        Ok(())
+    });
+    walk.map_err(|e| match e {
+        ClaimsError::Json(e) => Error::Malformed(Malformed::Json(Segment::Payload, e)),
+        ClaimsError::Token(e) => e,
+    })?;
+
+    let now = now as f64;
+    let leeway = v.leeway as f64;
+    match reg.exp {
+        Some(exp) if now >= exp + leeway => return Err(Error::Expired),
+        None if v.require_exp => return Err(Error::MissingClaim("exp".into())),
+        _ => {}
+    }
+    if reg.nbf.is_some_and(|nbf| now + leeway < nbf) {
+        return Err(Error::NotYetValid);
+    }
+    if let Some(max) = v.max_lifetime {
+        let iat = reg.iat.ok_or_else(|| Error::MissingClaim("iat".into()))?;
+        let exp = reg.exp.ok_or_else(|| Error::MissingClaim("exp".into()))?;
+        if now + leeway < iat {
+            return Err(Error::NotYetValid);
+        }
+        if exp - iat > max as f64 {
+            return Err(Error::LifetimeExceeded);
+        }
+    }
+    if let Some(expected) = &v.issuer {
+        let iss = reg.iss.ok_or_else(|| Error::MissingClaim("iss".into()))?;
+        if !iss.eq_str(expected) {
+            return Err(Error::InvalidIssuer);
+        }
+    }
+    if !v.audiences.is_empty() {
+        let accepted = |s: JsonStr<'_>| v.audiences.iter().any(|a| s.eq_str(a));
+        let ok = match reg.aud.ok_or_else(|| Error::MissingClaim("aud".into()))? {
+            Value::String(s) => accepted(s),
+            Value::Array(items) => items.iter().filter_map(|i| i.as_str()).any(accepted),
+            _ => false,
+        };
+        if !ok {
+            return Err(Error::InvalidAudience);
+        }
+    }
+    for name in &v.required_claims {
+        let doc = text;
+        let present = members
+            .iter()
+            .any(|m| JsonStr::from_span(m.name, m.name_escaped, doc).eq_str(name));
+        if !present {
+            return Err(Error::MissingClaim(name.as_str().into()));
+        }
+    }
+    Ok(members)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::media_type_is;
+
+    #[test]
+    fn media_types_compare_without_case_or_prefix() {
+        assert!(media_type_is("at+jwt", "at+jwt"));
+        assert!(media_type_is("application/at+JWT", "at+jwt"));
+        assert!(media_type_is("AT+JWT", "application/at+jwt"));
+        assert!(!media_type_is("jwt", "at+jwt"));
+        assert!(!media_type_is("application/jwt+at", "at+jwt"));
+        assert!(!media_type_is("x-application/at+jwt", "at+jwt"));
+        assert!(media_type_is("JWT", "jwt"));
+    }
+}

@@ -1,0 +1,53 @@
+//! `tessera`: the command-line entry point. Thin: parsing arguments and printing results; the
+//! work happens in the library crates.
+
+#![forbid(unsafe_code)]
+
+mod verify;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// A high-throughput token service for APIs.
+#[derive(Debug, Parser)]
+#[command(name = "tessera", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Verify JWTs: signature and claims. Exit 0 if all are valid, 1 if any is not, 2 on usage
+    /// or configuration errors.
+    Verify(verify::VerifyArgs),
+    /// JWS operations.
+    Jws {
+        #[command(subcommand)]
+        command: JwsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum JwsCommand {
+    /// Verify only the signature of compact JWSs; the payload may be any bytes.
+    Verify(verify::JwsVerifyArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Verify(args) => verify::verify(args),
+        Command::Jws {
+            command: JwsCommand::Verify(args),
+        } => verify::jws_verify(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("tessera: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
