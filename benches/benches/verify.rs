@@ -5,58 +5,15 @@
 //!   and the signature decoded beforehand: the limit.
 //! - `jsonwebtoken`: the crate (aws-lc-rs backend) with the same token and checks.
 //!
-//! Before each algorithm is measured, every implementation must accept the token and reject a
-//! copy with one signature character changed, so an error path is never what gets timed.
+//! Criterion measures each id in its own time window; on a shared machine the clock speed
+//! drifts between windows, so the ratios come from `benches/benches/ratios.rs`, which
+//! interleaves the three.
 
 use std::hint::black_box;
 use std::time::Duration;
 
-use benches::{jsonwebtoken_validation, tessera_validation, Claims, Fixture, ALGORITHMS, SUBJECT};
+use benches::{Contest, ALGORITHMS};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-
-/// Panics unless all three implementations accept the fixture's token and reject it tampered.
-fn check(
-    fixture: &Fixture,
-    keys: &jose::KeySet,
-    validation: &jose::Validation,
-    raw: &benches::RawVerifier,
-    jwt_key: &jsonwebtoken::DecodingKey,
-    jwt_validation: &jsonwebtoken::Validation,
-) {
-    let alg = fixture.signer.alg();
-    let token = &fixture.token;
-    let tampered = fixture.tampered_token();
-
-    let jwt = jose::jwt::verify(token.as_bytes(), keys, validation, fixture.now)
-        .unwrap_or_else(|e| panic!("{alg}: tessera rejects the token: {e:?}"));
-    assert_eq!(jwt.alg(), alg);
-    assert_eq!(
-        jwt.str_claim("sub").as_deref(),
-        Some(SUBJECT),
-        "{alg}: tessera sub"
-    );
-    match jose::jwt::verify(tampered.as_bytes(), keys, validation, fixture.now) {
-        Err(jose::Error::BadSignature) => {}
-        other => panic!("{alg}: tessera on a tampered token: {other:?}"),
-    }
-
-    raw.verify(fixture.signing_input(), &fixture.signature())
-        .unwrap_or_else(|_| panic!("{alg}: raw rejects the token"));
-    let bad_signature = benches::decoded_signature(&tampered);
-    assert_ne!(bad_signature, fixture.signature());
-    assert!(
-        raw.verify(fixture.signing_input(), &bad_signature).is_err(),
-        "{alg}: raw accepts a tampered signature"
-    );
-
-    let data = jsonwebtoken::decode::<Claims>(token, jwt_key, jwt_validation)
-        .unwrap_or_else(|e| panic!("{alg}: jsonwebtoken rejects the token: {e:?}"));
-    assert_eq!(data.claims.sub, SUBJECT, "{alg}: jsonwebtoken sub");
-    match jsonwebtoken::decode::<Claims>(&tampered, jwt_key, jwt_validation) {
-        Err(e) if *e.kind() == jsonwebtoken::errors::ErrorKind::InvalidSignature => {}
-        other => panic!("{alg}: jsonwebtoken on a tampered token: {other:?}"),
-    }
-}
 
 fn verify(c: &mut Criterion) {
     let mut group = c.benchmark_group("verify");
@@ -66,51 +23,19 @@ fn verify(c: &mut Criterion) {
         .throughput(Throughput::Elements(1));
 
     for alg in ALGORITHMS {
-        let fixture = Fixture::new(alg);
+        let contest = Contest::new(alg);
         let name = alg.name();
-        let token = fixture.token.as_str();
-
-        let keys = fixture.signer.key_set();
-        let validation = tessera_validation();
-        let now = fixture.now;
-
-        let raw = fixture.signer.raw_verifier();
-        let signing_input = fixture.signing_input();
-        let signature = fixture.signature();
-
-        let jwt_key = fixture.signer.jsonwebtoken_key();
-        let jwt_validation = jsonwebtoken_validation(fixture.signer.jsonwebtoken_alg());
-
-        check(
-            &fixture,
-            &keys,
-            &validation,
-            &raw,
-            &jwt_key,
-            &jwt_validation,
-        );
+        let token = contest.fixture.token.as_str();
+        let signature = contest.signature();
 
         group.bench_function(BenchmarkId::new("tessera", name), |b| {
-            b.iter(|| {
-                black_box(jose::jwt::verify(
-                    black_box(token.as_bytes()),
-                    &keys,
-                    &validation,
-                    now,
-                ))
-            })
+            b.iter(|| black_box(contest.tessera(black_box(token))))
         });
         group.bench_function(BenchmarkId::new("raw", name), |b| {
-            b.iter(|| black_box(raw.verify(black_box(signing_input), black_box(&signature))))
+            b.iter(|| black_box(contest.raw(black_box(signature))))
         });
         group.bench_function(BenchmarkId::new("jsonwebtoken", name), |b| {
-            b.iter(|| {
-                black_box(jsonwebtoken::decode::<Claims>(
-                    black_box(token),
-                    &jwt_key,
-                    &jwt_validation,
-                ))
-            })
+            b.iter(|| black_box(contest.jsonwebtoken(black_box(token))))
         });
     }
     group.finish();

@@ -399,3 +399,101 @@ pub fn tamper_signature(token: &str) -> String {
     assert_ne!(tampered, token);
     tampered
 }
+
+/// One algorithm's three contestants, ready to verify the same token, each checked to accept
+/// it and to refuse a tampered copy so that an error path is never what gets timed.
+#[derive(Debug)]
+pub struct Contest {
+    pub fixture: Fixture,
+    keys: jose::KeySet,
+    validation: jose::Validation,
+    raw: RawVerifier,
+    signature: Vec<u8>,
+    jwt_key: jsonwebtoken::DecodingKey,
+    jwt_validation: jsonwebtoken::Validation,
+}
+
+impl Contest {
+    /// Builds the contestants for `alg`; panics unless all three accept the token and reject
+    /// it with one signature character changed.
+    pub fn new(alg: Algorithm) -> Self {
+        let fixture = Fixture::new(alg);
+        let contest = Contest {
+            keys: fixture.signer.key_set(),
+            validation: tessera_validation(),
+            raw: fixture.signer.raw_verifier(),
+            signature: fixture.signature(),
+            jwt_key: fixture.signer.jsonwebtoken_key(),
+            jwt_validation: jsonwebtoken_validation(fixture.signer.jsonwebtoken_alg()),
+            fixture,
+        };
+        contest.check();
+        contest
+    }
+
+    /// Full verification by tessera: split, header, key, signature, claims.
+    #[inline]
+    pub fn tessera(&self, token: &str) -> Result<jose::Jwt, jose::Error> {
+        jose::jwt::verify(
+            token.as_bytes(),
+            &self.keys,
+            &self.validation,
+            self.fixture.now,
+        )
+    }
+
+    /// The limit: aws-lc-rs signature verification of the token's signing input, key parsed
+    /// and signature decoded beforehand.
+    #[inline]
+    pub fn raw(&self, signature: &[u8]) -> Result<(), Unspecified> {
+        self.raw.verify(self.fixture.signing_input(), signature)
+    }
+
+    /// The `jsonwebtoken` crate with the same checks.
+    #[inline]
+    pub fn jsonwebtoken(
+        &self,
+        token: &str,
+    ) -> jsonwebtoken::errors::Result<jsonwebtoken::TokenData<Claims>> {
+        jsonwebtoken::decode::<Claims>(token, &self.jwt_key, &self.jwt_validation)
+    }
+
+    /// The decoded signature the `raw` contestant checks.
+    pub fn signature(&self) -> &[u8] {
+        &self.signature
+    }
+
+    fn check(&self) {
+        let alg = self.fixture.signer.alg();
+        let token = &self.fixture.token;
+        let tampered = self.fixture.tampered_token();
+
+        let jwt = self
+            .tessera(token)
+            .unwrap_or_else(|e| panic!("{alg}: tessera rejects the token: {e:?}"));
+        assert_eq!(jwt.alg(), alg);
+        assert_eq!(jwt.str_claim("sub").as_deref(), Some(SUBJECT), "{alg}");
+        match self.tessera(&tampered) {
+            Err(jose::Error::BadSignature) => {}
+            other => panic!("{alg}: tessera on a tampered token: {other:?}"),
+        }
+
+        self.raw(&self.signature)
+            .unwrap_or_else(|_| panic!("{alg}: raw rejects the token"));
+        let bad_signature = decoded_signature(&tampered);
+        assert_ne!(bad_signature, self.signature);
+        assert!(
+            self.raw(&bad_signature).is_err(),
+            "{alg}: raw accepts a tampered signature"
+        );
+
+        let data = self
+            .jsonwebtoken(token)
+            .unwrap_or_else(|e| panic!("{alg}: jsonwebtoken rejects the token: {e:?}"));
+        assert_eq!(data.claims.sub, SUBJECT, "{alg}: jsonwebtoken sub");
+        match self.jsonwebtoken(&tampered) {
+            Err(e) if *e.kind() == jsonwebtoken::errors::ErrorKind::InvalidSignature => {}
+            other => panic!("{alg}: jsonwebtoken on a tampered token: {other:?}"),
+        }
+    }
+}

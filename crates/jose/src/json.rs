@@ -53,11 +53,6 @@ pub struct JsonStr<'a> {
 }
 
 impl<'a> JsonStr<'a> {
-    const EMPTY: JsonStr<'static> = JsonStr {
-        raw: "",
-        escaped: false,
-    };
-
     /// The text between the quotes, escapes not decoded.
     pub fn raw(&self) -> &'a str {
         self.raw
@@ -110,15 +105,20 @@ impl<'a> Number<'a> {
     pub fn as_f64(&self) -> Option<f64> {
         let s = self.0.as_bytes();
         // Fast path: a plain integer of up to 15 digits is exact in an f64.
-        let (neg, digits) = match s.first() {
-            Some(b'-') => (true, &s[1..]),
+        let (neg, digits) = match s.split_first() {
+            Some((b'-', rest)) => (true, rest),
             _ => (false, s),
         };
-        if !digits.is_empty() && digits.len() <= 15 && digits.iter().all(u8::is_ascii_digit) {
-            let v = digits
-                .iter()
-                .fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0'));
-            return Some(if neg { -(v as f64) } else { v as f64 });
+        if !digits.is_empty() && digits.len() <= 15 {
+            let mut v = 0i64;
+            let mut plain = true;
+            for &d in digits {
+                plain &= d.is_ascii_digit();
+                v = v * 10 + i64::from(d.wrapping_sub(b'0'));
+            }
+            if plain {
+                return Some(if neg { -(v as f64) } else { v as f64 });
+            }
         }
         self.0.parse::<f64>().ok().filter(|v| v.is_finite())
     }
@@ -246,6 +246,11 @@ impl Span {
 }
 
 impl<'a> JsonStr<'a> {
+    /// A string from its raw text between quotes; `escaped` says whether it holds escapes.
+    pub(crate) fn from_raw(raw: &'a str, escaped: bool) -> Self {
+        JsonStr { raw, escaped }
+    }
+
     pub(crate) fn from_span(span: Span, escaped: bool, doc: &'a str) -> Self {
         JsonStr {
             raw: span.of_doc(doc),
@@ -400,10 +405,15 @@ pub fn write_str(out: &mut String, s: &str) {
 }
 
 /// Member names seen in one object, for duplicate detection. Small objects compare linearly on
-/// the stack; large ones move to a hash set so that hostile input cannot make this quadratic.
+/// the stack, first by a fingerprint (length and first seven bytes, which decides names of up to
+/// seven bytes alone); large ones move to a hash set so that hostile input cannot make this
+/// quadratic. Escaped names compare by their decoded text.
 struct Names<'a> {
-    small: [JsonStr<'a>; Names::INLINE],
+    raw: [&'a str; Names::INLINE],
+    heads: [u64; Names::INLINE],
     len: usize,
+    /// Bit i set: name i holds escapes.
+    escaped: u16,
     large: Option<HashSet<Cow<'a, str>>>,
 }
 
@@ -412,25 +422,58 @@ impl<'a> Names<'a> {
 
     fn new() -> Self {
         Names {
-            small: [JsonStr::EMPTY; Names::INLINE],
+            raw: [""; Names::INLINE],
+            heads: [0; Names::INLINE],
             len: 0,
+            escaped: 0,
             large: None,
         }
     }
 
+    #[inline]
+    fn head(raw: &str) -> u64 {
+        let b = raw.as_bytes();
+        let mut word = [0u8; 8];
+        let n = b.len().min(7);
+        word[1..=n].copy_from_slice(&b[..n]);
+        word[0] = b.len() as u8;
+        u64::from_le_bytes(word)
+    }
+
+    fn get(&self, i: usize) -> JsonStr<'a> {
+        JsonStr {
+            raw: self.raw[i],
+            escaped: self.escaped & (1 << i) != 0,
+        }
+    }
+
     /// Records `name`; false if it was already there.
+    #[inline]
     fn insert(&mut self, name: JsonStr<'a>) -> bool {
         if let Some(set) = &mut self.large {
             return set.insert(name.to_str());
         }
-        if self.small[..self.len].iter().any(|n| n.same_name(&name)) {
+        let head = Names::head(name.raw);
+        let duplicate = if self.escaped != 0 || name.escaped {
+            (0..self.len).any(|i| self.get(i).same_name(&name))
+        } else {
+            let short = name.raw.len() <= 7;
+            self.heads[..self.len]
+                .iter()
+                .zip(&self.raw[..self.len])
+                .any(|(&h, &raw)| h == head && (short || raw == name.raw))
+        };
+        if duplicate {
             return false;
         }
         if self.len < Names::INLINE {
-            self.small[self.len] = name;
+            self.raw[self.len] = name.raw;
+            self.heads[self.len] = head;
+            self.escaped |= u16::from(name.escaped) << self.len;
             self.len += 1;
         } else {
-            let mut set: HashSet<Cow<'a, str>> = self.small.iter().map(JsonStr::to_str).collect();
+            let mut set: HashSet<Cow<'a, str>> =
+                (0..self.len).map(|i| self.get(i).to_str()).collect();
             set.insert(name.to_str());
             self.large = Some(set);
         }
@@ -438,8 +481,50 @@ impl<'a> Names<'a> {
     }
 }
 
+/// Bytes that end the fast scan of a string: the closing quote, an escape, a control character.
+const STRING_STOP: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        table[i] = true;
+        i += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
 /// Hard cap on nesting whatever the caller asks, so that recursion stays shallow.
 const DEPTH_CAP: usize = 64;
+
+/// The index of the first byte at or after `i` that ends the plain part of a string (see
+/// [`STRING_STOP`]), or `b.len()`. Eight bytes at a time: the lowest flagged byte of each
+/// zero-byte test is exact (false positives only appear above a true hit), so the lowest bit of
+/// the combined mask is the first stop byte.
+#[inline]
+fn scan_string(b: &[u8], mut i: usize) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        let quote = w ^ (LO * u64::from(b'"'));
+        let backslash = w ^ (LO * u64::from(b'\\'));
+        let hits = (quote.wrapping_sub(LO) & !quote)
+            | (backslash.wrapping_sub(LO) & !backslash)
+            | (w.wrapping_sub(LO * 0x20) & !w);
+        let hits = hits & HI;
+        if hits != 0 {
+            return i + (hits.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < b.len() && !STRING_STOP[b[i] as usize] {
+        i += 1;
+    }
+    i
+}
 
 struct Reader<'a> {
     text: &'a str,
@@ -489,6 +574,7 @@ impl<'a> Reader<'a> {
         }
     }
 
+    #[inline]
     fn expect(&mut self, byte: u8) -> Result<(), JsonError> {
         if self.peek() == Some(byte) {
             self.pos += 1;
@@ -560,7 +646,12 @@ impl<'a> Reader<'a> {
             self.skip_ws();
             self.expect(b':')?;
             self.skip_ws();
-            let value = self.value(depth)?;
+            // Strings and numbers, most members of a token, skip the general dispatch.
+            let value = match self.peek() {
+                Some(b'"') => Value::String(self.string()?),
+                Some(b'-' | b'0'..=b'9') => Value::Number(self.number()?),
+                _ => self.value(depth)?,
+            };
             member(name, value)?;
             self.skip_ws();
             match self.peek() {
@@ -601,15 +692,17 @@ impl<'a> Reader<'a> {
         }
     }
 
+    #[inline]
     fn string(&mut self) -> Result<JsonStr<'a>, JsonError> {
         self.expect(b'"')?;
         let start = self.pos;
         let mut escaped = false;
         loop {
-            let Some(c) = self.peek() else {
+            self.pos = scan_string(self.b, self.pos);
+            let Some(&stop) = self.b.get(self.pos) else {
                 return Err(self.syntax());
             };
-            match c {
+            match stop {
                 b'"' => {
                     let raw = &self.text[start..self.pos];
                     self.pos += 1;
@@ -619,8 +712,7 @@ impl<'a> Reader<'a> {
                     escaped = true;
                     self.escape()?;
                 }
-                0x00..=0x1f => return Err(self.syntax()),
-                _ => self.pos += 1,
+                _ => return Err(self.syntax()),
             }
         }
     }
@@ -667,6 +759,7 @@ impl<'a> Reader<'a> {
         Ok(v)
     }
 
+    #[inline]
     fn number(&mut self) -> Result<Number<'a>, JsonError> {
         let start = self.pos;
         if self.peek() == Some(b'-') {
@@ -788,6 +881,15 @@ mod tests {
             err(r#"{"x":{"k":1,"k":2}}"#),
             JsonError::DuplicateMember { .. }
         ));
+        assert!(matches!(
+            err(r#"{"client_id":1,"scope":2,"client_id":3}"#),
+            JsonError::DuplicateMember { .. }
+        ));
+        assert!(matches!(
+            err(r#"{"client_id":1,"client_\u0069d":3}"#),
+            JsonError::DuplicateMember { .. }
+        ));
+        assert_eq!(ok(r#"{"client_id":1,"client_ie":2,"client_i":3}"#).len(), 3);
     }
 
     #[test]
@@ -873,6 +975,24 @@ mod tests {
         };
         assert_eq!(o.iter().count(), 2);
         assert_eq!(o.get("q").map(|v| v.as_json()), Some("[ ]"));
+    }
+
+    #[test]
+    fn string_scan_finds_the_first_stop_byte() {
+        for len in 0..40 {
+            for stop in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
+                for pos in 0..=len {
+                    let mut b: Vec<u8> = (0..len).map(|i| b"az\x7f\x80\xff#!]"[i % 8]).collect();
+                    if pos < len {
+                        b[pos] = stop;
+                    }
+                    assert_eq!(scan_string(&b, 0), pos, "len {len} stop {stop} at {pos}");
+                    // Bytes after the stop, stops included, do not change the answer.
+                    b.extend_from_slice(b"\"\\\x01");
+                    assert_eq!(scan_string(&b, 0), pos);
+                }
+            }
+        }
     }
 
     #[test]

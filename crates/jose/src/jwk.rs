@@ -7,13 +7,14 @@
 //! is wrong in those ways is a configuration error to fix, not to guess around.
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use aws_lc_rs::hmac;
 use aws_lc_rs::signature::{self as sig, ParsedPublicKey, RsaPublicKeyComponents};
 
 use crate::alg::{Algorithm, Family};
 use crate::json::{self, JsonError, JsonStr, Object, Value};
-use crate::{b64, Error};
+use crate::{b64, jws, Error};
 
 /// Nesting allowed in a JWK Set document.
 const JWKS_MAX_DEPTH: usize = 8;
@@ -105,6 +106,7 @@ impl fmt::Debug for VerifyingKey {
 #[derive(Debug, Default)]
 pub struct KeySet {
     keys: Vec<VerifyingKey>,
+    memo: OnceLock<jws::Memo>,
 }
 
 /// A parsed JWK Set: the usable keys, and the keys that were left out with the reason.
@@ -124,7 +126,10 @@ impl KeySet {
                 }
             }
         }
-        Ok(KeySet { keys })
+        Ok(KeySet {
+            keys,
+            memo: OnceLock::new(),
+        })
     }
 
     /// Parses a JWK Set document (`{"keys": [...]}`).
@@ -185,6 +190,7 @@ impl KeySet {
     /// key must be the only one pinned to `alg`.
     pub fn find(&self, alg: Algorithm, kid: Option<&str>) -> Result<&VerifyingKey, Error> {
         self.select(alg, kid.map(|k| move |key: &str| key == k))
+            .map(|i| &self.keys[i])
     }
 
     pub(crate) fn find_json(
@@ -192,23 +198,42 @@ impl KeySet {
         alg: Algorithm,
         kid: Option<JsonStr<'_>>,
     ) -> Result<&VerifyingKey, Error> {
+        self.index_json(alg, kid).map(|i| &self.keys[i])
+    }
+
+    pub(crate) fn index_json(
+        &self,
+        alg: Algorithm,
+        kid: Option<JsonStr<'_>>,
+    ) -> Result<usize, Error> {
         self.select(alg, kid.map(|k| move |key: &str| k.eq_str(key)))
     }
 
-    fn select(
-        &self,
-        alg: Algorithm,
-        kid: Option<impl Fn(&str) -> bool>,
-    ) -> Result<&VerifyingKey, Error> {
+    pub(crate) fn key(&self, index: usize) -> &VerifyingKey {
+        &self.keys[index]
+    }
+
+    pub(crate) fn memo(&self) -> Option<&jws::Memo> {
+        self.memo.get()
+    }
+
+    pub(crate) fn set_memo(&self, memo: jws::Memo) {
+        // A racing thread may have set it first; either memo is correct.
+        let _ = self.memo.set(memo);
+    }
+
+    /// The index of the key for `alg` and `kid` (see [`KeySet::find`]).
+    fn select(&self, alg: Algorithm, kid: Option<impl Fn(&str) -> bool>) -> Result<usize, Error> {
         match kid {
             Some(matches) => {
-                let key = self
+                let index = self
                     .keys
                     .iter()
-                    .find(|k| k.kid().is_some_and(&matches))
+                    .position(|k| k.kid().is_some_and(&matches))
                     .ok_or(Error::UnknownKey)?;
+                let key = &self.keys[index];
                 if key.alg == alg {
-                    Ok(key)
+                    Ok(index)
                 } else {
                     Err(Error::KeyAlgorithmMismatch {
                         key: key.alg,
@@ -217,9 +242,14 @@ impl KeySet {
                 }
             }
             None => {
-                let mut fits = self.keys.iter().filter(|k| k.alg == alg);
+                let mut fits = self
+                    .keys
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, k)| k.alg == alg)
+                    .map(|(i, _)| i);
                 match (fits.next(), fits.next()) {
-                    (Some(key), None) => Ok(key),
+                    (Some(index), None) => Ok(index),
                     (None, _) => Err(Error::UnknownKey),
                     (Some(_), Some(_)) => Err(Error::AmbiguousKey),
                 }

@@ -8,6 +8,7 @@ use std::borrow::Cow;
 
 use crate::json::{self, Array, JsonError, JsonStr, Value};
 use crate::{b64, Algorithm, Error, KeySet, Malformed, Segment};
+pub(crate) use HeaderMemo as Memo;
 
 /// Size and depth limits applied before and during parsing.
 #[non_exhaustive]
@@ -47,6 +48,8 @@ pub struct Header<'a> {
     pub kid: Option<JsonStr<'a>>,
     pub typ: Option<JsonStr<'a>>,
     pub cty: Option<JsonStr<'a>>,
+    /// No member value is an object or array, so any depth limit admits the header.
+    flat: bool,
 }
 
 impl<'a> Header<'a> {
@@ -58,17 +61,19 @@ impl<'a> Header<'a> {
         let mut typ = None;
         let mut cty = None;
         let mut crit = None;
+        let mut flat = true;
         let string =
             |v: Value<'a>, what: &'static str| v.as_str().ok_or(Error::InvalidHeader(what));
         let object = json::read_object(text, limits.max_json_depth, |name, value| {
-            match &*name.to_str() {
-                "alg" => alg = Some(string(value, "alg must be a string")?),
-                "kid" => kid = Some(string(value, "kid must be a string")?),
-                "typ" => typ = Some(string(value, "typ must be a string")?),
-                "cty" => cty = Some(string(value, "cty must be a string")?),
-                "crit" => crit = Some(value),
+            flat &= !matches!(value, Value::Array(_) | Value::Object(_));
+            match name.to_str().as_bytes() {
+                b"alg" => alg = Some(string(value, "alg must be a string")?),
+                b"kid" => kid = Some(string(value, "kid must be a string")?),
+                b"typ" => typ = Some(string(value, "typ must be a string")?),
+                b"cty" => cty = Some(string(value, "cty must be a string")?),
+                b"crit" => crit = Some(value),
                 // RFC 7797 unencoded payloads are not supported; b64 true is the default.
-                "b64" if value != Value::Bool(true) => {
+                b"b64" if value != Value::Bool(true) => {
                     return Err(
                         Error::InvalidHeader("b64 (unencoded payload) is not supported").into(),
                     )
@@ -86,7 +91,13 @@ impl<'a> Header<'a> {
         if let Some(crit) = crit {
             check_crit(crit, |name| object.get(name).is_some())?;
         }
-        Ok(Header { alg, kid, typ, cty })
+        Ok(Header {
+            alg,
+            kid,
+            typ,
+            cty,
+            flat,
+        })
     }
 }
 
@@ -151,14 +162,13 @@ impl<'t> Compact<'t> {
                 limit: limits.max_token_len,
             });
         }
-        let mut dots = token
-            .iter()
-            .enumerate()
-            .filter(|(_, &b)| b == b'.')
-            .map(|(i, _)| i);
-        let (Some(first), Some(second), None) = (dots.next(), dots.next(), dots.next()) else {
+        let first = memchr::memchr(b'.', token).ok_or(Malformed::Segments)?;
+        let second = memchr::memchr(b'.', &token[first + 1..])
+            .map(|i| first + 1 + i)
+            .ok_or(Malformed::Segments)?;
+        if memchr::memchr(b'.', &token[second + 1..]).is_some() {
             return Err(Malformed::Segments.into());
-        };
+        }
         Ok(Compact {
             header: &token[..first],
             payload: &token[first + 1..second],
@@ -214,24 +224,96 @@ pub(crate) fn verify_with(
         b64::decoded_len_bound(parts.header.len())
             + b64::decoded_len_bound(parts.signature.len().max(parts.payload.len())),
     );
-    b64::decode_append(parts.header, &mut buf).ok_or(Malformed::Base64(Segment::Header))?;
-    let header_len = buf.len();
-    let (alg, key) = {
-        let text = std::str::from_utf8(&buf).map_err(|_| Malformed::Utf8(Segment::Header))?;
-        let header = Header::parse(text, limits)?;
-        check_header(&header)?;
-        (header.alg, keys.find_json(header.alg, header.kid)?)
+    // A depth limit of 0 refuses every header, so it never takes the memo.
+    let memo = keys
+        .memo()
+        .filter(|m| *m.segment == *parts.header && limits.max_json_depth > 0);
+    let (alg, key) = match memo {
+        Some(memo) => {
+            buf.extend_from_slice(memo.json.as_bytes());
+            check_header(&memo.header())?;
+            (memo.alg, keys.key(memo.key))
+        }
+        None => {
+            b64::decode_append(parts.header, &mut buf).ok_or(Malformed::Base64(Segment::Header))?;
+            let text = std::str::from_utf8(&buf).map_err(|_| Malformed::Utf8(Segment::Header))?;
+            let header = Header::parse(text, limits)?;
+            check_header(&header)?;
+            (header.alg, keys.find_json(header.alg, header.kid)?)
+        }
     };
+    let header_len = buf.len();
     // The signature goes after the header in the same buffer, then makes way for the payload.
     b64::decode_append(parts.signature, &mut buf).ok_or(Malformed::Base64(Segment::Signature))?;
     key.verify(parts.signing_input, &buf[header_len..])?;
     buf.truncate(header_len);
+    if memo.is_none() && keys.memo().is_none() {
+        HeaderMemo::remember(keys, parts.header, &buf, limits);
+    }
     b64::decode_append(parts.payload, &mut buf).ok_or(Malformed::Base64(Segment::Payload))?;
     Ok(Jws {
         buf,
         header_len,
         alg,
     })
+}
+
+/// The parsed form of a header that verified, kept by its [`KeySet`] so that the next tokens
+/// of the same issuer, which share one header byte for byte, skip decoding and parsing it.
+///
+/// A hit is exactly what parsing would give: the memo is keyed by the whole encoded header,
+/// holds only what the header alone decides (algorithm, key, `typ`, `cty`; policy checks still
+/// run on every token), and is set once per key set, only from a token whose signature
+/// verified, so hostile tokens cannot pin it. Headers with nested values are not kept, so no
+/// depth limit is bypassed.
+#[derive(Debug)]
+pub(crate) struct HeaderMemo {
+    segment: Box<[u8]>,
+    json: Box<str>,
+    alg: Algorithm,
+    key: usize,
+    typ: Option<(Box<str>, bool)>,
+    cty: Option<(Box<str>, bool)>,
+}
+
+impl HeaderMemo {
+    fn remember(keys: &KeySet, segment: &[u8], json: &[u8], limits: &Limits) {
+        let Ok(text) = std::str::from_utf8(json) else {
+            return;
+        };
+        let Ok(header) = Header::parse(text, limits) else {
+            return;
+        };
+        let Ok(key) = keys.index_json(header.alg, header.kid) else {
+            return;
+        };
+        if !header.flat {
+            return;
+        }
+        let keep = |s: Option<JsonStr<'_>>| s.map(|s| (Box::from(s.raw()), s.is_escaped()));
+        keys.set_memo(HeaderMemo {
+            segment: segment.into(),
+            json: text.into(),
+            alg: header.alg,
+            key,
+            typ: keep(header.typ),
+            cty: keep(header.cty),
+        });
+    }
+
+    fn header(&self) -> Header<'_> {
+        fn view(s: &Option<(Box<str>, bool)>) -> Option<JsonStr<'_>> {
+            s.as_ref()
+                .map(|(raw, escaped)| JsonStr::from_raw(raw, *escaped))
+        }
+        Header {
+            alg: self.alg,
+            kid: None,
+            typ: view(&self.typ),
+            cty: view(&self.cty),
+            flat: true,
+        }
+    }
 }
 
 /// `BASE64URL(header) '.' BASE64URL(payload)`: the bytes an issuer signs.
@@ -277,4 +359,96 @@ pub fn header_json(alg: Algorithm, kid: Option<&str>, typ: Option<&str>) -> Stri
     }
     s.push('}');
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{jwt, Validation, VerifyingKey};
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    fn keys() -> KeySet {
+        let a = VerifyingKey::hmac(Algorithm::HS256, SECRET, Some("a")).unwrap();
+        let b = VerifyingKey::hmac(Algorithm::HS384, &[7; 48], Some("b")).unwrap();
+        KeySet::new(vec![a, b]).unwrap()
+    }
+
+    fn token(header: &str, claims: &str, secret: &[u8]) -> String {
+        let input = SigningInput::new(header.as_bytes(), claims.as_bytes());
+        let hash = if header.contains("HS384") {
+            aws_lc_rs::hmac::HMAC_SHA384
+        } else {
+            aws_lc_rs::hmac::HMAC_SHA256
+        };
+        let tag = aws_lc_rs::hmac::sign(&aws_lc_rs::hmac::Key::new(hash, secret), input.as_bytes());
+        input.into_compact(tag.as_ref())
+    }
+
+    const HEADER: &str = r#"{"alg":"HS256","kid":"a","typ":"JWT"}"#;
+    const CLAIMS: &str = r#"{"exp":2000000000}"#;
+
+    #[test]
+    fn memo_is_set_only_by_a_verified_token() {
+        let keys = keys();
+        let forged = token(HEADER, CLAIMS, b"wrong secret wrong secret wrong!");
+        assert_eq!(
+            verify(&forged, &keys, &Limits::default()).unwrap_err(),
+            Error::BadSignature
+        );
+        assert!(keys.memo().is_none());
+        verify(token(HEADER, CLAIMS, SECRET), &keys, &Limits::default()).unwrap();
+        let memo = keys.memo().expect("memo set");
+        assert_eq!(&*memo.json, HEADER);
+        assert_eq!(memo.key, 0);
+    }
+
+    #[test]
+    fn memo_hits_decide_exactly_as_parsing_does() {
+        let keys = keys();
+        verify(token(HEADER, CLAIMS, SECRET), &keys, &Limits::default()).unwrap();
+        assert!(keys.memo().is_some());
+        // Same header, wrong signature: refused.
+        let forged = token(HEADER, CLAIMS, b"wrong secret wrong secret wrong!");
+        assert_eq!(
+            verify(&forged, &keys, &Limits::default()).unwrap_err(),
+            Error::BadSignature
+        );
+        // Same header, policy checks still run: explicit typing refuses typ JWT.
+        let mut policy = Validation {
+            typ: Some("at+jwt".into()),
+            ..Validation::default()
+        };
+        let good = token(HEADER, CLAIMS, SECRET);
+        assert_eq!(
+            jwt::verify(&good, &keys, &policy, 0).unwrap_err(),
+            Error::InvalidType
+        );
+        policy.typ = Some("jwt".into());
+        let jwt = jwt::verify(&good, &keys, &policy, 0).unwrap();
+        assert_eq!(jwt.header_json(), HEADER);
+        // Another header still parses and selects its own key.
+        let other = token(r#"{"alg":"HS384","kid":"b"}"#, CLAIMS, &[7; 48]);
+        assert_eq!(
+            verify(&other, &keys, &Limits::default()).unwrap().alg(),
+            Algorithm::HS384
+        );
+        // A depth limit of 0 refuses the remembered header as parsing would.
+        let zero = Limits {
+            max_json_depth: 0,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            verify(&good, &keys, &zero),
+            Err(Error::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn headers_with_nested_values_are_not_remembered() {
+        let keys = keys();
+        let nested = r#"{"alg":"HS256","kid":"a","jwk":{"kty":"oct"}}"#;
+        verify(token(nested, CLAIMS, SECRET), &keys, &Limits::default()).unwrap();
+        assert!(keys.memo().is_none());
+    }
 }

@@ -2,6 +2,7 @@
 //! [`Validation`] policy.
 
 use std::borrow::Cow;
+use std::sync::OnceLock;
 
 use crate::json::{self, JsonError, JsonStr, Kind, Span, Value};
 use crate::jws::{self, Header, Limits};
@@ -66,7 +67,8 @@ pub struct Jwt {
     text: String,
     header_len: usize,
     alg: Algorithm,
-    members: Vec<Member>,
+    /// Offsets of the claims, built on first use: verification itself does not need them.
+    members: OnceLock<Vec<Member>>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -75,6 +77,18 @@ struct Member {
     name_escaped: bool,
     kind: Kind,
     value: Span,
+}
+
+impl Member {
+    fn new(doc: &str, name: JsonStr<'_>, value: Value<'_>) -> Self {
+        let (kind, span) = value.to_span(doc);
+        Member {
+            name: Span::of(doc, name.raw()),
+            name_escaped: name.is_escaped(),
+            kind,
+            value: span,
+        }
+    }
 }
 
 impl Jwt {
@@ -95,7 +109,16 @@ impl Jwt {
     /// The claims in document order.
     pub fn claims(&self) -> impl Iterator<Item = (JsonStr<'_>, Value<'_>)> {
         let doc = self.claims_json();
-        self.members.iter().map(move |m| {
+        let members = self.members.get_or_init(|| {
+            let mut members = Vec::with_capacity(16);
+            // The claims were validated when the token was verified: this walk cannot fail.
+            let _ = json::read_object::<JsonError>(doc, usize::MAX, |name, value| {
+                members.push(Member::new(doc, name, value));
+                Ok(())
+            });
+            members
+        });
+        members.iter().map(move |m| {
             (
                 JsonStr::from_span(m.name, m.name_escaped, doc),
                 Value::from_span(m.kind, m.value, doc),
@@ -135,12 +158,12 @@ pub fn verify(
     })?;
     let (buf, header_len, alg) = jws.into_parts();
     let text = String::from_utf8(buf).map_err(|_| Malformed::Utf8(Segment::Payload))?;
-    let members = validate_claims(&text[header_len..], validation, now)?;
+    validate_claims(&text[header_len..], validation, now)?;
     Ok(Jwt {
         text,
         header_len,
         alg,
-        members,
+        members: OnceLock::new(),
     })
 }
 
@@ -207,22 +230,21 @@ fn string_claim<'a>(value: Value<'a>, what: &'static str) -> Result<JsonStr<'a>,
         .ok_or(ClaimsError::Token(Error::InvalidClaim(what)))
 }
 
-fn validate_claims(text: &str, v: &Validation, now: i64) -> Result<Vec<Member>, Error> {
-    let mut members = Vec::with_capacity(12);
+fn validate_claims(text: &str, v: &Validation, now: i64) -> Result<(), Error> {
     let mut reg = Registered::default();
     let walk = json::read_object(text, v.limits.max_json_depth, |name, value| {
-        match &*name.to_str() {
-            "exp" => reg.exp = Some(numeric_date(value, "exp must be a NumericDate")?),
-            "nbf" => reg.nbf = Some(numeric_date(value, "nbf must be a NumericDate")?),
-            "iat" => reg.iat = Some(numeric_date(value, "iat must be a NumericDate")?),
-            "iss" => reg.iss = Some(string_claim(value, "iss must be a string")?),
-            "sub" => {
+        match name.to_str().as_bytes() {
+            b"exp" => reg.exp = Some(numeric_date(value, "exp must be a NumericDate")?),
+            b"nbf" => reg.nbf = Some(numeric_date(value, "nbf must be a NumericDate")?),
+            b"iat" => reg.iat = Some(numeric_date(value, "iat must be a NumericDate")?),
+            b"iss" => reg.iss = Some(string_claim(value, "iss must be a string")?),
+            b"sub" => {
                 string_claim(value, "sub must be a string")?;
             }
-            "jti" => {
+            b"jti" => {
                 string_claim(value, "jti must be a string")?;
             }
-            "aud" => {
+            b"aud" => {
                 match value {
                     Value::String(_) => {}
                     Value::Array(items) if items.iter().all(|i| i.as_str().is_some()) => {}
@@ -236,16 +258,9 @@ fn validate_claims(text: &str, v: &Validation, now: i64) -> Result<Vec<Member>, 
             }
             _ => {}
         }
-        let (kind, span) = value.to_span(text);
-        members.push(Member {
-            name: Span::of(text, name.raw()),
-            name_escaped: name.is_escaped(),
-            kind,
-            value: span,
-        });
         Ok(())
     });
-    walk.map_err(|e| match e {
+    let claims = walk.map_err(|e| match e {
         ClaimsError::Json(e) => Error::Malformed(Malformed::Json(Segment::Payload, e)),
         ClaimsError::Token(e) => e,
     })?;
@@ -287,16 +302,10 @@ fn validate_claims(text: &str, v: &Validation, now: i64) -> Result<Vec<Member>, 
             return Err(Error::InvalidAudience);
         }
     }
-    for name in &v.required_claims {
-        let doc = text;
-        let present = members
-            .iter()
-            .any(|m| JsonStr::from_span(m.name, m.name_escaped, doc).eq_str(name));
-        if !present {
-            return Err(Error::MissingClaim(name.as_str().into()));
-        }
+    if let Some(missing) = v.required_claims.iter().find(|r| claims.get(r).is_none()) {
+        return Err(Error::MissingClaim(missing.as_str().into()));
     }
-    Ok(members)
+    Ok(())
 }
 
 #[cfg(test)]
