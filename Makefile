@@ -35,8 +35,9 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# Criterion group `verify`, then the interleaved ratios (docs/BENCHMARKS.md).
 bench: toolchain
-	$(CARGO) bench -p benches --bench verify
+	$(CARGO) bench -p benches
 
 # Regenerate examples/ with a fresh key (the tokens change; their verdicts do not).
 examples:
