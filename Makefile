@@ -1,6 +1,7 @@
 # tessera: `make run` demonstrates verification, `make test` is what CI runs, `make bench`
 # measures. Each target installs or checks what it needs itself.
 
+SHELL := /bin/bash
 CARGO ?= cargo
 BIN := target/release/tessera
 # The example tokens are issued 2026-01-01T00:00:00Z; verify them ten minutes later.
@@ -29,7 +30,9 @@ run: toolchain
 	done
 
 test: toolchain lint
-	$(CARGO) test --workspace --all-targets
+	@mkdir -p target
+	set -o pipefail; $(CARGO) test --workspace --all-targets 2>&1 | tee target/test.log
+	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' target/test.log
 
 lint:
 	$(CARGO) fmt --all -- --check
