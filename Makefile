@@ -7,7 +7,7 @@ BIN := target/release/tessera
 # The example tokens are issued 2026-01-01T00:00:00Z; verify them ten minutes later.
 EXAMPLE_ARGS := --jwks examples/jwks.json --iss https://issuer.example --aud api://orders --now 1767226200
 
-.PHONY: all run test lint bench examples toolchain
+.PHONY: all run test lint bench examples toolchain hsm-deps
 
 all: test
 
@@ -19,17 +19,31 @@ toolchain:
 	@$(CARGO) clippy --version >/dev/null 2>&1 || { \
 	  echo "make: clippy is missing: rustup component add clippy" >&2; exit 1; }
 
-# Build the binary and verify the example tokens in examples/: one valid, the rest hostile.
-run: toolchain
+# SoftHSM and pkcs11-tool (apt-get as root; a clear message otherwise).
+hsm-deps:
+	hsm/install.sh
+
+# Build the binary, verify the example tokens in examples/ (one valid, the rest hostile), then
+# sign a token with an ES256 key kept in the development SoftHSM token and verify it.
+run: toolchain hsm-deps
 	$(CARGO) build --release -p tessera
-	@echo "tessera verify $(EXAMPLE_ARGS) - < examples/NAME.jwt"
+	@echo "== tessera verify $(EXAMPLE_ARGS) - < examples/NAME.jwt"
 	@for f in examples/*.jwt; do \
 	  code=0; out=$$($(BIN) verify $(EXAMPLE_ARGS) - < $$f) || code=$$?; \
 	  printf '%-34s exit %s  %s\n' "$$f" "$$code" "$$out"; \
 	  case "$$f:$$code" in */valid.jwt:0) ;; */valid.jwt:*) exit 1 ;; *:1) ;; *) exit 1 ;; esac; \
 	done
+	@set -e; export SOFTHSM2_CONF=$$(hsm/setup.sh $(BIN)) TESSERA_HSM_PIN_FILE=hsm/dev-pin; \
+	  echo "== development HSM token: SOFTHSM2_CONF=$$SOFTHSM2_CONF"; \
+	  $(BIN) keys list | grep -q ' ES256 *active ' || $(BIN) keys generate --alg ES256 >/dev/null; \
+	  $(BIN) keys list; \
+	  $(BIN) keys jwks > target/dev-jwks.json; \
+	  token=$$($(BIN) token sign --alg ES256 --claims '{"sub":"demo","aud":"api://orders"}'); \
+	  echo "== tessera token sign --alg ES256 --claims '{\"sub\":\"demo\",...}'"; echo "$$token"; \
+	  echo "== tessera verify --jwks <(tessera keys jwks) --aud api://orders TOKEN"; \
+	  $(BIN) verify --jwks target/dev-jwks.json --aud api://orders "$$token"
 
-test: toolchain lint
+test: toolchain hsm-deps lint
 	@mkdir -p target
 	set -o pipefail; $(CARGO) test --workspace --all-targets 2>&1 | tee target/test.log
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' target/test.log

@@ -23,9 +23,11 @@ pub mod json;
 mod jwk;
 pub mod jws;
 pub mod jwt;
+mod thumbprint;
 
 pub use alg::{Algorithm, Family};
 pub use error::{Error, Malformed, Segment};
 pub use jwk::{Jwks, KeyError, KeySet, KeySetError, SkipReason, SkippedKey, VerifyingKey};
 pub use jws::{Jws, Limits, SigningInput};
 pub use jwt::{Jwt, Validation};
+pub use thumbprint::PublicJwk;

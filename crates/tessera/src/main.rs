@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+mod keys;
 mod verify;
 
 use std::process::ExitCode;
@@ -27,6 +28,21 @@ enum Command {
         #[command(subcommand)]
         command: JwsCommand,
     },
+    /// HSM token set-up.
+    Hsm {
+        #[command(subcommand)]
+        command: keys::HsmCommand,
+    },
+    /// Signing keys in the HSM: generate, list, rotate, retire, publish.
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
+    /// Tokens signed by the HSM keys.
+    Token {
+        #[command(subcommand)]
+        command: keys::TokenCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -42,6 +58,9 @@ fn main() -> ExitCode {
         Command::Jws {
             command: JwsCommand::Verify(args),
         } => verify::jws_verify(args),
+        Command::Hsm { command } => keys::hsm(command),
+        Command::Keys { command } => keys::keys(command),
+        Command::Token { command } => keys::token(command),
     };
     match result {
         Ok(code) => code,

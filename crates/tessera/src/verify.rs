@@ -219,7 +219,7 @@ fn load_keys(path: &Path) -> anyhow::Result<KeySet> {
     Ok(jwks.keys)
 }
 
-fn unix_now() -> anyhow::Result<i64> {
+pub(crate) fn unix_now() -> anyhow::Result<i64> {
     let since = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .context("system clock is before 1970")?;
