@@ -474,3 +474,103 @@ fn sign_from_threads(dir: &Path) {
     });
     println!("signed {} tokens on 8 threads", signed.into_inner());
 }
+
+/// The token disappears underneath a running signer and comes back: while it is gone, signing
+/// fails with a typed error within the configured wait (no hang, no panic); once it is back,
+/// the signer reconnects, finds its key again by id and signs. Runs its signing half in a child
+/// process, like `concurrent_signing_from_threads`.
+#[test]
+fn signer_recovers_when_the_token_comes_back() {
+    if let Some(dir) = std::env::var_os("TESSERA_TEST_HSM_RECOVER") {
+        return recover_in_child(Path::new(&dir));
+    }
+    let token = Token::new("recover");
+    token.ok(&["keys", "generate", "--alg", "ES256"]);
+    let mut child = Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "signer_recovers_when_the_token_comes_back",
+            "--nocapture",
+        ])
+        .env("TESSERA_TEST_HSM_RECOVER", &token.dir)
+        .env("SOFTHSM2_CONF", token.dir.join("softhsm2.conf"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn test child");
+    let mut step = |name: &str| {
+        let start = Instant::now();
+        while !token.dir.join(name).exists() {
+            assert!(start.elapsed() < TIMEOUT, "child never reached {name}");
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("child exited early ({status}) before {name}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    step("signed");
+    std::fs::rename(token.dir.join("store"), token.dir.join("store.away")).expect("remove token");
+    std::fs::write(token.dir.join("removed"), "").expect("signal");
+    step("failed");
+    std::fs::rename(token.dir.join("store.away"), token.dir.join("store")).expect("restore token");
+    std::fs::write(token.dir.join("restored"), "").expect("signal");
+    let out = wait(child, &["recovery child"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("recovered"), "{text}");
+    println!("{text}");
+}
+
+fn recover_in_child(dir: &Path) {
+    use pkcs11::{Hsm, HsmConfig, HsmError, Pin};
+    let await_file = |name: &str| {
+        let start = Instant::now();
+        while !dir.join(name).exists() {
+            assert!(start.elapsed() < TIMEOUT, "parent never wrote {name}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let mut config = HsmConfig::new(
+        MODULE,
+        LABEL,
+        Pin::from_file(&dir.join("pin")).expect("pin"),
+    );
+    config.sessions = 2;
+    config.wait = Duration::from_secs(2);
+    let hsm = Hsm::open(&config).expect("open");
+    let key = hsm.keys().expect("keys").remove(0);
+    let jwks = format!("{{\"keys\":[{}]}}", key.jwk());
+    let set = jose::KeySet::from_jwks(jwks.as_bytes()).expect("JWKS").keys;
+    let sign_and_check = || -> Result<(), HsmError> {
+        let input = jose::SigningInput::new(br#"{"alg":"ES256"}"#, br#"{"exp":4000000000}"#);
+        let signature = hsm.sign(&key, input.as_bytes())?;
+        jose::jws::verify(
+            input.into_compact(&signature),
+            &set,
+            &jose::Limits::default(),
+        )
+        .expect("signature verifies");
+        Ok(())
+    };
+    sign_and_check().expect("first signature");
+    std::fs::write(dir.join("signed"), "").expect("signal");
+
+    await_file("removed");
+    let start = Instant::now();
+    let err = sign_and_check().expect_err("signing without a token");
+    let elapsed = start.elapsed();
+    println!("while removed: {err} after {elapsed:?}");
+    assert!(matches!(err, HsmError::Unavailable(_)), "{err:?}");
+    assert!(elapsed < Duration::from_secs(4), "took {elapsed:?}");
+    // The public keys stay available for verifiers.
+    assert_eq!(hsm.cached_keys().len(), 1);
+    std::fs::write(dir.join("failed"), "").expect("signal");
+
+    await_file("restored");
+    sign_and_check().expect("signature after the token came back");
+    println!("recovered");
+}

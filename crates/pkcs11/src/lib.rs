@@ -13,10 +13,12 @@
 pub mod lifecycle;
 mod pin;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use aws_lc_rs::digest;
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
@@ -84,6 +86,8 @@ pub enum HsmError {
     Token(String),
     /// Every session stayed busy for the configured wait.
     Busy,
+    /// The token could not be reached within the configured wait (removed, not present, ...).
+    Unavailable(String),
 }
 
 impl fmt::Display for HsmError {
@@ -99,6 +103,7 @@ impl fmt::Display for HsmError {
             HsmError::Unsupported(m) => write!(f, "unsupported: {m}"),
             HsmError::Token(m) => write!(f, "unexpected answer from the token: {m}"),
             HsmError::Busy => f.write_str("all HSM sessions busy"),
+            HsmError::Unavailable(m) => write!(f, "HSM unavailable: {m}"),
         }
     }
 }
@@ -156,9 +161,16 @@ pub struct KeyInfo {
     pub bits: Option<usize>,
     private: ObjectHandle,
     public_handle: ObjectHandle,
+    /// The connection the handles belong to.
+    generation: u64,
 }
 
 impl KeyInfo {
+    /// The private key's handle, valid while the [`Hsm`] that listed it is open.
+    pub fn handle(&self) -> ObjectHandle {
+        self.private
+    }
+
     /// The public JWK, as published.
     pub fn jwk(&self) -> String {
         self.public.to_json(&self.kid, self.life.alg)
@@ -191,20 +203,148 @@ impl Pool {
     }
 }
 
-/// A logged-in token.
+/// A logged-in token that recovers: when the token reports a closed or invalid session or
+/// handle, a removed device, a missing token or a lost login, the `Hsm` finalises the module,
+/// initialises it again (a token re-created underneath a running process stays invisible until
+/// then), logs in, finds its keys again by `CKA_ID`, and retries, backing off, for at most
+/// [`HsmConfig::wait`]. While the token stays away, calls fail with [`HsmError::Unavailable`];
+/// the public keys last read stay available from [`Hsm::cached_keys`].
 pub struct Hsm {
-    // Fields drop in order: the sessions close before the context finalises.
+    config: HsmConfig,
+    /// `None` while the token is unreachable.
+    connection: RwLock<Option<Connection>>,
+    generation: AtomicU64,
+    cache: Mutex<Vec<KeyInfo>>,
+}
+
+/// One initialisation of the module: its sessions and the key handles valid in them.
+struct Connection {
     pool: Pool,
-    slot: Slot,
-    // Keeps the module initialised for as long as the Hsm lives.
-    _ctx: Pkcs11,
+    generation: u64,
+    /// (private, public) handles found again by kid after a reconnection.
+    handles: Mutex<HashMap<String, (ObjectHandle, ObjectHandle)>>,
+    ctx: Pkcs11,
+}
+
+impl Connection {
+    fn open(config: &HsmConfig, generation: u64) -> Result<Self, HsmError> {
+        let ctx = load(&config.module)?;
+        let connect = || {
+            let slot = find_token(&ctx, &config.token)?
+                .ok_or_else(|| HsmError::TokenNotFound(config.token.clone()))?;
+            let mut sessions = Vec::with_capacity(config.sessions.max(1));
+            for _ in 0..config.sessions.max(1) {
+                sessions.push(ctx.open_rw_session(slot).map_err(ck("C_OpenSession"))?);
+            }
+            // Login is per application: one login covers every session.
+            login(&sessions[0], UserType::User, &config.pin)?;
+            Ok(sessions)
+        };
+        match connect() {
+            Ok(sessions) => Ok(Connection {
+                pool: Pool {
+                    idle: Mutex::new(sessions),
+                    freed: Condvar::new(),
+                    wait: config.wait,
+                },
+                generation,
+                handles: Mutex::new(HashMap::new()),
+                ctx,
+            }),
+            Err(e) => {
+                let _ = ctx.finalize();
+                Err(e)
+            }
+        }
+    }
+
+    fn close(self) {
+        // Sessions close before the module finalises.
+        drop(self.pool);
+        let _ = self.ctx.finalize();
+    }
+
+    fn with_session<T>(
+        &self,
+        f: impl FnOnce(&Session) -> Result<T, HsmError>,
+    ) -> Result<T, HsmError> {
+        let session = self.pool.take()?;
+        let result = f(&session);
+        self.pool.give(session);
+        result
+    }
+
+    /// The (private, public) handles of `key` in this connection.
+    fn handles(&self, key: &KeyInfo) -> Result<(ObjectHandle, ObjectHandle), HsmError> {
+        if key.generation == self.generation {
+            return Ok((key.private, key.public_handle));
+        }
+        let mut cache = self.handles.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(&found) = cache.get(&key.kid) {
+            return Ok(found);
+        }
+        let find = |class| {
+            self.with_session(|session| {
+                session
+                    .find_objects(&[
+                        Attribute::Class(class),
+                        Attribute::Id(key.kid.clone().into_bytes()),
+                    ])
+                    .map_err(ck("C_FindObjects"))
+            })?
+            .into_iter()
+            .next()
+            .ok_or_else(|| HsmError::KeyNotFound(key.kid.clone()))
+        };
+        let found = (
+            find(ObjectClass::PRIVATE_KEY)?,
+            find(ObjectClass::PUBLIC_KEY)?,
+        );
+        cache.insert(key.kid.clone(), found);
+        Ok(found)
+    }
 }
 
 impl fmt::Debug for Hsm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Hsm")
-            .field("slot", &self.slot)
+            .field("token", &self.config.token)
+            .field("generation", &self.generation)
             .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Hsm {
+    fn drop(&mut self) {
+        let connection = self.connection.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(connection) = connection.take() {
+            connection.close();
+        }
+    }
+}
+
+/// Whether the token's answer means the connection, not the request, is broken.
+fn recoverable(error: &HsmError) -> bool {
+    match error {
+        HsmError::Unavailable(_) | HsmError::TokenNotFound(_) | HsmError::Module(_) => true,
+        HsmError::Pkcs11 {
+            error: CkError::Pkcs11(rv, _),
+            ..
+        } => matches!(
+            rv,
+            RvError::SessionHandleInvalid
+                | RvError::SessionClosed
+                | RvError::ObjectHandleInvalid
+                | RvError::KeyHandleInvalid
+                | RvError::DeviceRemoved
+                | RvError::DeviceError
+                | RvError::TokenNotPresent
+                | RvError::TokenNotRecognized
+                | RvError::UserNotLoggedIn
+                | RvError::CryptokiNotInitialized
+                | RvError::GeneralError
+        ),
+        _ => false,
     }
 }
 
@@ -293,34 +433,74 @@ impl Hsm {
 
     /// Loads the module, finds the token and logs in.
     pub fn open(config: &HsmConfig) -> Result<Self, HsmError> {
-        let ctx = load(&config.module)?;
-        let slot = find_token(&ctx, &config.token)?
-            .ok_or_else(|| HsmError::TokenNotFound(config.token.clone()))?;
-        let mut sessions = Vec::with_capacity(config.sessions.max(1));
-        for _ in 0..config.sessions.max(1) {
-            sessions.push(ctx.open_rw_session(slot).map_err(ck("C_OpenSession"))?);
-        }
-        // Login is per application: one login covers every session.
-        login(&sessions[0], UserType::User, &config.pin)?;
+        let connection = Connection::open(config, 0)?;
         Ok(Hsm {
-            pool: Pool {
-                idle: Mutex::new(sessions),
-                freed: Condvar::new(),
-                wait: config.wait,
-            },
-            slot,
-            _ctx: ctx,
+            config: config.clone(),
+            connection: RwLock::new(Some(connection)),
+            generation: AtomicU64::new(0),
+            cache: Mutex::new(Vec::new()),
         })
     }
 
-    fn with_session<T>(
-        &self,
-        f: impl FnOnce(&Session) -> Result<T, HsmError>,
-    ) -> Result<T, HsmError> {
-        let session = self.pool.take()?;
-        let result = f(&session);
-        self.pool.give(session);
-        result
+    /// Runs `f` on the current connection; if the token's answer says the connection broke,
+    /// reconnects (backing off) and runs `f` again, all within [`HsmConfig::wait`].
+    fn run<T>(&self, f: impl Fn(&Connection) -> Result<T, HsmError>) -> Result<T, HsmError> {
+        let deadline = Instant::now() + self.config.wait;
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            let (result, generation) = {
+                let guard = self.connection.read().unwrap_or_else(|e| e.into_inner());
+                match &*guard {
+                    Some(c) => (f(c), Some(c.generation)),
+                    None => (
+                        Err(HsmError::Unavailable("token not connected".into())),
+                        None,
+                    ),
+                }
+            };
+            match result {
+                Err(e) if recoverable(&e) => {
+                    if Instant::now() + backoff > deadline {
+                        return Err(match e {
+                            HsmError::Unavailable(_) => e,
+                            other => HsmError::Unavailable(other.to_string()),
+                        });
+                    }
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                    self.reconnect(generation);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Replaces the connection `seen` with a new one, unless another thread already did.
+    fn reconnect(&self, seen: Option<u64>) {
+        let mut guard = self.connection.write().unwrap_or_else(|e| e.into_inner());
+        if guard.as_ref().map(|c| c.generation) != seen {
+            return;
+        }
+        if let Some(old) = guard.take() {
+            old.close();
+        }
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        *guard = Connection::open(&self.config, generation).ok();
+    }
+
+    /// Lends one pooled session to `f`, for measuring the token itself (the `sign` benchmark's
+    /// bare C_Sign loop) and for audits. Nothing here is needed to sign.
+    pub fn with_raw_session<T>(&self, f: impl FnOnce(&Session) -> T) -> Result<T, HsmError> {
+        let guard = self.connection.read().unwrap_or_else(|e| e.into_inner());
+        let connection = guard
+            .as_ref()
+            .ok_or_else(|| HsmError::Unavailable("token not connected".into()))?;
+        connection.with_session(|session| Ok(f(session)))
+    }
+
+    /// The keys as last read from the token: what verifiers need while the token is away.
+    pub fn cached_keys(&self) -> Vec<KeyInfo> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Generates a key pair inside the token, in lifecycle state `state` since `now`.
@@ -370,11 +550,27 @@ impl Hsm {
             }
             other => return Err(HsmError::Unsupported(format!("{other} keys in the HSM"))),
         };
-        self.with_session(|session| {
+        self.run(|c| {
+            c.with_session(|session| {
+                Self::generate_in(session, c.generation, &mechanism, &public, &private, life)
+            })
+        })
+    }
+
+    fn generate_in(
+        session: &Session,
+        generation: u64,
+        mechanism: &Mechanism<'_>,
+        public: &[Attribute],
+        private: &[Attribute],
+        life: Lifecycle,
+    ) -> Result<KeyInfo, HsmError> {
+        let spec_alg = life.alg;
+        {
             let (public_handle, private_handle) = session
-                .generate_key_pair(&mechanism, &public, &private)
+                .generate_key_pair(mechanism, public, private)
                 .map_err(ck("C_GenerateKeyPair"))?;
-            let (public_jwk, bits) = read_public(session, public_handle, spec.alg)?;
+            let (public_jwk, bits) = read_public(session, public_handle, spec_alg)?;
             let kid = public_jwk.thumbprint();
             let id = Attribute::Id(kid.clone().into_bytes());
             for handle in [public_handle, private_handle] {
@@ -389,79 +585,88 @@ impl Hsm {
                 bits,
                 private: private_handle,
                 public_handle,
+                generation,
             })
-        })
+        }
     }
 
     /// Every tessera key pair on the token, oldest first.
     pub fn keys(&self) -> Result<Vec<KeyInfo>, HsmError> {
-        self.with_session(|session| {
-            let privates = session
-                .find_objects(&[
-                    Attribute::Class(ObjectClass::PRIVATE_KEY),
-                    Attribute::Sign(true),
-                ])
-                .map_err(ck("C_FindObjects"))?;
-            let mut keys = Vec::new();
-            for private in privates {
-                let attrs = session
-                    .get_attributes(private, &[AttributeType::Label, AttributeType::Id])
-                    .map_err(ck("C_GetAttributeValue"))?;
-                let (mut life, mut id) = (None, None);
-                for attr in attrs {
-                    match attr {
-                        Attribute::Label(l) => {
-                            life = Lifecycle::parse(&String::from_utf8_lossy(&l))
-                        }
-                        Attribute::Id(i) => id = String::from_utf8(i).ok(),
-                        _ => {}
-                    }
-                }
-                let (Some(life), Some(kid)) = (life, id) else {
-                    continue; // not a tessera key
-                };
-                let public_handle = session
-                    .find_objects(&[
-                        Attribute::Class(ObjectClass::PUBLIC_KEY),
-                        Attribute::Id(kid.clone().into_bytes()),
-                    ])
-                    .map_err(ck("C_FindObjects"))?
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| HsmError::Token(format!("no public key for kid {kid}")))?;
-                let (public, bits) = read_public(session, public_handle, life.alg)?;
-                if public.thumbprint() != kid {
-                    return Err(HsmError::Token(format!(
-                        "public key of {kid} does not match its id"
-                    )));
-                }
-                keys.push(KeyInfo {
-                    kid,
-                    life,
-                    public,
-                    bits,
-                    private,
-                    public_handle,
-                });
-            }
-            keys.sort_by_key(|k| (k.life.since, k.kid.clone()));
-            Ok(keys)
-        })
+        let keys = self.run(|c| c.with_session(|session| list_keys(session, c.generation)))?;
+        *self.cache.lock().unwrap_or_else(|e| e.into_inner()) = keys.clone();
+        Ok(keys)
     }
 
     /// Writes `life` into the labels of `key`'s pair.
     pub fn set_life(&self, key: &KeyInfo, life: Lifecycle) -> Result<(), HsmError> {
         let label = Attribute::Label(life.label().into_bytes());
-        self.with_session(|session| {
-            for handle in [key.public_handle, key.private] {
-                session
-                    .update_attributes(handle, std::slice::from_ref(&label))
-                    .map_err(ck("C_SetAttributeValue"))?;
-            }
-            Ok(())
+        self.run(|c| {
+            let (private, public) = c.handles(key)?;
+            c.with_session(|session| {
+                for handle in [public, private] {
+                    session
+                        .update_attributes(handle, std::slice::from_ref(&label))
+                        .map_err(ck("C_SetAttributeValue"))?;
+                }
+                Ok(())
+            })
         })
     }
+}
 
+fn list_keys(session: &Session, generation: u64) -> Result<Vec<KeyInfo>, HsmError> {
+    let privates = session
+        .find_objects(&[
+            Attribute::Class(ObjectClass::PRIVATE_KEY),
+            Attribute::Sign(true),
+        ])
+        .map_err(ck("C_FindObjects"))?;
+    let mut keys = Vec::new();
+    for private in privates {
+        let attrs = session
+            .get_attributes(private, &[AttributeType::Label, AttributeType::Id])
+            .map_err(ck("C_GetAttributeValue"))?;
+        let (mut life, mut id) = (None, None);
+        for attr in attrs {
+            match attr {
+                Attribute::Label(l) => life = Lifecycle::parse(&String::from_utf8_lossy(&l)),
+                Attribute::Id(i) => id = String::from_utf8(i).ok(),
+                _ => {}
+            }
+        }
+        let (Some(life), Some(kid)) = (life, id) else {
+            continue; // not a tessera key
+        };
+        let public_handle = session
+            .find_objects(&[
+                Attribute::Class(ObjectClass::PUBLIC_KEY),
+                Attribute::Id(kid.clone().into_bytes()),
+            ])
+            .map_err(ck("C_FindObjects"))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| HsmError::Token(format!("no public key for kid {kid}")))?;
+        let (public, bits) = read_public(session, public_handle, life.alg)?;
+        if public.thumbprint() != kid {
+            return Err(HsmError::Token(format!(
+                "public key of {kid} does not match its id"
+            )));
+        }
+        keys.push(KeyInfo {
+            kid,
+            life,
+            public,
+            bits,
+            private,
+            public_handle,
+            generation,
+        });
+    }
+    keys.sort_by_key(|k| (k.life.since, k.kid.clone()));
+    Ok(keys)
+}
+
+impl Hsm {
     /// Applies the lifecycle transitions due at `now` and returns the keys as they stand.
     pub fn advance(&self, policy: &Policy, now: i64) -> Result<Vec<KeyInfo>, HsmError> {
         let mut keys = self.keys()?;
@@ -507,10 +712,13 @@ impl Hsm {
             }
             other => return Err(HsmError::Unsupported(format!("signing with {other}"))),
         };
-        let signature = self.with_session(|session| {
-            session
-                .sign(&mechanism, key.private, data)
-                .map_err(ck("C_Sign"))
+        let signature = self.run(|c| {
+            let (private, _) = c.handles(key)?;
+            c.with_session(|session| {
+                session
+                    .sign(&mechanism, private, data)
+                    .map_err(ck("C_Sign"))
+            })
         })?;
         let expected = match alg {
             Algorithm::ES256 => Some(64),
@@ -529,22 +737,25 @@ impl Hsm {
 
     /// Reads attributes of `key`'s private half, for checks and audits.
     pub fn private_attributes(&self, key: &KeyInfo) -> Result<Vec<Attribute>, HsmError> {
-        self.with_session(|session| {
-            session
-                .get_attributes(
-                    key.private,
-                    &[
-                        AttributeType::Sensitive,
-                        AttributeType::Extractable,
-                        AttributeType::AlwaysSensitive,
-                        AttributeType::NeverExtractable,
-                        AttributeType::Private,
-                        AttributeType::Sign,
-                        AttributeType::Decrypt,
-                        AttributeType::Token,
-                    ],
-                )
-                .map_err(ck("C_GetAttributeValue"))
+        self.run(|c| {
+            let (private, _) = c.handles(key)?;
+            c.with_session(|session| {
+                session
+                    .get_attributes(
+                        private,
+                        &[
+                            AttributeType::Sensitive,
+                            AttributeType::Extractable,
+                            AttributeType::AlwaysSensitive,
+                            AttributeType::NeverExtractable,
+                            AttributeType::Private,
+                            AttributeType::Sign,
+                            AttributeType::Decrypt,
+                            AttributeType::Token,
+                        ],
+                    )
+                    .map_err(ck("C_GetAttributeValue"))
+            })
         })
     }
 }
