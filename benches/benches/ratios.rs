@@ -7,12 +7,17 @@
 //! milliseconds apart, and reports the median over the rounds, with the median time per
 //! verification of each contestant.
 //!
-//! `cargo bench -p benches --bench ratios` prints a Markdown table; under `cargo test` (no
+//! A second table does the same for signing with keys in SoftHSM: `tessera` (`Hsm::sign`
+//! through the session pool) against `pkcs11` (a bare `C_Sign` on one session, asked exactly
+//! what tessera asks the token).
+//!
+//! `cargo bench -p benches --bench ratios` prints Markdown tables; under `cargo test` (no
 //! `--bench` argument) it runs one short round per algorithm as a smoke test.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use benches::hsm::{assert_verifies, open_token, raw_request, signing_input, TokenDir};
 use benches::{Contest, ALGORITHMS};
 
 /// Rounds per algorithm (odd, for a true median) and the length of one contestant's slice.
@@ -35,6 +40,35 @@ fn calibrate(f: &mut dyn FnMut(), slice: Duration) -> u64 {
     }
 }
 
+/// Runs `contestants` interleaved for `rounds` rounds of `slice` each; returns each one's
+/// time per operation in every round, in nanoseconds.
+fn interleave(
+    contestants: &mut [Box<dyn FnMut() + '_>],
+    rounds: usize,
+    slice: Duration,
+) -> Vec<Vec<f64>> {
+    let iterations: Vec<u64> = contestants
+        .iter_mut()
+        .map(|f| calibrate(f, slice))
+        .collect();
+    let mut ns = vec![Vec::with_capacity(rounds); contestants.len()];
+    for _ in 0..rounds {
+        for (i, f) in contestants.iter_mut().enumerate() {
+            let start = Instant::now();
+            for _ in 0..iterations[i] {
+                f();
+            }
+            ns[i].push(start.elapsed().as_nanos() as f64 / iterations[i] as f64);
+        }
+    }
+    ns
+}
+
+/// The median over rounds of `ns[other] / ns[0]`.
+fn ratio(ns: &[Vec<f64>], other: usize) -> f64 {
+    median((0..ns[0].len()).map(|k| ns[other][k] / ns[0][k]).collect())
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -55,6 +89,11 @@ fn time(ns: f64) -> String {
 }
 
 fn main() {
+    // SoftHSM reads SOFTHSM2_CONF once, when the module is first initialised: set it first
+    // thing, before any thread exists.
+    let token_dir = TokenDir::create("ratios");
+    std::env::set_var("SOFTHSM2_CONF", token_dir.path("softhsm2.conf"));
+
     let full = std::env::args().any(|a| a == "--bench");
     let (rounds, slice) = if full {
         (ROUNDS, SLICE)
@@ -78,23 +117,9 @@ fn main() {
                 black_box(contest.jsonwebtoken(black_box(token)).is_ok());
             }),
         ];
-        let iterations: Vec<u64> = contestants
-            .iter_mut()
-            .map(|f| calibrate(f, slice))
-            .collect();
-        let mut ns: [Vec<f64>; 3] = Default::default();
-        for _ in 0..rounds {
-            for (i, f) in contestants.iter_mut().enumerate() {
-                let start = Instant::now();
-                for _ in 0..iterations[i] {
-                    f();
-                }
-                ns[i].push(start.elapsed().as_nanos() as f64 / iterations[i] as f64);
-            }
-        }
-        let ratio = |other: usize| median((0..rounds).map(|k| ns[other][k] / ns[0][k]).collect());
-        let (vs_raw, vs_jwt) = (ratio(1), ratio(2));
-        let [t, r, j] = ns.map(median);
+        let ns = interleave(&mut contestants, rounds, slice);
+        let (vs_raw, vs_jwt) = (ratio(&ns, 1), ratio(&ns, 2));
+        let [t, r, j]: [f64; 3] = [0, 1, 2].map(|i| median(ns[i].clone()));
         println!(
             "| {} | {} | {} | {} | {vs_raw:.3} | {vs_jwt:.2}× |",
             alg.name(),
@@ -103,4 +128,46 @@ fn main() {
             time(j)
         );
     }
+
+    println!();
+    println!("| alg | tessera (pool) | pkcs11 (bare C_Sign) | tessera / pkcs11 |");
+    println!("|---|---|---|---|");
+    let (hsm, keys) = open_token(&token_dir);
+    for key in &keys {
+        let input = signing_input(key);
+        let message = input.as_bytes();
+        let (mechanism, data) = raw_request(key.life.alg, message);
+        hsm.with_raw_session(|session| {
+            let raw = session
+                .sign(&mechanism, key.handle(), &data)
+                .expect("raw C_Sign");
+            assert_verifies(key, &input, &raw, "raw PKCS#11");
+            let ours = hsm.sign(key, message).expect("tessera signs");
+            assert_verifies(key, &input, &ours, "tessera");
+            let mut contestants: [Box<dyn FnMut() + '_>; 2] = [
+                Box::new(|| {
+                    black_box(hsm.sign(key, black_box(message)).is_ok());
+                }),
+                Box::new(|| {
+                    black_box(
+                        session
+                            .sign(&mechanism, key.handle(), black_box(&data))
+                            .is_ok(),
+                    );
+                }),
+            ];
+            let ns = interleave(&mut contestants, rounds, slice);
+            println!(
+                "| {} | {} | {} | {:.3} |",
+                key.life.alg.name(),
+                time(median(ns[0].clone())),
+                time(median(ns[1].clone())),
+                ratio(&ns, 1)
+            );
+        })
+        .expect("a raw session");
+    }
+    // Close the sessions and finalise the module before the token directory goes.
+    drop(hsm);
+    drop(token_dir);
 }

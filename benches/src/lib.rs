@@ -4,6 +4,8 @@
 //!
 //! Everything here runs outside the timed loops; setup panics on any failure.
 
+pub mod hsm;
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
