@@ -44,6 +44,8 @@ run: toolchain hsm-deps
 	  $(BIN) verify --jwks target/dev-jwks.json --aud api://orders "$$token"
 
 test: toolchain hsm-deps lint
+	$(CARGO) build -p tessera
+	hsm/setup.sh target/debug/tessera >/dev/null
 	@mkdir -p target
 	set -o pipefail; $(CARGO) test --workspace --all-targets 2>&1 | tee target/test.log
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' target/test.log
