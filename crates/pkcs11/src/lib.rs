@@ -552,42 +552,9 @@ impl Hsm {
         };
         self.run(|c| {
             c.with_session(|session| {
-                Self::generate_in(session, c.generation, &mechanism, &public, &private, life)
+                generate_on(session, c.generation, &mechanism, &public, &private, life)
             })
         })
-    }
-
-    fn generate_in(
-        session: &Session,
-        generation: u64,
-        mechanism: &Mechanism<'_>,
-        public: &[Attribute],
-        private: &[Attribute],
-        life: Lifecycle,
-    ) -> Result<KeyInfo, HsmError> {
-        let spec_alg = life.alg;
-        {
-            let (public_handle, private_handle) = session
-                .generate_key_pair(mechanism, public, private)
-                .map_err(ck("C_GenerateKeyPair"))?;
-            let (public_jwk, bits) = read_public(session, public_handle, spec_alg)?;
-            let kid = public_jwk.thumbprint();
-            let id = Attribute::Id(kid.clone().into_bytes());
-            for handle in [public_handle, private_handle] {
-                session
-                    .update_attributes(handle, std::slice::from_ref(&id))
-                    .map_err(ck("C_SetAttributeValue"))?;
-            }
-            Ok(KeyInfo {
-                kid,
-                life,
-                public: public_jwk,
-                bits,
-                private: private_handle,
-                public_handle,
-                generation,
-            })
-        }
     }
 
     /// Every tessera key pair on the token, oldest first.
@@ -614,6 +581,38 @@ impl Hsm {
     }
 }
 
+/// Generates a key pair in `session`, then sets both halves' `CKA_ID` to the kid.
+fn generate_on(
+    session: &Session,
+    generation: u64,
+    mechanism: &Mechanism<'_>,
+    public: &[Attribute],
+    private: &[Attribute],
+    life: Lifecycle,
+) -> Result<KeyInfo, HsmError> {
+    let (public_handle, private_handle) = session
+        .generate_key_pair(mechanism, public, private)
+        .map_err(ck("C_GenerateKeyPair"))?;
+    let (public_jwk, bits) = read_public(session, public_handle, life.alg)?;
+    let kid = public_jwk.thumbprint();
+    let id = Attribute::Id(kid.clone().into_bytes());
+    for handle in [public_handle, private_handle] {
+        session
+            .update_attributes(handle, std::slice::from_ref(&id))
+            .map_err(ck("C_SetAttributeValue"))?;
+    }
+    Ok(KeyInfo {
+        kid,
+        life,
+        public: public_jwk,
+        bits,
+        private: private_handle,
+        public_handle,
+        generation,
+    })
+}
+
+/// Every tessera key pair visible in `session` (labels parsed, public halves read back).
 fn list_keys(session: &Session, generation: u64) -> Result<Vec<KeyInfo>, HsmError> {
     let privates = session
         .find_objects(&[
