@@ -3,7 +3,11 @@
 //! - `cache-hit/ES256`: `TokenCache::get` on a realistic ES256 access token, SHA-256 of the
 //!   whole token included, in a cache holding 100 000 other verified tokens.
 //! - `cache-hit-digest/ES256`: the same lookup with the digest already computed: the map alone.
-//! - `tessera/ES256`: full verification of the same token, for scale.
+//! - `tessera/ES256`: full verification of the same token in the calling thread, for scale.
+//! - `single/ES256`: one verification through an idle engine (cache off): the added latency of
+//!   the worker hop at low load is `single - tessera`.
+//! - `workers-N/ES256`: throughput of N workers (cache off), 256 distinct tokens per call to
+//!   `verify_batch`; reported per token. N × one worker's rate is the ideal.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -11,7 +15,7 @@ use std::time::Duration;
 
 use benches::Contest;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use engine::{CacheConfig, Cached, Facts, TokenCache, TokenDigest};
+use engine::{CacheConfig, Cached, Engine, EngineConfig, Facts, Policy, TokenCache, TokenDigest};
 use jose::Algorithm;
 
 fn engine(c: &mut Criterion) {
@@ -64,6 +68,54 @@ fn engine(c: &mut Criterion) {
     group.bench_function(BenchmarkId::new("tessera", "ES256"), |b| {
         b.iter(|| black_box(contest.tessera(black_box(token))))
     });
+
+    // The engine, with its cache off (ttl 0, no negative entries) so every call verifies.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let policy = Arc::new(Policy {
+        keys: contest.fixture.signer.key_set(),
+        validation: benches::tessera_validation(),
+    });
+    let no_cache = CacheConfig {
+        ttl: 0,
+        negative_ttl: 0,
+        ..CacheConfig::default()
+    };
+    let max_workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let tokens: Vec<String> = (0..256)
+        .map(|i| {
+            let claims = benches::access_token_claims(now)
+                .replace("\"scope\"", &format!("\"n\":{i},\"scope\""));
+            contest.fixture.signer.token(&claims)
+        })
+        .collect();
+    let refs: Vec<&[u8]> = tokens.iter().map(|t| t.as_bytes()).collect();
+    for workers in 1..=max_workers {
+        let engine = Engine::start(EngineConfig {
+            workers,
+            pin: true,
+            cache: no_cache,
+            ..EngineConfig::default()
+        });
+        let handle = engine.handle();
+        let results = runtime.block_on(handle.verify_batch(&refs, &policy, now));
+        assert!(
+            results.iter().all(Result::is_ok),
+            "engine verifies the batch"
+        );
+        if workers == 1 {
+            group.bench_function(BenchmarkId::new("single", "ES256"), |b| {
+                b.iter(|| runtime.block_on(handle.verify(black_box(refs[0]), &policy, now)))
+            });
+        }
+        group.throughput(Throughput::Elements(refs.len() as u64));
+        group.bench_function(
+            BenchmarkId::new(format!("workers-{workers}"), "ES256"),
+            |b| b.iter(|| runtime.block_on(handle.verify_batch(black_box(&refs), &policy, now))),
+        );
+        group.throughput(Throughput::Elements(1));
+    }
     group.finish();
 }
 

@@ -1,10 +1,13 @@
-//! The verification engine of tessera. Today: the verified-token cache ([`cache`]). The
-//! core-pinned workers, batching and issuer key sets of roadmap step 3 build on it.
+//! The verification engine of tessera: core-pinned verification workers with bounded admission
+//! and batching ([`workers`]) in front of a verified-token cache ([`cache`]). Issuer key sets
+//! with remote JWKS and vectorised Ed25519 are still to come.
 //!
 //! No I/O and no `unsafe` here; the clock is passed in by the caller.
 
 #![forbid(unsafe_code)]
 
 pub mod cache;
+pub mod workers;
 
 pub use cache::{CacheConfig, CacheStats, Cached, Facts, TokenCache, TokenDigest};
+pub use workers::{Engine, EngineConfig, EngineError, EngineHandle, EngineStats, Policy, Verified};

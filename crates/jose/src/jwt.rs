@@ -101,6 +101,14 @@ impl Jwt {
         &self.text[..self.header_len]
     }
 
+    /// The header's `kid`, if it has one.
+    pub fn kid(&self) -> Option<Cow<'_, str>> {
+        match json::parse(self.header_json(), usize::MAX).ok()? {
+            Value::Object(header) => header.get("kid")?.as_str().map(|k| k.to_str()),
+            _ => None,
+        }
+    }
+
     /// The claims set as JSON text (validated; may contain insignificant whitespace).
     pub fn claims_json(&self) -> &str {
         &self.text[self.header_len..]

@@ -1,0 +1,409 @@
+//! Verification workers: one thread per core (pinned when asked), fed through a lock-free
+//! injector queue, each batching what is waiting and stealing from the others when idle.
+//!
+//! Admission is bounded: the engine accepts at most `workers × queue_per_worker` verifications
+//! in flight and answers [`EngineError::Overloaded`] at once beyond that, so there is no
+//! unbounded queue anywhere. A hit in the verified-token cache is answered by the caller's own
+//! thread without a worker hop; a miss goes to a worker, whose verdict fills the cache.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_deque::{Injector, Steal, Stealer, Worker};
+use jose::{Jwt, KeySet, Validation};
+use tokio::sync::oneshot;
+
+use crate::cache::{CacheConfig, Cached, Facts, TokenCache, TokenDigest};
+
+/// What a token is verified against: one issuer's keys and its claims policy.
+#[derive(Debug)]
+pub struct Policy {
+    pub keys: KeySet,
+    pub validation: Validation,
+}
+
+/// How the engine runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Worker threads; defaults to the number of cores.
+    pub workers: usize,
+    /// Pin worker `i` to core `i`.
+    pub pin: bool,
+    /// Verifications admitted per worker before the engine reports overload.
+    pub queue_per_worker: usize,
+    /// Most jobs a worker takes at once.
+    pub batch: usize,
+    pub cache: CacheConfig,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            pin: true,
+            queue_per_worker: 1024,
+            batch: 64,
+            cache: CacheConfig::default(),
+        }
+    }
+}
+
+/// Why the engine gave no verdict, or the verdict when it is a refusal.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EngineError {
+    /// Every worker queue is full: retry later (the daemon answers 503 with Retry-After).
+    Overloaded,
+    /// The engine is shutting down.
+    Shutdown,
+    /// The token is not valid; the code is [`jose::Error::code`].
+    Invalid(&'static str),
+}
+
+impl std::fmt::Display for EngineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EngineError::Overloaded => f.write_str("verification engine overloaded"),
+            EngineError::Shutdown => f.write_str("verification engine shut down"),
+            EngineError::Invalid(code) => write!(f, "invalid token: {code}"),
+        }
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+/// A verified token, shared between the cache and callers.
+pub type Verified = Arc<Jwt>;
+
+/// Counters for the daemon's `/metrics`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    pub valid: u64,
+    pub invalid: u64,
+    pub overloaded: u64,
+    pub cache_hits: u64,
+    pub batches: u64,
+    /// Jobs over all batches: `batched_jobs / batches` is the mean batch size.
+    pub batched_jobs: u64,
+    pub in_flight: usize,
+}
+
+struct Job {
+    token: Box<[u8]>,
+    digest: TokenDigest,
+    policy: Arc<Policy>,
+    now: i64,
+    reply: oneshot::Sender<Result<Verified, EngineError>>,
+}
+
+#[derive(Default)]
+struct Counters {
+    valid: AtomicU64,
+    invalid: AtomicU64,
+    overloaded: AtomicU64,
+    cache_hits: AtomicU64,
+    batches: AtomicU64,
+    batched_jobs: AtomicU64,
+}
+
+struct Shared {
+    injector: Injector<Job>,
+    stealers: Vec<Stealer<Job>>,
+    in_flight: AtomicUsize,
+    capacity: usize,
+    batch: usize,
+    shutdown: AtomicBool,
+    sleeping: AtomicUsize,
+    idle: Mutex<()>,
+    wake: Condvar,
+    cache: TokenCache<Jwt>,
+    counters: Counters,
+}
+
+/// The running engine; dropping it stops and joins the workers.
+pub struct Engine {
+    handle: EngineHandle,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// A cheap, cloneable handle to submit verifications.
+#[derive(Clone)]
+pub struct EngineHandle {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("workers", &self.threads.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for EngineHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineHandle").finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    pub fn start(config: EngineConfig) -> Self {
+        let workers = config.workers.max(1);
+        let locals: Vec<Worker<Job>> = (0..workers).map(|_| Worker::new_fifo()).collect();
+        let shared = Arc::new(Shared {
+            injector: Injector::new(),
+            stealers: locals.iter().map(Worker::stealer).collect(),
+            in_flight: AtomicUsize::new(0),
+            capacity: workers * config.queue_per_worker.max(1),
+            batch: config.batch.max(1),
+            shutdown: AtomicBool::new(false),
+            sleeping: AtomicUsize::new(0),
+            idle: Mutex::new(()),
+            wake: Condvar::new(),
+            cache: TokenCache::new(config.cache),
+            counters: Counters::default(),
+        });
+        let cores = if config.pin {
+            core_affinity::get_core_ids().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let threads = locals
+            .into_iter()
+            .enumerate()
+            .map(|(i, local)| {
+                let shared = Arc::clone(&shared);
+                let core = (!cores.is_empty()).then(|| cores[i % cores.len()]);
+                std::thread::Builder::new()
+                    .name(format!("tessera-verify-{i}"))
+                    .spawn(move || {
+                        if let Some(core) = core {
+                            core_affinity::set_for_current(core);
+                        }
+                        run_worker(i, &shared, &local);
+                    })
+                    .unwrap_or_else(|e| panic!("cannot start verification worker {i}: {e}"))
+            })
+            .collect();
+        Engine {
+            handle: EngineHandle { shared },
+            threads,
+        }
+    }
+
+    pub fn handle(&self) -> EngineHandle {
+        self.handle.clone()
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let shared = &self.handle.shared;
+        shared.shutdown.store(true, Ordering::SeqCst);
+        {
+            let _guard = shared.idle.lock().unwrap_or_else(|e| e.into_inner());
+            shared.wake.notify_all();
+        }
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl EngineHandle {
+    /// Verifies `token` against `policy` at time `now` (Unix seconds).
+    pub async fn verify(
+        &self,
+        token: &[u8],
+        policy: &Arc<Policy>,
+        now: i64,
+    ) -> Result<Verified, EngineError> {
+        match self.submit(token, policy, now) {
+            Submitted::Done(result) => result,
+            Submitted::Queued(reply) => reply.await.unwrap_or(Err(EngineError::Shutdown)),
+        }
+    }
+
+    /// Verifies several tokens; the results come back in the same order. Tokens the engine has
+    /// no room for get [`EngineError::Overloaded`].
+    pub async fn verify_batch(
+        &self,
+        tokens: &[&[u8]],
+        policy: &Arc<Policy>,
+        now: i64,
+    ) -> Vec<Result<Verified, EngineError>> {
+        let pending: Vec<Submitted> = tokens.iter().map(|t| self.submit(t, policy, now)).collect();
+        let mut results = Vec::with_capacity(pending.len());
+        for p in pending {
+            results.push(match p {
+                Submitted::Done(result) => result,
+                Submitted::Queued(reply) => reply.await.unwrap_or(Err(EngineError::Shutdown)),
+            });
+        }
+        results
+    }
+
+    fn submit(&self, token: &[u8], policy: &Arc<Policy>, now: i64) -> Submitted {
+        let shared = &self.shared;
+        if shared.shutdown.load(Ordering::Relaxed) {
+            return Submitted::Done(Err(EngineError::Shutdown));
+        }
+        let digest = TokenDigest::of(token);
+        match shared.cache.get_digest(&digest, now) {
+            Some(Cached::Valid(jwt)) => {
+                shared.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+                shared.counters.valid.fetch_add(1, Ordering::Relaxed);
+                return Submitted::Done(Ok(jwt));
+            }
+            Some(Cached::Invalid(code)) => {
+                shared.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+                shared.counters.invalid.fetch_add(1, Ordering::Relaxed);
+                return Submitted::Done(Err(EngineError::Invalid(code)));
+            }
+            None => {}
+        }
+        if shared.in_flight.fetch_add(1, Ordering::AcqRel) >= shared.capacity {
+            shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+            shared.counters.overloaded.fetch_add(1, Ordering::Relaxed);
+            return Submitted::Done(Err(EngineError::Overloaded));
+        }
+        let (reply, receive) = oneshot::channel();
+        shared.injector.push(Job {
+            token: token.into(),
+            digest,
+            policy: Arc::clone(policy),
+            now,
+            reply,
+        });
+        if shared.sleeping.load(Ordering::SeqCst) > 0 {
+            let _guard = shared.idle.lock().unwrap_or_else(|e| e.into_inner());
+            shared.wake.notify_one();
+        }
+        Submitted::Queued(receive)
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        let c = &self.shared.counters;
+        EngineStats {
+            valid: c.valid.load(Ordering::Relaxed),
+            invalid: c.invalid.load(Ordering::Relaxed),
+            overloaded: c.overloaded.load(Ordering::Relaxed),
+            cache_hits: c.cache_hits.load(Ordering::Relaxed),
+            batches: c.batches.load(Ordering::Relaxed),
+            batched_jobs: c.batched_jobs.load(Ordering::Relaxed),
+            in_flight: self.shared.in_flight.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The cache, for revocation hooks and key set changes.
+    pub fn cache(&self) -> &TokenCache<Jwt> {
+        &self.shared.cache
+    }
+}
+
+enum Submitted {
+    Done(Result<Verified, EngineError>),
+    Queued(oneshot::Receiver<Result<Verified, EngineError>>),
+}
+
+/// Takes up to `shared.batch` jobs: the local queue first, then the injector, then the other
+/// workers' queues.
+fn take_batch(index: usize, shared: &Shared, local: &Worker<Job>, batch: &mut Vec<Job>) {
+    while batch.len() < shared.batch {
+        if let Some(job) = local.pop() {
+            batch.push(job);
+            continue;
+        }
+        let stolen = std::iter::repeat_with(|| {
+            shared
+                .injector
+                .steal_batch_with_limit_and_pop(local, shared.batch - batch.len())
+                .or_else(|| {
+                    shared
+                        .stealers
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| *i != index)
+                        .map(|(_, s)| s.steal())
+                        .collect()
+                })
+        })
+        .find(|s| !s.is_retry())
+        .and_then(Steal::success);
+        match stolen {
+            Some(job) => batch.push(job),
+            None => return,
+        }
+    }
+}
+
+fn run_worker(index: usize, shared: &Shared, local: &Worker<Job>) {
+    let mut batch = Vec::with_capacity(shared.batch);
+    loop {
+        take_batch(index, shared, local, &mut batch);
+        if batch.is_empty() {
+            if shared.shutdown.load(Ordering::SeqCst) {
+                return;
+            }
+            // Sleep until a submit wakes us; the timeout covers a wake-up that raced the
+            // decision to sleep.
+            let guard = shared.idle.lock().unwrap_or_else(|e| e.into_inner());
+            shared.sleeping.fetch_add(1, Ordering::SeqCst);
+            if shared.injector.is_empty() && !shared.shutdown.load(Ordering::SeqCst) {
+                let _ = shared.wake.wait_timeout(guard, Duration::from_millis(5));
+            }
+            shared.sleeping.fetch_sub(1, Ordering::SeqCst);
+            continue;
+        }
+        shared.counters.batches.fetch_add(1, Ordering::Relaxed);
+        shared
+            .counters
+            .batched_jobs
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        // Tokens of one issuer together: its keys and policy stay hot in the cache.
+        batch.sort_by_key(|job| Arc::as_ptr(&job.policy) as usize);
+        for job in batch.drain(..) {
+            let result = verify_one(shared, &job);
+            shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+            let _ = job.reply.send(result); // the caller may have gone away
+        }
+    }
+}
+
+fn verify_one(shared: &Shared, job: &Job) -> Result<Verified, EngineError> {
+    match jose::jwt::verify(
+        &job.token,
+        &job.policy.keys,
+        &job.policy.validation,
+        job.now,
+    ) {
+        Ok(jwt) => {
+            shared.counters.valid.fetch_add(1, Ordering::Relaxed);
+            let jwt = Arc::new(jwt);
+            let kid = jwt.kid();
+            let jti = jwt.str_claim("jti");
+            let sub = jwt.str_claim("sub");
+            let facts = Facts {
+                exp: jwt.numeric_claim("exp").map(|e| e as i64),
+                kid: kid.as_deref(),
+                jti: jti.as_deref(),
+                sub: sub.as_deref(),
+                bytes: job.token.len() * 2 + 64,
+            };
+            shared
+                .cache
+                .insert_valid(job.digest, Arc::clone(&jwt), facts, job.now);
+            Ok(jwt)
+        }
+        Err(e) => {
+            shared.counters.invalid.fetch_add(1, Ordering::Relaxed);
+            // A token that is not valid *yet* may be valid in a moment: not remembered.
+            if !matches!(e, jose::Error::NotYetValid) {
+                shared.cache.insert_invalid(job.digest, e.code(), job.now);
+            }
+            Err(EngineError::Invalid(e.code()))
+        }
+    }
+}

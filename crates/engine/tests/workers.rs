@@ -1,0 +1,180 @@
+//! The worker engine against direct verification: same verdicts, cache hits, bounded admission,
+//! batching under load, shutdown.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use engine::{CacheConfig, Engine, EngineConfig, EngineError, Policy};
+use jose::{b64, jws, Algorithm, KeySet, SigningInput, Validation};
+
+const NOW: i64 = 1_800_000_000;
+
+struct Issuer {
+    key: EcdsaKeyPair,
+    policy: Arc<Policy>,
+}
+
+impl Issuer {
+    fn new() -> Self {
+        let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).expect("keygen");
+        let point = key.public_key().as_ref();
+        let jwks = format!(
+            r#"{{"keys":[{{"kty":"EC","crv":"P-256","kid":"k","x":"{}","y":"{}"}}]}}"#,
+            b64::encode(&point[1..33]),
+            b64::encode(&point[33..])
+        );
+        let keys = KeySet::from_jwks(jwks.as_bytes()).expect("JWKS").keys;
+        Issuer {
+            key,
+            policy: Arc::new(Policy {
+                keys,
+                validation: Validation::default(),
+            }),
+        }
+    }
+
+    fn token(&self, claims: &str) -> String {
+        let header = jws::header_json(Algorithm::ES256, Some("k"), None);
+        let input = SigningInput::new(header.as_bytes(), claims.as_bytes());
+        let sig = self
+            .key
+            .sign(&SystemRandom::new(), input.as_bytes())
+            .expect("sign");
+        input.into_compact(sig.as_ref())
+    }
+}
+
+fn config(workers: usize, queue: usize) -> EngineConfig {
+    EngineConfig {
+        workers,
+        pin: false,
+        queue_per_worker: queue,
+        batch: 64,
+        cache: CacheConfig::default(),
+    }
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
+#[test]
+fn verdicts_match_direct_verification() {
+    let issuer = Issuer::new();
+    let engine = Engine::start(config(2, 64));
+    let handle = engine.handle();
+    let mut tokens: Vec<String> = (0..20)
+        .map(|i| issuer.token(&format!(r#"{{"sub":"u{i}","exp":{}}}"#, NOW + 60)))
+        .collect();
+    tokens.push(issuer.token(&format!(r#"{{"exp":{}}}"#, NOW - 3600)));
+    tokens.push("not.a.token".into());
+    tokens.push(Issuer::new().token(&format!(r#"{{"exp":{}}}"#, NOW + 60)));
+    let refs: Vec<&[u8]> = tokens.iter().map(|t| t.as_bytes()).collect();
+    let results = block_on(handle.verify_batch(&refs, &issuer.policy, NOW));
+    assert_eq!(results.len(), tokens.len());
+    for (token, result) in tokens.iter().zip(&results) {
+        let direct = jose::jwt::verify(token, &issuer.policy.keys, &issuer.policy.validation, NOW);
+        match (direct, result) {
+            (Ok(d), Ok(e)) => assert_eq!(d.claims_json(), e.claims_json()),
+            (Err(d), Err(EngineError::Invalid(code))) => assert_eq!(d.code(), *code),
+            (d, e) => panic!("direct {d:?} vs engine {e:?}"),
+        }
+    }
+    assert_eq!(
+        results[0]
+            .as_ref()
+            .map(|j| j.str_claim("sub").map(|s| s.into_owned())),
+        Ok(Some("u0".into()))
+    );
+    let stats = handle.stats();
+    assert_eq!((stats.valid, stats.invalid), (20, 3));
+    assert_eq!(stats.in_flight, 0);
+}
+
+#[test]
+fn repeats_are_answered_from_the_cache() {
+    let issuer = Issuer::new();
+    let engine = Engine::start(config(1, 16));
+    let handle = engine.handle();
+    let token = issuer.token(&format!(r#"{{"sub":"a","jti":"j1","exp":{}}}"#, NOW + 60));
+    let first = block_on(handle.verify(token.as_bytes(), &issuer.policy, NOW)).expect("valid");
+    let second = block_on(handle.verify(token.as_bytes(), &issuer.policy, NOW + 1)).expect("valid");
+    assert!(Arc::ptr_eq(&first, &second));
+    assert_eq!(handle.stats().cache_hits, 1);
+    // Revoking by jti drops the verified entry: the next request is verified again.
+    assert_eq!(handle.cache().revoke_jti("j1"), 1);
+    block_on(handle.verify(token.as_bytes(), &issuer.policy, NOW)).expect("valid");
+    assert_eq!(handle.stats().cache_hits, 1);
+    // Past exp the cache no longer answers, and the worker says expired.
+    let late = block_on(handle.verify(token.as_bytes(), &issuer.policy, NOW + 200));
+    assert_eq!(late.err(), Some(EngineError::Invalid("expired")));
+    // A bad token is remembered briefly: the flood costs one verification.
+    let bad = format!("{}x", &token[..token.len() - 1]);
+    for _ in 0..5 {
+        let r = block_on(handle.verify(bad.as_bytes(), &issuer.policy, NOW));
+        assert!(matches!(r, Err(EngineError::Invalid(_))));
+    }
+    assert_eq!(handle.stats().cache_hits, 1 + 4);
+}
+
+#[test]
+fn overload_is_answered_at_once() {
+    let issuer = Issuer::new();
+    let engine = Engine::start(config(1, 2));
+    let handle = engine.handle();
+    let tokens: Vec<String> = (0..200)
+        .map(|i| issuer.token(&format!(r#"{{"n":{i},"exp":{}}}"#, NOW + 60)))
+        .collect();
+    let refs: Vec<&[u8]> = tokens.iter().map(|t| t.as_bytes()).collect();
+    let start = Instant::now();
+    let results = block_on(handle.verify_batch(&refs, &issuer.policy, NOW));
+    let elapsed = start.elapsed();
+    let overloaded = results
+        .iter()
+        .filter(|r| matches!(r, Err(EngineError::Overloaded)))
+        .count();
+    let valid = results.iter().filter(|r| r.is_ok()).count();
+    assert!(overloaded > 0, "capacity 2 admitted all 200");
+    assert_eq!(overloaded + valid, 200);
+    // Only the admitted ones were verified; the rest cost nothing.
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+    assert_eq!(handle.stats().overloaded as usize, overloaded);
+    assert_eq!(handle.stats().in_flight, 0);
+}
+
+#[test]
+fn workers_batch_under_load() {
+    let issuer = Issuer::new();
+    let engine = Engine::start(config(1, 1024));
+    let handle = engine.handle();
+    let tokens: Vec<String> = (0..300)
+        .map(|i| issuer.token(&format!(r#"{{"n":{i},"exp":{}}}"#, NOW + 60)))
+        .collect();
+    let refs: Vec<&[u8]> = tokens.iter().map(|t| t.as_bytes()).collect();
+    let results = block_on(handle.verify_batch(&refs, &issuer.policy, NOW));
+    assert!(results.iter().all(Result::is_ok));
+    // Verdicts come back in order.
+    for (i, r) in results.iter().enumerate() {
+        let n = r.as_ref().expect("valid").numeric_claim("n");
+        assert_eq!(n, Some(i as f64));
+    }
+    let stats = handle.stats();
+    assert_eq!(stats.batched_jobs, 300);
+    assert!(stats.batches < 300, "no batching: {stats:?}");
+}
+
+#[test]
+fn shutdown_refuses_new_work() {
+    let issuer = Issuer::new();
+    let engine = Engine::start(config(2, 16));
+    let handle = engine.handle();
+    let token = issuer.token(&format!(r#"{{"exp":{}}}"#, NOW + 60));
+    drop(engine);
+    let r = block_on(handle.verify(token.as_bytes(), &issuer.policy, NOW));
+    assert_eq!(r.err(), Some(EngineError::Shutdown));
+}
