@@ -122,7 +122,8 @@ struct Shared {
     counters: Counters,
 }
 
-/// The running engine; dropping it stops and joins the workers.
+/// The running engine; dropping it stops the workers once every admitted verification is
+/// answered, and joins them.
 pub struct Engine {
     handle: EngineHandle,
     threads: Vec<JoinHandle<()>>,
@@ -264,10 +265,16 @@ impl EngineHandle {
             }
             None => {}
         }
-        if shared.in_flight.fetch_add(1, Ordering::AcqRel) >= shared.capacity {
-            shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if shared.in_flight.fetch_add(1, Ordering::SeqCst) >= shared.capacity {
+            shared.in_flight.fetch_sub(1, Ordering::SeqCst);
             shared.counters.overloaded.fetch_add(1, Ordering::Relaxed);
             return Submitted::Done(Err(EngineError::Overloaded));
+        }
+        // Counted in flight before looking at the flag: either this submit sees the shutdown, or
+        // the workers see it in flight and stay until it is answered.
+        if shared.shutdown.load(Ordering::SeqCst) {
+            shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+            return Submitted::Done(Err(EngineError::Shutdown));
         }
         let (reply, receive) = oneshot::channel();
         shared.injector.push(Job {
@@ -344,7 +351,9 @@ fn run_worker(index: usize, shared: &Shared, local: &Worker<Job>) {
     loop {
         take_batch(index, shared, local, &mut batch);
         if batch.is_empty() {
-            if shared.shutdown.load(Ordering::SeqCst) {
+            if shared.shutdown.load(Ordering::SeqCst)
+                && shared.in_flight.load(Ordering::SeqCst) == 0
+            {
                 return;
             }
             // Sleep until a submit wakes us; the timeout covers a wake-up that raced the
@@ -366,7 +375,7 @@ fn run_worker(index: usize, shared: &Shared, local: &Worker<Job>) {
         batch.sort_by_key(|job| Arc::as_ptr(&job.policy) as usize);
         for job in batch.drain(..) {
             let result = verify_one(shared, &job);
-            shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+            shared.in_flight.fetch_sub(1, Ordering::SeqCst);
             let _ = job.reply.send(result); // the caller may have gone away
         }
     }

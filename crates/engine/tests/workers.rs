@@ -178,3 +178,26 @@ fn shutdown_refuses_new_work() {
     let r = block_on(handle.verify(token.as_bytes(), &issuer.policy, NOW));
     assert_eq!(r.err(), Some(EngineError::Shutdown));
 }
+
+#[test]
+fn shutdown_answers_everything_already_admitted() {
+    let issuer = Issuer::new();
+    let engine = Engine::start(config(2, 1024));
+    let handle = engine.handle();
+    let tokens: Vec<String> = (0..200)
+        .map(|i| issuer.token(&format!(r#"{{"n":{i},"exp":{}}}"#, NOW + 60)))
+        .collect();
+    let policy = Arc::clone(&issuer.policy);
+    let caller = std::thread::spawn(move || {
+        let refs: Vec<&[u8]> = tokens.iter().map(|t| t.as_bytes()).collect();
+        block_on(handle.verify_batch(&refs, &policy, NOW))
+    });
+    std::thread::sleep(Duration::from_millis(2));
+    drop(engine); // joins the workers
+    let results = caller.join().expect("caller thread");
+    assert_eq!(results.len(), 200);
+    // Each was either verified or refused at admission: none is left hanging.
+    assert!(results
+        .iter()
+        .all(|r| r.is_ok() || matches!(r, Err(EngineError::Shutdown))));
+}
