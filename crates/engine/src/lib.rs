@@ -7,7 +7,9 @@
 #![forbid(unsafe_code)]
 
 pub mod cache;
+pub mod issuers;
 pub mod workers;
 
 pub use cache::{CacheConfig, CacheStats, Cached, Facts, TokenCache, TokenDigest};
+pub use issuers::{IssuerSpec, Issuers, IssuersError};
 pub use workers::{Engine, EngineConfig, EngineError, EngineHandle, EngineStats, Policy, Verified};

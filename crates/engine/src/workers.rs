@@ -227,6 +227,22 @@ impl EngineHandle {
         }
     }
 
+    /// Verifies `token` with the issuer its header routes it to (see [`crate::Issuers::route`]).
+    pub async fn verify_routed(
+        &self,
+        token: &[u8],
+        issuers: &crate::Issuers,
+        now: i64,
+    ) -> Result<Verified, EngineError> {
+        match issuers.route(token) {
+            Ok(policy) => self.verify(token, policy, now).await,
+            Err(e) => {
+                self.shared.counters.invalid.fetch_add(1, Ordering::Relaxed);
+                Err(EngineError::Invalid(e.code()))
+            }
+        }
+    }
+
     /// Verifies several tokens; the results come back in the same order. Tokens the engine has
     /// no room for get [`EngineError::Overloaded`].
     pub async fn verify_batch(

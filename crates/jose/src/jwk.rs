@@ -180,6 +180,11 @@ impl KeySet {
         self.keys.is_empty()
     }
 
+    /// The keys, to build another set from.
+    pub fn into_keys(self) -> Vec<VerifyingKey> {
+        self.keys
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &VerifyingKey> {
         self.keys.iter()
     }

@@ -207,6 +207,20 @@ impl Jws {
     }
 }
 
+/// What the protected header of `token` says about its key: the algorithm and the `kid`. For
+/// routing a token to the key set that should verify it; nothing here is verified, and the key
+/// set's own checks still apply.
+pub fn peek_key(
+    token: impl AsRef<[u8]>,
+    limits: &Limits,
+) -> Result<(Algorithm, Option<String>), Error> {
+    let parts = Compact::split(token.as_ref(), limits)?;
+    let header = b64::decode(parts.header).ok_or(Malformed::Base64(Segment::Header))?;
+    let text = std::str::from_utf8(&header).map_err(|_| Malformed::Utf8(Segment::Header))?;
+    let header = Header::parse(text, limits)?;
+    Ok((header.alg, header.kid.map(|k| k.to_str().into_owned())))
+}
+
 /// Verifies the signature of a compact JWS; the payload may be any bytes.
 pub fn verify(token: impl AsRef<[u8]>, keys: &KeySet, limits: &Limits) -> Result<Jws, Error> {
     verify_with(token.as_ref(), keys, limits, |_| Ok(()))

@@ -1,0 +1,183 @@
+//! Issuer binding: a token is routed by its header to one issuer's keys and must claim that
+//! issuer, so a key of issuer A never verifies a token claiming issuer B.
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{
+    EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING,
+};
+use engine::{CacheConfig, Engine, EngineConfig, EngineError, IssuerSpec, Issuers, IssuersError};
+use jose::{b64, jws, Algorithm, SigningInput};
+
+const NOW: i64 = 1_800_000_000;
+
+struct Es256(EcdsaKeyPair);
+
+impl Es256 {
+    fn new() -> Self {
+        Es256(EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).expect("keygen"))
+    }
+
+    fn jwk(&self, kid: &str) -> String {
+        let p = self.0.public_key().as_ref();
+        format!(
+            r#"{{"kty":"EC","crv":"P-256","kid":"{kid}","x":"{}","y":"{}"}}"#,
+            b64::encode(&p[1..33]),
+            b64::encode(&p[33..])
+        )
+    }
+
+    fn token(&self, kid: Option<&str>, claims: &str) -> String {
+        let header = jws::header_json(Algorithm::ES256, kid, None);
+        let input = SigningInput::new(header.as_bytes(), claims.as_bytes());
+        let sig = self
+            .0
+            .sign(&SystemRandom::new(), input.as_bytes())
+            .expect("sign");
+        input.into_compact(sig.as_ref())
+    }
+}
+
+fn spec(issuer: &str, audiences: &[&str], algorithms: &[Algorithm]) -> IssuerSpec {
+    IssuerSpec {
+        issuer: issuer.into(),
+        audiences: audiences.iter().map(|a| a.to_string()).collect(),
+        algorithms: algorithms.to_vec(),
+    }
+}
+
+fn jwks(keys: &[String]) -> Vec<u8> {
+    format!("{{\"keys\":[{}]}}", keys.join(",")).into_bytes()
+}
+
+fn claims(iss: &str, aud: &str) -> String {
+    format!(r#"{{"iss":"{iss}","aud":"{aud}","exp":{}}}"#, NOW + 60)
+}
+
+fn verify(engine: &Engine, issuers: &Issuers, token: &str) -> Result<(), EngineError> {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime")
+        .block_on(
+            engine
+                .handle()
+                .verify_routed(token.as_bytes(), issuers, NOW),
+        )
+        .map(|_| ())
+}
+
+#[test]
+fn a_key_of_one_issuer_never_verifies_a_token_claiming_another() {
+    let (a, b) = (Es256::new(), Es256::new());
+    let issuers = Issuers::new(vec![
+        (
+            spec("https://a.example", &["api"], &[]),
+            jwks(&[a.jwk("a1")]),
+        ),
+        (
+            spec("https://b.example", &["api"], &[]),
+            jwks(&[b.jwk("b1")]),
+        ),
+    ])
+    .expect("issuers");
+    let engine = Engine::start(EngineConfig {
+        workers: 1,
+        pin: false,
+        cache: CacheConfig::default(),
+        ..EngineConfig::default()
+    });
+    assert_eq!(
+        verify(
+            &engine,
+            &issuers,
+            &a.token(Some("a1"), &claims("https://a.example", "api"))
+        ),
+        Ok(())
+    );
+    assert_eq!(
+        verify(
+            &engine,
+            &issuers,
+            &b.token(Some("b1"), &claims("https://b.example", "api"))
+        ),
+        Ok(())
+    );
+    // A's key signing a token that claims B: routed to A by its kid, refused for its iss.
+    assert_eq!(
+        verify(
+            &engine,
+            &issuers,
+            &a.token(Some("a1"), &claims("https://b.example", "api"))
+        ),
+        Err(EngineError::Invalid("invalid_issuer"))
+    );
+    // A's key with B's kid: routed to B, whose key does not verify it.
+    assert_eq!(
+        verify(
+            &engine,
+            &issuers,
+            &a.token(Some("b1"), &claims("https://b.example", "api"))
+        ),
+        Err(EngineError::Invalid("bad_signature"))
+    );
+    // Unknown kid, and no kid while two issuers sign ES256.
+    assert_eq!(
+        verify(
+            &engine,
+            &issuers,
+            &a.token(Some("zz"), &claims("https://a.example", "api"))
+        ),
+        Err(EngineError::Invalid("unknown_key"))
+    );
+    assert_eq!(
+        verify(
+            &engine,
+            &issuers,
+            &a.token(None, &claims("https://a.example", "api"))
+        ),
+        Err(EngineError::Invalid("ambiguous_key"))
+    );
+    // Audiences are the issuer's own.
+    assert_eq!(
+        verify(
+            &engine,
+            &issuers,
+            &a.token(Some("a1"), &claims("https://a.example", "other"))
+        ),
+        Err(EngineError::Invalid("invalid_audience"))
+    );
+}
+
+#[test]
+fn issuer_configuration_is_checked() {
+    let (a, b) = (Es256::new(), Es256::new());
+    let ed = Ed25519KeyPair::generate().expect("keygen");
+    let ed_jwk = format!(
+        r#"{{"kty":"OKP","crv":"Ed25519","kid":"e1","x":"{}"}}"#,
+        b64::encode(ed.public_key().as_ref())
+    );
+    let shared = Issuers::new(vec![
+        (spec("https://a.example", &[], &[]), jwks(&[a.jwk("same")])),
+        (spec("https://b.example", &[], &[]), jwks(&[b.jwk("same")])),
+    ]);
+    assert!(matches!(shared, Err(IssuersError::SharedKid { .. })));
+    let twice = Issuers::new(vec![
+        (spec("https://a.example", &[], &[]), jwks(&[a.jwk("a1")])),
+        (spec("https://a.example", &[], &[]), jwks(&[b.jwk("b1")])),
+    ]);
+    assert!(matches!(twice, Err(IssuersError::DuplicateIssuer(_))));
+    let none = Issuers::new(vec![(
+        spec("https://a.example", &[], &[Algorithm::RS256]),
+        jwks(&[a.jwk("a1")]),
+    )]);
+    assert!(matches!(none, Err(IssuersError::NoKeys(_))));
+    let bad = Issuers::new(vec![(spec("https://a.example", &[], &[]), b"{}".to_vec())]);
+    assert!(matches!(bad, Err(IssuersError::KeySet { .. })));
+    // An algorithm list leaves other keys out.
+    let only_ed = Issuers::new(vec![(
+        spec("https://a.example", &[], &[Algorithm::EdDSA]),
+        jwks(&[a.jwk("a1"), ed_jwk]),
+    )])
+    .expect("issuers");
+    assert_eq!(only_ed.policies()[0].keys.len(), 1);
+    assert!(only_ed.route(a.token(Some("a1"), "{}").as_bytes()).is_err());
+}
