@@ -556,3 +556,114 @@ fn hostile_input_never_crashes_or_hangs() {
     assert!(v.iter().all(|v| v["valid"] == false));
     assert_eq!(v[2]["error"], "too_large");
 }
+
+/// The signature attack classes, through the binary: each is refused with exit 1 and a JSON
+/// verdict naming the reason.
+#[test]
+fn signature_attacks_are_refused_through_the_cli() {
+    use aws_lc_rs::signature::{
+        EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P256_SHA256_FIXED_SIGNING,
+    };
+    let dir = Scratch::new("attacks");
+    let pkcs8 =
+        EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+            .expect("keygen");
+    let fixed =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).expect("key");
+    let der =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref()).expect("key");
+    let point = fixed.public_key().as_ref();
+    let jwk = format!(
+        r#"{{"kty":"EC","crv":"P-256","kid":"ec","x":"{}","y":"{}"}}"#,
+        URL_SAFE_NO_PAD.encode(&point[1..33]),
+        URL_SAFE_NO_PAD.encode(&point[33..])
+    );
+    let jwks = dir.write("jwks.json", &format!("{{\"keys\":[{jwk}]}}"));
+    let attacker = Issuer::new();
+    let attacker_jwk = attacker.jwks[9..attacker.jwks.len() - 2].to_owned();
+
+    let header = r#"{"alg":"ES256","kid":"ec"}"#;
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header),
+        URL_SAFE_NO_PAD.encode(claims(""))
+    );
+    let with_sig = |sig: &[u8]| format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig));
+    let rng = SystemRandom::new();
+    let good = fixed.sign(&rng, input.as_bytes()).expect("sign");
+    let der_sig = der.sign(&rng, input.as_bytes()).expect("sign");
+    let n = p256_order();
+    let mut r_is_n = n.clone();
+    r_is_n.extend_from_slice(&good.as_ref()[32..]);
+    let cases = [
+        (with_sig(good.as_ref()), None),
+        (with_sig(&[0u8; 64]), Some("bad_signature")),
+        (with_sig(&r_is_n), Some("bad_signature")),
+        (with_sig(der_sig.as_ref()), Some("bad_signature")),
+        (with_sig(&good.as_ref()[..63]), Some("bad_signature")),
+        (with_sig(&[good.as_ref(), &[0]].concat()), Some("bad_signature")),
+        // The attacker's own key, embedded in the header or named by jku/x5u, is never used.
+        (
+            attacker.sign_raw(
+                &format!(r#"{{"alg":"EdDSA","kid":"ec","jwk":{attacker_jwk}}}"#),
+                &claims(""),
+            ),
+            Some("key_algorithm_mismatch"),
+        ),
+        (
+            attacker.sign_raw(
+                r#"{"alg":"EdDSA","jku":"http://127.0.0.1:9/jwks.json","x5u":"http://127.0.0.1:9/c.pem"}"#,
+                &claims(""),
+            ),
+            Some("unknown_key"),
+        ),
+        // kid traversal and injection strings name no key.
+        (
+            format!(
+                "{}.{}.{}",
+                URL_SAFE_NO_PAD.encode(r#"{"alg":"ES256","kid":"../../../../etc/passwd"}"#),
+                URL_SAFE_NO_PAD.encode(claims("")),
+                URL_SAFE_NO_PAD.encode(good.as_ref())
+            ),
+            Some("unknown_key"),
+        ),
+        (
+            format!(
+                "{}.{}.{}",
+                URL_SAFE_NO_PAD.encode(r#"{"alg":"ES256","kid":"' OR '1'='1"}"#),
+                URL_SAFE_NO_PAD.encode(claims("")),
+                URL_SAFE_NO_PAD.encode(good.as_ref())
+            ),
+            Some("unknown_key"),
+        ),
+    ];
+    let now = NOW.to_string();
+    for (token, expected) in cases {
+        let out = tessera(
+            &["verify", "--jwks", path_str(&jwks), "--now", &now, &token],
+            b"",
+        );
+        let v = verdicts(&out);
+        match expected {
+            None => assert_eq!(code(&out), 0, "{}", v[0]),
+            Some(error) => {
+                assert_eq!(code(&out), 1, "{}", v[0]);
+                assert_eq!(v[0]["error"], error, "{}", v[0]);
+            }
+        }
+    }
+}
+
+/// The order n of P-256, big-endian.
+fn p256_order() -> Vec<u8> {
+    (0..32)
+        .map(|i| {
+            u8::from_str_radix(
+                &"FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551"
+                    [2 * i..2 * i + 2],
+                16,
+            )
+            .expect("hex")
+        })
+        .collect()
+}
