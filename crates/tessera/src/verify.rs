@@ -62,7 +62,7 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     };
     run(
         &args.jws.token,
-        &validation.limits.clone(),
+        &validation.limits,
         |token, out| match jose::jwt::verify(token, &keys, &validation, now) {
             Ok(jwt) => write_valid(
                 out,
