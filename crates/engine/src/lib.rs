@@ -2,14 +2,17 @@
 //! and batching ([`workers`]) in front of a verified-token cache ([`cache`]). Issuer key sets
 //! with remote JWKS and vectorised Ed25519 are still to come.
 //!
-//! No I/O and no `unsafe` here; the clock is passed in by the caller.
+//! No `unsafe` here; the clock is passed in by the caller; the only I/O is fetching remote key
+//! sets ([`remote`]).
 
 #![forbid(unsafe_code)]
 
 pub mod cache;
 pub mod issuers;
+pub mod remote;
 pub mod workers;
 
 pub use cache::{CacheConfig, CacheStats, Cached, Facts, TokenCache, TokenDigest};
 pub use issuers::{IssuerSpec, Issuers, IssuersError};
+pub use remote::{RemoteConfig, RemoteError, RemoteKeySet};
 pub use workers::{Engine, EngineConfig, EngineError, EngineHandle, EngineStats, Policy, Verified};

@@ -1,0 +1,205 @@
+//! Remote key sets against a local HTTP server that counts fetches, serves errors, rotates keys
+//! and stalls.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use engine::{RemoteConfig, RemoteError, RemoteKeySet};
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+/// What the server answers, changeable while it runs.
+#[derive(Clone)]
+struct Answer {
+    status: u16,
+    body: String,
+    cache_control: Option<String>,
+    delay: Duration,
+}
+
+struct Server {
+    url: String,
+    answer: Arc<Mutex<Answer>>,
+    hits: Arc<AtomicUsize>,
+}
+
+fn jwks(kids: &[&str]) -> String {
+    let keys: Vec<String> = kids
+        .iter()
+        .map(|kid| {
+            format!(r#"{{"kty":"oct","alg":"HS256","kid":"{kid}","k":"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY"}}"#)
+        })
+        .collect();
+    format!("{{\"keys\":[{}]}}", keys.join(","))
+}
+
+async fn serve(answer: Answer) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let url = format!("http://{}/jwks.json", listener.local_addr().expect("addr"));
+    let answer = Arc::new(Mutex::new(answer));
+    let hits = Arc::new(AtomicUsize::new(0));
+    let (a, h) = (Arc::clone(&answer), Arc::clone(&hits));
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (a, h) = (Arc::clone(&a), Arc::clone(&h));
+            tokio::spawn(async move {
+                let service = service_fn(move |_req: Request<hyper::body::Incoming>| {
+                    let (a, h) = (Arc::clone(&a), Arc::clone(&h));
+                    async move {
+                        h.fetch_add(1, Ordering::SeqCst);
+                        let answer = a.lock().expect("answer").clone();
+                        tokio::time::sleep(answer.delay).await;
+                        let mut response = Response::builder().status(answer.status);
+                        if let Some(cc) = &answer.cache_control {
+                            response = response.header("cache-control", cc);
+                        }
+                        Ok::<_, Infallible>(
+                            response
+                                .body(Full::new(Bytes::from(answer.body)))
+                                .expect("response"),
+                        )
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Server { url, answer, hits }
+}
+
+fn ok(kids: &[&str]) -> Answer {
+    Answer {
+        status: 200,
+        body: jwks(kids),
+        cache_control: None,
+        delay: Duration::ZERO,
+    }
+}
+
+fn config(url: &str) -> RemoteConfig {
+    let mut c = RemoteConfig::new(url);
+    c.cooldown = Duration::from_millis(300);
+    c.timeout = Duration::from_millis(500);
+    c.min_max_age = Duration::ZERO;
+    c
+}
+
+fn kids(set: &RemoteKeySet) -> Vec<String> {
+    set.keys()
+        .iter()
+        .filter_map(|k| k.kid().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_kid_floods_cost_one_fetch_per_cooldown() {
+    let server = serve(ok(&["k1"])).await;
+    let set = Arc::new(
+        RemoteKeySet::new(config(&server.url))
+            .await
+            .expect("first fetch"),
+    );
+    assert_eq!(server.hits.load(Ordering::SeqCst), 1);
+    assert_eq!(kids(&set), ["k1"]);
+
+    // The issuer rotates; a flood of tokens with the new kid arrives at once.
+    *server.answer.lock().unwrap() = ok(&["k1", "k2"]);
+    let flood: Vec<_> = (0..200)
+        .map(|_| {
+            let set = Arc::clone(&set);
+            tokio::spawn(async move { set.unknown_kid().await })
+        })
+        .collect();
+    for task in flood {
+        task.await.expect("task");
+    }
+    assert_eq!(
+        server.hits.load(Ordering::SeqCst),
+        2,
+        "the flood shares one fetch"
+    );
+    assert_eq!(kids(&set), ["k1", "k2"]);
+    // Within the cool-down, more unknown kids fetch nothing.
+    assert!(!set.unknown_kid().await);
+    assert_eq!(server.hits.load(Ordering::SeqCst), 2);
+    // After it, one more fetch.
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert!(set.unknown_kid().await);
+    assert_eq!(server.hits.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_refreshes_keep_the_stale_keys() {
+    let mut answer = ok(&["k1"]);
+    answer.cache_control = Some("max-age=0".into());
+    let server = serve(answer).await;
+    let set = RemoteKeySet::new(config(&server.url))
+        .await
+        .expect("first fetch");
+    assert!(set.is_stale(), "max-age=0 makes it stale at once");
+    for (status, body) in [
+        (500, jwks(&["k9"])),
+        (200, "{not json".to_string()),
+        (404, String::new()),
+    ] {
+        *server.answer.lock().unwrap() = Answer {
+            status,
+            body,
+            cache_control: None,
+            delay: Duration::ZERO,
+        };
+        assert!(set.refresh().await.is_err());
+        assert_eq!(kids(&set), ["k1"], "stale keys stay after a failed refresh");
+    }
+    // A good answer with a max-age makes it fresh again; refresh then fetches nothing.
+    let mut good = ok(&["k2"]);
+    good.cache_control = Some("public, max-age=3600".into());
+    *server.answer.lock().unwrap() = good;
+    set.refresh().await.expect("refresh");
+    assert_eq!(kids(&set), ["k2"]);
+    let hits = server.hits.load(Ordering::SeqCst);
+    set.refresh().await.expect("fresh: nothing to do");
+    assert_eq!(server.hits.load(Ordering::SeqCst), hits);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_are_bounded_in_size_and_time() {
+    let mut big = ok(&["k1"]);
+    big.body = format!("{{\"keys\":[],\"pad\":\"{}\"}}", "x".repeat(2 << 20));
+    let server = serve(big).await;
+    assert_eq!(
+        RemoteKeySet::new(config(&server.url)).await.err(),
+        Some(RemoteError::TooLarge)
+    );
+
+    let mut slow = ok(&["k1"]);
+    slow.delay = Duration::from_secs(5);
+    let server = serve(slow).await;
+    let start = Instant::now();
+    let err = RemoteKeySet::new(config(&server.url)).await.err();
+    assert!(matches!(err, Some(RemoteError::Fetch(_))), "{err:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+
+    // Plain HTTP to a non-loopback host is refused before any connection.
+    let err = RemoteKeySet::new(RemoteConfig::new("http://192.0.2.1/jwks.json"))
+        .await
+        .err();
+    assert!(matches!(err, Some(RemoteError::Url(_))), "{err:?}");
+}
