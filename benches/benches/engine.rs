@@ -73,10 +73,10 @@ fn engine(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
-    let policy = Arc::new(Policy {
-        keys: contest.fixture.signer.key_set(),
-        validation: benches::tessera_validation(),
-    });
+    let policy = Arc::new(Policy::new(
+        contest.fixture.signer.key_set(),
+        benches::tessera_validation(),
+    ));
     let no_cache = CacheConfig {
         ttl: 0,
         negative_ttl: 0,

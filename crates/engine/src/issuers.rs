@@ -3,14 +3,17 @@
 //! the algorithm when there is no `kid`), then verified with that issuer's keys *and* required to
 //! claim that issuer, so a key of issuer A never verifies a token claiming issuer B.
 //!
-//! Key sets come from a static JWKS document or from the HSM's published keys (as a JWKS); remote
-//! `jwks_uri` sets are still to come.
+//! Keys come from a JWKS document (a static file, or the HSM's published keys) or from a remote
+//! `jwks_uri` ([`RemoteKeySet`]); remote sets are re-read by [`Issuers::sync`], which swaps the
+//! issuer's keys and evicts the cache entries of keys that left.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use jose::{Algorithm, Error, KeySet, KeySetError, Limits, Validation};
 
+use crate::cache::TokenCache;
+use crate::remote::RemoteKeySet;
 use crate::Policy;
 
 /// One trusted issuer, as configured.
@@ -22,6 +25,15 @@ pub struct IssuerSpec {
     pub audiences: Vec<String>,
     /// Algorithms this issuer signs with; keys for others are left out. Empty means all.
     pub algorithms: Vec<Algorithm>,
+}
+
+/// Where an issuer's keys come from.
+#[derive(Clone, Debug)]
+pub enum KeySource {
+    /// A JWK Set document, read once.
+    Jwks(Vec<u8>),
+    /// A `jwks_uri`, kept fresh.
+    Remote(Arc<RemoteKeySet>),
 }
 
 /// Why an issuer set was refused: the configuration's fault.
@@ -59,75 +71,96 @@ impl std::fmt::Display for IssuersError {
 
 impl std::error::Error for IssuersError {}
 
+#[derive(Debug)]
+struct Issuer {
+    spec: IssuerSpec,
+    policy: Arc<Policy>,
+    remote: Option<Arc<RemoteKeySet>>,
+    /// The remote key set last applied, to tell a refresh from no change.
+    applied: RwLock<Option<Arc<KeySet>>>,
+}
+
 /// The trusted issuers, ready to route tokens.
 #[derive(Debug, Default)]
 pub struct Issuers {
-    policies: Vec<Arc<Policy>>,
-    by_kid: HashMap<String, usize>,
+    issuers: Vec<Issuer>,
+    by_kid: RwLock<HashMap<String, usize>>,
     limits: Limits,
 }
 
 impl Issuers {
-    /// Builds the set from each issuer's spec and JWK Set document.
-    pub fn new(issuers: Vec<(IssuerSpec, Vec<u8>)>) -> Result<Self, IssuersError> {
+    /// Builds the set from each issuer's spec and key source.
+    pub fn new(issuers: Vec<(IssuerSpec, KeySource)>) -> Result<Self, IssuersError> {
         let mut set = Issuers::default();
-        let mut names: Vec<String> = Vec::new();
-        for (spec, jwks) in issuers {
-            if names.contains(&spec.issuer) {
+        for (spec, source) in issuers {
+            if set.issuers.iter().any(|i| i.spec.issuer == spec.issuer) {
                 return Err(IssuersError::DuplicateIssuer(spec.issuer));
             }
-            let parsed = KeySet::from_jwks(&jwks).map_err(|error| IssuersError::KeySet {
-                issuer: spec.issuer.clone(),
-                error,
-            })?;
-            let keys: Vec<_> = parsed
-                .keys
-                .into_keys()
-                .into_iter()
-                .filter(|k| spec.algorithms.is_empty() || spec.algorithms.contains(&k.alg()))
-                .collect();
-            if keys.is_empty() {
-                return Err(IssuersError::NoKeys(spec.issuer));
-            }
-            let index = set.policies.len();
-            for kid in keys.iter().filter_map(|k| k.kid()) {
-                if let Some(&other) = set.by_kid.get(kid) {
+            let (keys, remote, applied) = match source {
+                KeySource::Jwks(doc) => {
+                    let parsed = KeySet::from_jwks(&doc).map_err(|error| IssuersError::KeySet {
+                        issuer: spec.issuer.clone(),
+                        error,
+                    })?;
+                    (keep(&spec, parsed.keys.into_keys())?, None, None)
+                }
+                KeySource::Remote(remote) => {
+                    let current = remote.keys();
+                    (filter_set(&spec, &current)?, Some(remote), Some(current))
+                }
+            };
+            let mut validation = Validation::default().with_issuer(spec.issuer.clone());
+            validation.audiences = spec.audiences.clone();
+            set.issuers.push(Issuer {
+                policy: Arc::new(Policy::new(keys, validation)),
+                spec,
+                remote,
+                applied: RwLock::new(applied),
+            });
+        }
+        *set.by_kid.write().unwrap_or_else(|e| e.into_inner()) = set.kid_map()?;
+        Ok(set)
+    }
+
+    fn kid_map(&self) -> Result<HashMap<String, usize>, IssuersError> {
+        let mut map: HashMap<String, usize> = HashMap::new();
+        for (index, issuer) in self.issuers.iter().enumerate() {
+            for key in issuer.policy.keys().iter() {
+                let Some(kid) = key.kid() else { continue };
+                if let Some(&other) = map.get(kid) {
                     return Err(IssuersError::SharedKid {
                         kid: kid.into(),
-                        issuers: (names[other].clone(), spec.issuer.clone()),
+                        issuers: (
+                            self.issuers[other].spec.issuer.clone(),
+                            issuer.spec.issuer.clone(),
+                        ),
                     });
                 }
-                set.by_kid.insert(kid.into(), index);
+                map.insert(kid.into(), index);
             }
-            let keys = KeySet::new(keys).map_err(|error| IssuersError::KeySet {
-                issuer: spec.issuer.clone(),
-                error,
-            })?;
-            let mut validation = Validation::default().with_issuer(spec.issuer.clone());
-            validation.audiences = spec.audiences;
-            names.push(spec.issuer);
-            set.policies.push(Arc::new(Policy { keys, validation }));
         }
-        Ok(set)
+        Ok(map)
     }
 
     /// The issuer whose keys should verify `token`: by `kid`, or, without one, the only issuer
     /// with a key for the token's algorithm.
-    pub fn route(&self, token: &[u8]) -> Result<&Arc<Policy>, Error> {
+    pub fn route(&self, token: &[u8]) -> Result<Arc<Policy>, Error> {
         let (alg, kid) = jose::jws::peek_key(token, &self.limits)?;
         match kid {
             Some(kid) => self
                 .by_kid
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
                 .get(&kid)
-                .map(|&i| &self.policies[i])
+                .map(|&i| Arc::clone(&self.issuers[i].policy))
                 .ok_or(Error::UnknownKey),
             None => {
                 let mut fits = self
-                    .policies
+                    .issuers
                     .iter()
-                    .filter(|p| p.keys.iter().any(|k| k.alg() == alg));
+                    .filter(|i| i.policy.keys().iter().any(|k| k.alg() == alg));
                 match (fits.next(), fits.next()) {
-                    (Some(policy), None) => Ok(policy),
+                    (Some(issuer), None) => Ok(Arc::clone(&issuer.policy)),
                     (None, _) => Err(Error::UnknownKey),
                     (Some(_), Some(_)) => Err(Error::AmbiguousKey),
                 }
@@ -135,7 +168,80 @@ impl Issuers {
         }
     }
 
-    pub fn policies(&self) -> &[Arc<Policy>] {
-        &self.policies
+    pub fn policies(&self) -> impl Iterator<Item = &Arc<Policy>> {
+        self.issuers.iter().map(|i| &i.policy)
     }
+
+    /// Whether any issuer's keys come from a `jwks_uri`.
+    pub fn has_remote(&self) -> bool {
+        self.issuers.iter().any(|i| i.remote.is_some())
+    }
+
+    /// A token named an unknown `kid`: each remote key set may refetch (within its cool-down),
+    /// then the issuers pick up what changed. Returns whether anything changed.
+    pub async fn unknown_kid<V>(&self, cache: &TokenCache<V>) -> bool {
+        for remote in self.issuers.iter().filter_map(|i| i.remote.as_ref()) {
+            remote.unknown_kid().await;
+        }
+        self.sync(cache)
+    }
+
+    /// Refreshes stale remote key sets (failures keep the stale keys), then applies changes.
+    pub async fn refresh<V>(&self, cache: &TokenCache<V>) -> bool {
+        for remote in self.issuers.iter().filter_map(|i| i.remote.as_ref()) {
+            let _ = remote.refresh().await;
+        }
+        self.sync(cache)
+    }
+
+    /// Applies remote key sets that changed since last applied: the issuer's keys are swapped,
+    /// the cache entries of keys that left are evicted, and routing is rebuilt. A refreshed set
+    /// that would be refused (no usable key, a kid of another issuer) is not applied: the keys
+    /// in force stay. Returns whether anything changed.
+    pub fn sync<V>(&self, cache: &TokenCache<V>) -> bool {
+        let mut changed = false;
+        for issuer in &self.issuers {
+            let Some(remote) = &issuer.remote else {
+                continue;
+            };
+            let current = remote.keys();
+            let mut applied = issuer.applied.write().unwrap_or_else(|e| e.into_inner());
+            if applied.as_ref().is_some_and(|a| Arc::ptr_eq(a, &current)) {
+                continue;
+            }
+            *applied = Some(Arc::clone(&current));
+            let Ok(keys) = filter_set(&issuer.spec, &current) else {
+                continue;
+            };
+            for kid in issuer.policy.set_keys(keys) {
+                cache.evict_kid(&kid);
+            }
+            changed = true;
+        }
+        if changed {
+            if let Ok(map) = self.kid_map() {
+                *self.by_kid.write().unwrap_or_else(|e| e.into_inner()) = map;
+            }
+        }
+        changed
+    }
+}
+
+/// The keys of a fetched set that `spec` accepts, as a new set (keys are shared, not copied).
+fn filter_set(spec: &IssuerSpec, keys: &Arc<KeySet>) -> Result<KeySet, IssuersError> {
+    keep(spec, keys.iter().cloned().collect())
+}
+
+fn keep(spec: &IssuerSpec, keys: Vec<jose::VerifyingKey>) -> Result<KeySet, IssuersError> {
+    let keys: Vec<_> = keys
+        .into_iter()
+        .filter(|k| spec.algorithms.is_empty() || spec.algorithms.contains(&k.alg()))
+        .collect();
+    if keys.is_empty() {
+        return Err(IssuersError::NoKeys(spec.issuer.clone()));
+    }
+    KeySet::new(keys).map_err(|error| IssuersError::KeySet {
+        issuer: spec.issuer.clone(),
+        error,
+    })
 }

@@ -13,6 +13,6 @@ pub mod remote;
 pub mod workers;
 
 pub use cache::{CacheConfig, CacheStats, Cached, Facts, TokenCache, TokenDigest};
-pub use issuers::{IssuerSpec, Issuers, IssuersError};
+pub use issuers::{IssuerSpec, Issuers, IssuersError, KeySource};
 pub use remote::{RemoteConfig, RemoteError, RemoteKeySet};
 pub use workers::{Engine, EngineConfig, EngineError, EngineHandle, EngineStats, Policy, Verified};

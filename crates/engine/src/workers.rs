@@ -7,7 +7,7 @@
 //! thread without a worker hop; a miss goes to a worker, whose verdict fills the cache.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -17,11 +17,39 @@ use tokio::sync::oneshot;
 
 use crate::cache::{CacheConfig, Cached, Facts, TokenCache, TokenDigest};
 
-/// What a token is verified against: one issuer's keys and its claims policy.
+/// What a token is verified against: one issuer's keys and its claims policy. The keys can be
+/// replaced while verifications run (a refreshed remote key set).
 #[derive(Debug)]
 pub struct Policy {
-    pub keys: KeySet,
+    keys: RwLock<Arc<KeySet>>,
     pub validation: Validation,
+}
+
+impl Policy {
+    pub fn new(keys: KeySet, validation: Validation) -> Self {
+        Policy {
+            keys: RwLock::new(Arc::new(keys)),
+            validation,
+        }
+    }
+
+    /// The keys in force.
+    pub fn keys(&self) -> Arc<KeySet> {
+        Arc::clone(&self.keys.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Replaces the keys; returns the kids that are gone, whose cache entries must die.
+    pub fn set_keys(&self, keys: KeySet) -> Vec<String> {
+        let mut current = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        let gone = current
+            .iter()
+            .filter_map(|k| k.kid())
+            .filter(|kid| keys.find_kid(kid).is_none())
+            .map(str::to_owned)
+            .collect();
+        *current = Arc::new(keys);
+        gone
+    }
 }
 
 /// How the engine runs.
@@ -234,12 +262,31 @@ impl EngineHandle {
         issuers: &crate::Issuers,
         now: i64,
     ) -> Result<Verified, EngineError> {
-        match issuers.route(token) {
-            Ok(policy) => self.verify(token, policy, now).await,
+        // The cache first: a token routes the same way every time, and entries of keys that
+        // left their issuer were evicted when they left.
+        let digest = TokenDigest::of(token);
+        if let Some(hit) = self.cached(&digest, now) {
+            return hit;
+        }
+        let mut routed = issuers.route(token);
+        // An unknown kid may mean an issuer rotated: let remote key sets refetch (each at most
+        // once per cool-down), then route again.
+        if matches!(routed, Err(jose::Error::UnknownKey))
+            && issuers.has_remote()
+            && issuers.unknown_kid(&self.shared.cache).await
+        {
+            routed = issuers.route(token);
+        }
+        let policy = match routed {
+            Ok(policy) => policy,
             Err(e) => {
                 self.shared.counters.invalid.fetch_add(1, Ordering::Relaxed);
-                Err(EngineError::Invalid(e.code()))
+                return Err(EngineError::Invalid(e.code()));
             }
+        };
+        match self.enqueue(token, digest, &policy, now) {
+            Submitted::Done(result) => result,
+            Submitted::Queued(reply) => reply.await.unwrap_or(Err(EngineError::Shutdown)),
         }
     }
 
@@ -263,24 +310,42 @@ impl EngineHandle {
     }
 
     fn submit(&self, token: &[u8], policy: &Arc<Policy>, now: i64) -> Submitted {
+        let digest = TokenDigest::of(token);
+        match self.cached(&digest, now) {
+            Some(result) => Submitted::Done(result),
+            None => self.enqueue(token, digest, policy, now),
+        }
+    }
+
+    /// The cache's verdict on the token with `digest`, if it has one (or the engine is down).
+    fn cached(&self, digest: &TokenDigest, now: i64) -> Option<Result<Verified, EngineError>> {
         let shared = &self.shared;
         if shared.shutdown.load(Ordering::Relaxed) {
-            return Submitted::Done(Err(EngineError::Shutdown));
+            return Some(Err(EngineError::Shutdown));
         }
-        let digest = TokenDigest::of(token);
-        match shared.cache.get_digest(&digest, now) {
-            Some(Cached::Valid(jwt)) => {
-                shared.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+        let hit = match shared.cache.get_digest(digest, now)? {
+            Cached::Valid(jwt) => {
                 shared.counters.valid.fetch_add(1, Ordering::Relaxed);
-                return Submitted::Done(Ok(jwt));
+                Ok(jwt)
             }
-            Some(Cached::Invalid(code)) => {
-                shared.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+            Cached::Invalid(code) => {
                 shared.counters.invalid.fetch_add(1, Ordering::Relaxed);
-                return Submitted::Done(Err(EngineError::Invalid(code)));
+                Err(EngineError::Invalid(code))
             }
-            None => {}
-        }
+        };
+        shared.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+        Some(hit)
+    }
+
+    /// Admits the token and queues it for a worker, or refuses it as overloaded.
+    fn enqueue(
+        &self,
+        token: &[u8],
+        digest: TokenDigest,
+        policy: &Arc<Policy>,
+        now: i64,
+    ) -> Submitted {
+        let shared = &self.shared;
         if shared.in_flight.fetch_add(1, Ordering::SeqCst) >= shared.capacity {
             shared.in_flight.fetch_sub(1, Ordering::SeqCst);
             shared.counters.overloaded.fetch_add(1, Ordering::Relaxed);
@@ -398,12 +463,8 @@ fn run_worker(index: usize, shared: &Shared, local: &Worker<Job>) {
 }
 
 fn verify_one(shared: &Shared, job: &Job) -> Result<Verified, EngineError> {
-    match jose::jwt::verify(
-        &job.token,
-        &job.policy.keys,
-        &job.policy.validation,
-        job.now,
-    ) {
+    let keys = job.policy.keys();
+    match jose::jwt::verify(&job.token, &keys, &job.policy.validation, job.now) {
         Ok(jwt) => {
             shared.counters.valid.fetch_add(1, Ordering::Relaxed);
             let jwt = Arc::new(jwt);

@@ -5,7 +5,9 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
     EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING,
 };
-use engine::{CacheConfig, Engine, EngineConfig, EngineError, IssuerSpec, Issuers, IssuersError};
+use engine::{
+    CacheConfig, Engine, EngineConfig, EngineError, IssuerSpec, Issuers, IssuersError, KeySource,
+};
 use jose::{b64, jws, Algorithm, SigningInput};
 
 const NOW: i64 = 1_800_000_000;
@@ -45,8 +47,8 @@ fn spec(issuer: &str, audiences: &[&str], algorithms: &[Algorithm]) -> IssuerSpe
     }
 }
 
-fn jwks(keys: &[String]) -> Vec<u8> {
-    format!("{{\"keys\":[{}]}}", keys.join(",")).into_bytes()
+fn jwks(keys: &[String]) -> KeySource {
+    KeySource::Jwks(format!("{{\"keys\":[{}]}}", keys.join(",")).into_bytes())
 }
 
 fn claims(iss: &str, aud: &str) -> String {
@@ -170,7 +172,10 @@ fn issuer_configuration_is_checked() {
         jwks(&[a.jwk("a1")]),
     )]);
     assert!(matches!(none, Err(IssuersError::NoKeys(_))));
-    let bad = Issuers::new(vec![(spec("https://a.example", &[], &[]), b"{}".to_vec())]);
+    let bad = Issuers::new(vec![(
+        spec("https://a.example", &[], &[]),
+        KeySource::Jwks(b"{}".to_vec()),
+    )]);
     assert!(matches!(bad, Err(IssuersError::KeySet { .. })));
     // An algorithm list leaves other keys out.
     let only_ed = Issuers::new(vec![(
@@ -178,6 +183,9 @@ fn issuer_configuration_is_checked() {
         jwks(&[a.jwk("a1"), ed_jwk]),
     )])
     .expect("issuers");
-    assert_eq!(only_ed.policies()[0].keys.len(), 1);
+    assert_eq!(
+        only_ed.policies().next().expect("one issuer").keys().len(),
+        1
+    );
     assert!(only_ed.route(a.token(Some("a1"), "{}").as_bytes()).is_err());
 }

@@ -203,3 +203,71 @@ async fn responses_are_bounded_in_size_and_time() {
         .err();
     assert!(matches!(err, Some(RemoteError::Url(_))), "{err:?}");
 }
+
+/// The secret of every key `jwks` serves (`k` above, decoded).
+const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+fn hs256(kid: &str, iss: &str) -> String {
+    let header = jose::jws::header_json(jose::Algorithm::HS256, Some(kid), None);
+    let claims = format!(r#"{{"iss":"{iss}","exp":4000000000}}"#);
+    let input = jose::SigningInput::new(header.as_bytes(), claims.as_bytes());
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, SECRET);
+    let tag = aws_lc_rs::hmac::sign(&key, input.as_bytes());
+    input.into_compact(tag.as_ref())
+}
+
+/// Through the engine: an issuer whose keys come from a jwks_uri rotates; a token with the new
+/// kid triggers one refetch and verifies; a key that leaves the set takes its cached tokens
+/// with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issuers_follow_their_remote_key_sets() {
+    use engine::{Engine, EngineConfig, EngineError, IssuerSpec, Issuers, KeySource};
+    let server = serve(ok(&["k1"])).await;
+    let remote = Arc::new(RemoteKeySet::new(config(&server.url)).await.expect("fetch"));
+    let iss = "https://issuer.example";
+    let issuers = Issuers::new(vec![(
+        IssuerSpec {
+            issuer: iss.into(),
+            audiences: Vec::new(),
+            algorithms: Vec::new(),
+        },
+        KeySource::Remote(Arc::clone(&remote)),
+    )])
+    .expect("issuers");
+    let engine = Engine::start(EngineConfig {
+        workers: 1,
+        pin: false,
+        ..EngineConfig::default()
+    });
+    let handle = engine.handle();
+    let now = 1_800_000_000;
+    let old = hs256("k1", iss);
+    handle
+        .verify_routed(old.as_bytes(), &issuers, now)
+        .await
+        .expect("k1 verifies");
+    assert_eq!(handle.cache().stats().entries, 1);
+
+    // Unknown kid before the rotation is published: one fetch, still unknown.
+    let new = hs256("k2", iss);
+    let r = handle.verify_routed(new.as_bytes(), &issuers, now).await;
+    assert_eq!(r.err(), Some(EngineError::Invalid("unknown_key")));
+    assert_eq!(server.hits.load(Ordering::SeqCst), 2);
+
+    // The issuer rotates: k2 added, k1 removed. After the cool-down the next unknown kid fetches.
+    *server.answer.lock().unwrap() = ok(&["k2"]);
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    handle
+        .verify_routed(new.as_bytes(), &issuers, now)
+        .await
+        .expect("k2 verifies after refetch");
+    assert_eq!(server.hits.load(Ordering::SeqCst), 3);
+    // k1 left the set: its cached token is gone, and it no longer verifies.
+    let r = handle.verify_routed(old.as_bytes(), &issuers, now).await;
+    assert_eq!(r.err(), Some(EngineError::Invalid("unknown_key")));
+    assert_eq!(
+        handle.cache().stats().entries,
+        1,
+        "only k2's token is cached"
+    );
+}

@@ -28,10 +28,7 @@ impl Issuer {
         let keys = KeySet::from_jwks(jwks.as_bytes()).expect("JWKS").keys;
         Issuer {
             key,
-            policy: Arc::new(Policy {
-                keys,
-                validation: Validation::default(),
-            }),
+            policy: Arc::new(Policy::new(keys, Validation::default())),
         }
     }
 
@@ -78,7 +75,8 @@ fn verdicts_match_direct_verification() {
     let results = block_on(handle.verify_batch(&refs, &issuer.policy, NOW));
     assert_eq!(results.len(), tokens.len());
     for (token, result) in tokens.iter().zip(&results) {
-        let direct = jose::jwt::verify(token, &issuer.policy.keys, &issuer.policy.validation, NOW);
+        let direct =
+            jose::jwt::verify(token, &issuer.policy.keys(), &issuer.policy.validation, NOW);
         match (direct, result) {
             (Ok(d), Ok(e)) => assert_eq!(d.claims_json(), e.claims_json()),
             (Err(d), Err(EngineError::Invalid(code))) => assert_eq!(d.code(), *code),

@@ -23,12 +23,15 @@ const RSA_MIN_BITS: usize = 2048;
 const RSA_MAX_BITS: usize = 8192;
 
 /// A public (or, for HMAC, shared) key pinned to one algorithm, parsed into verification form.
+/// Cloning shares the parsed key material.
+#[derive(Clone)]
 pub struct VerifyingKey {
     kid: Option<Box<str>>,
     alg: Algorithm,
     material: Material,
 }
 
+#[derive(Clone)]
 enum Material {
     /// Boxed: an aws-lc-rs HMAC key holds its precomputed context inline (over 1 KiB).
     Hmac(Box<hmac::Key>),
@@ -178,6 +181,11 @@ impl KeySet {
 
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
+    }
+
+    /// The key with this `kid`, whatever its algorithm.
+    pub fn find_kid(&self, kid: &str) -> Option<&VerifyingKey> {
+        self.keys.iter().find(|k| k.kid() == Some(kid))
     }
 
     /// The keys, to build another set from.
