@@ -103,6 +103,7 @@ pub struct RemoteKeySet {
     /// Serialises fetches; holds when the last one for an unknown kid started.
     fetching: tokio::sync::Mutex<Option<Instant>>,
     fetches: std::sync::atomic::AtomicU64,
+    failures: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for RemoteKeySet {
@@ -182,6 +183,7 @@ impl RemoteKeySet {
             }),
             fetching: tokio::sync::Mutex::new(None),
             fetches: std::sync::atomic::AtomicU64::new(0),
+            failures: std::sync::atomic::AtomicU64::new(0),
         };
         set.fetch().await?;
         Ok(set)
@@ -195,6 +197,11 @@ impl RemoteKeySet {
     /// How many fetches were made (for metrics and tests).
     pub fn fetches(&self) -> u64 {
         self.fetches.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How many fetches failed (the keys in use stayed as they were).
+    pub fn failures(&self) -> u64 {
+        self.failures.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether the keys are past their freshness.
@@ -237,6 +244,15 @@ impl RemoteKeySet {
     async fn fetch(&self) -> Result<(), RemoteError> {
         self.fetches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let result = self.fetch_once().await;
+        if result.is_err() {
+            self.failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        result
+    }
+
+    async fn fetch_once(&self) -> Result<(), RemoteError> {
         let request = hyper::Request::get(self.uri.clone())
             .header(
                 hyper::header::ACCEPT,

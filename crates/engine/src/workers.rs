@@ -66,6 +66,27 @@ pub struct EngineConfig {
     pub cache: CacheConfig,
 }
 
+impl Counters {
+    fn invalid(&self, code: &'static str) {
+        self.invalid.fetch_add(1, Ordering::Relaxed);
+        let mut by_code = self
+            .invalid_by_code
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match by_code.iter_mut().find(|(c, _)| *c == code) {
+            Some((_, n)) => *n += 1,
+            None => by_code.push((code, 1)),
+        }
+    }
+
+    fn valid(&self, alg: jose::Algorithm) {
+        self.valid.fetch_add(1, Ordering::Relaxed);
+        if let Some(i) = jose::Algorithm::ALL.iter().position(|&a| a == alg) {
+            self.valid_by_alg[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
@@ -106,7 +127,7 @@ impl std::error::Error for EngineError {}
 pub type Verified = Arc<Jwt>;
 
 /// Counters for the daemon's `/metrics`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EngineStats {
     pub valid: u64,
     pub invalid: u64,
@@ -116,6 +137,10 @@ pub struct EngineStats {
     /// Jobs over all batches: `batched_jobs / batches` is the mean batch size.
     pub batched_jobs: u64,
     pub in_flight: usize,
+    /// Verified by a worker (not from the cache), per algorithm, in `Algorithm::ALL` order.
+    pub valid_by_alg: [(jose::Algorithm, u64); 13],
+    /// Refused, per error code (cache answers included), codes with a zero count left out.
+    pub invalid_by_code: Vec<(&'static str, u64)>,
 }
 
 struct Job {
@@ -128,6 +153,8 @@ struct Job {
 
 #[derive(Default)]
 struct Counters {
+    valid_by_alg: [AtomicU64; 13],
+    invalid_by_code: Mutex<Vec<(&'static str, u64)>>,
     valid: AtomicU64,
     invalid: AtomicU64,
     overloaded: AtomicU64,
@@ -280,7 +307,7 @@ impl EngineHandle {
         let policy = match routed {
             Ok(policy) => policy,
             Err(e) => {
-                self.shared.counters.invalid.fetch_add(1, Ordering::Relaxed);
+                self.shared.counters.invalid(e.code());
                 return Err(EngineError::Invalid(e.code()));
             }
         };
@@ -329,7 +356,7 @@ impl EngineHandle {
                 Ok(jwt)
             }
             Cached::Invalid(code) => {
-                shared.counters.invalid.fetch_add(1, Ordering::Relaxed);
+                shared.counters.invalid(code);
                 Err(EngineError::Invalid(code))
             }
         };
@@ -382,6 +409,17 @@ impl EngineHandle {
             batches: c.batches.load(Ordering::Relaxed),
             batched_jobs: c.batched_jobs.load(Ordering::Relaxed),
             in_flight: self.shared.in_flight.load(Ordering::Relaxed),
+            valid_by_alg: std::array::from_fn(|i| {
+                (
+                    jose::Algorithm::ALL[i],
+                    c.valid_by_alg[i].load(Ordering::Relaxed),
+                )
+            }),
+            invalid_by_code: c
+                .invalid_by_code
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
         }
     }
 
@@ -466,7 +504,7 @@ fn verify_one(shared: &Shared, job: &Job) -> Result<Verified, EngineError> {
     let keys = job.policy.keys();
     match jose::jwt::verify(&job.token, &keys, &job.policy.validation, job.now) {
         Ok(jwt) => {
-            shared.counters.valid.fetch_add(1, Ordering::Relaxed);
+            shared.counters.valid(jwt.alg());
             let jwt = Arc::new(jwt);
             let kid = jwt.kid();
             let jti = jwt.str_claim("jti");
@@ -484,7 +522,7 @@ fn verify_one(shared: &Shared, job: &Job) -> Result<Verified, EngineError> {
             Ok(jwt)
         }
         Err(e) => {
-            shared.counters.invalid.fetch_add(1, Ordering::Relaxed);
+            shared.counters.invalid(e.code());
             // A token that is not valid *yet* may be valid in a moment: not remembered.
             if !matches!(e, jose::Error::NotYetValid) {
                 shared.cache.insert_invalid(job.digest, e.code(), job.now);

@@ -164,6 +164,7 @@ async fn failed_refreshes_keep_the_stale_keys() {
         assert!(set.refresh().await.is_err());
         assert_eq!(kids(&set), ["k1"], "stale keys stay after a failed refresh");
     }
+    assert_eq!((set.fetches(), set.failures()), (4, 3));
     // A good answer with a max-age makes it fresh again; refresh then fetches nothing.
     let mut good = ok(&["k2"]);
     good.cache_control = Some("public, max-age=3600".into());

@@ -92,6 +92,17 @@ fn verdicts_match_direct_verification() {
     let stats = handle.stats();
     assert_eq!((stats.valid, stats.invalid), (20, 3));
     assert_eq!(stats.in_flight, 0);
+    let es256 = stats
+        .valid_by_alg
+        .iter()
+        .find(|(a, _)| *a == Algorithm::ES256);
+    assert_eq!(es256, Some(&(Algorithm::ES256, 20)));
+    let mut codes = stats.invalid_by_code.clone();
+    codes.sort();
+    assert_eq!(
+        codes,
+        [("bad_signature", 1), ("expired", 1), ("malformed", 1)]
+    );
 }
 
 #[test]
