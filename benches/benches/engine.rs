@@ -41,6 +41,7 @@ fn engine(c: &mut Criterion) {
         };
         cache.insert_valid(
             TokenDigest::of(other.as_bytes()),
+            1,
             Arc::clone(&jwt),
             facts,
             now,
@@ -53,17 +54,17 @@ fn engine(c: &mut Criterion) {
         bytes: token.len() * 2,
         ..Facts::default()
     };
-    cache.insert_valid(key, Arc::clone(&jwt), facts, now);
+    cache.insert_valid(key, 1, Arc::clone(&jwt), facts, now);
     assert!(matches!(
-        cache.get(token.as_bytes(), now),
+        cache.get(token.as_bytes(), 1, now),
         Some(Cached::Valid(_))
     ));
 
     group.bench_function(BenchmarkId::new("cache-hit", "ES256"), |b| {
-        b.iter(|| black_box(cache.get(black_box(token.as_bytes()), now)))
+        b.iter(|| black_box(cache.get(black_box(token.as_bytes()), 1, now)))
     });
     group.bench_function(BenchmarkId::new("cache-hit-digest", "ES256"), |b| {
-        b.iter(|| black_box(cache.get_digest(black_box(&key), now)))
+        b.iter(|| black_box(cache.get_digest(black_box(&key), 1, now)))
     });
     group.bench_function(BenchmarkId::new("tessera", "ES256"), |b| {
         b.iter(|| black_box(contest.tessera(black_box(token))))

@@ -91,6 +91,8 @@ pub struct CacheStats {
 
 struct Item<V> {
     verdict: Cached<V>,
+    /// Who decided: the verdict holds only for lookups by the same owner (a policy).
+    owner: u64,
     /// Unix seconds after which the entry is dead.
     until: i64,
     bytes: usize,
@@ -229,14 +231,16 @@ impl<V> TokenCache<V> {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The remembered verdict for `token` at `now`, if any and still alive.
-    pub fn get(&self, token: &[u8], now: i64) -> Option<Cached<V>> {
-        self.get_digest(&TokenDigest::of(token), now)
+    /// The verdict `owner` remembered for `token` at `now`, if any and still alive. A verdict
+    /// is only ever answered to the owner (the policy) that reached it.
+    pub fn get(&self, token: &[u8], owner: u64, now: i64) -> Option<Cached<V>> {
+        self.get_digest(&TokenDigest::of(token), owner, now)
     }
 
-    pub fn get_digest(&self, key: &TokenDigest, now: i64) -> Option<Cached<V>> {
+    pub fn get_digest(&self, key: &TokenDigest, owner: u64, now: i64) -> Option<Cached<V>> {
         let mut shard = self.shard(key);
         match shard.items.get(key) {
+            Some(item) if item.owner != owner => None,
             Some(item) if now < item.until => Some(item.verdict.clone()),
             Some(_) => {
                 shard.remove(key);
@@ -247,7 +251,14 @@ impl<V> TokenCache<V> {
     }
 
     /// Remembers that `token` verified, producing `value`, until `min(exp, now + ttl)`.
-    pub fn insert_valid(&self, key: TokenDigest, value: Arc<V>, facts: Facts<'_>, now: i64) {
+    pub fn insert_valid(
+        &self,
+        key: TokenDigest,
+        owner: u64,
+        value: Arc<V>,
+        facts: Facts<'_>,
+        now: i64,
+    ) {
         let until = facts
             .exp
             .map_or(i64::MAX, |exp| exp)
@@ -257,6 +268,7 @@ impl<V> TokenCache<V> {
         }
         let item = Item {
             verdict: Cached::Valid(value),
+            owner,
             until,
             bytes: facts.bytes,
             kid: facts.kid.map(Arc::from),
@@ -278,7 +290,7 @@ impl<V> TokenCache<V> {
 
     /// Remembers briefly that `token` failed with `code`. A failure never replaces a live
     /// verified entry.
-    pub fn insert_invalid(&self, key: TokenDigest, code: &'static str, now: i64) {
+    pub fn insert_invalid(&self, key: TokenDigest, owner: u64, code: &'static str, now: i64) {
         if self.config.negative_ttl <= 0 {
             return;
         }
@@ -299,6 +311,7 @@ impl<V> TokenCache<V> {
             key,
             Item {
                 verdict: Cached::Invalid(code),
+                owner,
                 until: now.saturating_add(self.config.negative_ttl),
                 bytes: 0,
                 kid: None,
@@ -378,7 +391,7 @@ mod tests {
     }
 
     fn valid(c: &TokenCache<String>, token: &str, now: i64) -> Option<String> {
-        match c.get(token.as_bytes(), now) {
+        match c.get(token.as_bytes(), 0, now) {
             Some(Cached::Valid(v)) => Some((*v).clone()),
             _ => None,
         }
@@ -388,18 +401,18 @@ mod tests {
     fn entries_live_until_exp_or_ttl() {
         let c = cache(4, 100);
         let key = TokenDigest::of(b"a.b.c");
-        c.insert_valid(key, Arc::new("claims".into()), facts(1050), 1000);
+        c.insert_valid(key, 0, Arc::new("claims".into()), facts(1050), 1000);
         assert_eq!(valid(&c, "a.b.c", 1049).as_deref(), Some("claims"));
         assert_eq!(valid(&c, "a.b.c", 1050), None, "dies at exp");
         assert_eq!(c.stats().entries, 0, "a dead entry is dropped when met");
-        c.insert_valid(key, Arc::new("claims".into()), facts(9999), 1000);
+        c.insert_valid(key, 0, Arc::new("claims".into()), facts(9999), 1000);
         assert!(valid(&c, "a.b.c", 1099).is_some());
         assert!(valid(&c, "a.b.c", 1100).is_none(), "dies at now + ttl");
         // Already expired: not stored.
-        c.insert_valid(key, Arc::new("x".into()), facts(999), 1000);
+        c.insert_valid(key, 0, Arc::new("x".into()), facts(999), 1000);
         assert!(valid(&c, "a.b.c", 1000).is_none());
         // Another token is another key, whatever it shares with the first.
-        c.insert_valid(key, Arc::new("claims".into()), facts(9999), 1000);
+        c.insert_valid(key, 0, Arc::new("claims".into()), facts(9999), 1000);
         assert!(valid(&c, "a.b.d", 1001).is_none());
     }
 
@@ -408,7 +421,7 @@ mod tests {
         let c = cache(1, 3);
         for i in 0..5 {
             let key = TokenDigest::of(format!("t{i}").as_bytes());
-            c.insert_valid(key, Arc::new(format!("v{i}")), facts(9999), 0);
+            c.insert_valid(key, 0, Arc::new(format!("v{i}")), facts(9999), 0);
         }
         assert_eq!(c.stats().entries, 3);
         assert!(valid(&c, "t0", 1).is_none() && valid(&c, "t1", 1).is_none());
@@ -421,7 +434,7 @@ mod tests {
         });
         for i in 0..4 {
             let key = TokenDigest::of(format!("t{i}").as_bytes());
-            c.insert_valid(key, Arc::new(format!("v{i}")), facts(9999), 0);
+            c.insert_valid(key, 0, Arc::new(format!("v{i}")), facts(9999), 0);
         }
         assert_eq!(
             c.stats(),
@@ -436,7 +449,7 @@ mod tests {
             bytes: 26,
             ..facts(9999)
         };
-        c.insert_valid(TokenDigest::of(b"huge"), Arc::new("h".into()), huge, 0);
+        c.insert_valid(TokenDigest::of(b"huge"), 0, Arc::new("h".into()), huge, 0);
         assert!(valid(&c, "huge", 1).is_none());
     }
 
@@ -444,16 +457,17 @@ mod tests {
     fn failures_are_remembered_briefly_and_bounded() {
         let c = cache(1, 10);
         let bad = TokenDigest::of(b"bad");
-        c.insert_invalid(bad, "bad_signature", 100);
+        c.insert_invalid(bad, 0, "bad_signature", 100);
         assert!(matches!(
-            c.get(b"bad", 104),
+            c.get(b"bad", 0, 104),
             Some(Cached::Invalid("bad_signature"))
         ));
-        assert!(c.get(b"bad", 105).is_none());
+        assert!(c.get(b"bad", 0, 105).is_none());
         // A flood of distinct bad tokens keeps at most max_negative of them...
         for i in 0..50 {
             c.insert_invalid(
                 TokenDigest::of(format!("bad{i}").as_bytes()),
+                0,
                 "malformed",
                 200,
             );
@@ -461,10 +475,21 @@ mod tests {
         assert_eq!(c.stats().negative, 4);
         // ...and never displaces a verified entry or replaces it.
         let good = TokenDigest::of(b"good");
-        c.insert_valid(good, Arc::new("ok".into()), facts(9999), 200);
-        c.insert_invalid(good, "expired", 200);
+        c.insert_valid(good, 0, Arc::new("ok".into()), facts(9999), 200);
+        c.insert_invalid(good, 0, "expired", 200);
         assert_eq!(valid(&c, "good", 201).as_deref(), Some("ok"));
         assert_eq!(c.stats().entries, 1);
+    }
+
+    #[test]
+    fn verdicts_are_answered_only_to_their_owner() {
+        let c = cache(4, 100);
+        let key = TokenDigest::of(b"t");
+        c.insert_valid(key, 1, Arc::new("by one".into()), facts(9999), 0);
+        assert!(c.get(b"t", 1, 1).is_some());
+        assert!(c.get(b"t", 2, 1).is_none(), "another policy never sees it");
+        c.insert_invalid(TokenDigest::of(b"u"), 1, "expired", 0);
+        assert!(c.get(b"u", 2, 1).is_none());
     }
 
     #[test]
@@ -480,6 +505,7 @@ mod tests {
             };
             c.insert_valid(
                 TokenDigest::of(token.as_bytes()),
+                0,
                 Arc::new(token.into()),
                 f,
                 0,
@@ -506,8 +532,8 @@ mod tests {
         for i in 0..10_000 {
             let key = TokenDigest::of(format!("t{i}").as_bytes());
             // Each entry expires before the next arrives.
-            c.insert_valid(key, Arc::new(String::new()), facts(i + 1), i);
-            assert!(c.get_digest(&key, i + 1).is_none());
+            c.insert_valid(key, 0, Arc::new(String::new()), facts(i + 1), i);
+            assert!(c.get_digest(&key, 0, i + 1).is_none());
         }
         let shard = c.shards[0].lock().unwrap();
         assert!(shard.order.len() <= 64, "{}", shard.order.len());
@@ -524,6 +550,7 @@ mod tests {
                         let token = format!("t{t}-{i}");
                         c.insert_valid(
                             TokenDigest::of(token.as_bytes()),
+                            0,
                             Arc::new(token.clone()),
                             facts(9999),
                             0,

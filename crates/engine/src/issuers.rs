@@ -118,14 +118,20 @@ impl Issuers {
                 applied: RwLock::new(applied),
             });
         }
-        *set.by_kid.write().unwrap_or_else(|e| e.into_inner()) = set.kid_map()?;
+        let keys: Vec<Arc<KeySet>> = set.issuers.iter().map(|i| i.policy.keys()).collect();
+        let map = set.kid_map(|i| &keys[i])?;
+        *set.by_kid.write().unwrap_or_else(|e| e.into_inner()) = map;
         Ok(set)
     }
 
-    fn kid_map(&self) -> Result<HashMap<String, usize>, IssuersError> {
+    /// Routing by kid over each issuer's keys as `keys_of` gives them.
+    fn kid_map<'k>(
+        &self,
+        keys_of: impl Fn(usize) -> &'k KeySet,
+    ) -> Result<HashMap<String, usize>, IssuersError> {
         let mut map: HashMap<String, usize> = HashMap::new();
         for (index, issuer) in self.issuers.iter().enumerate() {
-            for key in issuer.policy.keys().iter() {
+            for key in keys_of(index).iter() {
                 let Some(kid) = key.kid() else { continue };
                 if let Some(&other) = map.get(kid) {
                     return Err(IssuersError::SharedKid {
@@ -194,36 +200,50 @@ impl Issuers {
         self.sync(cache)
     }
 
-    /// Applies remote key sets that changed since last applied: the issuer's keys are swapped,
-    /// the cache entries of keys that left are evicted, and routing is rebuilt. A refreshed set
-    /// that would be refused (no usable key, a kid of another issuer) is not applied: the keys
-    /// in force stay. Returns whether anything changed.
+    /// Applies remote key sets that changed since last applied: the issuers' keys are swapped,
+    /// the cache entries of keys that left are evicted, and routing is rebuilt, all or nothing.
+    /// A refreshed set that would be refused (no usable key, or a kid another issuer has) is not
+    /// applied: the keys in force stay. Returns whether anything changed.
     pub fn sync<V>(&self, cache: &TokenCache<V>) -> bool {
-        let mut changed = false;
-        for issuer in &self.issuers {
+        // Held throughout, so that concurrent syncs apply one after the other.
+        let mut by_kid = self.by_kid.write().unwrap_or_else(|e| e.into_inner());
+        let mut candidates: Vec<(usize, Arc<KeySet>, KeySet)> = Vec::new();
+        for (index, issuer) in self.issuers.iter().enumerate() {
             let Some(remote) = &issuer.remote else {
                 continue;
             };
-            let current = remote.keys();
-            let mut applied = issuer.applied.write().unwrap_or_else(|e| e.into_inner());
-            if applied.as_ref().is_some_and(|a| Arc::ptr_eq(a, &current)) {
+            let fetched = remote.keys();
+            let applied = issuer.applied.read().unwrap_or_else(|e| e.into_inner());
+            if applied.as_ref().is_some_and(|a| Arc::ptr_eq(a, &fetched)) {
                 continue;
             }
-            *applied = Some(Arc::clone(&current));
-            let Ok(keys) = filter_set(&issuer.spec, &current) else {
-                continue;
-            };
+            drop(applied);
+            if let Ok(keys) = filter_set(&issuer.spec, &fetched) {
+                candidates.push((index, fetched, keys));
+            }
+        }
+        if candidates.is_empty() {
+            return false;
+        }
+        let current: Vec<Arc<KeySet>> = self.issuers.iter().map(|i| i.policy.keys()).collect();
+        let keys_of = |i: usize| {
+            candidates
+                .iter()
+                .find(|(index, _, _)| *index == i)
+                .map_or(&*current[i], |(_, _, keys)| keys)
+        };
+        let Ok(map) = self.kid_map(keys_of) else {
+            return false; // a kid clash: nothing applied, retried at the next sync
+        };
+        for (index, fetched, keys) in candidates {
+            let issuer = &self.issuers[index];
             for kid in issuer.policy.set_keys(keys) {
                 cache.evict_kid(&kid);
             }
-            changed = true;
+            *issuer.applied.write().unwrap_or_else(|e| e.into_inner()) = Some(fetched);
         }
-        if changed {
-            if let Ok(map) = self.kid_map() {
-                *self.by_kid.write().unwrap_or_else(|e| e.into_inner()) = map;
-            }
-        }
-        changed
+        *by_kid = map;
+        true
     }
 }
 

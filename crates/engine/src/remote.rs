@@ -293,7 +293,8 @@ impl RemoteKeySet {
         let jwks = KeySet::from_jwks(&body).map_err(|e| RemoteError::KeySet(e.to_string()))?;
         let max_age = max_age(cache_control.as_deref())
             .unwrap_or(self.config.default_max_age)
-            .clamp(self.config.min_max_age, self.config.max_max_age);
+            .max(self.config.min_max_age)
+            .min(self.config.max_max_age);
         *self.fresh.write().unwrap_or_else(|e| e.into_inner()) = Fresh {
             keys: Arc::new(jwks.keys),
             fetched: Instant::now(),

@@ -21,33 +21,49 @@ use crate::cache::{CacheConfig, Cached, Facts, TokenCache, TokenDigest};
 /// replaced while verifications run (a refreshed remote key set).
 #[derive(Debug)]
 pub struct Policy {
-    keys: RwLock<Arc<KeySet>>,
+    /// Unique for the life of the process: cached verdicts are answered only to their policy.
+    id: u64,
+    /// The keys in force and their generation, bumped at every swap.
+    keys: RwLock<(Arc<KeySet>, u64)>,
     pub validation: Validation,
 }
+
+static POLICY_IDS: AtomicU64 = AtomicU64::new(1);
 
 impl Policy {
     pub fn new(keys: KeySet, validation: Validation) -> Self {
         Policy {
-            keys: RwLock::new(Arc::new(keys)),
+            id: POLICY_IDS.fetch_add(1, Ordering::Relaxed),
+            keys: RwLock::new((Arc::new(keys), 0)),
             validation,
         }
     }
 
     /// The keys in force.
     pub fn keys(&self) -> Arc<KeySet> {
-        Arc::clone(&self.keys.read().unwrap_or_else(|e| e.into_inner()))
+        self.keys_and_generation().0
+    }
+
+    fn keys_and_generation(&self) -> (Arc<KeySet>, u64) {
+        let guard = self.keys.read().unwrap_or_else(|e| e.into_inner());
+        (Arc::clone(&guard.0), guard.1)
+    }
+
+    fn generation(&self) -> u64 {
+        self.keys.read().unwrap_or_else(|e| e.into_inner()).1
     }
 
     /// Replaces the keys; returns the kids that are gone, whose cache entries must die.
     pub fn set_keys(&self, keys: KeySet) -> Vec<String> {
         let mut current = self.keys.write().unwrap_or_else(|e| e.into_inner());
         let gone = current
+            .0
             .iter()
             .filter_map(|k| k.kid())
             .filter(|kid| keys.find_kid(kid).is_none())
             .map(str::to_owned)
             .collect();
-        *current = Arc::new(keys);
+        *current = (Arc::new(keys), current.1 + 1);
         gone
     }
 }
@@ -109,6 +125,8 @@ pub enum EngineError {
     Shutdown,
     /// The token is not valid; the code is [`jose::Error::code`].
     Invalid(&'static str),
+    /// The verifier failed unexpectedly (a bug): the token is refused.
+    Internal,
 }
 
 impl std::fmt::Display for EngineError {
@@ -117,6 +135,7 @@ impl std::fmt::Display for EngineError {
             EngineError::Overloaded => f.write_str("verification engine overloaded"),
             EngineError::Shutdown => f.write_str("verification engine shut down"),
             EngineError::Invalid(code) => write!(f, "invalid token: {code}"),
+            EngineError::Internal => f.write_str("internal error in the verification engine"),
         }
     }
 }
@@ -289,12 +308,6 @@ impl EngineHandle {
         issuers: &crate::Issuers,
         now: i64,
     ) -> Result<Verified, EngineError> {
-        // The cache first: a token routes the same way every time, and entries of keys that
-        // left their issuer were evicted when they left.
-        let digest = TokenDigest::of(token);
-        if let Some(hit) = self.cached(&digest, now) {
-            return hit;
-        }
         let mut routed = issuers.route(token);
         // An unknown kid may mean an issuer rotated: let remote key sets refetch (each at most
         // once per cool-down), then route again.
@@ -311,6 +324,10 @@ impl EngineHandle {
                 return Err(EngineError::Invalid(e.code()));
             }
         };
+        let digest = TokenDigest::of(token);
+        if let Some(hit) = self.cached(&digest, &policy, now) {
+            return hit;
+        }
         match self.enqueue(token, digest, &policy, now) {
             Submitted::Done(result) => result,
             Submitted::Queued(reply) => reply.await.unwrap_or(Err(EngineError::Shutdown)),
@@ -338,19 +355,24 @@ impl EngineHandle {
 
     fn submit(&self, token: &[u8], policy: &Arc<Policy>, now: i64) -> Submitted {
         let digest = TokenDigest::of(token);
-        match self.cached(&digest, now) {
+        match self.cached(&digest, policy, now) {
             Some(result) => Submitted::Done(result),
             None => self.enqueue(token, digest, policy, now),
         }
     }
 
     /// The cache's verdict on the token with `digest`, if it has one (or the engine is down).
-    fn cached(&self, digest: &TokenDigest, now: i64) -> Option<Result<Verified, EngineError>> {
+    fn cached(
+        &self,
+        digest: &TokenDigest,
+        policy: &Policy,
+        now: i64,
+    ) -> Option<Result<Verified, EngineError>> {
         let shared = &self.shared;
         if shared.shutdown.load(Ordering::Relaxed) {
             return Some(Err(EngineError::Shutdown));
         }
-        let hit = match shared.cache.get_digest(digest, now)? {
+        let hit = match shared.cache.get_digest(digest, policy.id, now)? {
             Cached::Valid(jwt) => {
                 shared.counters.valid.fetch_add(1, Ordering::Relaxed);
                 Ok(jwt)
@@ -493,7 +515,11 @@ fn run_worker(index: usize, shared: &Shared, local: &Worker<Job>) {
         // Tokens of one issuer together: its keys and policy stay hot in the cache.
         batch.sort_by_key(|job| Arc::as_ptr(&job.policy) as usize);
         for job in batch.drain(..) {
-            let result = verify_one(shared, &job);
+            // A panic in the verifier would be a bug; it must not cost the admission slot, the
+            // worker, or the caller's answer. The job is refused instead.
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| verify_one(shared, &job)))
+                    .unwrap_or(Err(EngineError::Internal));
             shared.in_flight.fetch_sub(1, Ordering::SeqCst);
             let _ = job.reply.send(result); // the caller may have gone away
         }
@@ -501,7 +527,7 @@ fn run_worker(index: usize, shared: &Shared, local: &Worker<Job>) {
 }
 
 fn verify_one(shared: &Shared, job: &Job) -> Result<Verified, EngineError> {
-    let keys = job.policy.keys();
+    let (keys, generation) = job.policy.keys_and_generation();
     match jose::jwt::verify(&job.token, &keys, &job.policy.validation, job.now) {
         Ok(jwt) => {
             shared.counters.valid(jwt.alg());
@@ -518,14 +544,21 @@ fn verify_one(shared: &Shared, job: &Job) -> Result<Verified, EngineError> {
             };
             shared
                 .cache
-                .insert_valid(job.digest, Arc::clone(&jwt), facts, job.now);
+                .insert_valid(job.digest, job.policy.id, Arc::clone(&jwt), facts, job.now);
+            // Keys swapped while this token was verified: the swap's eviction may have run
+            // before the insert, so take the entry back out (it is verified again next time).
+            if job.policy.generation() != generation {
+                shared.cache.revoke_token(&job.token);
+            }
             Ok(jwt)
         }
         Err(e) => {
             shared.counters.invalid(e.code());
             // A token that is not valid *yet* may be valid in a moment: not remembered.
             if !matches!(e, jose::Error::NotYetValid) {
-                shared.cache.insert_invalid(job.digest, e.code(), job.now);
+                shared
+                    .cache
+                    .insert_invalid(job.digest, job.policy.id, e.code(), job.now);
             }
             Err(EngineError::Invalid(e.code()))
         }

@@ -272,3 +272,45 @@ async fn issuers_follow_their_remote_key_sets() {
         "only k2's token is cached"
     );
 }
+
+/// Regression: a refreshed set was applied before routing was checked. A remote issuer that
+/// starts publishing a kid another issuer owns must not take it: nothing is applied, and both
+/// issuers keep routing as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refreshed_set_that_clashes_is_not_applied() {
+    use engine::{CacheConfig, IssuerSpec, Issuers, KeySource, TokenCache};
+    let server = serve(ok(&["k1"])).await;
+    let remote = Arc::new(RemoteKeySet::new(config(&server.url)).await.expect("fetch"));
+    let spec = |iss: &str| IssuerSpec {
+        issuer: iss.into(),
+        audiences: Vec::new(),
+        algorithms: Vec::new(),
+    };
+    let issuers = Issuers::new(vec![
+        (
+            spec("https://a.example"),
+            KeySource::Jwks(jwks(&["kA"]).into_bytes()),
+        ),
+        (
+            spec("https://b.example"),
+            KeySource::Remote(Arc::clone(&remote)),
+        ),
+    ])
+    .expect("issuers");
+    let cache: TokenCache<jose::Jwt> = TokenCache::new(CacheConfig::default());
+    *server.answer.lock().unwrap() = ok(&["kA"]);
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert!(
+        !issuers.unknown_kid(&cache).await,
+        "the clashing set is not applied"
+    );
+    assert_eq!(kids(&remote), ["kA"], "fetched...");
+    let b = issuers
+        .route(hs256("k1", "https://b.example").as_bytes())
+        .expect("k1 still routes");
+    assert_eq!(b.validation.issuer.as_deref(), Some("https://b.example"));
+    let a = issuers
+        .route(hs256("kA", "https://a.example").as_bytes())
+        .expect("kA still routes");
+    assert_eq!(a.validation.issuer.as_deref(), Some("https://a.example"));
+}

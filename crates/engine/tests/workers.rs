@@ -210,3 +210,28 @@ fn shutdown_answers_everything_already_admitted() {
         .iter()
         .all(|r| r.is_ok() || matches!(r, Err(EngineError::Shutdown))));
 }
+
+/// Regression: a verdict cached under one policy was answered to another. A token valid for
+/// issuer A must still be refused by a policy that requires issuer B.
+#[test]
+fn cached_verdicts_belong_to_their_policy() {
+    let issuer = Issuer::new();
+    let same_keys = || KeySet::new(issuer.policy.keys().iter().cloned().collect()).expect("keys");
+    let a = Arc::new(Policy::new(
+        same_keys(),
+        Validation::default().with_issuer("A"),
+    ));
+    let b = Arc::new(Policy::new(
+        same_keys(),
+        Validation::default().with_issuer("B"),
+    ));
+    let engine = Engine::start(config(1, 16));
+    let handle = engine.handle();
+    let token = issuer.token(&format!(r#"{{"iss":"A","exp":{}}}"#, NOW + 60));
+    block_on(handle.verify(token.as_bytes(), &a, NOW)).expect("valid for A");
+    let for_b = block_on(handle.verify(token.as_bytes(), &b, NOW));
+    assert_eq!(for_b.err(), Some(EngineError::Invalid("invalid_issuer")));
+    // And A's cached verdict is still A's.
+    block_on(handle.verify(token.as_bytes(), &a, NOW)).expect("still valid for A");
+    assert_eq!(handle.stats().cache_hits, 1);
+}
