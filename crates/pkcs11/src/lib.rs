@@ -214,6 +214,8 @@ pub struct Hsm {
     /// `None` while the token is unreachable.
     connection: RwLock<Option<Connection>>,
     generation: AtomicU64,
+    /// When the last reconnection was attempted.
+    last_attempt: Mutex<Option<Instant>>,
     cache: Mutex<Vec<KeyInfo>>,
 }
 
@@ -438,6 +440,7 @@ impl Hsm {
             config: config.clone(),
             connection: RwLock::new(Some(connection)),
             generation: AtomicU64::new(0),
+            last_attempt: Mutex::new(None),
             cache: Mutex::new(Vec::new()),
         })
     }
@@ -468,24 +471,40 @@ impl Hsm {
                     }
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_millis(500));
-                    self.reconnect(generation);
+                    // A refused PIN is not retried: a real token locks after a few failures.
+                    if let Err(e @ HsmError::Login(_)) = self.reconnect(generation) {
+                        return Err(e);
+                    }
                 }
                 other => return other,
             }
         }
     }
 
-    /// Replaces the connection `seen` with a new one, unless another thread already did.
-    fn reconnect(&self, seen: Option<u64>) {
+    /// Replaces the connection `seen` with a new one, unless another thread already did or
+    /// tried within the last 20 ms (waiting threads must not each reconnect, and log in, in
+    /// turn). Returns the error of the attempt, if one was made and failed.
+    fn reconnect(&self, seen: Option<u64>) -> Result<(), HsmError> {
         let mut guard = self.connection.write().unwrap_or_else(|e| e.into_inner());
         if guard.as_ref().map(|c| c.generation) != seen {
-            return;
+            return Ok(());
         }
+        let mut last = self.last_attempt.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.is_none() && last.is_some_and(|at| at.elapsed() < Duration::from_millis(20)) {
+            return Ok(());
+        }
+        *last = Some(Instant::now());
         if let Some(old) = guard.take() {
             old.close();
         }
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
-        *guard = Connection::open(&self.config, generation).ok();
+        match Connection::open(&self.config, generation) {
+            Ok(connection) => {
+                *guard = Some(connection);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Lends one pooled session to `f`, for measuring the token itself (the `sign` benchmark's
