@@ -402,6 +402,16 @@ fn pins_come_only_from_the_environment_or_a_file() {
     // There is no flag that takes a PIN.
     let out = token.run(&["keys", "list", "--pin", "test-pin-1234"]);
     assert_eq!(out.status.code(), Some(2));
+    // Regression: a kid starting with '-' (base64url thumbprints can) was taken for a flag.
+    for args in [
+        &["keys", "retire", "-7feCO6JNY5voq"][..],
+        &["token", "sign", "--claims", "{}", "--kid", "-7feCO6JNY5voq"][..],
+    ] {
+        let out = token.run(args);
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("no key with kid"), "{args:?}: {err}");
+    }
 }
 
 /// Several threads sign at once through one `Hsm` and its session pool. PKCS#11 reads its

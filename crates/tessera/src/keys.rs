@@ -112,6 +112,8 @@ pub enum KeysCommand {
     Retire {
         #[command(flatten)]
         hsm: HsmArgs,
+        /// The key's kid (thumbprints may start with `-`).
+        #[arg(allow_hyphen_values = true)]
         kid: String,
     },
     /// Print the public JWK Set (pending, active and retained retired keys).
@@ -152,8 +154,8 @@ pub struct SignArgs {
     /// Sign with the active key of this algorithm.
     #[arg(long, value_name = "ALG", conflicts_with = "kid")]
     alg: Option<String>,
-    /// Sign with this key (it must be active).
-    #[arg(long, value_name = "KID")]
+    /// Sign with this key (it must be active; thumbprints may start with `-`).
+    #[arg(long, value_name = "KID", allow_hyphen_values = true)]
     kid: Option<String>,
     /// The header's `typ`.
     #[arg(long, value_name = "TYP", default_value = "JWT")]
