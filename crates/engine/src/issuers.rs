@@ -3,12 +3,14 @@
 //! the algorithm when there is no `kid`), then verified with that issuer's keys *and* required to
 //! claim that issuer, so a key of issuer A never verifies a token claiming issuer B.
 //!
-//! Keys come from a JWKS document (a static file, or the HSM's published keys) or from a remote
-//! `jwks_uri` ([`RemoteKeySet`]); remote sets are re-read by [`Issuers::sync`], which swaps the
-//! issuer's keys and evicts the cache entries of keys that left.
+//! Keys come from a JWKS document read once, from a remote `jwks_uri` ([`RemoteKeySet`]), or
+//! from a [`LocalKeySet`] its owner replaces (the daemon's HSM keys). Changed sets are applied by
+//! [`Issuers::sync`], which swaps the issuer's keys and evicts the cache entries of keys that
+//! left; [`Issuers::keep_fresh`] runs the refreshes in the background.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use jose::{Algorithm, Error, KeySet, KeySetError, Limits, Validation};
 
@@ -34,6 +36,55 @@ pub enum KeySource {
     Jwks(Vec<u8>),
     /// A `jwks_uri`, kept fresh.
     Remote(Arc<RemoteKeySet>),
+    /// Keys that the process itself keeps current (the HSM's published keys).
+    Local(Arc<LocalKeySet>),
+}
+
+/// A key set its owner replaces; the issuers pick the change up at their next
+/// [`Issuers::sync`].
+#[derive(Debug, Default)]
+pub struct LocalKeySet {
+    keys: RwLock<Arc<KeySet>>,
+}
+
+impl LocalKeySet {
+    pub fn new(keys: KeySet) -> Self {
+        LocalKeySet {
+            keys: RwLock::new(Arc::new(keys)),
+        }
+    }
+
+    pub fn keys(&self) -> Arc<KeySet> {
+        Arc::clone(&self.keys.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Replaces the keys (even with equal ones: the next sync re-applies them).
+    pub fn set(&self, keys: KeySet) {
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
+    }
+}
+
+/// A key set that changes while the issuers run.
+#[derive(Clone, Debug)]
+enum Dynamic {
+    Remote(Arc<RemoteKeySet>),
+    Local(Arc<LocalKeySet>),
+}
+
+impl Dynamic {
+    fn keys(&self) -> Arc<KeySet> {
+        match self {
+            Dynamic::Remote(remote) => remote.keys(),
+            Dynamic::Local(local) => local.keys(),
+        }
+    }
+
+    fn remote(&self) -> Option<&Arc<RemoteKeySet>> {
+        match self {
+            Dynamic::Remote(remote) => Some(remote),
+            Dynamic::Local(_) => None,
+        }
+    }
 }
 
 /// Why an issuer set was refused: the configuration's fault.
@@ -75,8 +126,8 @@ impl std::error::Error for IssuersError {}
 struct Issuer {
     spec: IssuerSpec,
     policy: Arc<Policy>,
-    remote: Option<Arc<RemoteKeySet>>,
-    /// The remote key set last applied, to tell a refresh from no change.
+    dynamic: Option<Dynamic>,
+    /// The changing key set last applied, to tell a refresh from no change.
     applied: RwLock<Option<Arc<KeySet>>>,
 }
 
@@ -96,7 +147,7 @@ impl Issuers {
             if set.issuers.iter().any(|i| i.spec.issuer == spec.issuer) {
                 return Err(IssuersError::DuplicateIssuer(spec.issuer));
             }
-            let (keys, remote, applied) = match source {
+            let (keys, dynamic, applied) = match source {
                 KeySource::Jwks(doc) => {
                     let parsed = KeySet::from_jwks(&doc).map_err(|error| IssuersError::KeySet {
                         issuer: spec.issuer.clone(),
@@ -106,7 +157,19 @@ impl Issuers {
                 }
                 KeySource::Remote(remote) => {
                     let current = remote.keys();
-                    (filter_set(&spec, &current)?, Some(remote), Some(current))
+                    (
+                        filter_set(&spec, &current)?,
+                        Some(Dynamic::Remote(remote)),
+                        Some(current),
+                    )
+                }
+                KeySource::Local(local) => {
+                    let current = local.keys();
+                    (
+                        filter_set(&spec, &current)?,
+                        Some(Dynamic::Local(local)),
+                        Some(current),
+                    )
                 }
             };
             let mut validation = Validation::default().with_issuer(spec.issuer.clone());
@@ -114,7 +177,7 @@ impl Issuers {
             set.issuers.push(Issuer {
                 policy: Arc::new(Policy::new(keys, validation)),
                 spec,
-                remote,
+                dynamic,
                 applied: RwLock::new(applied),
             });
         }
@@ -180,27 +243,66 @@ impl Issuers {
 
     /// Whether any issuer's keys come from a `jwks_uri`.
     pub fn has_remote(&self) -> bool {
-        self.issuers.iter().any(|i| i.remote.is_some())
+        self.remotes().next().is_some()
+    }
+
+    fn remotes(&self) -> impl Iterator<Item = &Arc<RemoteKeySet>> {
+        self.issuers
+            .iter()
+            .filter_map(|i| i.dynamic.as_ref().and_then(Dynamic::remote))
+    }
+
+    /// The remote key sets, for metrics: `(issuer, set)`.
+    pub fn remote_sets(&self) -> impl Iterator<Item = (&str, &Arc<RemoteKeySet>)> {
+        self.issuers.iter().filter_map(|i| {
+            let remote = i.dynamic.as_ref().and_then(Dynamic::remote)?;
+            Some((i.spec.issuer.as_str(), remote))
+        })
     }
 
     /// A token named an unknown `kid`: each remote key set may refetch (within its cool-down),
-    /// then the issuers pick up what changed. Returns whether anything changed.
+    /// all at once, then the issuers pick up what changed. Returns whether anything changed.
     pub async fn unknown_kid<V>(&self, cache: &TokenCache<V>) -> bool {
-        for remote in self.issuers.iter().filter_map(|i| i.remote.as_ref()) {
-            remote.unknown_kid().await;
+        let mut fetches = tokio::task::JoinSet::new();
+        for remote in self.remotes() {
+            let remote = Arc::clone(remote);
+            fetches.spawn(async move { remote.unknown_kid().await });
         }
+        while fetches.join_next().await.is_some() {}
         self.sync(cache)
     }
 
-    /// Refreshes stale remote key sets (failures keep the stale keys), then applies changes.
+    /// Refreshes stale remote key sets, all at once (failures keep the stale keys), then
+    /// applies what changed, local key sets included.
     pub async fn refresh<V>(&self, cache: &TokenCache<V>) -> bool {
-        for remote in self.issuers.iter().filter_map(|i| i.remote.as_ref()) {
-            let _ = remote.refresh().await;
+        let mut fetches = tokio::task::JoinSet::new();
+        for remote in self.remotes().filter(|r| r.is_stale()) {
+            let remote = Arc::clone(remote);
+            fetches.spawn(async move { remote.refresh().await });
         }
+        while fetches.join_next().await.is_some() {}
         self.sync(cache)
     }
 
-    /// Applies remote key sets that changed since last applied: the issuers' keys are swapped,
+    /// Runs [`Issuers::refresh`] every `every` on the current Tokio runtime, until the task is
+    /// aborted: remote key sets are refetched when their `Cache-Control` age runs out, and
+    /// local key set changes reach verification within `every`.
+    pub fn keep_fresh(
+        issuers: Arc<Issuers>,
+        engine: crate::EngineHandle,
+        every: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                issuers.refresh(engine.cache()).await;
+            }
+        })
+    }
+
+    /// Applies remote and local key sets that changed since last applied: the issuers' keys are swapped,
     /// the cache entries of keys that left are evicted, and routing is rebuilt, all or nothing.
     /// A refreshed set that would be refused (no usable key, or a kid another issuer has) is not
     /// applied: the keys in force stay. Returns whether anything changed.
@@ -209,10 +311,10 @@ impl Issuers {
         let mut by_kid = self.by_kid.write().unwrap_or_else(|e| e.into_inner());
         let mut candidates: Vec<(usize, Arc<KeySet>, KeySet)> = Vec::new();
         for (index, issuer) in self.issuers.iter().enumerate() {
-            let Some(remote) = &issuer.remote else {
+            let Some(dynamic) = &issuer.dynamic else {
                 continue;
             };
-            let fetched = remote.keys();
+            let fetched = dynamic.keys();
             let applied = issuer.applied.read().unwrap_or_else(|e| e.into_inner());
             if applied.as_ref().is_some_and(|a| Arc::ptr_eq(a, &fetched)) {
                 continue;

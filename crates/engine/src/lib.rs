@@ -1,6 +1,6 @@
 //! The verification engine of tessera: core-pinned verification workers with bounded admission
-//! and batching ([`workers`]) in front of a verified-token cache ([`cache`]). Issuer key sets
-//! with remote JWKS and vectorised Ed25519 are still to come.
+//! and batching ([`workers`]) in front of a verified-token cache ([`cache`]), and the trusted
+//! issuers with their key sets, static, local or remote ([`issuers`], [`remote`]).
 //!
 //! No `unsafe` here; the clock is passed in by the caller; the only I/O is fetching remote key
 //! sets ([`remote`]).
@@ -13,6 +13,6 @@ pub mod remote;
 pub mod workers;
 
 pub use cache::{CacheConfig, CacheStats, Cached, Facts, TokenCache, TokenDigest};
-pub use issuers::{IssuerSpec, Issuers, IssuersError, KeySource};
+pub use issuers::{IssuerSpec, Issuers, IssuersError, KeySource, LocalKeySet};
 pub use remote::{RemoteConfig, RemoteError, RemoteKeySet};
 pub use workers::{Engine, EngineConfig, EngineError, EngineHandle, EngineStats, Policy, Verified};

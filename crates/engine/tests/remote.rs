@@ -314,3 +314,77 @@ async fn a_refreshed_set_that_clashes_is_not_applied() {
         .expect("kA still routes");
     assert_eq!(a.validation.issuer.as_deref(), Some("https://a.example"));
 }
+
+/// In the background, with no request asking: a remote set is refetched when its
+/// `Cache-Control` age runs out, and a local set's replacement reaches verification; the
+/// cached tokens of keys that left die with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_sets_are_kept_fresh_in_the_background() {
+    use engine::{Engine, EngineConfig, EngineError, IssuerSpec, Issuers, KeySource, LocalKeySet};
+    let mut answer = ok(&["r1"]);
+    answer.cache_control = Some("max-age=1".into());
+    let server = serve(answer).await;
+    let remote = Arc::new(RemoteKeySet::new(config(&server.url)).await.expect("fetch"));
+    let local_keys = |kid: &str| {
+        jose::KeySet::from_jwks(jwks(&[kid]).as_bytes())
+            .expect("jwks")
+            .keys
+    };
+    let local = Arc::new(LocalKeySet::new(local_keys("l1")));
+    let spec = |iss: &str| IssuerSpec {
+        issuer: iss.into(),
+        audiences: Vec::new(),
+        algorithms: Vec::new(),
+    };
+    let (r_iss, l_iss) = ("https://remote.example", "https://local.example");
+    let issuers = Arc::new(
+        Issuers::new(vec![
+            (spec(r_iss), KeySource::Remote(Arc::clone(&remote))),
+            (spec(l_iss), KeySource::Local(Arc::clone(&local))),
+        ])
+        .expect("issuers"),
+    );
+    let engine = Engine::start(EngineConfig {
+        workers: 1,
+        pin: false,
+        ..EngineConfig::default()
+    });
+    let handle = engine.handle();
+    let now = 1_800_000_000;
+    let verify = |token: String| {
+        let (handle, issuers) = (handle.clone(), Arc::clone(&issuers));
+        async move {
+            handle
+                .verify_routed(token.as_bytes(), &issuers, now)
+                .await
+                .map(|_| ())
+        }
+    };
+    verify(hs256("r1", r_iss)).await.expect("r1");
+    verify(hs256("l1", l_iss)).await.expect("l1");
+    assert_eq!(handle.cache().stats().entries, 2);
+
+    let refresher = Issuers::keep_fresh(
+        Arc::clone(&issuers),
+        handle.clone(),
+        Duration::from_millis(50),
+    );
+    *server.answer.lock().unwrap() = ok(&["r2"]);
+    local.set(local_keys("l2"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while remote.fetches() < 2 || handle.cache().stats().entries > 0 {
+        assert!(Instant::now() < deadline, "no background refresh");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    refresher.abort();
+    assert_eq!(kids(&remote), ["r2"]);
+    // Nothing asked for r2 or l2, yet both verify without a fetch; r1 and l1 are gone.
+    let hits = server.hits.load(Ordering::SeqCst);
+    verify(hs256("r2", r_iss)).await.expect("r2");
+    verify(hs256("l2", l_iss)).await.expect("l2");
+    assert_eq!(server.hits.load(Ordering::SeqCst), hits);
+    assert_eq!(
+        verify(hs256("l1", l_iss)).await,
+        Err(EngineError::Invalid("unknown_key"))
+    );
+}
