@@ -334,6 +334,49 @@ impl EngineHandle {
         }
     }
 
+    /// Verifies several tokens, each with the issuer its header routes it to; the results come
+    /// back in the same order. Every miss is queued before any is awaited, so the workers see
+    /// the whole batch at once. Unknown kids let remote key sets refetch once for the batch.
+    pub async fn verify_routed_batch(
+        &self,
+        tokens: &[&[u8]],
+        issuers: &crate::Issuers,
+        now: i64,
+    ) -> Vec<Result<Verified, EngineError>> {
+        let mut routes: Vec<_> = tokens.iter().map(|t| issuers.route(t)).collect();
+        let unknown =
+            |r: &Result<Arc<Policy>, jose::Error>| matches!(r, Err(jose::Error::UnknownKey));
+        if routes.iter().any(unknown)
+            && issuers.has_remote()
+            && issuers.unknown_kid(&self.shared.cache).await
+        {
+            for (route, token) in routes.iter_mut().zip(tokens) {
+                if unknown(route) {
+                    *route = issuers.route(token);
+                }
+            }
+        }
+        let pending: Vec<Submitted> = routes
+            .into_iter()
+            .zip(tokens)
+            .map(|(route, token)| match route {
+                Ok(policy) => self.submit(token, &policy, now),
+                Err(e) => {
+                    self.shared.counters.invalid(e.code());
+                    Submitted::Done(Err(EngineError::Invalid(e.code())))
+                }
+            })
+            .collect();
+        let mut results = Vec::with_capacity(pending.len());
+        for p in pending {
+            results.push(match p {
+                Submitted::Done(result) => result,
+                Submitted::Queued(reply) => reply.await.unwrap_or(Err(EngineError::Shutdown)),
+            });
+        }
+        results
+    }
+
     /// Verifies several tokens; the results come back in the same order. Tokens the engine has
     /// no room for get [`EngineError::Overloaded`].
     pub async fn verify_batch(

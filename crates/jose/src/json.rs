@@ -141,7 +141,8 @@ pub enum Value<'a> {
 }
 
 impl<'a> Value<'a> {
-    /// The JSON text of this value exactly as it appears in the document (strings with quotes).
+    /// The JSON text of this value exactly as it appears in the document; for a string, the raw
+    /// text between its quotes (escapes kept).
     pub fn as_json(&self) -> &'a str {
         match self {
             Value::Null => "null",

@@ -4,7 +4,12 @@
 #![forbid(unsafe_code)]
 
 mod keys;
+mod serve;
 mod verify;
+
+/// mimalloc: faster than the system allocator for the daemon's many small, short-lived buffers.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::process::ExitCode;
 
@@ -43,6 +48,18 @@ enum Command {
         #[command(subcommand)]
         command: keys::TokenCommand,
     },
+    /// Run the daemon: introspection, batch verify, forward-auth, JWKS, metrics.
+    Serve(serve::ServeArgs),
+    /// Configuration files.
+    Config {
+        #[command(subcommand)]
+        command: serve::ConfigCommand,
+    },
+    /// Callers of the introspection and batch verify endpoints.
+    Client {
+        #[command(subcommand)]
+        command: serve::ClientCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -61,6 +78,9 @@ fn main() -> ExitCode {
         Command::Hsm { command } => keys::hsm(command),
         Command::Keys { command } => keys::keys(command),
         Command::Token { command } => keys::token(command),
+        Command::Serve(args) => serve::serve(args),
+        Command::Config { command } => serve::config(command),
+        Command::Client { command } => serve::client(command),
     };
     match result {
         Ok(code) => code,

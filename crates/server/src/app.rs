@@ -1,0 +1,312 @@
+//! The daemon's state: the engine, the trusted issuers, the callers, the signer, the metrics,
+//! and whether it is ready. Built once from a [`Config`] by [`App::start`].
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use engine::{
+    Engine, EngineHandle, IssuerSpec, Issuers, IssuersError, KeySource, RemoteConfig, RemoteKeySet,
+};
+use hyper::header::HeaderName;
+use tokio::task::JoinHandle;
+
+use crate::clients::Clients;
+use crate::config::{AuthzConfig, Config, KeysFrom, Limits};
+use crate::metrics::Metrics;
+use crate::signer::{Signer, SignerError};
+
+/// Why the daemon could not start.
+#[non_exhaustive]
+#[derive(Debug)]
+pub enum StartError {
+    /// The HSM could not be opened or read.
+    Signer(SignerError),
+    /// An issuer's JWKS file could not be read or was refused.
+    Jwks {
+        issuer: String,
+        error: String,
+    },
+    /// An issuer's `jwks_uri` could not be fetched at start.
+    Remote {
+        issuer: String,
+        error: String,
+    },
+    Issuers(IssuersError),
+    /// The TLS certificate or key.
+    Tls(String),
+    /// Nothing to verify with.
+    NoIssuers,
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Signer(e) => write!(f, "{e}"),
+            StartError::Jwks { issuer, error } => {
+                write!(f, "issuer {issuer:?}: JWKS file: {error}")
+            }
+            StartError::Remote { issuer, error } => {
+                write!(f, "issuer {issuer:?}: jwks_uri: {error}")
+            }
+            StartError::Issuers(e) => write!(f, "{e}"),
+            StartError::Tls(e) => write!(f, "TLS: {e}"),
+            StartError::NoIssuers => f.write_str("no trusted issuer is configured"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// Where the daemon is in its life (`/readyz`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Phase {
+    Starting = 0,
+    Ready = 1,
+    Draining = 2,
+}
+
+/// `/v1/authz` settings with the header names parsed.
+#[derive(Debug)]
+pub struct Authz {
+    pub config: AuthzConfig,
+    pub subject: HeaderName,
+    pub scope: HeaderName,
+    pub client_id: HeaderName,
+    pub issuer: HeaderName,
+    pub claims: HeaderName,
+}
+
+/// Everything a request handler needs.
+pub struct App {
+    pub limits: Limits,
+    pub engine: EngineHandle,
+    pub issuers: Arc<Issuers>,
+    pub clients: Clients,
+    pub signer: Option<Arc<Signer>>,
+    pub authz: Authz,
+    pub metrics: Metrics,
+    /// The issuer identifier and base URL of this daemon.
+    pub public_url: String,
+    /// The RFC 8414 metadata document.
+    pub discovery: String,
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    phase: AtomicU8,
+    /// Owns the worker threads; stopped when the `App` goes.
+    _engine: Engine,
+    refresher: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("public_url", &self.public_url)
+            .field("phase", &self.phase())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        self.refresher.abort();
+    }
+}
+
+impl App {
+    /// Opens the HSM, loads or fetches every issuer's keys, starts the engine and the background
+    /// refresh. Must run inside a Tokio runtime.
+    pub async fn start(config: &Config, public_url: String) -> Result<Arc<App>, StartError> {
+        let signer = match &config.hsm {
+            Some(settings) => {
+                let settings = settings.clone();
+                let now = crate::unix_now();
+                let signer = tokio::task::spawn_blocking(move || Signer::open(&settings, now))
+                    .await
+                    .map_err(|e| {
+                        StartError::Signer(SignerError::Hsm(pkcs11::HsmError::Module(
+                            e.to_string(),
+                        )))
+                    })?
+                    .map_err(StartError::Signer)?;
+                Some(Arc::new(signer))
+            }
+            None => None,
+        };
+        if config.issuers.is_empty() {
+            return Err(StartError::NoIssuers);
+        }
+        let mut sources: Vec<(IssuerSpec, KeySource)> = Vec::new();
+        for issuer in &config.issuers {
+            let name = issuer.spec.issuer.clone();
+            let source = match &issuer.keys {
+                KeysFrom::File(path) => {
+                    let doc = read_bounded(path, 1 << 20).map_err(|error| StartError::Jwks {
+                        issuer: name.clone(),
+                        error: format!("{}: {error}", path.display()),
+                    })?;
+                    KeySource::Jwks(doc)
+                }
+                KeysFrom::Url {
+                    url,
+                    dangerous_allow_http,
+                } => {
+                    let mut remote = RemoteConfig::new(url.clone());
+                    remote.dangerous_allow_http = *dangerous_allow_http;
+                    let set = RemoteKeySet::new(remote)
+                        .await
+                        .map_err(|e| StartError::Remote {
+                            issuer: name.clone(),
+                            error: e.to_string(),
+                        })?;
+                    KeySource::Remote(Arc::new(set))
+                }
+                KeysFrom::Hsm => match &signer {
+                    Some(signer) => KeySource::Local(signer.local_keys()),
+                    None => {
+                        return Err(StartError::Signer(SignerError::NoActiveKey));
+                    }
+                },
+            };
+            sources.push((issuer.spec.clone(), source));
+        }
+        let issuers = Arc::new(Issuers::new(sources).map_err(StartError::Issuers)?);
+        let engine = Engine::start(config.engine);
+        let handle = engine.handle();
+        let refresher = spawn_refresh(
+            Arc::clone(&issuers),
+            handle.clone(),
+            signer.clone(),
+            config.refresh_every,
+        );
+        let tls = match &config.tls {
+            Some(files) => Some(crate::tls::acceptor(files).map_err(StartError::Tls)?),
+            None => None,
+        };
+        let header = |name: &str| {
+            // Checked when the configuration was read.
+            HeaderName::from_bytes(name.as_bytes()).unwrap_or(HeaderName::from_static("x-auth"))
+        };
+        let h = &config.authz.headers;
+        let authz = Authz {
+            subject: header(&h.subject),
+            scope: header(&h.scope),
+            client_id: header(&h.client_id),
+            issuer: header(&h.issuer),
+            claims: header(&h.claims),
+            config: config.authz.clone(),
+        };
+        let discovery = discovery(&public_url, signer.as_deref(), !config.clients.is_empty());
+        Ok(Arc::new(App {
+            limits: config.limits,
+            engine: handle,
+            issuers,
+            clients: Clients::new(&config.clients),
+            signer,
+            authz,
+            metrics: Metrics::default(),
+            public_url,
+            discovery,
+            tls,
+            phase: AtomicU8::new(Phase::Starting as u8),
+            _engine: engine,
+            refresher,
+        }))
+    }
+
+    pub fn phase(&self) -> Phase {
+        match self.phase.load(Ordering::SeqCst) {
+            0 => Phase::Starting,
+            1 => Phase::Ready,
+            _ => Phase::Draining,
+        }
+    }
+
+    pub fn set_phase(&self, phase: Phase) {
+        self.phase.store(phase as u8, Ordering::SeqCst);
+    }
+
+    /// Whether every issuer has keys to verify with.
+    pub fn has_keys(&self) -> bool {
+        self.issuers.policies().all(|p| !p.keys().is_empty())
+    }
+}
+
+/// Reads at most `limit` bytes of a file.
+fn read_bounded(path: &std::path::Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut doc = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_end(&mut doc)?;
+    if doc.len() as u64 > limit {
+        return Err(std::io::Error::other("larger than 1 MiB"));
+    }
+    Ok(doc)
+}
+
+/// Every `every`: the HSM keys are re-read (lifecycle transitions, keys added by the CLI), then
+/// stale remote sets refetched, and what changed applied.
+fn spawn_refresh(
+    issuers: Arc<Issuers>,
+    engine: EngineHandle,
+    signer: Option<Arc<Signer>>,
+    every: Duration,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await; // the first tick is immediate: everything was just loaded
+        loop {
+            ticks.tick().await;
+            if let Some(signer) = &signer {
+                let signer = Arc::clone(signer);
+                let now = crate::unix_now();
+                match tokio::task::spawn_blocking(move || signer.reload(now)).await {
+                    Ok(Ok(true)) => tracing::info!("HSM keys changed"),
+                    Ok(Ok(false)) => {}
+                    Ok(Err(e)) => tracing::warn!(cause = %e, "HSM keys not re-read"),
+                    Err(e) => tracing::error!(cause = %e, "HSM reload task failed"),
+                }
+            }
+            if issuers.refresh(engine.cache()).await {
+                tracing::info!("key sets changed");
+            }
+            for (issuer, remote) in issuers.remote_sets() {
+                if remote.is_stale() {
+                    tracing::warn!(issuer, failures = remote.failures(), "serving stale keys");
+                }
+            }
+        }
+    })
+}
+
+/// RFC 8414 metadata, listing only what this daemon has.
+fn discovery(public_url: &str, signer: Option<&Signer>, has_clients: bool) -> String {
+    let mut out = String::from("{\"issuer\":");
+    jose::json::write_str(&mut out, public_url);
+    if has_clients {
+        out.push_str(",\"introspection_endpoint\":");
+        jose::json::write_str(&mut out, &format!("{public_url}/introspect"));
+        out.push_str(
+            ",\"introspection_endpoint_auth_methods_supported\":[\"client_secret_basic\"]",
+        );
+    }
+    if let Some(signer) = signer {
+        out.push_str(",\"jwks_uri\":");
+        jose::json::write_str(&mut out, &format!("{public_url}/.well-known/jwks.json"));
+        let algs: Vec<String> = signer
+            .algorithms()
+            .iter()
+            .map(|a| format!("\"{a}\""))
+            .collect();
+        if has_clients && !algs.is_empty() {
+            out.push_str(&format!(
+                ",\"introspection_signing_alg_values_supported\":[{}]",
+                algs.join(",")
+            ));
+        }
+    }
+    out.push('}');
+    out
+}

@@ -1,0 +1,312 @@
+//! The callers of `/introspect` and `/v1/verify`: client ids with secrets stored as PBKDF2
+//! password hashes, presented with HTTP Basic (RFC 6749 section 2.3.1).
+//!
+//! A hash costs hundreds of milliseconds by design, so a verified credential is remembered (by
+//! the SHA-256 of the whole header value, bounded) and hash checks run on the blocking pool,
+//! a few at a time: a flood of wrong secrets cannot take the request threads.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+
+use aws_lc_rs::digest::{digest, SHA256};
+use aws_lc_rs::pbkdf2;
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use base64::Engine as _;
+
+use crate::config::Client;
+
+/// `pbkdf2-sha256$ITERATIONS$SALT$HASH`, salt and hash in unpadded base64url.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretHash {
+    iterations: NonZeroU32,
+    salt: Vec<u8>,
+    hash: Vec<u8>,
+}
+
+impl std::fmt::Debug for SecretHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "SecretHash(pbkdf2-sha256, {} iterations)",
+            self.iterations
+        )
+    }
+}
+
+/// Why a stored secret hash was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretHashError(&'static str);
+
+impl std::fmt::Display for SecretHashError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} (expected pbkdf2-sha256$ITERATIONS$SALT$HASH, from `tessera client hash-secret`)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for SecretHashError {}
+
+const PREFIX: &str = "pbkdf2-sha256";
+/// OWASP's figure for PBKDF2-HMAC-SHA256.
+pub const DEFAULT_ITERATIONS: u32 = 600_000;
+const MIN_ITERATIONS: u32 = 1_000;
+
+impl SecretHash {
+    pub fn parse(text: &str) -> Result<Self, SecretHashError> {
+        let mut parts = text.split('$');
+        let (Some(PREFIX), Some(iterations), Some(salt), Some(hash), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return Err(SecretHashError("not a PBKDF2-SHA256 hash"));
+        };
+        let iterations: u32 = iterations
+            .parse()
+            .map_err(|_| SecretHashError("bad iteration count"))?;
+        if iterations < MIN_ITERATIONS {
+            return Err(SecretHashError("fewer than 1000 iterations"));
+        }
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let salt = b64
+            .decode(salt)
+            .map_err(|_| SecretHashError("bad salt encoding"))?;
+        let hash = b64
+            .decode(hash)
+            .map_err(|_| SecretHashError("bad hash encoding"))?;
+        if salt.len() < 16 || hash.len() != 32 {
+            return Err(SecretHashError("salt under 16 bytes or hash not 32 bytes"));
+        }
+        Ok(SecretHash {
+            iterations: NonZeroU32::new(iterations).ok_or(SecretHashError("zero iterations"))?,
+            salt,
+            hash,
+        })
+    }
+
+    /// Hashes `secret` with a fresh random salt.
+    pub fn new(secret: &[u8], iterations: u32) -> Result<Self, SecretHashError> {
+        let iterations = NonZeroU32::new(iterations.max(MIN_ITERATIONS))
+            .ok_or(SecretHashError("zero iterations"))?;
+        let mut salt = vec![0u8; 16];
+        SystemRandom::new()
+            .fill(&mut salt)
+            .map_err(|_| SecretHashError("the system random generator failed"))?;
+        let mut hash = vec![0u8; 32];
+        pbkdf2::derive(
+            pbkdf2::PBKDF2_HMAC_SHA256,
+            iterations,
+            &salt,
+            secret,
+            &mut hash,
+        );
+        Ok(SecretHash {
+            iterations,
+            salt,
+            hash,
+        })
+    }
+
+    /// Whether `secret` is the one hashed (constant time in the comparison).
+    pub fn verify(&self, secret: &[u8]) -> bool {
+        pbkdf2::verify(
+            pbkdf2::PBKDF2_HMAC_SHA256,
+            self.iterations,
+            &self.salt,
+            secret,
+            &self.hash,
+        )
+        .is_ok()
+    }
+}
+
+impl std::fmt::Display for SecretHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        write!(
+            f,
+            "{PREFIX}${}${}${}",
+            self.iterations,
+            b64.encode(&self.salt),
+            b64.encode(&self.hash)
+        )
+    }
+}
+
+/// Why a caller was not authenticated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthError {
+    /// No `Authorization: Basic` header.
+    Missing,
+    /// A malformed header, an unknown client or a wrong secret.
+    Refused,
+    /// Too many hash checks are running: try again later.
+    Busy,
+}
+
+/// Most remembered credentials; the memory is cleared when full.
+const REMEMBERED: usize = 4096;
+/// Hash checks running at once.
+const CHECKS: usize = 2;
+
+/// The configured clients and the credentials already verified.
+#[derive(Debug)]
+pub struct Clients {
+    clients: HashMap<String, Arc<SecretHash>>,
+    /// SHA-256 of an accepted `Authorization` value → the client id.
+    verified: Mutex<HashMap<[u8; 32], Arc<str>>>,
+    checks: tokio::sync::Semaphore,
+}
+
+impl Clients {
+    pub fn new(clients: &[Client]) -> Self {
+        Clients {
+            clients: clients
+                .iter()
+                .map(|c| (c.id.clone(), Arc::new(c.secret.clone())))
+                .collect(),
+            verified: Mutex::new(HashMap::new()),
+            checks: tokio::sync::Semaphore::new(CHECKS),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.clients.is_empty()
+    }
+
+    /// The client id the `Authorization` header value proves.
+    pub async fn authenticate(&self, authorization: Option<&[u8]>) -> Result<Arc<str>, AuthError> {
+        let value = authorization.ok_or(AuthError::Missing)?;
+        let key: [u8; 32] = digest(&SHA256, value)
+            .as_ref()
+            .try_into()
+            .map_err(|_| AuthError::Refused)?;
+        if let Some(id) = self.remembered(&key) {
+            return Ok(id);
+        }
+        let (id, secret) = parse_basic(value).ok_or(AuthError::Refused)?;
+        let Some(hash) = self.clients.get(&id).cloned() else {
+            return Err(AuthError::Refused);
+        };
+        let _permit = self.checks.try_acquire().map_err(|_| AuthError::Busy)?;
+        let ok = tokio::task::spawn_blocking(move || hash.verify(secret.as_bytes()))
+            .await
+            .unwrap_or(false);
+        if !ok {
+            return Err(AuthError::Refused);
+        }
+        let id: Arc<str> = id.into();
+        let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if verified.len() >= REMEMBERED {
+            verified.clear();
+        }
+        verified.insert(key, Arc::clone(&id));
+        Ok(id)
+    }
+
+    fn remembered(&self, key: &[u8; 32]) -> Option<Arc<str>> {
+        self.verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
+    }
+}
+
+/// `Basic base64(urlencode(id) ":" urlencode(secret))` → (id, secret).
+fn parse_basic(value: &[u8]) -> Option<(String, String)> {
+    let value = std::str::from_utf8(value).ok()?;
+    let (scheme, rest) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    Some((
+        crate::form::decode(id.as_bytes())?,
+        crate::form::decode(secret.as_bytes())?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_round_trip_and_verify() {
+        let hash = SecretHash::new(b"s3cret", 1000).unwrap();
+        let text = hash.to_string();
+        assert!(text.starts_with("pbkdf2-sha256$1000$"), "{text}");
+        let parsed = SecretHash::parse(&text).unwrap();
+        assert!(parsed.verify(b"s3cret"));
+        assert!(!parsed.verify(b"s3cret "));
+        assert!(!format!("{parsed:?}").contains(&text[20..]));
+        for bad in [
+            "",
+            "s3cret",
+            "pbkdf2-sha256$10$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            "pbkdf2-sha1$1000$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            "pbkdf2-sha256$1000$AAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            "pbkdf2-sha256$1000$AAAAAAAAAAAAAAAAAAAAAA$AAAA",
+            "pbkdf2-sha256$1000$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA$",
+        ] {
+            assert!(SecretHash::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn basic_credentials_are_form_decoded() {
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let header = format!("Basic {}", b64("my%20client:p%3Ass+word"));
+        assert_eq!(
+            parse_basic(header.as_bytes()),
+            Some(("my client".into(), "p:ss word".into()))
+        );
+        assert_eq!(
+            parse_basic(format!("basic {}", b64("a:b")).as_bytes()),
+            Some(("a".into(), "b".into()))
+        );
+        assert_eq!(parse_basic(b"Bearer abc"), None);
+        assert_eq!(
+            parse_basic(format!("Basic {}", b64("nocolon")).as_bytes()),
+            None
+        );
+        assert_eq!(parse_basic(b"Basic !!!"), None);
+    }
+
+    #[tokio::test]
+    async fn clients_are_authenticated_and_remembered() {
+        let clients = Clients::new(&[Client {
+            id: "gw".into(),
+            secret: SecretHash::new(b"pw", 1000).unwrap(),
+        }]);
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let good = format!("Basic {}", b64("gw:pw"));
+        assert_eq!(clients.authenticate(None).await, Err(AuthError::Missing));
+        assert_eq!(
+            clients.authenticate(Some(good.as_bytes())).await.as_deref(),
+            Ok("gw")
+        );
+        assert_eq!(
+            clients.authenticate(Some(good.as_bytes())).await.as_deref(),
+            Ok("gw")
+        );
+        for bad in ["gw:PW", "other:pw", "gw:"] {
+            let header = format!("Basic {}", b64(bad));
+            assert_eq!(
+                clients.authenticate(Some(header.as_bytes())).await,
+                Err(AuthError::Refused),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,720 @@
+//! The daemon's configuration: a TOML file read once into validated types. The wire structs
+//! (`File*`, serde) stay here; everything else sees [`Config`]. Errors name the field.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use engine::IssuerSpec;
+use engine::{CacheConfig, EngineConfig};
+use jose::Algorithm;
+use serde::Deserialize;
+
+use crate::clients::SecretHash;
+
+/// A configuration error: the field it concerns and what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.field.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// The daemon's own issuer identifier and base URL (discovery, introspection JWTs).
+    /// Defaults to `http(s)://` and the bound address.
+    pub public_url: Option<String>,
+    pub tls: Option<TlsFiles>,
+    pub limits: Limits,
+    pub engine: EngineConfig,
+    pub log: LogConfig,
+    pub hsm: Option<HsmSettings>,
+    pub issuers: Vec<IssuerConfig>,
+    pub clients: Vec<Client>,
+    pub authz: AuthzConfig,
+    /// How often key sets are refreshed in the background (remote sets only refetch when their
+    /// `Cache-Control` age has run out) and the HSM keys re-read.
+    pub refresh_every: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Protection limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_header_bytes: usize,
+    pub max_body_bytes: usize,
+    /// A client must send a request's whole header within this time.
+    pub header_read_timeout: Duration,
+    /// A request (body included) must be answered within this time.
+    pub request_timeout: Duration,
+    /// Most tokens in one `/v1/verify` request.
+    pub batch_max_tokens: usize,
+    /// After SIGTERM: `/readyz` fails and connections are still accepted for this long...
+    pub shutdown_grace: Duration,
+    /// ...then in-flight requests get this long to finish.
+    pub drain_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 10_000,
+            max_header_bytes: 16 * 1024,
+            max_body_bytes: 1024 * 1024,
+            header_read_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
+            batch_max_tokens: 256,
+            shutdown_grace: Duration::ZERO,
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter (`info`, `server=debug`); `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Where the signing keys are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HsmSettings {
+    pub module: PathBuf,
+    pub token: String,
+    /// The PIN file; `TESSERA_HSM_PIN` takes precedence.
+    pub pin_file: Option<PathBuf>,
+    pub sessions: usize,
+    pub publish_delay: i64,
+    pub retention: i64,
+    /// Create an active key of this algorithm at start when the token has no active key of it
+    /// (development mode).
+    pub ensure_key: Option<Algorithm>,
+}
+
+/// Where an issuer's keys come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeysFrom {
+    File(PathBuf),
+    Url {
+        url: String,
+        dangerous_allow_http: bool,
+    },
+    /// This daemon's own HSM keys.
+    Hsm,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssuerConfig {
+    pub spec: IssuerSpec,
+    pub keys: KeysFrom,
+}
+
+/// A caller of `/introspect` and `/v1/verify`.
+#[derive(Clone, Debug)]
+pub struct Client {
+    pub id: String,
+    pub secret: SecretHash,
+}
+
+/// Names of the identity headers `/v1/authz` answers with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdentityHeaders {
+    pub subject: String,
+    pub scope: String,
+    pub client_id: String,
+    pub issuer: String,
+    pub claims: String,
+}
+
+impl Default for IdentityHeaders {
+    fn default() -> Self {
+        IdentityHeaders {
+            subject: "x-auth-subject".into(),
+            scope: "x-auth-scope".into(),
+            client_id: "x-auth-client-id".into(),
+            issuer: "x-auth-issuer".into(),
+            claims: "x-auth-claims".into(),
+        }
+    }
+}
+
+/// A forward-auth rule: requests whose path starts with `prefix` (and whose method is listed,
+/// when methods are) need these scopes and this audience.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub prefix: String,
+    pub methods: Vec<String>,
+    pub scopes: Vec<String>,
+    pub audience: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuthzConfig {
+    pub headers: IdentityHeaders,
+    pub routes: Vec<Route>,
+    /// Refuse (403) requests no route matches; by default a valid token is enough.
+    pub deny_unmatched: bool,
+}
+
+// ---- the file format ----
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    server: FileServer,
+    #[serde(default)]
+    engine: FileEngine,
+    #[serde(default)]
+    log: FileLog,
+    hsm: Option<FileHsm>,
+    #[serde(default)]
+    issuers: Vec<FileIssuer>,
+    #[serde(default)]
+    clients: Vec<FileClient>,
+    #[serde(default)]
+    authz: FileAuthz,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileServer {
+    listen: Option<String>,
+    public_url: Option<String>,
+    tls: Option<FileTls>,
+    max_connections: Option<usize>,
+    max_header_bytes: Option<usize>,
+    max_body_bytes: Option<usize>,
+    header_read_timeout_ms: Option<u64>,
+    request_timeout_ms: Option<u64>,
+    batch_max_tokens: Option<usize>,
+    shutdown_grace_ms: Option<u64>,
+    drain_timeout_ms: Option<u64>,
+    refresh_interval_s: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTls {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileEngine {
+    workers: Option<usize>,
+    pin_cores: Option<bool>,
+    queue_per_worker: Option<usize>,
+    batch: Option<usize>,
+    cache_entries: Option<usize>,
+    cache_bytes: Option<usize>,
+    cache_ttl_s: Option<u64>,
+    negative_ttl_s: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLog {
+    format: Option<LogFormat>,
+    level: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileHsm {
+    module: Option<PathBuf>,
+    token: String,
+    pin_file: Option<PathBuf>,
+    sessions: Option<usize>,
+    publish_delay_s: Option<i64>,
+    retention_s: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileIssuer {
+    issuer: String,
+    #[serde(default)]
+    audiences: Vec<String>,
+    #[serde(default)]
+    algorithms: Vec<String>,
+    jwks_file: Option<PathBuf>,
+    jwks_uri: Option<String>,
+    #[serde(default)]
+    hsm: bool,
+    #[serde(default)]
+    dangerous_allow_http: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileClient {
+    id: String,
+    secret_hash: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAuthz {
+    #[serde(default)]
+    deny_unmatched: bool,
+    #[serde(default)]
+    headers: FileHeaders,
+    #[serde(default)]
+    routes: Vec<FileRoute>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileHeaders {
+    subject: Option<String>,
+    scope: Option<String>,
+    client_id: Option<String>,
+    issuer: Option<String>,
+    claims: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRoute {
+    prefix: String,
+    #[serde(default)]
+    methods: Vec<String>,
+    #[serde(default)]
+    scopes: Vec<String>,
+    audience: Option<String>,
+}
+
+/// The default PKCS#11 module (SoftHSM on Debian).
+pub const SOFTHSM_MODULE: &str = pkcs11::HsmConfig::SOFTHSM_MODULE;
+
+impl Config {
+    /// Reads and checks a configuration file. Relative paths in it are taken from the file's
+    /// folder.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new("", format!("{}: {e}", path.display())))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::parse(&text, base)
+    }
+
+    /// Checks a configuration text; `base` resolves relative paths.
+    pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
+        let file: FileConfig =
+            toml::from_str(text).map_err(|e| ConfigError::new("", e.to_string()))?;
+        let relative = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+
+        let s = file.server;
+        let listen = match s.listen {
+            Some(text) => text.parse().map_err(|_| {
+                ConfigError::new("server.listen", format!("{text:?} is not IP:PORT"))
+            })?,
+            None => SocketAddr::from(([127, 0, 0, 1], 8080)),
+        };
+        if let Some(url) = &s.public_url {
+            check_url("server.public_url", url)?;
+        }
+        let d = Limits::default();
+        let ms = |v: Option<u64>, default: Duration| v.map_or(default, Duration::from_millis);
+        let limits = Limits {
+            max_connections: positive(
+                "server.max_connections",
+                s.max_connections,
+                d.max_connections,
+            )?,
+            max_header_bytes: positive(
+                "server.max_header_bytes",
+                s.max_header_bytes,
+                d.max_header_bytes,
+            )?,
+            max_body_bytes: positive("server.max_body_bytes", s.max_body_bytes, d.max_body_bytes)?,
+            header_read_timeout: ms(s.header_read_timeout_ms, d.header_read_timeout),
+            request_timeout: ms(s.request_timeout_ms, d.request_timeout),
+            batch_max_tokens: positive(
+                "server.batch_max_tokens",
+                s.batch_max_tokens,
+                d.batch_max_tokens,
+            )?,
+            shutdown_grace: ms(s.shutdown_grace_ms, d.shutdown_grace),
+            drain_timeout: ms(s.drain_timeout_ms, d.drain_timeout),
+        };
+        if limits.header_read_timeout.is_zero() {
+            return Err(ConfigError::new(
+                "server.header_read_timeout_ms",
+                "must be positive",
+            ));
+        }
+        if limits.request_timeout.is_zero() {
+            return Err(ConfigError::new(
+                "server.request_timeout_ms",
+                "must be positive",
+            ));
+        }
+        if limits.max_header_bytes < 8192 {
+            return Err(ConfigError::new(
+                "server.max_header_bytes",
+                "must be at least 8192",
+            ));
+        }
+        let refresh_every = Duration::from_secs(positive_u64(
+            "server.refresh_interval_s",
+            s.refresh_interval_s,
+            30,
+        )?);
+        let tls = s.tls.map(|t| TlsFiles {
+            cert: relative(t.cert),
+            key: relative(t.key),
+        });
+
+        let e = file.engine;
+        let de = EngineConfig::default();
+        let dc = CacheConfig::default();
+        let engine = EngineConfig {
+            workers: match e.workers {
+                None | Some(0) => de.workers,
+                Some(n) => n,
+            },
+            pin: e.pin_cores.unwrap_or(de.pin),
+            queue_per_worker: positive(
+                "engine.queue_per_worker",
+                e.queue_per_worker,
+                de.queue_per_worker,
+            )?,
+            batch: positive("engine.batch", e.batch, de.batch)?,
+            cache: CacheConfig {
+                max_entries: e.cache_entries.unwrap_or(dc.max_entries),
+                max_bytes: e.cache_bytes.unwrap_or(dc.max_bytes),
+                ttl: e.cache_ttl_s.map_or(dc.ttl, |s| s as i64),
+                negative_ttl: e.negative_ttl_s.map_or(dc.negative_ttl, |s| s as i64),
+                ..dc
+            },
+        };
+
+        let log = LogConfig {
+            format: file.log.format.unwrap_or_default(),
+            level: file.log.level.unwrap_or_else(|| "info".into()),
+        };
+
+        let hsm = match file.hsm {
+            None => None,
+            Some(h) => {
+                if h.token.is_empty() {
+                    return Err(ConfigError::new("hsm.token", "must not be empty"));
+                }
+                let publish_delay = h.publish_delay_s.unwrap_or(900);
+                let retention = h.retention_s.unwrap_or(86_400);
+                if publish_delay < 0 {
+                    return Err(ConfigError::new(
+                        "hsm.publish_delay_s",
+                        "must not be negative",
+                    ));
+                }
+                if retention <= 0 {
+                    return Err(ConfigError::new("hsm.retention_s", "must be positive"));
+                }
+                Some(HsmSettings {
+                    module: h.module.unwrap_or_else(|| SOFTHSM_MODULE.into()),
+                    token: h.token,
+                    pin_file: h.pin_file.map(relative),
+                    sessions: positive("hsm.sessions", h.sessions, 4)?,
+                    publish_delay,
+                    retention,
+                    ensure_key: None,
+                })
+            }
+        };
+
+        let mut issuers = Vec::new();
+        for (i, f) in file.issuers.into_iter().enumerate() {
+            let field = |name: &str| format!("issuers[{i}].{name}");
+            if f.issuer.is_empty() {
+                return Err(ConfigError::new(field("issuer"), "must not be empty"));
+            }
+            let mut algorithms = Vec::new();
+            for name in &f.algorithms {
+                algorithms.push(Algorithm::from_name(name).ok_or_else(|| {
+                    ConfigError::new(field("algorithms"), format!("unknown algorithm {name:?}"))
+                })?);
+            }
+            let keys = match (f.jwks_file, f.jwks_uri, f.hsm) {
+                (Some(path), None, false) => KeysFrom::File(relative(path)),
+                (None, Some(url), false) => {
+                    check_url(&field("jwks_uri"), &url)?;
+                    KeysFrom::Url {
+                        url,
+                        dangerous_allow_http: f.dangerous_allow_http,
+                    }
+                }
+                (None, None, true) => {
+                    if hsm.is_none() {
+                        return Err(ConfigError::new(field("hsm"), "needs an [hsm] section"));
+                    }
+                    KeysFrom::Hsm
+                }
+                _ => {
+                    return Err(ConfigError::new(
+                        format!("issuers[{i}]"),
+                        "needs exactly one of jwks_file, jwks_uri, hsm = true",
+                    ))
+                }
+            };
+            issuers.push(IssuerConfig {
+                spec: IssuerSpec {
+                    issuer: f.issuer,
+                    audiences: f.audiences,
+                    algorithms,
+                },
+                keys,
+            });
+        }
+
+        let mut clients: Vec<Client> = Vec::new();
+        for (i, c) in file.clients.into_iter().enumerate() {
+            if c.id.is_empty() || c.id.contains(':') {
+                return Err(ConfigError::new(
+                    format!("clients[{i}].id"),
+                    "must be non-empty and without ':'",
+                ));
+            }
+            if clients.iter().any(|k| k.id == c.id) {
+                return Err(ConfigError::new(
+                    format!("clients[{i}].id"),
+                    format!("{:?} appears twice", c.id),
+                ));
+            }
+            let secret = SecretHash::parse(&c.secret_hash).map_err(|e| {
+                ConfigError::new(format!("clients[{i}].secret_hash"), e.to_string())
+            })?;
+            clients.push(Client { id: c.id, secret });
+        }
+
+        let a = file.authz;
+        let dh = IdentityHeaders::default();
+        let header =
+            |name: &str, v: Option<String>, default: String| -> Result<String, ConfigError> {
+                let v = v.unwrap_or(default).to_ascii_lowercase();
+                if hyper::header::HeaderName::from_bytes(v.as_bytes()).is_err() {
+                    return Err(ConfigError::new(
+                        format!("authz.headers.{name}"),
+                        format!("{v:?} is not a header name"),
+                    ));
+                }
+                Ok(v)
+            };
+        let headers = IdentityHeaders {
+            subject: header("subject", a.headers.subject, dh.subject)?,
+            scope: header("scope", a.headers.scope, dh.scope)?,
+            client_id: header("client_id", a.headers.client_id, dh.client_id)?,
+            issuer: header("issuer", a.headers.issuer, dh.issuer)?,
+            claims: header("claims", a.headers.claims, dh.claims)?,
+        };
+        let mut routes = Vec::new();
+        for (i, r) in a.routes.into_iter().enumerate() {
+            if !r.prefix.starts_with('/') {
+                return Err(ConfigError::new(
+                    format!("authz.routes[{i}].prefix"),
+                    "must start with '/'",
+                ));
+            }
+            let methods = r.methods.iter().map(|m| m.to_ascii_uppercase()).collect();
+            routes.push(Route {
+                prefix: r.prefix,
+                methods,
+                scopes: r.scopes,
+                audience: r.audience,
+            });
+        }
+
+        Ok(Config {
+            listen,
+            public_url: s.public_url,
+            tls,
+            limits,
+            engine,
+            log,
+            hsm,
+            issuers,
+            clients,
+            authz: AuthzConfig {
+                headers,
+                routes,
+                deny_unmatched: a.deny_unmatched,
+            },
+            refresh_every,
+        })
+    }
+
+    /// One trusted issuer, no callers, no route rules (`tessera serve --jwks --iss --aud`).
+    pub fn quick(
+        listen: SocketAddr,
+        jwks: &str,
+        issuer: &str,
+        audiences: Vec<String>,
+    ) -> Result<Config, ConfigError> {
+        let keys = if jwks.starts_with("https://") || jwks.starts_with("http://") {
+            check_url("--jwks", jwks)?;
+            KeysFrom::Url {
+                url: jwks.into(),
+                dangerous_allow_http: false,
+            }
+        } else {
+            KeysFrom::File(jwks.into())
+        };
+        if issuer.is_empty() {
+            return Err(ConfigError::new("--iss", "must not be empty"));
+        }
+        Ok(Config {
+            listen,
+            issuers: vec![IssuerConfig {
+                spec: IssuerSpec {
+                    issuer: issuer.into(),
+                    audiences,
+                    algorithms: Vec::new(),
+                },
+                keys,
+            }],
+            ..Config::empty(listen)
+        })
+    }
+
+    /// Nothing trusted, defaults everywhere.
+    pub fn empty(listen: SocketAddr) -> Config {
+        Config {
+            listen,
+            public_url: None,
+            tls: None,
+            limits: Limits::default(),
+            engine: EngineConfig::default(),
+            log: LogConfig::default(),
+            hsm: None,
+            issuers: Vec::new(),
+            clients: Vec::new(),
+            authz: AuthzConfig::default(),
+            refresh_every: Duration::from_secs(30),
+        }
+    }
+}
+
+fn positive(field: &str, value: Option<usize>, default: usize) -> Result<usize, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(0) => Err(ConfigError::new(field, "must be positive")),
+        Some(n) => Ok(n),
+    }
+}
+
+fn positive_u64(field: &str, value: Option<u64>, default: u64) -> Result<u64, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(0) => Err(ConfigError::new(field, "must be positive")),
+        Some(n) => Ok(n),
+    }
+}
+
+fn check_url(field: &str, url: &str) -> Result<(), ConfigError> {
+    match url.parse::<hyper::Uri>() {
+        Ok(uri)
+            if matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some() =>
+        {
+            Ok(())
+        }
+        _ => Err(ConfigError::new(
+            field,
+            format!("{url:?} is not an http(s) URL"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_is_valid() {
+        let text = include_str!("../../../examples/tessera.toml");
+        let config = Config::parse(text, Path::new("/etc/tessera")).expect("example config");
+        assert_eq!(config.issuers.len(), 3);
+        assert_eq!(config.clients.len(), 1);
+        assert_eq!(config.authz.routes.len(), 2);
+        assert_eq!(
+            config.issuers[0].keys,
+            KeysFrom::File("/etc/tessera/jwks.json".into())
+        );
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let err = |text: &str| {
+            Config::parse(text, Path::new("."))
+                .expect_err(text)
+                .to_string()
+        };
+        assert!(err("[server]\nlisten = \"nope\"").starts_with("server.listen:"));
+        assert!(err("[server]\nmax_body_bytes = 0").starts_with("server.max_body_bytes:"));
+        assert!(err("[[issuers]]\nissuer = \"a\"").starts_with("issuers[0]:"));
+        assert!(
+            err("[[issuers]]\nissuer = \"a\"\njwks_file = \"x\"\nalgorithms = [\"none\"]")
+                .starts_with("issuers[0].algorithms:")
+        );
+        assert!(err("[[issuers]]\nissuer = \"a\"\nhsm = true").starts_with("issuers[0].hsm:"));
+        assert!(err("[[clients]]\nid = \"c\"\nsecret_hash = \"plain\"")
+            .starts_with("clients[0].secret_hash:"));
+        assert!(err("[[authz.routes]]\nprefix = \"api\"").starts_with("authz.routes[0].prefix:"));
+        // Unknown fields are refused with their name, typos included.
+        assert!(
+            err("[server]\nlisten_addr = \"x\"").contains("listen_addr"),
+            "{}",
+            err("[server]\nlisten_addr = \"x\"")
+        );
+        assert!(err("[[issuers]]\nissuer = \"a\"\njwks_uri = \"ftp://x\"")
+            .starts_with("issuers[0].jwks_uri:"));
+    }
+}

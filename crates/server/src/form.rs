@@ -1,0 +1,79 @@
+//! `application/x-www-form-urlencoded` bodies (RFC 7662 requests) and percent-decoding.
+
+/// Decodes one form-encoded name or value: `+` is a space, `%XX` a byte; the result must be
+/// UTF-8. `None` for a malformed escape or invalid UTF-8.
+pub fn decode(text: &[u8]) -> Option<String> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        match text[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = text.get(i + 1..i + 3)?;
+                let hex = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Why a form body was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FormError {
+    Malformed,
+    /// A parameter that may appear once appeared again (RFC 6749 section 3.1).
+    Repeated(String),
+}
+
+/// The parameters of a form body, each name at most once.
+pub fn parse(body: &[u8]) -> Result<Vec<(String, String)>, FormError> {
+    let mut params: Vec<(String, String)> = Vec::new();
+    for pair in body.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+        let (name, value) = match pair.iter().position(|&b| b == b'=') {
+            Some(at) => (&pair[..at], &pair[at + 1..]),
+            None => (pair, &b""[..]),
+        };
+        let name = decode(name).ok_or(FormError::Malformed)?;
+        let value = decode(value).ok_or(FormError::Malformed)?;
+        if params.iter().any(|(n, _)| *n == name) {
+            return Err(FormError::Repeated(name));
+        }
+        params.push((name, value));
+    }
+    Ok(params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms() {
+        assert_eq!(
+            parse(b"token=a.b.c&token_type_hint=access_token").unwrap(),
+            [
+                ("token".to_string(), "a.b.c".to_string()),
+                ("token_type_hint".into(), "access_token".into())
+            ]
+        );
+        assert_eq!(
+            parse(b"a=%41+b&&c").unwrap(),
+            [
+                ("a".to_string(), "A b".to_string()),
+                ("c".into(), "".into())
+            ]
+        );
+        assert_eq!(
+            parse(b"token=1&token=2"),
+            Err(FormError::Repeated("token".into()))
+        );
+        assert_eq!(parse(b"a=%4"), Err(FormError::Malformed));
+        assert_eq!(parse(b"a=%zz"), Err(FormError::Malformed));
+        assert_eq!(parse(b"a=%ff"), Err(FormError::Malformed));
+        assert!(parse(b"").unwrap().is_empty());
+    }
+}

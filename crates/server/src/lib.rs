@@ -1,0 +1,161 @@
+//! The tessera daemon's HTTP service: hyper 1 over Tokio, HTTP/1.1 and HTTP/2 (prior knowledge,
+//! or ALPN under TLS), in front of the verification engine and the HSM signer.
+//!
+//! [`run`] serves a bound listener until `shutdown` resolves, then drains: `/readyz` fails, new
+//! connections are still taken for the configured grace, then in-flight requests finish within
+//! the drain timeout. Tests bind port 0 and pass their own shutdown future.
+//!
+//! This is the only crate that serves HTTP. No `unsafe`.
+
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod clients;
+pub mod config;
+mod form;
+pub mod metrics;
+pub mod routes;
+pub mod signer;
+mod tls;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::Request;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+pub use app::{App, Phase, StartError};
+pub use clients::SecretHash;
+pub use config::{Config, ConfigError, LogFormat};
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Serves `listener` with `app` until `shutdown` resolves, then drains and returns.
+pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
+    let limits = app.limits;
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256);
+    let builder = Arc::new(builder);
+    let graceful = GracefulShutdown::new();
+    let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+
+    app.set_phase(Phase::Ready);
+    // Resolves when accepting must stop: after the shutdown signal and the grace during which
+    // `/readyz` already fails but connections are still taken.
+    let stopping = async {
+        shutdown.await;
+        app.set_phase(Phase::Draining);
+        tracing::info!(
+            grace_ms = limits.shutdown_grace.as_millis() as u64,
+            "shutting down: draining"
+        );
+        tokio::time::sleep(limits.shutdown_grace).await;
+    };
+    tokio::pin!(stopping);
+    loop {
+        let accepted = tokio::select! {
+            () = &mut stopping => break,
+            accepted = async {
+                let permit = Arc::clone(&connections).acquire_owned().await;
+                (permit, listener.accept().await)
+            } => accepted,
+        };
+        let (Ok(permit), accepted) = accepted else {
+            break;
+        };
+        let (stream, _peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors and the like: back off rather than spin.
+                tracing::warn!(cause = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        app.metrics
+            .connections_total
+            .fetch_add(1, Ordering::Relaxed);
+        let app = Arc::clone(&app);
+        let builder = Arc::clone(&builder);
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            app.metrics.connections_open.fetch_add(1, Ordering::Relaxed);
+            let service = {
+                let app = Arc::clone(&app);
+                service_fn(move |request| {
+                    let app = Arc::clone(&app);
+                    async move { Ok::<_, Infallible>(serve_request(&app, request).await) }
+                })
+            };
+            match &app.tls {
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    let _ = watcher.watch(conn.into_owned()).await;
+                }
+                Some(acceptor) => {
+                    let handshake = tokio::time::timeout(
+                        app.limits.header_read_timeout,
+                        acceptor.accept(stream),
+                    )
+                    .await;
+                    if let Ok(Ok(tls)) = handshake {
+                        let conn = builder.serve_connection(TokioIo::new(tls), service);
+                        let _ = watcher.watch(conn.into_owned()).await;
+                    }
+                }
+            }
+            app.metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tracing::info!("no longer accepting; waiting for requests in flight");
+    if tokio::time::timeout(limits.drain_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("drain timeout: closing the connections left");
+    }
+}
+
+/// One request: routed, bounded in time, counted.
+async fn serve_request(app: &App, request: Request<Incoming>) -> routes::Reply {
+    let start = Instant::now();
+    let endpoint = routes::endpoint(request.uri().path());
+    let reply = match tokio::time::timeout(
+        app.limits.request_timeout,
+        routes::handle(app, endpoint, request),
+    )
+    .await
+    {
+        Ok(reply) => reply,
+        Err(_) => routes::Refusal::Timeout.reply(),
+    };
+    app.metrics
+        .request(endpoint, reply.status().as_u16(), start.elapsed());
+    reply
+}

@@ -1,0 +1,229 @@
+//! Counters for `/metrics`, in the Prometheus text format. Requests are counted in fixed arrays of
+//! atomics (no lock on the request path); the engine's and the key sets' counters are read when
+//! the page is rendered.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// The endpoints, as labelled in the metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    Introspect,
+    Verify,
+    Authz,
+    Jwks,
+    Discovery,
+    Metrics,
+    Healthz,
+    Readyz,
+    Other,
+}
+
+impl Endpoint {
+    const ALL: [Endpoint; 9] = [
+        Endpoint::Introspect,
+        Endpoint::Verify,
+        Endpoint::Authz,
+        Endpoint::Jwks,
+        Endpoint::Discovery,
+        Endpoint::Metrics,
+        Endpoint::Healthz,
+        Endpoint::Readyz,
+        Endpoint::Other,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Endpoint::Introspect => "introspect",
+            Endpoint::Verify => "verify",
+            Endpoint::Authz => "authz",
+            Endpoint::Jwks => "jwks",
+            Endpoint::Discovery => "discovery",
+            Endpoint::Metrics => "metrics",
+            Endpoint::Healthz => "healthz",
+            Endpoint::Readyz => "readyz",
+            Endpoint::Other => "other",
+        }
+    }
+}
+
+/// Status codes counted one by one; the rest by class.
+const STATUSES: [u16; 14] = [
+    200, 400, 401, 403, 404, 405, 406, 408, 413, 415, 431, 500, 503, 504,
+];
+const SLOTS: usize = STATUSES.len() + 1;
+/// Latency bucket bounds, in microseconds.
+const BUCKETS_US: [u64; 14] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
+    5_000_000,
+];
+
+#[derive(Debug, Default)]
+struct Latency {
+    buckets: [AtomicU64; BUCKETS_US.len()],
+    sum_us: AtomicU64,
+    count: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: [[AtomicU64; SLOTS]; Endpoint::ALL.len()],
+    latency: [Latency; Endpoint::ALL.len()],
+    pub connections_open: AtomicU64,
+    pub connections_total: AtomicU64,
+    pub hsm_errors: AtomicU64,
+    pub hsm_signatures: AtomicU64,
+    pub client_auth_failures: AtomicU64,
+}
+
+fn slot(status: u16) -> usize {
+    STATUSES
+        .iter()
+        .position(|&s| s == status)
+        .unwrap_or(STATUSES.len())
+}
+
+impl Metrics {
+    pub fn request(&self, endpoint: Endpoint, status: u16, took: Duration) {
+        let e = endpoint as usize;
+        self.requests[e][slot(status)].fetch_add(1, Ordering::Relaxed);
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let latency = &self.latency[e];
+        if let Some(b) = BUCKETS_US.iter().position(|&bound| us <= bound) {
+            latency.buckets[b].fetch_add(1, Ordering::Relaxed);
+        }
+        latency.sum_us.fetch_add(us, Ordering::Relaxed);
+        latency.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Renders the request metrics; `extra` appends the engine's and key sets' families.
+    pub fn render(&self, extra: impl FnOnce(&mut String)) -> String {
+        let mut out = String::with_capacity(8192);
+        out.push_str("# HELP tessera_http_requests_total HTTP requests by endpoint and status.\n");
+        out.push_str("# TYPE tessera_http_requests_total counter\n");
+        for endpoint in Endpoint::ALL {
+            for (i, counter) in self.requests[endpoint as usize].iter().enumerate() {
+                let n = counter.load(Ordering::Relaxed);
+                if n == 0 {
+                    continue;
+                }
+                let status = STATUSES.get(i).map_or("other".to_string(), u16::to_string);
+                let _ = writeln!(
+                    out,
+                    "tessera_http_requests_total{{endpoint=\"{}\",status=\"{status}\"}} {n}",
+                    endpoint.name()
+                );
+            }
+        }
+        out.push_str("# HELP tessera_http_request_duration_seconds Time to answer, by endpoint.\n");
+        out.push_str("# TYPE tessera_http_request_duration_seconds histogram\n");
+        for endpoint in Endpoint::ALL {
+            let latency = &self.latency[endpoint as usize];
+            let count = latency.count.load(Ordering::Relaxed);
+            if count == 0 {
+                continue;
+            }
+            let name = endpoint.name();
+            let mut cumulative = 0;
+            for (bound, bucket) in BUCKETS_US.iter().zip(&latency.buckets) {
+                cumulative += bucket.load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "tessera_http_request_duration_seconds_bucket{{endpoint=\"{name}\",le=\"{}\"}} {cumulative}",
+                    *bound as f64 / 1e6
+                );
+            }
+            let _ = writeln!(
+                out,
+                "tessera_http_request_duration_seconds_bucket{{endpoint=\"{name}\",le=\"+Inf\"}} {count}"
+            );
+            let _ = writeln!(
+                out,
+                "tessera_http_request_duration_seconds_sum{{endpoint=\"{name}\"}} {}",
+                latency.sum_us.load(Ordering::Relaxed) as f64 / 1e6
+            );
+            let _ = writeln!(
+                out,
+                "tessera_http_request_duration_seconds_count{{endpoint=\"{name}\"}} {count}"
+            );
+        }
+        let gauge = |out: &mut String, name: &str, help: &str, kind: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        };
+        gauge(
+            &mut out,
+            "tessera_http_connections_open",
+            "Connections being served.",
+            "gauge",
+            self.connections_open.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut out,
+            "tessera_http_connections_total",
+            "Connections accepted.",
+            "counter",
+            self.connections_total.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut out,
+            "tessera_client_auth_failures_total",
+            "Callers of introspect and verify refused.",
+            "counter",
+            self.client_auth_failures.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut out,
+            "tessera_hsm_signatures_total",
+            "Signatures made by the HSM.",
+            "counter",
+            self.hsm_signatures.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut out,
+            "tessera_hsm_errors_total",
+            "HSM operations that failed.",
+            "counter",
+            self.hsm_errors.load(Ordering::Relaxed),
+        );
+        extra(&mut out);
+        out
+    }
+}
+
+/// Writes one metric family header.
+pub fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_render_as_prometheus_text() {
+        let m = Metrics::default();
+        m.request(Endpoint::Authz, 200, Duration::from_micros(80));
+        m.request(Endpoint::Authz, 401, Duration::from_micros(3000));
+        m.request(Endpoint::Authz, 299, Duration::from_secs(9));
+        let text = m.render(|out| out.push_str("extra 1\n"));
+        assert!(text.contains("tessera_http_requests_total{endpoint=\"authz\",status=\"200\"} 1\n"));
+        assert!(
+            text.contains("tessera_http_requests_total{endpoint=\"authz\",status=\"other\"} 1\n")
+        );
+        assert!(text.contains(
+            "tessera_http_request_duration_seconds_bucket{endpoint=\"authz\",le=\"0.0001\"} 1\n"
+        ));
+        assert!(text.contains(
+            "tessera_http_request_duration_seconds_bucket{endpoint=\"authz\",le=\"0.005\"} 2\n"
+        ));
+        assert!(text.contains(
+            "tessera_http_request_duration_seconds_bucket{endpoint=\"authz\",le=\"+Inf\"} 3\n"
+        ));
+        assert!(!text.contains("endpoint=\"introspect\""));
+        assert!(text.ends_with("extra 1\n"));
+    }
+}

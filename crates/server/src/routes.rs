@@ -1,0 +1,732 @@
+//! The endpoints. Each handler turns a request into a [`Reply`]; refusals are mapped to HTTP in
+//! one place ([`Refusal::reply`]). Callers see vague verdicts (`active: false`,
+//! `invalid_token`); logs and metrics get the precise reason, with tokens as fingerprints.
+
+use std::borrow::Cow;
+
+use base64::Engine as _;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use jose::json::Value;
+
+use crate::app::{App, Phase};
+use crate::clients::AuthError;
+use crate::metrics::Endpoint;
+
+pub type Reply = Response<Full<Bytes>>;
+
+/// Which endpoint a path belongs to.
+pub fn endpoint(path: &str) -> Endpoint {
+    match path {
+        "/introspect" => Endpoint::Introspect,
+        "/v1/verify" => Endpoint::Verify,
+        "/v1/authz" => Endpoint::Authz,
+        p if p.starts_with("/v1/authz/") => Endpoint::Authz,
+        "/.well-known/jwks.json" => Endpoint::Jwks,
+        "/.well-known/oauth-authorization-server" => Endpoint::Discovery,
+        "/metrics" => Endpoint::Metrics,
+        "/healthz" => Endpoint::Healthz,
+        "/readyz" => Endpoint::Readyz,
+        _ => Endpoint::Other,
+    }
+}
+
+pub async fn handle(app: &App, endpoint: Endpoint, request: Request<Incoming>) -> Reply {
+    let result = match endpoint {
+        Endpoint::Introspect => introspect(app, request).await,
+        Endpoint::Verify => verify(app, request).await,
+        Endpoint::Authz => Ok(authz(app, &request).await),
+        Endpoint::Jwks => jwks(app, &request),
+        Endpoint::Discovery => only_get(&request).map(|()| {
+            json(
+                StatusCode::OK,
+                app.discovery.clone(),
+                Some("public, max-age=300"),
+            )
+        }),
+        Endpoint::Metrics => only_get(&request).map(|()| metrics(app)),
+        Endpoint::Healthz => only_get(&request).map(|()| text(StatusCode::OK, "ok\n")),
+        Endpoint::Readyz => only_get(&request).map(|()| readyz(app)),
+        Endpoint::Other => Err(Refusal::NotFound),
+    };
+    result.unwrap_or_else(Refusal::reply)
+}
+
+/// Why a request was refused, before any token verdict.
+#[derive(Debug)]
+pub enum Refusal {
+    NotFound,
+    Method(&'static str),
+    /// The caller is not authenticated (`/introspect`, `/v1/verify`).
+    Client(AuthError),
+    BadRequest(&'static str),
+    UnsupportedMediaType,
+    TooLarge,
+    NotAcceptable,
+    Overloaded,
+    Unavailable,
+    Timeout,
+    Internal,
+}
+
+impl Refusal {
+    /// The one place where refusals become HTTP responses.
+    pub fn reply(self) -> Reply {
+        let error = |status: StatusCode, code: &str| {
+            json(
+                status,
+                format!("{{\"error\":\"{code}\"}}"),
+                Some("no-store"),
+            )
+        };
+        match self {
+            Refusal::NotFound => error(StatusCode::NOT_FOUND, "not_found"),
+            Refusal::Method(allow) => {
+                let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+                r.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static(allow));
+                r
+            }
+            Refusal::Client(AuthError::Busy) => Refusal::Overloaded.reply(),
+            Refusal::Client(_) => {
+                // RFC 6749 section 5.2: invalid_client with a Basic challenge.
+                let mut r = error(StatusCode::UNAUTHORIZED, "invalid_client");
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"tessera\""),
+                );
+                r
+            }
+            Refusal::BadRequest(code) => error(StatusCode::BAD_REQUEST, code),
+            Refusal::UnsupportedMediaType => {
+                error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            Refusal::TooLarge => error(StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            Refusal::NotAcceptable => error(StatusCode::NOT_ACCEPTABLE, "not_acceptable"),
+            Refusal::Overloaded | Refusal::Unavailable => {
+                let code = if matches!(self, Refusal::Overloaded) {
+                    "overloaded"
+                } else {
+                    "unavailable"
+                };
+                let mut r = error(StatusCode::SERVICE_UNAVAILABLE, code);
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                r
+            }
+            Refusal::Timeout => error(StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+            Refusal::Internal => error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+        }
+    }
+}
+
+fn json(status: StatusCode, body: String, cache: Option<&'static str>) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(cache) = cache {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    }
+    r
+}
+
+fn text(status: StatusCode, body: &'static str) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn only_get(request: &Request<Incoming>) -> Result<(), Refusal> {
+    match *request.method() {
+        Method::GET | Method::HEAD => Ok(()),
+        _ => Err(Refusal::Method("GET, HEAD")),
+    }
+}
+
+/// The request body, at most `max_body_bytes` (413 beyond, by Content-Length or while reading).
+async fn body(app: &App, request: Request<Incoming>) -> Result<Bytes, Refusal> {
+    let limit = app.limits.max_body_bytes;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(Refusal::TooLarge);
+    }
+    match Limited::new(request.into_body(), limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Refusal::TooLarge),
+        Err(_) => Err(Refusal::BadRequest("invalid_request")),
+    }
+}
+
+fn media_type(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    Some(
+        value
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase(),
+    )
+}
+
+async fn caller(app: &App, request: &Request<Incoming>) -> Result<std::sync::Arc<str>, Refusal> {
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes);
+    app.clients.authenticate(authorization).await.map_err(|e| {
+        if e != AuthError::Busy {
+            app.metrics
+                .client_auth_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(reason = ?e, "caller refused");
+        }
+        Refusal::Client(e)
+    })
+}
+
+/// A short SHA-256 fingerprint of a token, for logs.
+pub fn fingerprint(token: &[u8]) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token);
+    d.as_ref()[..6].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn log_refusal(token: &[u8], code: &str) {
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        tracing::debug!(token = %fingerprint(token), reason = code, "token refused");
+    }
+}
+
+/// The engine's verdict on one token: `Ok(Some(jwt))`, `Ok(None)` when invalid (logged), or a
+/// refusal of the whole request.
+fn verdict(
+    token: &[u8],
+    result: Result<engine::Verified, engine::EngineError>,
+) -> Result<Result<engine::Verified, &'static str>, Refusal> {
+    use engine::EngineError;
+    match result {
+        Ok(jwt) => Ok(Ok(jwt)),
+        Err(EngineError::Invalid(code)) => {
+            log_refusal(token, code);
+            Ok(Err(code))
+        }
+        Err(EngineError::Overloaded) => Err(Refusal::Overloaded),
+        Err(EngineError::Shutdown) => Err(Refusal::Unavailable),
+        Err(e) => {
+            tracing::error!(token = %fingerprint(token), cause = %e, "verification failed");
+            Ok(Err("internal_error"))
+        }
+    }
+}
+
+// ---- POST /introspect (RFC 7662, RFC 9701) ----
+
+const INTROSPECTION_JWT: &str = "application/token-introspection+jwt";
+/// The claims RFC 7662 section 2.2 names that an active answer carries.
+const INTROSPECTED: [&str; 9] = [
+    "scope",
+    "client_id",
+    "sub",
+    "aud",
+    "iss",
+    "exp",
+    "iat",
+    "nbf",
+    "jti",
+];
+
+async fn introspect(app: &App, request: Request<Incoming>) -> Result<Reply, Refusal> {
+    if request.method() != Method::POST {
+        return Err(Refusal::Method("POST"));
+    }
+    let client = caller(app, &request).await?;
+    let wants_jwt = request
+        .headers()
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|m| {
+            m.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case(INTROSPECTION_JWT)
+        });
+    if wants_jwt && app.signer.is_none() {
+        return Err(Refusal::NotAcceptable);
+    }
+    if media_type(request.headers()).as_deref() != Some("application/x-www-form-urlencoded") {
+        return Err(Refusal::UnsupportedMediaType);
+    }
+    let body = body(app, request).await?;
+    let params = crate::form::parse(&body).map_err(|_| Refusal::BadRequest("invalid_request"))?;
+    let token = params
+        .iter()
+        .find(|(name, _)| name == "token")
+        .map(|(_, value)| value.as_str())
+        .ok_or(Refusal::BadRequest("invalid_request"))?;
+    let now = crate::unix_now();
+    let result = app
+        .engine
+        .verify_routed(token.as_bytes(), &app.issuers, now)
+        .await;
+    let answer = match verdict(token.as_bytes(), result)? {
+        Ok(jwt) => active_answer(&jwt),
+        Err(_) => "{\"active\":false}".to_string(),
+    };
+    if !wants_jwt {
+        return Ok(json(StatusCode::OK, answer, Some("no-store")));
+    }
+    // RFC 9701: the answer inside a JWT signed by this daemon's key.
+    let mut claims = String::from("{\"iss\":");
+    jose::json::write_str(&mut claims, &app.public_url);
+    claims.push_str(",\"aud\":");
+    jose::json::write_str(&mut claims, &client);
+    claims.push_str(&format!(
+        ",\"iat\":{now},\"token_introspection\":{answer}}}"
+    ));
+    let signer = app.signer.clone().ok_or(Refusal::NotAcceptable)?;
+    let signed =
+        tokio::task::spawn_blocking(move || signer.sign(&claims, "token-introspection+jwt"))
+            .await
+            .map_err(|_| Refusal::Internal)?;
+    match signed {
+        Ok(jwt) => {
+            app.metrics
+                .hsm_signatures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut r = Response::new(Full::new(Bytes::from(jwt)));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(INTROSPECTION_JWT),
+            );
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            Ok(r)
+        }
+        Err(e) => {
+            app.metrics
+                .hsm_errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::error!(cause = %e, "introspection response not signed");
+            Err(Refusal::Unavailable)
+        }
+    }
+}
+
+/// `{"active":true, ...}` with the RFC 7662 members the token has.
+fn active_answer(jwt: &jose::Jwt) -> String {
+    let mut out = String::from("{\"active\":true");
+    for name in INTROSPECTED {
+        let value = match jwt.claim(name) {
+            Some(v) => Some(v),
+            // `azp` is the OpenID Connect name for the client.
+            None if name == "client_id" => jwt.claim("azp"),
+            None => None,
+        };
+        if let Some(value) = value {
+            out.push_str(&format!(",\"{name}\":"));
+            match value {
+                // The raw text between the quotes, escapes kept: valid inside quotes.
+                Value::String(s) => {
+                    out.push('"');
+                    out.push_str(s.raw());
+                    out.push('"');
+                }
+                other => out.push_str(&jose::json::minify(other.as_json())),
+            }
+        }
+    }
+    out.push_str(",\"token_type\":\"Bearer\"}");
+    out
+}
+
+// ---- POST /v1/verify ----
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifyRequest {
+    tokens: Vec<String>,
+    audience: Option<String>,
+}
+
+async fn verify(app: &App, request: Request<Incoming>) -> Result<Reply, Refusal> {
+    if request.method() != Method::POST {
+        return Err(Refusal::Method("POST"));
+    }
+    caller(app, &request).await?;
+    if media_type(request.headers()).as_deref() != Some("application/json") {
+        return Err(Refusal::UnsupportedMediaType);
+    }
+    let body = body(app, request).await?;
+    let parsed: VerifyRequest =
+        serde_json::from_slice(&body).map_err(|_| Refusal::BadRequest("invalid_request"))?;
+    if parsed.tokens.len() > app.limits.batch_max_tokens {
+        return Err(Refusal::TooLarge);
+    }
+    let tokens: Vec<&[u8]> = parsed.tokens.iter().map(|t| t.as_bytes()).collect();
+    let results = app
+        .engine
+        .verify_routed_batch(&tokens, &app.issuers, crate::unix_now())
+        .await;
+    let mut out = String::with_capacity(64 + 256 * tokens.len());
+    out.push_str("{\"results\":[");
+    for (i, (token, result)) in tokens.iter().zip(results).enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let verdict = verdict(token, result)?.and_then(|jwt| match &parsed.audience {
+            Some(aud) if !has_audience(&jwt, aud) => {
+                log_refusal(token, "invalid_audience");
+                Err("invalid_audience")
+            }
+            _ => Ok(jwt),
+        });
+        match verdict {
+            Ok(jwt) => {
+                out.push_str("{\"active\":true,\"claims\":");
+                out.push_str(&jose::json::minify(jwt.claims_json()));
+                out.push('}');
+            }
+            Err(code) => out.push_str(&format!("{{\"active\":false,\"error\":\"{code}\"}}")),
+        }
+    }
+    out.push_str("]}");
+    Ok(json(StatusCode::OK, out, Some("no-store")))
+}
+
+fn has_audience(jwt: &jose::Jwt, audience: &str) -> bool {
+    match jwt.claim("aud") {
+        Some(Value::String(s)) => s.eq_str(audience),
+        Some(Value::Array(items)) => items
+            .iter()
+            .any(|v| v.as_str().is_some_and(|s| s.eq_str(audience))),
+        _ => false,
+    }
+}
+
+/// The token's scopes: `scope` (space-separated, RFC 8693 and RFC 9068) or `scp` (an array).
+fn scopes(jwt: &jose::Jwt) -> Vec<Cow<'_, str>> {
+    if let Some(scope) = jwt.str_claim("scope") {
+        return match scope {
+            Cow::Borrowed(s) => s
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(Cow::Borrowed)
+                .collect(),
+            Cow::Owned(s) => s
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(|s| Cow::Owned(s.to_string()))
+                .collect(),
+        };
+    }
+    match jwt.claim("scp") {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|v| v.as_str().map(|s| s.to_str()))
+            .collect(),
+        Some(Value::String(s)) => vec![s.to_str()],
+        _ => Vec::new(),
+    }
+}
+
+// ---- /v1/authz (forward-auth) ----
+
+/// The original request a gateway asks about: method and path.
+fn original<'r>(request: &'r Request<Incoming>) -> (Cow<'r, str>, Cow<'r, str>) {
+    let h = request.headers();
+    let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
+    let method = get("x-forwarded-method")
+        .or_else(|| get("x-original-method"))
+        .map_or_else(|| Cow::Borrowed(request.method().as_str()), Cow::Borrowed);
+    let uri = get("x-forwarded-uri").or_else(|| get("x-original-uri"));
+    let path = match uri {
+        Some(uri) => Cow::Borrowed(uri),
+        // Envoy ext_authz (HTTP) appends the original path to the configured prefix.
+        None => {
+            let path = request.uri().path();
+            let rest = path.strip_prefix("/v1/authz").unwrap_or(path);
+            Cow::Owned(if rest.is_empty() {
+                "/".into()
+            } else {
+                rest.into()
+            })
+        }
+    };
+    (method, path)
+}
+
+fn bearer(request: &Request<Incoming>) -> Option<&str> {
+    let value = request
+        .headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+fn challenge(status: StatusCode, value: String) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = status;
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+async fn authz(app: &App, request: &Request<Incoming>) -> Reply {
+    let Some(token) = bearer(request) else {
+        // RFC 6750 section 3.1: no error code when no credentials were presented.
+        return challenge(StatusCode::UNAUTHORIZED, "Bearer realm=\"tessera\"".into());
+    };
+    let invalid = || {
+        challenge(
+            StatusCode::UNAUTHORIZED,
+            "Bearer realm=\"tessera\", error=\"invalid_token\"".into(),
+        )
+    };
+    let result = app
+        .engine
+        .verify_routed(token.as_bytes(), &app.issuers, crate::unix_now())
+        .await;
+    let jwt = match verdict(token.as_bytes(), result) {
+        Ok(Ok(jwt)) => jwt,
+        Ok(Err(_)) => return invalid(),
+        Err(refusal) => return refusal.reply(),
+    };
+    let (method, path) = original(request);
+    let path = path.split('?').next().unwrap_or("");
+    let rules = &app.authz.config;
+    let route = rules
+        .routes
+        .iter()
+        .filter(|r| path.starts_with(&r.prefix))
+        .filter(|r| {
+            r.methods.is_empty() || r.methods.iter().any(|m| m.eq_ignore_ascii_case(&method))
+        })
+        .max_by_key(|r| r.prefix.len());
+    match route {
+        None if rules.deny_unmatched => {
+            log_refusal(token.as_bytes(), "no_route");
+            return challenge(
+                StatusCode::FORBIDDEN,
+                "Bearer realm=\"tessera\", error=\"insufficient_scope\"".into(),
+            );
+        }
+        None => {}
+        Some(route) => {
+            if let Some(aud) = &route.audience {
+                if !has_audience(&jwt, aud) {
+                    log_refusal(token.as_bytes(), "invalid_audience");
+                    return invalid();
+                }
+            }
+            let held = scopes(&jwt);
+            if !route
+                .scopes
+                .iter()
+                .all(|need| held.iter().any(|h| h == need))
+            {
+                log_refusal(token.as_bytes(), "insufficient_scope");
+                return challenge(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "Bearer realm=\"tessera\", error=\"insufficient_scope\", scope=\"{}\"",
+                        route.scopes.join(" ")
+                    ),
+                );
+            }
+        }
+    }
+    let mut r = Response::new(Full::new(Bytes::new()));
+    let h = r.headers_mut();
+    let mut put = |name: &hyper::header::HeaderName, value: Option<Cow<'_, str>>| {
+        // A claim that cannot be a header value (control characters) is left out.
+        if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            h.insert(name.clone(), v);
+        }
+    };
+    let a = &app.authz;
+    put(&a.subject, jwt.str_claim("sub"));
+    let held = scopes(&jwt);
+    put(
+        &a.scope,
+        (!held.is_empty()).then(|| Cow::Owned(held.join(" "))),
+    );
+    put(
+        &a.client_id,
+        jwt.str_claim("client_id").or_else(|| jwt.str_claim("azp")),
+    );
+    put(&a.issuer, jwt.str_claim("iss"));
+    let claims = jose::json::minify(jwt.claims_json());
+    put(
+        &a.claims,
+        Some(Cow::Owned(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims),
+        )),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+// ---- keys, metadata, health ----
+
+fn jwks(app: &App, request: &Request<Incoming>) -> Result<Reply, Refusal> {
+    only_get(request)?;
+    let signer = app.signer.as_ref().ok_or(Refusal::NotFound)?;
+    let mut r = Response::new(Full::new(Bytes::from(signer.jwks().to_string())));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/jwk-set+json"),
+    );
+    // Shorter than the publish delay, so that verifiers see a pending key before it signs.
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    Ok(r)
+}
+
+fn readyz(app: &App) -> Reply {
+    match app.phase() {
+        Phase::Ready if app.has_keys() => text(StatusCode::OK, "ready\n"),
+        Phase::Ready => text(StatusCode::SERVICE_UNAVAILABLE, "no keys\n"),
+        Phase::Starting => text(StatusCode::SERVICE_UNAVAILABLE, "starting\n"),
+        Phase::Draining => text(StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
+    }
+}
+
+fn metrics(app: &App) -> Reply {
+    use crate::metrics::family;
+    use std::fmt::Write as _;
+    let body = app.metrics.render(|out| {
+        let s = app.engine.stats();
+        family(
+            out,
+            "tessera_verifications_total",
+            "counter",
+            "Verdicts by outcome, algorithm (valid) and reason (invalid).",
+        );
+        for (alg, n) in s.valid_by_alg.iter().filter(|(_, n)| *n > 0) {
+            let _ = writeln!(
+                out,
+                "tessera_verifications_total{{outcome=\"valid\",alg=\"{alg}\"}} {n}"
+            );
+        }
+        for (code, n) in &s.invalid_by_code {
+            let _ = writeln!(
+                out,
+                "tessera_verifications_total{{outcome=\"invalid\",reason=\"{code}\"}} {n}"
+            );
+        }
+        family(
+            out,
+            "tessera_engine_overloaded_total",
+            "counter",
+            "Verifications refused because every queue was full.",
+        );
+        let _ = writeln!(out, "tessera_engine_overloaded_total {}", s.overloaded);
+        family(
+            out,
+            "tessera_engine_in_flight",
+            "gauge",
+            "Verifications admitted and not yet answered.",
+        );
+        let _ = writeln!(out, "tessera_engine_in_flight {}", s.in_flight);
+        family(
+            out,
+            "tessera_engine_batches_total",
+            "counter",
+            "Batches the workers took.",
+        );
+        let _ = writeln!(out, "tessera_engine_batches_total {}", s.batches);
+        family(
+            out,
+            "tessera_engine_batched_jobs_total",
+            "counter",
+            "Verifications taken in those batches.",
+        );
+        let _ = writeln!(out, "tessera_engine_batched_jobs_total {}", s.batched_jobs);
+        family(
+            out,
+            "tessera_cache_hits_total",
+            "counter",
+            "Verdicts answered from the verified-token cache.",
+        );
+        let _ = writeln!(out, "tessera_cache_hits_total {}", s.cache_hits);
+        let verdicts = s.valid + s.invalid;
+        family(
+            out,
+            "tessera_cache_hit_ratio",
+            "gauge",
+            "Cache hits over all verdicts since start.",
+        );
+        let ratio = if verdicts == 0 {
+            0.0
+        } else {
+            s.cache_hits as f64 / verdicts as f64
+        };
+        let _ = writeln!(out, "tessera_cache_hit_ratio {ratio}");
+        let c = app.engine.cache().stats();
+        family(
+            out,
+            "tessera_cache_entries",
+            "gauge",
+            "Entries in the verified-token cache.",
+        );
+        let _ = writeln!(out, "tessera_cache_entries{{kind=\"valid\"}} {}", c.entries);
+        let _ = writeln!(
+            out,
+            "tessera_cache_entries{{kind=\"invalid\"}} {}",
+            c.negative
+        );
+        family(
+            out,
+            "tessera_keyset_fetches_total",
+            "counter",
+            "Remote JWKS fetches by issuer and result.",
+        );
+        for (issuer, remote) in app.issuers.remote_sets() {
+            let mut label = String::new();
+            jose::json::write_str(&mut label, issuer);
+            let (fetches, failures) = (remote.fetches(), remote.failures());
+            let _ = writeln!(
+                out,
+                "tessera_keyset_fetches_total{{issuer={label},result=\"ok\"}} {}",
+                fetches - failures.min(fetches)
+            );
+            let _ = writeln!(
+                out,
+                "tessera_keyset_fetches_total{{issuer={label},result=\"error\"}} {failures}"
+            );
+        }
+    });
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
+}

@@ -1,0 +1,189 @@
+//! The daemon's own signing keys in the HSM: the published JWKS, the key set its own issuer
+//! verifies with, and signatures (RFC 9701 introspection responses). Every method here blocks
+//! on PKCS#11: callers run them on the blocking pool.
+
+use std::sync::{Arc, RwLock};
+
+use engine::LocalKeySet;
+use jose::{Algorithm, KeySet, SigningInput};
+use pkcs11::{Hsm, HsmConfig, HsmError, KeyInfo, KeySpec, KeyState, Pin};
+
+use crate::config::HsmSettings;
+
+/// Why the signer could not start or sign.
+#[derive(Debug)]
+pub enum SignerError {
+    /// No PIN: neither `TESSERA_HSM_PIN` nor a PIN file.
+    NoPin,
+    Hsm(HsmError),
+    /// No active key to sign with.
+    NoActiveKey,
+}
+
+impl std::fmt::Display for SignerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SignerError::NoPin => {
+                f.write_str("no HSM PIN: set TESSERA_HSM_PIN, TESSERA_HSM_PIN_FILE or hsm.pin_file")
+            }
+            SignerError::Hsm(e) => write!(f, "HSM: {e}"),
+            SignerError::NoActiveKey => f.write_str("the HSM has no active signing key"),
+        }
+    }
+}
+
+impl std::error::Error for SignerError {}
+
+impl From<HsmError> for SignerError {
+    fn from(e: HsmError) -> Self {
+        SignerError::Hsm(e)
+    }
+}
+
+#[derive(Debug)]
+struct Published {
+    keys: Vec<KeyInfo>,
+    jwks: Arc<str>,
+}
+
+/// The HSM keys as the daemon serves them.
+pub struct Signer {
+    hsm: Hsm,
+    policy: pkcs11::Policy,
+    published: RwLock<Published>,
+    local: Arc<LocalKeySet>,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer").finish_non_exhaustive()
+    }
+}
+
+/// Preference when several algorithms have an active key.
+const PREFERENCE: [Algorithm; 5] = [
+    Algorithm::ES256,
+    Algorithm::EdDSA,
+    Algorithm::ES384,
+    Algorithm::PS256,
+    Algorithm::RS256,
+];
+
+impl Signer {
+    /// Logs in to the token, creates the development key if asked, and reads the keys.
+    pub fn open(settings: &HsmSettings, now: i64) -> Result<Signer, SignerError> {
+        let pin = if std::env::var_os("TESSERA_HSM_PIN").is_some() {
+            Pin::from_env("TESSERA_HSM_PIN")?
+        } else if let Some(file) = &settings.pin_file {
+            Pin::from_file(file)?
+        } else {
+            return Err(SignerError::NoPin);
+        };
+        let mut config = HsmConfig::new(&settings.module, &settings.token, pin);
+        config.sessions = settings.sessions;
+        let hsm = Hsm::open(&config)?;
+        let policy = pkcs11::Policy {
+            publish_delay: settings.publish_delay,
+            retention: settings.retention,
+        };
+        if let Some(alg) = settings.ensure_key {
+            let keys = hsm.advance(&policy, now)?;
+            if !keys
+                .iter()
+                .any(|k| k.life.alg == alg && k.life.state == KeyState::Active)
+            {
+                let key = hsm.generate(KeySpec::new(alg)?, KeyState::Active, now)?;
+                tracing::info!(kid = %key.kid, %alg, "created a signing key");
+            }
+        }
+        let signer = Signer {
+            hsm,
+            policy,
+            published: RwLock::new(Published {
+                keys: Vec::new(),
+                jwks: Arc::from("{\"keys\":[]}"),
+            }),
+            local: Arc::new(LocalKeySet::default()),
+        };
+        signer.reload(now)?;
+        Ok(signer)
+    }
+
+    /// Applies due lifecycle transitions and re-reads the keys: the JWKS and the local key set
+    /// follow. Returns whether the published set changed.
+    pub fn reload(&self, now: i64) -> Result<bool, SignerError> {
+        let keys = self.hsm.advance(&self.policy, now)?;
+        let jwks: Vec<String> = keys
+            .iter()
+            .filter(|k| self.policy.published(&k.life, now))
+            .map(KeyInfo::jwk)
+            .collect();
+        let jwks = format!("{{\"keys\":[{}]}}", jwks.join(","));
+        let mut published = self.published.write().unwrap_or_else(|e| e.into_inner());
+        let changed = *published.jwks != *jwks;
+        if changed {
+            // The JWKS was built from the token's own keys; a key the verifier cannot use is
+            // skipped, never fatal.
+            let set = KeySet::from_jwks(jwks.as_bytes())
+                .map(|j| j.keys)
+                .unwrap_or_default();
+            self.local.set(set);
+        }
+        *published = Published {
+            keys,
+            jwks: jwks.into(),
+        };
+        Ok(changed)
+    }
+
+    /// The published JWK Set document.
+    pub fn jwks(&self) -> Arc<str> {
+        Arc::clone(
+            &self
+                .published
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .jwks,
+        )
+    }
+
+    /// The key set this daemon's own issuer verifies with.
+    pub fn local_keys(&self) -> Arc<LocalKeySet> {
+        Arc::clone(&self.local)
+    }
+
+    /// Algorithms with an active key.
+    pub fn algorithms(&self) -> Vec<Algorithm> {
+        let published = self.published.read().unwrap_or_else(|e| e.into_inner());
+        PREFERENCE
+            .into_iter()
+            .filter(|alg| {
+                published
+                    .keys
+                    .iter()
+                    .any(|k| k.life.alg == *alg && k.life.state == KeyState::Active)
+            })
+            .collect()
+    }
+
+    /// Signs `claims` (a JSON object) with the preferred active key: a compact JWS.
+    pub fn sign(&self, claims: &str, typ: &str) -> Result<String, SignerError> {
+        let key = {
+            let published = self.published.read().unwrap_or_else(|e| e.into_inner());
+            PREFERENCE
+                .iter()
+                .find_map(|alg| {
+                    published
+                        .keys
+                        .iter()
+                        .rfind(|k| k.life.alg == *alg && k.life.state == KeyState::Active)
+                })
+                .cloned()
+                .ok_or(SignerError::NoActiveKey)?
+        };
+        let header = jose::jws::header_json(key.life.alg, Some(&key.kid), Some(typ));
+        let input = SigningInput::new(header.as_bytes(), claims.as_bytes());
+        let signature = self.hsm.sign(&key, input.as_bytes())?;
+        Ok(input.into_compact(&signature))
+    }
+}

@@ -1,0 +1,226 @@
+//! `tessera serve`, `tessera config check` and `tessera client hash-secret`: the daemon's entry
+//! points. The service itself is the `server` crate.
+
+use std::io::{BufRead, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use server::config::{HsmSettings, IssuerConfig, KeysFrom};
+use server::{Config, LogFormat, SecretHash};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The configuration file (TOML; see examples/tessera.toml).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["jwks", "dev"])]
+    config: Option<PathBuf>,
+    /// Address to listen on (overrides the file's server.listen).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Quick mode: trust the keys in this JWKS file or https:// URL...
+    #[arg(
+        long,
+        value_name = "FILE|URL",
+        requires = "iss",
+        conflicts_with = "dev"
+    )]
+    jwks: Option<String>,
+    /// ...for tokens from this issuer...
+    #[arg(long, value_name = "ISS", requires = "jwks")]
+    iss: Option<String>,
+    /// ...with one of these audiences (repeatable; none: not checked).
+    #[arg(long, value_name = "AUD", requires = "jwks")]
+    aud: Vec<String>,
+    /// Development mode: sign with the development SoftHSM token (creating an ES256 key if it has
+    /// none), trust its own keys, and accept the introspection client `dev` / `dev-secret`.
+    #[arg(long)]
+    dev: bool,
+    /// `text` or `json` (overrides the file's log.format).
+    #[arg(long, env = "TESSERA_LOG_FORMAT", value_name = "FORMAT")]
+    log_format: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check a configuration file: exit 0 if it is valid, 2 with the field at fault if not.
+    Check { file: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Hash a client secret read from stdin, for `secret_hash` in the configuration.
+    HashSecret {
+        /// PBKDF2 iterations.
+        #[arg(long, default_value_t = server::clients::DEFAULT_ITERATIONS)]
+        iterations: u32,
+    },
+}
+
+pub fn config(command: ConfigCommand) -> anyhow::Result<ExitCode> {
+    let ConfigCommand::Check { file } = command;
+    let config = Config::load(&file).with_context(|| format!("{}", file.display()))?;
+    println!(
+        "{}: ok ({} issuer(s), {} client(s), {} route(s), {})",
+        file.display(),
+        config.issuers.len(),
+        config.clients.len(),
+        config.authz.routes.len(),
+        if config.hsm.is_some() {
+            "HSM"
+        } else {
+            "no HSM"
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn client(command: ClientCommand) -> anyhow::Result<ExitCode> {
+    let ClientCommand::HashSecret { iterations } = command;
+    let mut secret = String::new();
+    std::io::stdin()
+        .lock()
+        .take(4096)
+        .read_line(&mut secret)
+        .context("reading the secret from stdin")?;
+    let secret = secret.trim_end_matches(['\r', '\n']);
+    if secret.is_empty() {
+        bail!("no secret on stdin");
+    }
+    println!("{}", SecretHash::new(secret.as_bytes(), iterations)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+use std::io::Read as _;
+
+pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let mut config = match (&args.config, &args.jwks, args.dev) {
+        (Some(file), _, _) => Config::load(file).with_context(|| format!("{}", file.display()))?,
+        (None, Some(jwks), _) => Config::quick(
+            args.listen.unwrap_or(([127, 0, 0, 1], 8080).into()),
+            jwks,
+            args.iss.as_deref().unwrap_or_default(),
+            args.aud.clone(),
+        )?,
+        (None, None, true) => Config::empty(([127, 0, 0, 1], 8080).into()),
+        (None, None, false) => {
+            bail!("nothing to trust: use --config FILE, --jwks FILE_OR_URL --iss ISS, or --dev")
+        }
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(format) = &args.log_format {
+        config.log.format = match format.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => bail!("--log-format {other:?}: use text or json"),
+        };
+    }
+    init_logging(&config);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tessera-http")
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.listen))?;
+        let bound = listener.local_addr()?;
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let public_url = config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("{scheme}://{bound}"));
+        if args.dev {
+            dev(&mut config, &public_url)?;
+        }
+        let app = server::App::start(&config, public_url.clone()).await?;
+        tracing::info!(%bound, issuers = config.issuers.len(), "listening");
+        let mut stdout = std::io::stdout();
+        writeln!(stdout, "listening on {scheme}://{bound}")?;
+        stdout.flush()?;
+        server::run(listener, app, shutdown_signal()).await;
+        tracing::info!("stopped");
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Development mode: the development SoftHSM token (as `make run` and hsm/setup.sh make it),
+/// an ES256 key, this daemon as the one trusted issuer, and a development client.
+fn dev(config: &mut Config, public_url: &str) -> anyhow::Result<()> {
+    let env = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
+    let pin_file = std::env::var_os("TESSERA_HSM_PIN_FILE")
+        .map(PathBuf::from)
+        .or_else(|| Some(PathBuf::from("hsm/dev-pin")).filter(|p| p.exists()));
+    config.hsm = Some(HsmSettings {
+        module: env("TESSERA_HSM_MODULE", server::config::SOFTHSM_MODULE).into(),
+        token: env("TESSERA_HSM_TOKEN", "tessera-dev"),
+        pin_file,
+        sessions: 4,
+        publish_delay: 900,
+        retention: 86_400,
+        ensure_key: Some(jose::Algorithm::ES256),
+    });
+    config.issuers = vec![IssuerConfig {
+        spec: engine_spec(public_url),
+        keys: KeysFrom::Hsm,
+    }];
+    config.clients = vec![server::config::Client {
+        id: "dev".into(),
+        // Development only: a well-known secret, hashed cheaply.
+        secret: SecretHash::new(b"dev-secret", 1000)?,
+    }];
+    Ok(())
+}
+
+fn engine_spec(issuer: &str) -> server::config::IssuerSpec {
+    server::config::IssuerSpec {
+        issuer: issuer.into(),
+        audiences: Vec::new(),
+        algorithms: Vec::new(),
+    }
+}
+
+fn init_logging(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.log.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
+    let _ = match config.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            tracing::error!("signal handlers could not be installed: stop with SIGKILL");
+            std::future::pending::<()>().await;
+        }
+    }
+}
