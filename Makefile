@@ -1,4 +1,4 @@
-# tessera: `make run` demonstrates verification, `make test` is what CI runs, `make bench`
+# tessera: `make run` starts the daemon in development mode, `make test` is what CI runs, `make bench`
 # measures. Each target installs or checks what it needs itself.
 
 SHELL := /bin/bash
@@ -7,7 +7,7 @@ BIN := target/release/tessera
 # The example tokens are issued 2026-01-01T00:00:00Z; verify them ten minutes later.
 EXAMPLE_ARGS := --jwks examples/jwks.json --iss https://issuer.example --aud api://orders --now 1767226200
 
-.PHONY: all run test lint bench examples toolchain hsm-deps
+.PHONY: all run test lint bench examples toolchain hsm-deps test-deps
 
 all: test
 
@@ -23,8 +23,17 @@ toolchain:
 hsm-deps:
 	hsm/install.sh
 
+# Where `make run` serves.
+LISTEN ?= 127.0.0.1:8080
+
+# openssl and nginx for the end-to-end tests (apt-get as root; a clear message otherwise).
+test-deps:
+	tests/deps.sh
+
 # Build the binary, verify the example tokens in examples/ (one valid, the rest hostile), then
-# sign a token with an ES256 key kept in the development SoftHSM token and verify it.
+# start the daemon on $(LISTEN) in development mode: signing keys in the development SoftHSM
+# token (an ES256 key is created if there is none), its own keys trusted, the introspection
+# client dev/dev-secret. Prints ready-to-paste curl commands with a freshly signed token.
 run: toolchain hsm-deps
 	$(CARGO) build --release -p tessera
 	@echo "== tessera verify $(EXAMPLE_ARGS) - < examples/NAME.jwt"
@@ -37,13 +46,17 @@ run: toolchain hsm-deps
 	  echo "== development HSM token: SOFTHSM2_CONF=$$SOFTHSM2_CONF"; \
 	  $(BIN) keys list | grep -q ' ES256 *active ' || $(BIN) keys generate --alg ES256 >/dev/null; \
 	  $(BIN) keys list; \
-	  $(BIN) keys jwks > target/dev-jwks.json; \
-	  token=$$($(BIN) token sign --alg ES256 --claims '{"sub":"demo","aud":"api://orders"}'); \
-	  echo "== tessera token sign --alg ES256 --claims '{\"sub\":\"demo\",...}'"; echo "$$token"; \
-	  echo "== tessera verify --jwks <(tessera keys jwks) --aud api://orders TOKEN"; \
-	  $(BIN) verify --jwks target/dev-jwks.json --aud api://orders "$$token"
+	  token=$$($(BIN) token sign --alg ES256 --ttl 1h \
+	    --claims '{"iss":"http://$(LISTEN)","sub":"demo","scope":"orders:read","client_id":"make-run"}'); \
+	  echo "== tessera serve --dev --listen $(LISTEN)   (Ctrl-C stops it)"; \
+	  echo "   Once it says 'listening', try from another terminal:"; \
+	  echo "   curl -i http://$(LISTEN)/v1/authz -H 'Authorization: Bearer $$token'"; \
+	  echo "   curl -s -u dev:dev-secret http://$(LISTEN)/introspect -d 'token=$$token'"; \
+	  echo "   curl -s http://$(LISTEN)/.well-known/jwks.json"; \
+	  echo "   curl -s http://$(LISTEN)/metrics"; \
+	  exec $(BIN) serve --dev --listen $(LISTEN)
 
-test: toolchain hsm-deps lint
+test: toolchain hsm-deps test-deps lint
 	$(CARGO) build -p tessera
 	hsm/setup.sh target/debug/tessera >/dev/null
 	@mkdir -p target

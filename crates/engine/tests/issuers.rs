@@ -189,3 +189,55 @@ fn issuer_configuration_is_checked() {
     );
     assert!(only_ed.route(a.token(Some("a1"), "{}").as_bytes()).is_err());
 }
+
+/// A routed batch answers each token with its own issuer's verdict, in order, whatever the mix.
+#[test]
+fn routed_batches_answer_in_order_with_each_issuers_verdict() {
+    let (a, b) = (Es256::new(), Es256::new());
+    let issuers = Issuers::new(vec![
+        (spec("https://a.example", &[], &[]), jwks(&[a.jwk("a1")])),
+        (spec("https://b.example", &[], &[]), jwks(&[b.jwk("b1")])),
+    ])
+    .expect("issuers");
+    let engine = Engine::start(EngineConfig {
+        workers: 2,
+        pin: false,
+        ..EngineConfig::default()
+    });
+    let mut tokens = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..40 {
+        let (token, verdict) = match i % 5 {
+            0 => (
+                a.token(Some("a1"), &claims("https://a.example", "x")),
+                Ok(()),
+            ),
+            1 => (
+                b.token(Some("b1"), &claims("https://b.example", "x")),
+                Ok(()),
+            ),
+            2 => (
+                a.token(Some("a1"), &claims("https://b.example", "x")),
+                Err(EngineError::Invalid("invalid_issuer")),
+            ),
+            3 => (
+                a.token(Some("nope"), &claims("https://a.example", "x")),
+                Err(EngineError::Invalid("unknown_key")),
+            ),
+            _ => (
+                "not.a.token".to_string(),
+                Err(EngineError::Invalid("malformed")),
+            ),
+        };
+        tokens.push(token);
+        expected.push(verdict);
+    }
+    let refs: Vec<&[u8]> = tokens.iter().map(|t| t.as_bytes()).collect();
+    let results = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime")
+        .block_on(engine.handle().verify_routed_batch(&refs, &issuers, NOW));
+    let results: Vec<Result<(), EngineError>> =
+        results.into_iter().map(|r| r.map(|_| ())).collect();
+    assert_eq!(results, expected);
+}

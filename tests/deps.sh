@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what the end-to-end tests start besides SoftHSM (hsm/install.sh): openssl (a TLS
+# certificate for tests/tls.rs) and nginx (the gateway in front, tests/gateway.rs). Idempotent;
+# explains itself when it cannot.
+set -euo pipefail
+missing=()
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+[ -x /usr/sbin/nginx ] || missing+=(nginx)
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "tests/deps.sh: missing ${missing[*]}: install them (Debian: apt-get install ${missing[*]})" >&2
+  exit 1
+fi
+echo "tests/deps.sh: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 \
+  || { apt-get update -q >/dev/null && apt-get install -y -q "${missing[@]}" >/dev/null; }
