@@ -1,1 +1,1029 @@
-//! (being written)
+//! `/v1/authz` behind a real gateway: nginx with `auth_request` in front of the `tessera` binary
+//! and a small backend, as the README (Gateways, nginx) configures it. Each test starts its own daemon,
+//! backend and nginx on loopback ports and counts what reaches the backend.
+//!
+//! nginx is taken from /usr/sbin/nginx. When it is missing and the test runs as root, it is
+//! installed with apt-get; otherwise the test fails and says how to install it.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+const ISS: &str = "https://issuer.example";
+/// Longest wait for a process to start or for one HTTP exchange.
+const WAIT: Duration = Duration::from_secs(20);
+/// Longest wait for one apt-get step.
+const APT_WAIT: Duration = Duration::from_secs(300);
+/// Where nginx is looked for, first the Debian and Ubuntu location.
+const NGINX_PATHS: [&str; 3] = [
+    "/usr/sbin/nginx",
+    "/usr/local/sbin/nginx",
+    "/usr/local/nginx/sbin/nginx",
+];
+
+// ---- scratch space and processes ----
+
+/// A scratch directory for one test, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("tessera-gateway-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create scratch dir");
+        Scratch(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, contents).expect("write scratch file");
+        path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 path")
+}
+
+fn read_lossy(path: &Path) -> String {
+    std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
+/// Waits for `child` to exit within `limit`; kills it past that.
+fn wait_bounded(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return Some(status);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A free loopback port: bound, then released for a server to take.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a loopback port")
+        .port()
+}
+
+// ---- the issuer ----
+
+/// An ES256 issuer: a P-256 key pair and its public JWK Set.
+struct Issuer {
+    key: EcdsaKeyPair,
+    jwks: String,
+}
+
+impl Issuer {
+    fn new() -> Self {
+        let rng = SystemRandom::new();
+        let pkcs8 =
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).expect("keygen");
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
+            .expect("key");
+        // The uncompressed point: 0x04, then x and y, 32 bytes each.
+        let point = key.public_key().as_ref();
+        let jwks = format!(
+            r#"{{"keys":[{{"kty":"EC","crv":"P-256","kid":"k1","alg":"ES256","use":"sig","x":"{}","y":"{}"}}]}}"#,
+            URL_SAFE_NO_PAD.encode(&point[1..33]),
+            URL_SAFE_NO_PAD.encode(&point[33..])
+        );
+        Issuer { key, jwks }
+    }
+
+    fn sign(&self, claims: &str) -> String {
+        let header = jose::jws::header_json(jose::Algorithm::ES256, Some("k1"), Some("at+jwt"));
+        let input = jose::SigningInput::new(header.as_bytes(), claims.as_bytes());
+        let sig = self
+            .key
+            .sign(&SystemRandom::new(), input.as_bytes())
+            .expect("sign");
+        input.into_compact(sig.as_ref())
+    }
+}
+
+fn now() -> i64 {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs();
+    i64::try_from(secs).expect("clock fits i64")
+}
+
+/// Claims from `ISS`, valid for five minutes, with `extra` members appended.
+fn claims(extra: &str) -> String {
+    let now = now();
+    format!(
+        r#"{{"iss":"{ISS}","iat":{now},"exp":{}{extra}}}"#,
+        now + 300
+    )
+}
+
+// ---- the daemon ----
+
+/// A running `tessera serve`, killed when dropped.
+struct Daemon {
+    child: Child,
+    addr: SocketAddr,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(dir: &Scratch, args: &[&str]) -> Self {
+        let log = dir.path("tessera.log");
+        let stderr = std::fs::File::create(&log).expect("create log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .arg("serve")
+            .args(args)
+            .args(["--listen", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn tessera");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = match rx.recv_timeout(WAIT) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("tessera did not start in {WAIT:?}:\n{}", read_lossy(&log));
+            }
+        };
+        let addr = line
+            .trim_end()
+            .strip_prefix("listening on http://")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("unexpected first line {line:?}:\n{}", read_lossy(&log))
+            });
+        Daemon { child, addr, log }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---- the backend ----
+
+/// What the backend saw of one request.
+#[derive(Clone, Debug)]
+struct Seen {
+    method: String,
+    uri: String,
+    subject: Option<String>,
+    scope: Option<String>,
+    client_id: Option<String>,
+    issuer: Option<String>,
+    claims: Option<String>,
+}
+
+/// The protected service: answers 200 with the `X-Auth-Subject` it received (or `none`) and
+/// records every request. Runs until the test's runtime ends.
+#[derive(Clone)]
+struct Backend {
+    port: u16,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Backend {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind backend");
+        let port = listener.local_addr().expect("backend address").port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let log = log.clone();
+                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let log = log.clone();
+                    async move {
+                        let header = |name: &str| {
+                            req.headers()
+                                .get(name)
+                                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                        };
+                        let seen = Seen {
+                            method: req.method().to_string(),
+                            uri: req.uri().to_string(),
+                            subject: header("x-auth-subject"),
+                            scope: header("x-auth-scope"),
+                            client_id: header("x-auth-client-id"),
+                            issuer: header("x-auth-issuer"),
+                            claims: header("x-auth-claims"),
+                        };
+                        let body = seen.subject.clone().unwrap_or_else(|| "none".into());
+                        log.lock().expect("backend log").push(seen);
+                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(
+                            body,
+                        ))))
+                    }
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service),
+                );
+            }
+        });
+        Backend { port, seen }
+    }
+
+    fn hits(&self) -> usize {
+        self.seen.lock().expect("backend log").len()
+    }
+
+    fn last(&self) -> Seen {
+        self.seen
+            .lock()
+            .expect("backend log")
+            .last()
+            .cloned()
+            .expect("the backend was called")
+    }
+}
+
+// ---- nginx ----
+
+/// The nginx binary: found, or installed once per test process.
+fn nginx_binary() -> &'static Path {
+    static NGINX: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match NGINX.get_or_init(find_or_install_nginx) {
+        Ok(path) => path,
+        Err(why) => panic!("{why}"),
+    }
+}
+
+fn find_nginx() -> Option<PathBuf> {
+    NGINX_PATHS.iter().map(PathBuf::from).find(|p| p.is_file())
+}
+
+fn find_or_install_nginx() -> Result<PathBuf, String> {
+    if let Some(path) = find_nginx() {
+        return Ok(path);
+    }
+    // The owner of /proc/self is this process's effective user.
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    if !root {
+        return Err(format!(
+            "nginx is needed for the gateway tests and was not found at {NGINX_PATHS:?}; \
+             install it (Debian and Ubuntu: `sudo apt-get install -y nginx`; Fedora: \
+             `sudo dnf install -y nginx`; Alpine: `sudo apk add nginx`) and run the tests again"
+        ));
+    }
+    let log = std::env::temp_dir().join(format!("tessera-gateway-apt-{}.log", std::process::id()));
+    let apt = |args: &[&str]| -> Result<(), String> {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(|e| format!("{}: {e}", log.display()))?;
+        let err = out.try_clone().map_err(|e| e.to_string())?;
+        let mut child = Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("nginx is missing and apt-get could not run ({e})"))?;
+        match wait_bounded(&mut child, APT_WAIT) {
+            Some(status) if status.success() => Ok(()),
+            Some(status) => Err(format!("apt-get {args:?}: {status}")),
+            None => Err(format!("apt-get {args:?} ran past {APT_WAIT:?}")),
+        }
+    };
+    let install = ["install", "-y", "--no-install-recommends", "nginx"];
+    let result = apt(&install).or_else(|_| {
+        // The package lists may be missing or stale.
+        apt(&["update"])?;
+        apt(&install)
+    });
+    let text = read_lossy(&log);
+    let _ = std::fs::remove_file(&log);
+    match (result, find_nginx()) {
+        (Ok(()), Some(path)) => Ok(path),
+        (Ok(()), None) => Err(format!(
+            "apt-get installed nginx but it is not at {NGINX_PATHS:?}:\n{text}"
+        )),
+        (Err(e), _) => Err(format!(
+            "nginx is missing and could not be installed: {e}; install it with \
+             `apt-get install -y nginx`\n{text}"
+        )),
+    }
+}
+
+/// How the auth location tells tessera about the original request.
+#[derive(Clone, Copy, Debug)]
+enum AuthConf {
+    /// the README (Gateways, nginx): X-Original-URI and X-Original-Method set, X-Forwarded-* cleared.
+    Documented,
+    /// The nginx manual's recipe: X-Original-URI and X-Original-Method only.
+    Minimal,
+}
+
+/// The nginx configuration of the README (Gateways, nginx), with every path inside `dir`.
+fn nginx_conf(dir: &Path, port: u16, tessera: SocketAddr, backend: u16, auth: AuthConf) -> String {
+    let d = path_str(dir);
+    let clear_forwarded = match auth {
+        AuthConf::Documented => {
+            "# tessera prefers X-Forwarded-*: the client's own must not reach it.
+            proxy_set_header X-Forwarded-Uri \"\";
+            proxy_set_header X-Forwarded-Method \"\";"
+        }
+        AuthConf::Minimal => "",
+    };
+    format!(
+        r#"# One process, in the foreground, so that the test can stop it with one kill.
+daemon off;
+master_process off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log info;
+
+events {{
+    worker_connections 64;
+}}
+
+http {{
+    access_log {d}/access.log;
+    client_body_temp_path {d}/client_body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+
+    server {{
+        listen 127.0.0.1:{port};
+
+        location / {{
+            auth_request /_tessera;
+            auth_request_set $auth_subject   $upstream_http_x_auth_subject;
+            auth_request_set $auth_scope     $upstream_http_x_auth_scope;
+            auth_request_set $auth_client_id $upstream_http_x_auth_client_id;
+            auth_request_set $auth_issuer    $upstream_http_x_auth_issuer;
+            auth_request_set $auth_claims    $upstream_http_x_auth_claims;
+            # Always set, so that the client's own X-Auth-* never reach the backend (an empty
+            # value drops the header).
+            proxy_set_header X-Auth-Subject   $auth_subject;
+            proxy_set_header X-Auth-Scope     $auth_scope;
+            proxy_set_header X-Auth-Client-Id $auth_client_id;
+            proxy_set_header X-Auth-Issuer    $auth_issuer;
+            proxy_set_header X-Auth-Claims    $auth_claims;
+            proxy_pass http://127.0.0.1:{backend};
+        }}
+
+        location = /_tessera {{
+            internal;
+            proxy_pass http://{tessera}/v1/authz;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-URI $request_uri;
+            proxy_set_header X-Original-Method $request_method;
+            {clear_forwarded}
+        }}
+    }}
+}}
+"#
+    )
+}
+
+/// A running nginx, killed when dropped.
+struct Nginx {
+    child: Child,
+    port: u16,
+}
+
+impl Nginx {
+    fn start(dir: &Scratch, tessera: SocketAddr, backend: &Backend, auth: AuthConf) -> Self {
+        let nginx = nginx_binary();
+        let error_log = dir.path("error.log");
+        let mut last_error = String::new();
+        // A port freed for nginx may be taken again before nginx binds it: try a few.
+        for _ in 0..5 {
+            let port = free_port();
+            let conf = dir.write(
+                "nginx.conf",
+                &nginx_conf(&dir.0, port, tessera, backend.port, auth),
+            );
+            let _ = std::fs::remove_file(&error_log);
+            let mut child = Command::new(nginx)
+                .args(["-p", path_str(&dir.0), "-c", path_str(&conf)])
+                .args(["-e", path_str(&error_log)])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn nginx");
+            let start = Instant::now();
+            loop {
+                if let Some(status) = child.try_wait().expect("wait for nginx") {
+                    let mut stderr = String::new();
+                    if let Some(mut pipe) = child.stderr.take() {
+                        let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+                    }
+                    last_error = format!(
+                        "nginx exited ({status}): {stderr}{}",
+                        read_lossy(&error_log)
+                    );
+                    break;
+                }
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Nginx { child, port };
+                }
+                if start.elapsed() > WAIT {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "nginx did not listen in {WAIT:?}:\n{}",
+                        read_lossy(&error_log)
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if !last_error.contains("Address already in use") {
+                break;
+            }
+        }
+        panic!("nginx did not start: {last_error}");
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---- the client ----
+
+/// One answer from the gateway.
+#[derive(Debug)]
+struct Answer {
+    status: StatusCode,
+    www_authenticate: Option<String>,
+    body: String,
+}
+
+struct Gateway {
+    client: Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
+    port: u16,
+}
+
+impl Gateway {
+    fn new(port: u16) -> Self {
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        Gateway { client, port }
+    }
+
+    /// `method path_and_query` through the gateway, with these request headers; `path_and_query`
+    /// is sent as written, without normalisation.
+    async fn send(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Answer {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("http://127.0.0.1:{}{path}", self.port));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Empty::new()).expect("request");
+        let exchange = async {
+            let response = self.client.request(request).await.expect("gateway answers");
+            let status = response.status();
+            let www_authenticate = response
+                .headers()
+                .get("www-authenticate")
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .expect("body")
+                .to_bytes();
+            Answer {
+                status,
+                www_authenticate,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            }
+        };
+        tokio::time::timeout(WAIT, exchange)
+            .await
+            .unwrap_or_else(|_| panic!("{method} {path}: no answer in {WAIT:?}"))
+    }
+
+    async fn get(&self, path: &str, token: Option<&str>) -> Answer {
+        self.with_token("GET", path, token, &[]).await
+    }
+
+    async fn with_token(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> Answer {
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let mut headers: Vec<(&str, &str)> = extra.to_vec();
+        if let Some(b) = &bearer {
+            headers.push(("authorization", b));
+        }
+        self.send(method, path, &headers).await
+    }
+}
+
+/// Everything one test needs: the daemon, the backend and nginx in front of both.
+struct Stack {
+    // Field order is drop order: nginx stops before the daemon, the scratch dir goes last.
+    nginx: Nginx,
+    daemon: Option<Daemon>,
+    backend: Backend,
+    gateway: Gateway,
+    dir: Scratch,
+}
+
+impl Stack {
+    /// `tessera serve --jwks --iss`: one trusted issuer, no route rules.
+    async fn quick(name: &str, issuer: &Issuer) -> Self {
+        let dir = Scratch::new(name);
+        let jwks = dir.write("jwks.json", &issuer.jwks);
+        let daemon = Daemon::start(&dir, &["--jwks", path_str(&jwks), "--iss", ISS]);
+        Self::around(dir, daemon, AuthConf::Documented).await
+    }
+
+    /// `tessera serve --config`, with `routes` appended to a configuration trusting `issuer`.
+    async fn with_routes(name: &str, issuer: &Issuer, routes: &str, auth: AuthConf) -> Self {
+        let dir = Scratch::new(name);
+        dir.write("jwks.json", &issuer.jwks);
+        let config = dir.write(
+            "tessera.toml",
+            &format!(
+                "[engine]\nworkers = 2\npin_cores = false\n\n\
+                 [[issuers]]\nissuer = \"{ISS}\"\njwks_file = \"jwks.json\"\n\n{routes}"
+            ),
+        );
+        let daemon = Daemon::start(&dir, &["--config", path_str(&config)]);
+        Self::around(dir, daemon, auth).await
+    }
+
+    async fn around(dir: Scratch, daemon: Daemon, auth: AuthConf) -> Self {
+        let backend = Backend::start().await;
+        let nginx = Nginx::start(&dir, daemon.addr, &backend, auth);
+        let gateway = Gateway::new(nginx.port);
+        Stack {
+            nginx,
+            daemon: Some(daemon),
+            backend,
+            gateway,
+            dir,
+        }
+    }
+
+    /// The logs, for a failure message.
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        if let Some(d) = &self.daemon {
+            let _ = write!(out, "--- tessera\n{}", read_lossy(&d.log));
+        }
+        let _ = write!(
+            out,
+            "--- nginx on port {}: error.log\n{}--- access.log\n{}",
+            self.nginx.port,
+            read_lossy(&self.dir.path("error.log")),
+            read_lossy(&self.dir.path("access.log"))
+        );
+        out
+    }
+
+    /// Asserts that the request was refused with `status` and never reached the backend.
+    async fn assert_refused(
+        &self,
+        what: &str,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        extra: &[(&str, &str)],
+        status: StatusCode,
+    ) -> Answer {
+        let before = self.backend.hits();
+        let answer = self.gateway.with_token(method, path, token, extra).await;
+        assert_eq!(answer.status, status, "{what}: {answer:?}\n{}", self.logs());
+        assert_eq!(
+            self.backend.hits(),
+            before,
+            "{what}: the backend was called: {:?}",
+            self.backend.last()
+        );
+        answer
+    }
+
+    /// Asserts that the request reached the backend once and returns what the backend saw.
+    async fn assert_allowed(
+        &self,
+        what: &str,
+        method: &str,
+        path: &str,
+        token: &str,
+        extra: &[(&str, &str)],
+    ) -> (Answer, Seen) {
+        let before = self.backend.hits();
+        let answer = self
+            .gateway
+            .with_token(method, path, Some(token), extra)
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::OK,
+            "{what}: {answer:?}\n{}",
+            self.logs()
+        );
+        assert_eq!(self.backend.hits(), before + 1, "{what}: one backend call");
+        (answer, self.backend.last())
+    }
+}
+
+// ---- the tests ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_passes_verified_identity_and_refuses_bad_tokens() {
+    let issuer = Issuer::new();
+    let stack = Stack::quick("identity", &issuer).await;
+    let alice = issuer.sign(&claims(
+        r#","sub":"alice","scope":"orders:read profile","client_id":"web""#,
+    ));
+
+    // A valid token: allowed, with the identity headers.
+    let (answer, seen) = stack
+        .assert_allowed("valid token", "GET", "/orders/42?x=1", &alice, &[])
+        .await;
+    assert_eq!(answer.body, "alice");
+    assert_eq!(seen.method, "GET");
+    assert_eq!(seen.uri, "/orders/42?x=1");
+    assert_eq!(seen.scope.as_deref(), Some("orders:read profile"));
+    assert_eq!(seen.client_id.as_deref(), Some("web"));
+    assert_eq!(seen.issuer.as_deref(), Some(ISS));
+    let claims_json = URL_SAFE_NO_PAD
+        .decode(seen.claims.expect("x-auth-claims"))
+        .expect("x-auth-claims is base64url");
+    let claims_json: serde_json::Value =
+        serde_json::from_slice(&claims_json).expect("x-auth-claims is JSON");
+    assert_eq!(claims_json["sub"], "alice");
+    assert_eq!(claims_json["iss"], ISS);
+
+    // The client's own identity headers are replaced by the verified ones.
+    let forged = [
+        ("x-auth-subject", "mallory"),
+        ("x-auth-scope", "admin"),
+        ("x-auth-client-id", "evil"),
+        ("x-auth-claims", "e30"),
+    ];
+    let (answer, seen) = stack
+        .assert_allowed("forged identity headers", "GET", "/orders", &alice, &forged)
+        .await;
+    assert_eq!(answer.body, "alice");
+    assert_eq!(seen.scope.as_deref(), Some("orders:read profile"));
+    assert_eq!(seen.client_id.as_deref(), Some("web"));
+    assert_ne!(seen.claims.as_deref(), Some("e30"));
+
+    // ...and dropped when the token has no such claim: never passed through.
+    let anonymous = issuer.sign(&claims(""));
+    let (answer, seen) = stack
+        .assert_allowed("token without sub", "GET", "/orders", &anonymous, &forged)
+        .await;
+    assert_eq!(answer.body, "none", "the forged subject must not pass");
+    assert_eq!(seen.scope, None);
+    assert_eq!(seen.client_id, None);
+
+    // No token: 401 with a bare challenge.
+    let answer = stack
+        .assert_refused(
+            "no token",
+            "GET",
+            "/orders",
+            None,
+            &[],
+            StatusCode::UNAUTHORIZED,
+        )
+        .await;
+    assert_eq!(
+        answer.www_authenticate.as_deref(),
+        Some(r#"Bearer realm="tessera""#),
+        "nginx passes the challenge of a 401 on"
+    );
+
+    // Invalid tokens: 401 invalid_token.
+    let expired = issuer.sign(&format!(
+        r#"{{"iss":"{ISS}","sub":"alice","iat":{},"exp":{}}}"#,
+        now() - 7200,
+        now() - 3600
+    ));
+    // Another subject under the same signature.
+    let (head, rest) = alice.split_once('.').expect("compact JWS");
+    let (_, sig) = rest.split_once('.').expect("compact JWS");
+    let payload = URL_SAFE_NO_PAD.encode(claims(r#","sub":"admin""#));
+    let tampered = format!("{head}.{payload}.{sig}");
+    let mut bad_sig = alice.clone();
+    let last = bad_sig.pop().expect("non-empty");
+    bad_sig.push(if last == 'A' { 'B' } else { 'A' });
+    let stranger = Issuer::new().sign(&claims(r#","sub":"alice""#));
+    let other_iss = issuer.sign(&claims(r#","sub":"alice""#).replace(ISS, "https://evil.example"));
+    for (what, token) in [
+        ("expired", expired.as_str()),
+        ("tampered payload", tampered.as_str()),
+        ("tampered signature", bad_sig.as_str()),
+        ("another issuer's key", stranger.as_str()),
+        ("untrusted iss", other_iss.as_str()),
+        ("not a JWT", "not-a-token"),
+    ] {
+        let answer = stack
+            .assert_refused(
+                what,
+                "GET",
+                "/orders",
+                Some(token),
+                &[],
+                StatusCode::UNAUTHORIZED,
+            )
+            .await;
+        let challenge = answer.www_authenticate.unwrap_or_default();
+        assert!(
+            challenge.contains(r#"error="invalid_token""#),
+            "{what}: {challenge:?}"
+        );
+    }
+
+    // Another scheme is no bearer token.
+    stack
+        .assert_refused(
+            "Basic credentials",
+            "GET",
+            "/orders",
+            None,
+            &[("authorization", "Basic YWxpY2U6c2VjcmV0")],
+            StatusCode::UNAUTHORIZED,
+        )
+        .await;
+    assert_eq!(
+        stack.backend.hits(),
+        3,
+        "only the three valid requests got through"
+    );
+}
+
+const ROUTES: &str = r#"
+[[authz.routes]]
+prefix = "/admin"
+scopes = ["admin"]
+
+[[authz.routes]]
+prefix = "/orders"
+methods = ["POST", "PUT", "PATCH", "DELETE"]
+scopes = ["orders:write"]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_applies_route_rules_to_the_original_method_and_uri() {
+    let issuer = Issuer::new();
+    let stack = Stack::with_routes("routes", &issuer, ROUTES, AuthConf::Documented).await;
+    let reader = issuer.sign(&claims(r#","sub":"bob","scope":"orders:read""#));
+    let admin = issuer.sign(&claims(r#","sub":"root","scope":"admin orders:write""#));
+
+    for path in ["/orders", "/orders/42?expand=items", "/"] {
+        let (answer, _) = stack.assert_allowed(path, "GET", path, &reader, &[]).await;
+        assert_eq!(answer.body, "bob");
+    }
+    for (method, path) in [
+        ("GET", "/admin"),
+        ("GET", "/admin/users?page=2"),
+        ("DELETE", "/admin/users/7"),
+        ("POST", "/orders"),
+        ("DELETE", "/orders/42"),
+    ] {
+        stack
+            .assert_refused(
+                &format!("{method} {path} without the scope"),
+                method,
+                path,
+                Some(&reader),
+                &[],
+                StatusCode::FORBIDDEN,
+            )
+            .await;
+    }
+    for (method, path) in [("GET", "/admin/users"), ("POST", "/orders")] {
+        let (answer, seen) = stack
+            .assert_allowed(&format!("{method} {path}"), method, path, &admin, &[])
+            .await;
+        assert_eq!(answer.body, "root");
+        assert_eq!((seen.method.as_str(), seen.uri.as_str()), (method, path));
+    }
+
+    // The client cannot name another request for tessera to judge: whatever it sends in the
+    // headers tessera reads, the gateway's own values decide.
+    for (what, method, path, header) in [
+        (
+            "X-Forwarded-Uri",
+            "GET",
+            "/admin",
+            ("x-forwarded-uri", "/orders"),
+        ),
+        (
+            "X-Original-URI",
+            "GET",
+            "/admin",
+            ("x-original-uri", "/orders"),
+        ),
+        (
+            "X-Forwarded-Method",
+            "POST",
+            "/orders",
+            ("x-forwarded-method", "GET"),
+        ),
+        (
+            "X-Original-Method",
+            "POST",
+            "/orders",
+            ("x-original-method", "GET"),
+        ),
+    ] {
+        stack
+            .assert_refused(
+                &format!("{method} {path} with a forged {what}"),
+                method,
+                path,
+                Some(&reader),
+                &[header],
+                StatusCode::FORBIDDEN,
+            )
+            .await;
+    }
+
+    // The Envoy form, straight to the daemon: the original path follows /v1/authz, the method
+    // is the request's own.
+    let daemon = stack.daemon.as_ref().expect("running").addr;
+    let direct = Gateway::new(daemon.port());
+    for (method, path, status) in [
+        ("GET", "/v1/authz/orders/42?x=1", StatusCode::OK),
+        ("GET", "/v1/authz/admin/users", StatusCode::FORBIDDEN),
+        ("POST", "/v1/authz/orders", StatusCode::FORBIDDEN),
+        ("GET", "/v1/authz", StatusCode::OK),
+    ] {
+        let answer = direct.with_token(method, path, Some(&reader), &[]).await;
+        assert_eq!(answer.status, status, "{method} {path}: {answer:?}");
+        if status == StatusCode::FORBIDDEN {
+            let challenge = answer.www_authenticate.unwrap_or_default();
+            assert!(
+                challenge.contains(r#"error="insufficient_scope""#),
+                "{method} {path}: {challenge:?}"
+            );
+        }
+    }
+}
+
+/// A route rule matched the raw request target, so `/%61dmin` and `/orders/../admin`, which
+/// nginx routes to the same location and which backends commonly read as `/admin`, were judged
+/// as other paths than `/admin` and let through without the `admin` scope.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_rule_bypass_by_encoded_or_dot_segment_path() {
+    let issuer = Issuer::new();
+    let stack = Stack::with_routes("bypass", &issuer, ROUTES, AuthConf::Documented).await;
+    let reader = issuer.sign(&claims(r#","sub":"bob","scope":"orders:read""#));
+    let mut let_through = Vec::new();
+    for path in [
+        "/%61dmin",
+        "/%61dmin/users",
+        "/orders/../admin",
+        "/orders/%2e%2e/admin",
+        "/./admin",
+    ] {
+        let before = stack.backend.hits();
+        let answer = stack.gateway.get(path, Some(&reader)).await;
+        if answer.status.is_success() || stack.backend.hits() != before {
+            let_through.push(format!(
+                "{path} -> {} (backend saw {:?})",
+                answer.status,
+                stack.backend.last().uri
+            ));
+        }
+    }
+    assert!(
+        let_through.is_empty(),
+        "paths that reach /admin without the admin scope:\n{}",
+        let_through.join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_fails_closed_when_tessera_is_down() {
+    let issuer = Issuer::new();
+    let mut stack = Stack::quick("down", &issuer).await;
+    let alice = issuer.sign(&claims(r#","sub":"alice""#));
+    stack
+        .assert_allowed("daemon up", "GET", "/orders", &alice, &[])
+        .await;
+    drop(stack.daemon.take());
+    stack
+        .assert_refused(
+            "daemon down",
+            "GET",
+            "/orders",
+            Some(&alice),
+            &[],
+            StatusCode::INTERNAL_SERVER_ERROR,
+        )
+        .await;
+}
+
+/// tessera read the method and the URI each from the first header family present, X-Forwarded-*
+/// before X-Original-*. Behind nginx, which sets only X-Original-* (the nginx manual's recipe)
+/// and passes the client's other headers on to the auth request, a client-sent
+/// `X-Forwarded-Uri` or `X-Forwarded-Method` was judged instead of the real request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_x_forwarded_headers_override_the_gateway_x_original_headers() {
+    let issuer = Issuer::new();
+    let stack = Stack::with_routes("forged", &issuer, ROUTES, AuthConf::Minimal).await;
+    let reader = issuer.sign(&claims(r#","sub":"bob","scope":"orders:read""#));
+    stack
+        .assert_refused(
+            "GET /admin",
+            "GET",
+            "/admin",
+            Some(&reader),
+            &[],
+            StatusCode::FORBIDDEN,
+        )
+        .await;
+    let mut let_through = Vec::new();
+    for (method, path, header) in [
+        ("GET", "/admin", ("x-forwarded-uri", "/orders")),
+        ("POST", "/orders", ("x-forwarded-method", "GET")),
+        ("GET", "/admin", ("x-forwarded-uri", "/")),
+    ] {
+        let before = stack.backend.hits();
+        let answer = stack
+            .gateway
+            .with_token(method, path, Some(&reader), &[header])
+            .await;
+        if answer.status.is_success() || stack.backend.hits() != before {
+            let_through.push(format!(
+                "{method} {path} with {}: {} -> {}",
+                header.0, header.1, answer.status
+            ));
+        }
+    }
+    assert!(
+        let_through.is_empty(),
+        "requests let through without the needed scope:\n{}",
+        let_through.join("\n")
+    );
+}

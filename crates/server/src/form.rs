@@ -10,6 +10,9 @@ pub fn decode(text: &[u8]) -> Option<String> {
             b'+' => out.push(b' '),
             b'%' => {
                 let hex = text.get(i + 1..i + 3)?;
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
                 let hex = std::str::from_utf8(hex).ok()?;
                 out.push(u8::from_str_radix(hex, 16).ok()?);
                 i += 2;
@@ -73,6 +76,7 @@ mod tests {
         );
         assert_eq!(parse(b"a=%4"), Err(FormError::Malformed));
         assert_eq!(parse(b"a=%zz"), Err(FormError::Malformed));
+        assert_eq!(parse(b"a=%+1"), Err(FormError::Malformed));
         assert_eq!(parse(b"a=%ff"), Err(FormError::Malformed));
         assert!(parse(b"").unwrap().is_empty());
     }

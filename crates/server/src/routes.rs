@@ -448,28 +448,111 @@ fn scopes(jwt: &jose::Jwt) -> Vec<Cow<'_, str>> {
 
 // ---- /v1/authz (forward-auth) ----
 
-/// The original request a gateway asks about: method and path.
-fn original<'r>(request: &'r Request<Incoming>) -> (Cow<'r, str>, Cow<'r, str>) {
+/// The original request a gateway asks about: method and normalised path. Method and URI come
+/// together from one header family, `X-Forwarded-*` (Traefik, Caddy) or `X-Original-*` (nginx),
+/// or from the request itself with `/v1/authz` stripped (Envoy). When both families are present
+/// they must agree: a client may have sent one of them through a gateway that sets the other.
+fn original(request: &Request<Incoming>) -> Result<(String, String), Refusal> {
     let h = request.headers();
-    let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
-    let method = get("x-forwarded-method")
-        .or_else(|| get("x-original-method"))
-        .map_or_else(|| Cow::Borrowed(request.method().as_str()), Cow::Borrowed);
-    let uri = get("x-forwarded-uri").or_else(|| get("x-original-uri"));
-    let path = match uri {
-        Some(uri) => Cow::Borrowed(uri),
-        // Envoy ext_authz (HTTP) appends the original path to the configured prefix.
-        None => {
-            let path = request.uri().path();
-            let rest = path.strip_prefix("/v1/authz").unwrap_or(path);
-            Cow::Owned(if rest.is_empty() {
-                "/".into()
-            } else {
-                rest.into()
-            })
+    let get = |name: &str| -> Result<Option<&str>, Refusal> {
+        match h.get(name) {
+            None => Ok(None),
+            Some(v) => v
+                .to_str()
+                .map(Some)
+                .map_err(|_| Refusal::BadRequest("invalid_request")),
         }
     };
-    (method, path)
+    let forwarded = (get("x-forwarded-method")?, get("x-forwarded-uri")?);
+    let original = (get("x-original-method")?, get("x-original-uri")?);
+    let present = |f: &(Option<&str>, Option<&str>)| f.0.is_some() || f.1.is_some();
+    let family = match (present(&forwarded), present(&original)) {
+        (true, true) if forwarded != original => {
+            return Err(Refusal::BadRequest("conflicting_forwarded_headers"))
+        }
+        (true, _) => Some(forwarded),
+        (false, true) => Some(original),
+        (false, false) => None,
+    };
+    let (method, uri) = family.unwrap_or((None, None));
+    let method = method.unwrap_or(request.method().as_str()).to_string();
+    let path = match uri {
+        Some(uri) => uri,
+        None => {
+            // Envoy ext_authz (HTTP) appends the original path to the configured prefix.
+            let path = request.uri().path();
+            match path.strip_prefix("/v1/authz") {
+                Some("") => "/",
+                Some(rest) => rest,
+                None => path,
+            }
+        }
+    };
+    let path = normalize_path(path).ok_or(Refusal::BadRequest("invalid_path"))?;
+    Ok((method, path))
+}
+
+/// The path as a backend will most likely read it, so that route rules cannot be dodged by
+/// spelling: query and fragment dropped, `%XX` of unreserved characters decoded (other escapes
+/// kept, upper-cased), `.` and `..` segments resolved, repeated slashes merged. `None` for
+/// what has no single reading: an encoded `/`, `\` or NUL, a raw backslash, a bad escape, or a
+/// path that does not start with `/`.
+fn normalize_path(uri: &str) -> Option<String> {
+    let path = uri.split(['?', '#']).next().unwrap_or("");
+    // An absolute URI (`http://host/path`) as some gateways send it.
+    let path = match path.find("://") {
+        Some(at) => {
+            let rest = &path[at + 3..];
+            rest.find('/').map_or("/", |slash| &rest[slash..])
+        }
+        None => path,
+    };
+    if !path.starts_with('/') || path.contains('\\') {
+        return None;
+    }
+    let bytes = path.as_bytes();
+    let mut decoded = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            let byte = u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
+            match byte {
+                b'/' | b'\\' | 0 => return None,
+                b if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') => {
+                    decoded.push(char::from(b));
+                }
+                b => decoded.push_str(&format!("%{b:02X}")),
+            }
+            i += 3;
+        } else {
+            decoded.push(char::from(bytes[i]));
+            i += 1;
+        }
+    }
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in decoded.split('/').skip(1) {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    let trailing = decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
+    let mut out = String::with_capacity(decoded.len());
+    for s in &segments {
+        out.push('/');
+        out.push_str(s);
+    }
+    if out.is_empty() || trailing {
+        out.push('/');
+    }
+    Some(out)
 }
 
 fn bearer(request: &Request<Incoming>) -> Option<&str> {
@@ -497,6 +580,10 @@ fn challenge(status: StatusCode, value: String) -> Reply {
 }
 
 async fn authz(app: &App, request: &Request<Incoming>) -> Reply {
+    let (method, path) = match original(request) {
+        Ok(original) => original,
+        Err(refusal) => return refusal.reply(),
+    };
     let Some(token) = bearer(request) else {
         // RFC 6750 section 3.1: no error code when no credentials were presented.
         return challenge(StatusCode::UNAUTHORIZED, "Bearer realm=\"tessera\"".into());
@@ -516,13 +603,11 @@ async fn authz(app: &App, request: &Request<Incoming>) -> Reply {
         Ok(Err(_)) => return invalid(),
         Err(refusal) => return refusal.reply(),
     };
-    let (method, path) = original(request);
-    let path = path.split('?').next().unwrap_or("");
     let rules = &app.authz.config;
     let route = rules
         .routes
         .iter()
-        .filter(|r| path.starts_with(&r.prefix))
+        .filter(|r| path.starts_with(r.prefix.as_str()))
         .filter(|r| {
             r.methods.is_empty() || r.methods.iter().any(|m| m.eq_ignore_ascii_case(&method))
         })
@@ -729,4 +814,36 @@ fn metrics(app: &App) -> Reply {
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_path;
+
+    #[test]
+    fn paths_are_read_as_backends_read_them() {
+        let n = |p: &str| normalize_path(p);
+        for (raw, normal) in [
+            ("/orders/7?x=1", "/orders/7"),
+            ("/%61dmin", "/admin"),
+            ("/%61dmin/users", "/admin/users"),
+            ("/orders/../admin", "/admin"),
+            ("/orders/%2e%2e/admin", "/admin"),
+            ("/./admin", "/admin"),
+            ("//admin//x", "/admin/x"),
+            ("/../../admin", "/admin"),
+            ("/a/b/..", "/a/"),
+            ("/", "/"),
+            ("/caf%c3%a9", "/caf%C3%A9"),
+            ("http://gw.example/admin?q", "/admin"),
+            ("/x#frag", "/x"),
+        ] {
+            assert_eq!(n(raw).as_deref(), Some(normal), "{raw}");
+        }
+        for refused in [
+            "admin", "/a%+1", "/a%2fb", "/a%5Cb", "/a\\b", "/a%00", "/a%", "/a%zz", "",
+        ] {
+            assert_eq!(n(refused), None, "{refused}");
+        }
+    }
 }
