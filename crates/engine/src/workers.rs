@@ -417,7 +417,7 @@ impl EngineHandle {
         }
         let hit = match shared.cache.get_digest(digest, policy.id, now)? {
             Cached::Valid(jwt) => {
-                shared.counters.valid.fetch_add(1, Ordering::Relaxed);
+                shared.counters.valid(jwt.alg());
                 Ok(jwt)
             }
             Cached::Invalid(code) => {

@@ -154,6 +154,8 @@ pub enum AuthError {
 const REMEMBERED: usize = 4096;
 /// Hash checks running at once.
 const CHECKS: usize = 2;
+/// Longest wait for a turn to check a hash.
+const CHECK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The configured clients and the credentials already verified.
 #[derive(Debug)]
@@ -190,14 +192,24 @@ impl Clients {
         if let Some(id) = self.remembered(&key) {
             return Ok(id);
         }
-        let (id, secret) = parse_basic(value).ok_or(AuthError::Refused)?;
+        let (id, secrets) = parse_basic(value).ok_or(AuthError::Refused)?;
         let Some(hash) = self.clients.get(&id).cloned() else {
             return Err(AuthError::Refused);
         };
-        let _permit = self.checks.try_acquire().map_err(|_| AuthError::Busy)?;
-        let ok = tokio::task::spawn_blocking(move || hash.verify(secret.as_bytes()))
+        // Checks wait their turn, for a bounded time; one that waited may find its credential
+        // verified meanwhile by a request that carried the same header.
+        let _permit = tokio::time::timeout(CHECK_WAIT, self.checks.acquire())
             .await
-            .unwrap_or(false);
+            .map_err(|_| AuthError::Busy)?
+            .map_err(|_| AuthError::Busy)?;
+        if let Some(id) = self.remembered(&key) {
+            return Ok(id);
+        }
+        let ok = tokio::task::spawn_blocking(move || {
+            secrets.iter().any(|secret| hash.verify(secret.as_bytes()))
+        })
+        .await
+        .unwrap_or(false);
         if !ok {
             return Err(AuthError::Refused);
         }
@@ -219,8 +231,10 @@ impl Clients {
     }
 }
 
-/// `Basic base64(urlencode(id) ":" urlencode(secret))` → (id, secret).
-fn parse_basic(value: &[u8]) -> Option<(String, String)> {
+/// `Basic base64(urlencode(id) ":" urlencode(secret))` → (id, the secret's readings): RFC 6749
+/// asks clients to form-encode both, but many (`curl -u`) do not, so a secret that decodes
+/// differently is tried both ways.
+fn parse_basic(value: &[u8]) -> Option<(String, Vec<String>)> {
     let value = std::str::from_utf8(value).ok()?;
     let (scheme, rest) = value.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
@@ -231,10 +245,14 @@ fn parse_basic(value: &[u8]) -> Option<(String, String)> {
         .ok()?;
     let decoded = String::from_utf8(decoded).ok()?;
     let (id, secret) = decoded.split_once(':')?;
-    Some((
-        crate::form::decode(id.as_bytes())?,
-        crate::form::decode(secret.as_bytes())?,
-    ))
+    let mut secrets = Vec::with_capacity(2);
+    if let Some(form) = crate::form::decode(secret.as_bytes()) {
+        secrets.push(form);
+    }
+    if secrets.first().is_none_or(|form| form != secret) {
+        secrets.push(secret.to_string());
+    }
+    Some((crate::form::decode(id.as_bytes())?, secrets))
 }
 
 #[cfg(test)]
@@ -269,11 +287,19 @@ mod tests {
         let header = format!("Basic {}", b64("my%20client:p%3Ass+word"));
         assert_eq!(
             parse_basic(header.as_bytes()),
-            Some(("my client".into(), "p:ss word".into()))
+            Some((
+                "my client".into(),
+                vec!["p:ss word".into(), "p%3Ass+word".into()]
+            ))
         );
         assert_eq!(
             parse_basic(format!("basic {}", b64("a:b")).as_bytes()),
-            Some(("a".into(), "b".into()))
+            Some(("a".into(), vec!["b".into()]))
+        );
+        // Not form-encoded at all: the raw secret is still a reading.
+        assert_eq!(
+            parse_basic(format!("Basic {}", b64("a:100%")).as_bytes()),
+            Some(("a".into(), vec!["100%".into()]))
         );
         assert_eq!(parse_basic(b"Bearer abc"), None);
         assert_eq!(

@@ -438,6 +438,18 @@ impl Config {
             },
         };
 
+        let capacity = engine.workers.saturating_mul(engine.queue_per_worker);
+        if limits.batch_max_tokens > capacity {
+            return Err(ConfigError::new(
+                "server.batch_max_tokens",
+                format!(
+                    "{} exceeds what the engine admits at once (workers × queue_per_worker = \
+                     {capacity}): such batches could never be answered",
+                    limits.batch_max_tokens
+                ),
+            ));
+        }
+
         let log = LogConfig {
             format: file.log.format.unwrap_or_default(),
             level: file.log.level.unwrap_or_else(|| "info".into()),
@@ -708,6 +720,10 @@ mod tests {
         assert!(err("[[clients]]\nid = \"c\"\nsecret_hash = \"plain\"")
             .starts_with("clients[0].secret_hash:"));
         assert!(err("[[authz.routes]]\nprefix = \"api\"").starts_with("authz.routes[0].prefix:"));
+        assert!(err(
+            "[engine]\nworkers = 1\nqueue_per_worker = 10\n[server]\nbatch_max_tokens = 11"
+        )
+        .starts_with("server.batch_max_tokens:"));
         // Unknown fields are refused with their name, typos included.
         assert!(
             err("[server]\nlisten_addr = \"x\"").contains("listen_addr"),

@@ -20,7 +20,7 @@ mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -57,7 +57,10 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(256);
+        .max_concurrent_streams(256)
+        // Dead peers are found and their connections closed.
+        .keep_alive_interval(std::time::Duration::from_secs(30))
+        .keep_alive_timeout(std::time::Duration::from_secs(10));
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
@@ -104,9 +107,16 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             app.metrics.connections_open.fetch_add(1, Ordering::Relaxed);
+            // The whole first request must arrive within the header read time, TLS handshake
+            // included: hyper's own header timeout starts only once it has chosen HTTP/1.1, and
+            // a client that sends nothing, or part of the HTTP/2 preface, would hold its
+            // connection slot for ever.
+            let deadline = tokio::time::Instant::now() + app.limits.header_read_timeout;
+            let started = Arc::new(AtomicBool::new(false));
             let service = {
-                let app = Arc::clone(&app);
+                let (app, started) = (Arc::clone(&app), Arc::clone(&started));
                 service_fn(move |request| {
+                    started.store(true, Ordering::Release);
                     let app = Arc::clone(&app);
                     async move { Ok::<_, Infallible>(serve_request(&app, request).await) }
                 })
@@ -114,17 +124,15 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
             match &app.tls {
                 None => {
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    let _ = watcher.watch(conn.into_owned()).await;
+                    first_request_by(watcher.watch(conn.into_owned()), &started, deadline).await;
                 }
                 Some(acceptor) => {
-                    let handshake = tokio::time::timeout(
-                        app.limits.header_read_timeout,
-                        acceptor.accept(stream),
-                    )
-                    .await;
+                    let handshake =
+                        tokio::time::timeout_at(deadline, acceptor.accept(stream)).await;
                     if let Ok(Ok(tls)) = handshake {
                         let conn = builder.serve_connection(TokioIo::new(tls), service);
-                        let _ = watcher.watch(conn.into_owned()).await;
+                        first_request_by(watcher.watch(conn.into_owned()), &started, deadline)
+                            .await;
                     }
                 }
             }
@@ -139,6 +147,22 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
         .is_err()
     {
         tracing::warn!("drain timeout: closing the connections left");
+    }
+}
+
+/// Runs a connection, dropping it (which closes it) if no request has started by `deadline`.
+async fn first_request_by<F: Future>(
+    connection: F,
+    started: &AtomicBool,
+    deadline: tokio::time::Instant,
+) {
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = &mut connection => return,
+        () = tokio::time::sleep_until(deadline) => {}
+    }
+    if started.load(Ordering::Acquire) {
+        let _ = connection.await;
     }
 }
 

@@ -441,7 +441,13 @@ fn scopes(jwt: &jose::Jwt) -> Vec<Cow<'_, str>> {
             .iter()
             .filter_map(|v| v.as_str().map(|s| s.to_str()))
             .collect(),
-        Some(Value::String(s)) => vec![s.to_str()],
+        // Space-separated, as some issuers write it.
+        Some(Value::String(s)) => s
+            .to_str()
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(|s| Cow::Owned(s.to_string()))
+            .collect(),
         _ => Vec::new(),
     }
 }

@@ -143,11 +143,13 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             dev(&mut config, &public_url)?;
         }
         let app = server::App::start(&config, public_url.clone()).await?;
+        // Installed before the line below: a signal sent as soon as it appears must drain.
+        let shutdown = shutdown_signal()?;
         tracing::info!(%bound, issuers = config.issuers.len(), "listening");
         let mut stdout = std::io::stdout();
         writeln!(stdout, "listening on {scheme}://{bound}")?;
         stdout.flush()?;
-        server::run(listener, app, shutdown_signal()).await;
+        server::run(listener, app, shutdown).await;
         tracing::info!("stopped");
         Ok::<_, anyhow::Error>(())
     })?;
@@ -205,22 +207,16 @@ fn init_logging(config: &Config) {
     };
 }
 
-/// SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not when the
+/// future is first polled.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-        _ => {
-            tracing::error!("signal handlers could not be installed: stop with SIGKILL");
-            std::future::pending::<()>().await;
-        }
-    }
+    })
 }
