@@ -1422,7 +1422,7 @@ async fn oversize_bodies_and_header_blocks_are_refused() {
 async fn a_slow_client_is_disconnected_and_others_are_served() {
     let setup = Setup::new("slow");
     let daemon = setup.start(
-        "header_read_timeout_ms = 500\nrequest_timeout_ms = 700",
+        "header_read_timeout_ms = 500\nbody_read_timeout_ms = 700",
         "workers = 2",
         "",
     );

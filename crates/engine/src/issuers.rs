@@ -9,6 +9,7 @@
 //! left; [`Issuers::keep_fresh`] runs the refreshes in the background.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -137,12 +138,31 @@ pub struct Issuers {
     issuers: Vec<Issuer>,
     by_kid: RwLock<HashMap<String, usize>>,
     limits: Limits,
+    /// Unique per `Issuers`, and bumped at every change of routing: the per-thread memo of
+    /// routes is only believed for the same set and generation.
+    id: u64,
+    generation: AtomicU64,
 }
+
+/// Per thread, the last few routes taken: (issuers id, generation, encoded header, issuer).
+/// Routing is a function of the header and the key sets, and most traffic carries a handful of
+/// distinct headers: this spares parsing the header again and any shared lock.
+type RouteMemo = Vec<(u64, u64, Box<[u8]>, usize)>;
+const ROUTE_MEMO: usize = 8;
+/// Longer headers are not remembered.
+const MEMO_HEADER: usize = 512;
+thread_local! {
+    static ROUTES: std::cell::RefCell<RouteMemo> = const { std::cell::RefCell::new(Vec::new()) };
+}
+static ISSUERS_IDS: AtomicU64 = AtomicU64::new(1);
 
 impl Issuers {
     /// Builds the set from each issuer's spec and key source.
     pub fn new(issuers: Vec<(IssuerSpec, KeySource)>) -> Result<Self, IssuersError> {
-        let mut set = Issuers::default();
+        let mut set = Issuers {
+            id: ISSUERS_IDS.fetch_add(1, Ordering::Relaxed),
+            ..Issuers::default()
+        };
         for (spec, source) in issuers {
             if set.issuers.iter().any(|i| i.spec.issuer == spec.issuer) {
                 return Err(IssuersError::DuplicateIssuer(spec.issuer));
@@ -213,7 +233,34 @@ impl Issuers {
 
     /// The issuer whose keys should verify `token`: by `kid`, or, without one, the only issuer
     /// with a key for the token's algorithm.
-    pub fn route(&self, token: &[u8]) -> Result<Arc<Policy>, Error> {
+    pub fn route(&self, token: &[u8]) -> Result<&Arc<Policy>, Error> {
+        let header = token.split(|&b| b == b'.').next().unwrap_or(token);
+        let generation = self.generation.load(Ordering::Acquire);
+        let remembered = ROUTES.with(|memo| {
+            memo.borrow()
+                .iter()
+                .find(|(id, g, h, _)| *id == self.id && *g == generation && **h == *header)
+                .map(|&(_, _, _, index)| index)
+        });
+        if let Some(index) = remembered {
+            return Ok(&self.issuers[index].policy);
+        }
+        let index = self.route_index(token)?;
+        // Remembered only if routing did not change meanwhile (sync bumps the generation
+        // after swapping the routing map).
+        if header.len() <= MEMO_HEADER && self.generation.load(Ordering::Acquire) == generation {
+            ROUTES.with(|memo| {
+                let mut memo = memo.borrow_mut();
+                if memo.len() >= ROUTE_MEMO {
+                    memo.remove(0);
+                }
+                memo.push((self.id, generation, header.into(), index));
+            });
+        }
+        Ok(&self.issuers[index].policy)
+    }
+
+    fn route_index(&self, token: &[u8]) -> Result<usize, Error> {
         let (alg, kid) = jose::jws::peek_key(token, &self.limits)?;
         match kid {
             Some(kid) => self
@@ -221,15 +268,16 @@ impl Issuers {
                 .read()
                 .unwrap_or_else(|e| e.into_inner())
                 .get(&kid)
-                .map(|&i| Arc::clone(&self.issuers[i].policy))
+                .copied()
                 .ok_or(Error::UnknownKey),
             None => {
                 let mut fits = self
                     .issuers
                     .iter()
-                    .filter(|i| i.policy.keys().iter().any(|k| k.alg() == alg));
+                    .enumerate()
+                    .filter(|(_, i)| i.policy.keys().iter().any(|k| k.alg() == alg));
                 match (fits.next(), fits.next()) {
-                    (Some(issuer), None) => Ok(Arc::clone(&issuer.policy)),
+                    (Some((index, _)), None) => Ok(index),
                     (None, _) => Err(Error::UnknownKey),
                     (Some(_), Some(_)) => Err(Error::AmbiguousKey),
                 }
@@ -345,6 +393,8 @@ impl Issuers {
             *issuer.applied.write().unwrap_or_else(|e| e.into_inner()) = Some(fetched);
         }
         *by_kid = map;
+        // Routes remembered before this point are not believed any more.
+        self.generation.fetch_add(1, Ordering::AcqRel);
         true
     }
 }

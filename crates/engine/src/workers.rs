@@ -82,24 +82,46 @@ pub struct EngineConfig {
     pub cache: CacheConfig,
 }
 
+/// Refusal codes counted one by one: jose's, then anything else.
+const CODES: usize = jose::Error::CODES.len() + 1;
+
 impl Counters {
-    fn invalid(&self, code: &'static str) {
-        self.invalid.fetch_add(1, Ordering::Relaxed);
-        let mut by_code = self
-            .invalid_by_code
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        match by_code.iter_mut().find(|(c, _)| *c == code) {
-            Some((_, n)) => *n += 1,
-            None => by_code.push((code, 1)),
+    /// This thread's stripe.
+    fn stripe(&self) -> &Stripe {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static STRIPE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
         }
+        &self.stripes[STRIPE.with(|s| *s)]
+    }
+
+    fn invalid(&self, code: &'static str) {
+        let stripe = self.stripe();
+        stripe.invalid.fetch_add(1, Ordering::Relaxed);
+        let i = jose::Error::CODES
+            .iter()
+            .position(|&c| c == code)
+            .unwrap_or(CODES - 1);
+        stripe.invalid_by_code[i].fetch_add(1, Ordering::Relaxed);
     }
 
     fn valid(&self, alg: jose::Algorithm) {
-        self.valid.fetch_add(1, Ordering::Relaxed);
+        let stripe = self.stripe();
+        stripe.valid.fetch_add(1, Ordering::Relaxed);
         if let Some(i) = jose::Algorithm::ALL.iter().position(|&a| a == alg) {
-            self.valid_by_alg[i].fetch_add(1, Ordering::Relaxed);
+            stripe.valid_by_alg[i].fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    fn add(&self, counter: impl Fn(&Stripe) -> &AtomicU64, n: u64) {
+        counter(self.stripe()).fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn sum(&self, counter: impl Fn(&Stripe) -> &AtomicU64) -> u64 {
+        self.stripes
+            .iter()
+            .map(|s| counter(s).load(Ordering::Relaxed))
+            .sum()
     }
 }
 
@@ -170,16 +192,26 @@ struct Job {
     reply: oneshot::Sender<Result<Verified, EngineError>>,
 }
 
+/// The counters of one group of threads: each thread counts in its own stripe, so that callers
+/// answered from the cache on several cores do not fight over the same cache lines.
 #[derive(Default)]
-struct Counters {
+#[repr(align(128))]
+struct Stripe {
     valid_by_alg: [AtomicU64; 13],
-    invalid_by_code: Mutex<Vec<(&'static str, u64)>>,
+    invalid_by_code: [AtomicU64; CODES],
     valid: AtomicU64,
     invalid: AtomicU64,
     overloaded: AtomicU64,
     cache_hits: AtomicU64,
     batches: AtomicU64,
     batched_jobs: AtomicU64,
+}
+
+const STRIPES: usize = 16;
+
+#[derive(Default)]
+struct Counters {
+    stripes: Box<[Stripe; STRIPES]>,
 }
 
 struct Shared {
@@ -325,10 +357,10 @@ impl EngineHandle {
             }
         };
         let digest = TokenDigest::of(token);
-        if let Some(hit) = self.cached(&digest, &policy, now) {
+        if let Some(hit) = self.cached(&digest, policy, now) {
             return hit;
         }
-        match self.enqueue(token, digest, &policy, now) {
+        match self.enqueue(token, digest, policy, now) {
             Submitted::Done(result) => result,
             Submitted::Queued(reply) => reply.await.unwrap_or(Err(EngineError::Shutdown)),
         }
@@ -345,7 +377,7 @@ impl EngineHandle {
     ) -> Vec<Result<Verified, EngineError>> {
         let mut routes: Vec<_> = tokens.iter().map(|t| issuers.route(t)).collect();
         let unknown =
-            |r: &Result<Arc<Policy>, jose::Error>| matches!(r, Err(jose::Error::UnknownKey));
+            |r: &Result<&Arc<Policy>, jose::Error>| matches!(r, Err(jose::Error::UnknownKey));
         if routes.iter().any(unknown)
             && issuers.has_remote()
             && issuers.unknown_kid(&self.shared.cache).await
@@ -360,7 +392,7 @@ impl EngineHandle {
             .into_iter()
             .zip(tokens)
             .map(|(route, token)| match route {
-                Ok(policy) => self.submit(token, &policy, now),
+                Ok(policy) => self.submit(token, policy, now),
                 Err(e) => {
                     self.shared.counters.invalid(e.code());
                     Submitted::Done(Err(EngineError::Invalid(e.code())))
@@ -425,7 +457,7 @@ impl EngineHandle {
                 Err(EngineError::Invalid(code))
             }
         };
-        shared.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+        shared.counters.add(|s| &s.cache_hits, 1);
         Some(hit)
     }
 
@@ -440,7 +472,7 @@ impl EngineHandle {
         let shared = &self.shared;
         if shared.in_flight.fetch_add(1, Ordering::SeqCst) >= shared.capacity {
             shared.in_flight.fetch_sub(1, Ordering::SeqCst);
-            shared.counters.overloaded.fetch_add(1, Ordering::Relaxed);
+            shared.counters.add(|s| &s.overloaded, 1);
             return Submitted::Done(Err(EngineError::Overloaded));
         }
         // Counted in flight before looking at the flag: either this submit sees the shutdown, or
@@ -467,24 +499,23 @@ impl EngineHandle {
     pub fn stats(&self) -> EngineStats {
         let c = &self.shared.counters;
         EngineStats {
-            valid: c.valid.load(Ordering::Relaxed),
-            invalid: c.invalid.load(Ordering::Relaxed),
-            overloaded: c.overloaded.load(Ordering::Relaxed),
-            cache_hits: c.cache_hits.load(Ordering::Relaxed),
-            batches: c.batches.load(Ordering::Relaxed),
-            batched_jobs: c.batched_jobs.load(Ordering::Relaxed),
+            valid: c.sum(|s| &s.valid),
+            invalid: c.sum(|s| &s.invalid),
+            overloaded: c.sum(|s| &s.overloaded),
+            cache_hits: c.sum(|s| &s.cache_hits),
+            batches: c.sum(|s| &s.batches),
+            batched_jobs: c.sum(|s| &s.batched_jobs),
             in_flight: self.shared.in_flight.load(Ordering::Relaxed),
             valid_by_alg: std::array::from_fn(|i| {
-                (
-                    jose::Algorithm::ALL[i],
-                    c.valid_by_alg[i].load(Ordering::Relaxed),
-                )
+                (jose::Algorithm::ALL[i], c.sum(|s| &s.valid_by_alg[i]))
             }),
-            invalid_by_code: c
-                .invalid_by_code
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
+            invalid_by_code: (0..CODES)
+                .map(|i| {
+                    let code = jose::Error::CODES.get(i).copied().unwrap_or("other");
+                    (code, c.sum(|s| &s.invalid_by_code[i]))
+                })
+                .filter(|&(_, n)| n > 0)
+                .collect(),
         }
     }
 
@@ -550,11 +581,8 @@ fn run_worker(index: usize, shared: &Shared, local: &Worker<Job>) {
             shared.sleeping.fetch_sub(1, Ordering::SeqCst);
             continue;
         }
-        shared.counters.batches.fetch_add(1, Ordering::Relaxed);
-        shared
-            .counters
-            .batched_jobs
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        shared.counters.add(|s| &s.batches, 1);
+        shared.counters.add(|s| &s.batched_jobs, batch.len() as u64);
         // Tokens of one issuer together: its keys and policy stay hot in the cache.
         batch.sort_by_key(|job| Arc::as_ptr(&job.policy) as usize);
         for job in batch.drain(..) {

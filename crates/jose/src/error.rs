@@ -93,6 +93,28 @@ pub enum Error {
 }
 
 impl Error {
+    /// Every code [`Error::code`] returns.
+    pub const CODES: [&'static str; 18] = [
+        "too_large",
+        "malformed",
+        "unsupported_algorithm",
+        "invalid_header",
+        "unsupported_critical_header",
+        "nested_token",
+        "invalid_type",
+        "unknown_key",
+        "ambiguous_key",
+        "key_algorithm_mismatch",
+        "bad_signature",
+        "expired",
+        "not_yet_valid",
+        "lifetime_exceeded",
+        "missing_claim",
+        "invalid_claim",
+        "invalid_issuer",
+        "invalid_audience",
+    ];
+
     /// A stable snake_case code for machines (CLI verdicts, metrics).
     pub fn code(&self) -> &'static str {
         match self {

@@ -74,8 +74,8 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// A client must send a request's whole header within this time.
     pub header_read_timeout: Duration,
-    /// A request (body included) must be answered within this time.
-    pub request_timeout: Duration,
+    /// A request's body must have arrived this long after its header.
+    pub body_read_timeout: Duration,
     /// Most tokens in one `/v1/verify` request.
     pub batch_max_tokens: usize,
     /// After SIGTERM: `/readyz` fails and connections are still accepted for this long...
@@ -91,7 +91,7 @@ impl Default for Limits {
             max_header_bytes: 16 * 1024,
             max_body_bytes: 1024 * 1024,
             header_read_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
             batch_max_tokens: 256,
             shutdown_grace: Duration::ZERO,
             drain_timeout: Duration::from_secs(10),
@@ -233,7 +233,7 @@ struct FileServer {
     max_header_bytes: Option<usize>,
     max_body_bytes: Option<usize>,
     header_read_timeout_ms: Option<u64>,
-    request_timeout_ms: Option<u64>,
+    body_read_timeout_ms: Option<u64>,
     batch_max_tokens: Option<usize>,
     shutdown_grace_ms: Option<u64>,
     drain_timeout_ms: Option<u64>,
@@ -377,7 +377,7 @@ impl Config {
             )?,
             max_body_bytes: positive("server.max_body_bytes", s.max_body_bytes, d.max_body_bytes)?,
             header_read_timeout: ms(s.header_read_timeout_ms, d.header_read_timeout),
-            request_timeout: ms(s.request_timeout_ms, d.request_timeout),
+            body_read_timeout: ms(s.body_read_timeout_ms, d.body_read_timeout),
             batch_max_tokens: positive(
                 "server.batch_max_tokens",
                 s.batch_max_tokens,
@@ -392,9 +392,9 @@ impl Config {
                 "must be positive",
             ));
         }
-        if limits.request_timeout.is_zero() {
+        if limits.body_read_timeout.is_zero() {
             return Err(ConfigError::new(
-                "server.request_timeout_ms",
+                "server.body_read_timeout_ms",
                 "must be positive",
             ));
         }

@@ -3,6 +3,9 @@
 /// Decodes one form-encoded name or value: `+` is a space, `%XX` a byte; the result must be
 /// UTF-8. `None` for a malformed escape or invalid UTF-8.
 pub fn decode(text: &[u8]) -> Option<String> {
+    if !text.iter().any(|&b| b == b'%' || b == b'+') {
+        return String::from_utf8(text.to_vec()).ok();
+    }
     let mut out = Vec::with_capacity(text.len());
     let mut i = 0;
     while i < text.len() {

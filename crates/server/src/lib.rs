@@ -114,7 +114,10 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
             let deadline = tokio::time::Instant::now() + app.limits.header_read_timeout;
             let started = Arc::new(AtomicBool::new(false));
             let service = {
-                let (app, started) = (Arc::clone(&app), Arc::clone(&started));
+                // Requests clone this connection's own handle, not the shared one: its count
+                // stays on this connection's thread.
+                let app = Arc::new(Arc::clone(&app));
+                let started = Arc::clone(&started);
                 service_fn(move |request| {
                     started.store(true, Ordering::Release);
                     let app = Arc::clone(&app);
@@ -151,34 +154,37 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
 }
 
 /// Runs a connection, dropping it (which closes it) if no request has started by `deadline`.
+/// Once one has, the timer is dropped and no longer polled.
 async fn first_request_by<F: Future>(
     connection: F,
     started: &AtomicBool,
     deadline: tokio::time::Instant,
 ) {
-    tokio::pin!(connection);
-    tokio::select! {
-        _ = &mut connection => return,
-        () = tokio::time::sleep_until(deadline) => {}
-    }
-    if started.load(Ordering::Acquire) {
-        let _ = connection.await;
-    }
+    let mut connection = std::pin::pin!(connection);
+    let mut timer = Some(Box::pin(tokio::time::sleep_until(deadline)));
+    std::future::poll_fn(|cx| {
+        if connection.as_mut().poll(cx).is_ready() {
+            return std::task::Poll::Ready(());
+        }
+        if started.load(Ordering::Acquire) {
+            timer = None;
+        }
+        match timer.as_mut().map(|t| t.as_mut().poll(cx)) {
+            Some(std::task::Poll::Ready(())) => std::task::Poll::Ready(()),
+            _ => std::task::Poll::Pending,
+        }
+    })
+    .await;
 }
 
 /// One request: routed, bounded in time, counted.
 async fn serve_request(app: &App, request: Request<Incoming>) -> routes::Reply {
     let start = Instant::now();
     let endpoint = routes::endpoint(request.uri().path());
-    let reply = match tokio::time::timeout(
-        app.limits.request_timeout,
-        routes::handle(app, endpoint, request),
-    )
-    .await
-    {
-        Ok(reply) => reply,
-        Err(_) => routes::Refusal::Timeout.reply(),
-    };
+    // No timer per request: only a body can be held up by its client, and reading one is
+    // bounded (routes::body); everything else waits at most for the engine, whose admission
+    // is bounded, or for the HSM, whose sessions are.
+    let reply = routes::handle(app, endpoint, request).await;
     app.metrics
         .request(endpoint, reply.status().as_u16(), start.elapsed());
     reply

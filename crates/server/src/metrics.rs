@@ -66,10 +66,29 @@ struct Latency {
     count: AtomicU64,
 }
 
+/// Request counters of one group of threads. Each thread writes to its own stripe, so that the
+/// request threads do not fight over the same cache lines; `/metrics` sums the stripes.
 #[derive(Debug, Default)]
-pub struct Metrics {
+#[repr(align(128))]
+struct Stripe {
     requests: [[AtomicU64; SLOTS]; Endpoint::ALL.len()],
     latency: [Latency; Endpoint::ALL.len()],
+}
+
+const STRIPES: usize = 16;
+
+/// This thread's stripe.
+fn stripe() -> usize {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    thread_local! {
+        static STRIPE: usize = (NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES as u64) as usize;
+    }
+    STRIPE.with(|s| *s)
+}
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    stripes: Box<[Stripe; STRIPES]>,
     pub connections_open: AtomicU64,
     pub connections_total: AtomicU64,
     pub hsm_errors: AtomicU64,
@@ -87,9 +106,10 @@ fn slot(status: u16) -> usize {
 impl Metrics {
     pub fn request(&self, endpoint: Endpoint, status: u16, took: Duration) {
         let e = endpoint as usize;
-        self.requests[e][slot(status)].fetch_add(1, Ordering::Relaxed);
+        let stripe = &self.stripes[stripe()];
+        stripe.requests[e][slot(status)].fetch_add(1, Ordering::Relaxed);
         let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        let latency = &self.latency[e];
+        let latency = &stripe.latency[e];
         if let Some(b) = BUCKETS_US.iter().position(|&bound| us <= bound) {
             latency.buckets[b].fetch_add(1, Ordering::Relaxed);
         }
@@ -102,9 +122,16 @@ impl Metrics {
         let mut out = String::with_capacity(8192);
         out.push_str("# HELP tessera_http_requests_total HTTP requests by endpoint and status.\n");
         out.push_str("# TYPE tessera_http_requests_total counter\n");
+        let sum = |f: &dyn Fn(&Stripe) -> &AtomicU64| -> u64 {
+            self.stripes
+                .iter()
+                .map(|s| f(s).load(Ordering::Relaxed))
+                .sum()
+        };
         for endpoint in Endpoint::ALL {
-            for (i, counter) in self.requests[endpoint as usize].iter().enumerate() {
-                let n = counter.load(Ordering::Relaxed);
+            let e = endpoint as usize;
+            for i in 0..SLOTS {
+                let n = sum(&|s| &s.requests[e][i]);
                 if n == 0 {
                     continue;
                 }
@@ -119,15 +146,15 @@ impl Metrics {
         out.push_str("# HELP tessera_http_request_duration_seconds Time to answer, by endpoint.\n");
         out.push_str("# TYPE tessera_http_request_duration_seconds histogram\n");
         for endpoint in Endpoint::ALL {
-            let latency = &self.latency[endpoint as usize];
-            let count = latency.count.load(Ordering::Relaxed);
+            let e = endpoint as usize;
+            let count = sum(&|s| &s.latency[e].count);
             if count == 0 {
                 continue;
             }
             let name = endpoint.name();
             let mut cumulative = 0;
-            for (bound, bucket) in BUCKETS_US.iter().zip(&latency.buckets) {
-                cumulative += bucket.load(Ordering::Relaxed);
+            for (b, bound) in BUCKETS_US.iter().enumerate() {
+                cumulative += sum(&|s| &s.latency[e].buckets[b]);
                 let _ = writeln!(
                     out,
                     "tessera_http_request_duration_seconds_bucket{{endpoint=\"{name}\",le=\"{}\"}} {cumulative}",
@@ -141,7 +168,7 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "tessera_http_request_duration_seconds_sum{{endpoint=\"{name}\"}} {}",
-                latency.sum_us.load(Ordering::Relaxed) as f64 / 1e6
+                sum(&|s| &s.latency[e].sum_us) as f64 / 1e6
             );
             let _ = writeln!(
                 out,

@@ -164,23 +164,33 @@ async fn body(app: &App, request: Request<Incoming>) -> Result<Bytes, Refusal> {
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(Refusal::TooLarge);
     }
-    match Limited::new(request.into_body(), limit).collect().await {
+    // The body usually came with the header: only a body still on its way arms the timer
+    // that bounds how long a client may take to send it.
+    let mut collect = std::pin::pin!(Limited::new(request.into_body(), limit).collect());
+    let first = std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(std::future::Future::poll(collect.as_mut(), cx))
+    })
+    .await;
+    let collected = match first {
+        std::task::Poll::Ready(result) => result,
+        std::task::Poll::Pending => tokio::time::timeout(app.limits.body_read_timeout, collect)
+            .await
+            .map_err(|_| Refusal::Timeout)?,
+    };
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Refusal::TooLarge),
         Err(_) => Err(Refusal::BadRequest("invalid_request")),
     }
 }
 
-fn media_type(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
-    Some(
-        value
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase(),
-    )
+/// Whether the request's media type (parameters aside) is `expected`, in any case.
+fn media_type_is(headers: &HeaderMap, expected: &str) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case(expected))
 }
 
 async fn caller(app: &App, request: &Request<Incoming>) -> Result<std::sync::Arc<str>, Refusal> {
@@ -270,7 +280,7 @@ async fn introspect(app: &App, request: Request<Incoming>) -> Result<Reply, Refu
     if wants_jwt && app.signer.is_none() {
         return Err(Refusal::NotAcceptable);
     }
-    if media_type(request.headers()).as_deref() != Some("application/x-www-form-urlencoded") {
+    if !media_type_is(request.headers(), "application/x-www-form-urlencoded") {
         return Err(Refusal::UnsupportedMediaType);
     }
     let body = body(app, request).await?;
@@ -329,31 +339,45 @@ async fn introspect(app: &App, request: Request<Incoming>) -> Result<Reply, Refu
     }
 }
 
-/// `{"active":true, ...}` with the RFC 7662 members the token has.
+/// `{"active":true, ...}` with the RFC 7662 members the token has, in one pass over the claims.
 fn active_answer(jwt: &jose::Jwt) -> String {
-    let mut out = String::from("{\"active\":true");
-    for name in INTROSPECTED {
-        let value = match jwt.claim(name) {
-            Some(v) => Some(v),
-            // `azp` is the OpenID Connect name for the client.
-            None if name == "client_id" => jwt.claim("azp"),
-            None => None,
-        };
-        if let Some(value) = value {
-            out.push_str(&format!(",\"{name}\":"));
-            match value {
-                // The raw text between the quotes, escapes kept: valid inside quotes.
-                Value::String(s) => {
-                    out.push('"');
-                    out.push_str(s.raw());
-                    out.push('"');
-                }
-                other => out.push_str(&jose::json::minify(other.as_json())),
-            }
+    let mut out = String::with_capacity(64 + jwt.claims_json().len());
+    out.push_str("{\"active\":true");
+    let mut client_id = false;
+    let mut azp = None;
+    for (name, value) in jwt.claims() {
+        if name.eq_str("azp") {
+            azp = Some(value);
+            continue;
         }
+        // Compared after unescaping; written under the canonical name.
+        let Some(&name) = INTROSPECTED.iter().find(|&&known| name.eq_str(known)) else {
+            continue;
+        };
+        client_id |= name == "client_id";
+        push_member(&mut out, name, value);
+    }
+    // `azp` is the OpenID Connect name for the client.
+    if let (false, Some(azp)) = (client_id, azp) {
+        push_member(&mut out, "client_id", azp);
     }
     out.push_str(",\"token_type\":\"Bearer\"}");
     out
+}
+
+fn push_member(out: &mut String, name: &str, value: Value<'_>) {
+    out.push_str(",\"");
+    out.push_str(name);
+    out.push_str("\":");
+    match value {
+        // The raw text between the quotes, escapes kept: valid inside quotes.
+        Value::String(s) => {
+            out.push('"');
+            out.push_str(s.raw());
+            out.push('"');
+        }
+        other => out.push_str(&jose::json::minify(other.as_json())),
+    }
 }
 
 // ---- POST /v1/verify ----
@@ -370,7 +394,7 @@ async fn verify(app: &App, request: Request<Incoming>) -> Result<Reply, Refusal>
         return Err(Refusal::Method("POST"));
     }
     caller(app, &request).await?;
-    if media_type(request.headers()).as_deref() != Some("application/json") {
+    if !media_type_is(request.headers(), "application/json") {
         return Err(Refusal::UnsupportedMediaType);
     }
     let body = body(app, request).await?;
@@ -400,7 +424,7 @@ async fn verify(app: &App, request: Request<Incoming>) -> Result<Reply, Refusal>
         match verdict {
             Ok(jwt) => {
                 out.push_str("{\"active\":true,\"claims\":");
-                out.push_str(&jose::json::minify(jwt.claims_json()));
+                out.push_str(jwt.claims_json());
                 out.push('}');
             }
             Err(code) => out.push_str(&format!("{{\"active\":false,\"error\":\"{code}\"}}")),
@@ -420,35 +444,82 @@ fn has_audience(jwt: &jose::Jwt, audience: &str) -> bool {
     }
 }
 
-/// The token's scopes: `scope` (space-separated, RFC 8693 and RFC 9068) or `scp` (an array).
-fn scopes(jwt: &jose::Jwt) -> Vec<Cow<'_, str>> {
-    if let Some(scope) = jwt.str_claim("scope") {
-        return match scope {
-            Cow::Borrowed(s) => s
-                .split(' ')
-                .filter(|s| !s.is_empty())
-                .map(Cow::Borrowed)
-                .collect(),
-            Cow::Owned(s) => s
-                .split(' ')
-                .filter(|s| !s.is_empty())
-                .map(|s| Cow::Owned(s.to_string()))
-                .collect(),
-        };
+/// The claims forward-auth answers with, read in one pass.
+#[derive(Default)]
+struct Identity<'a> {
+    sub: Option<Value<'a>>,
+    iss: Option<Value<'a>>,
+    client_id: Option<Value<'a>>,
+    azp: Option<Value<'a>>,
+    scope: Option<Value<'a>>,
+    scp: Option<Value<'a>>,
+}
+
+impl<'a> Identity<'a> {
+    fn of(jwt: &'a jose::Jwt) -> Self {
+        let mut id = Identity::default();
+        for (name, value) in jwt.claims() {
+            let slot = match name.raw() {
+                "sub" => &mut id.sub,
+                "iss" => &mut id.iss,
+                "client_id" => &mut id.client_id,
+                "azp" => &mut id.azp,
+                "scope" => &mut id.scope,
+                "scp" => &mut id.scp,
+                // Escaped names are rare: compared after unescaping.
+                _ if name.raw().contains('\\') => {
+                    match ["sub", "iss", "client_id", "azp", "scope", "scp"]
+                        .into_iter()
+                        .find(|known| name.eq_str(known))
+                    {
+                        Some("sub") => &mut id.sub,
+                        Some("iss") => &mut id.iss,
+                        Some("client_id") => &mut id.client_id,
+                        Some("azp") => &mut id.azp,
+                        Some("scope") => &mut id.scope,
+                        Some(_) => &mut id.scp,
+                        None => continue,
+                    }
+                }
+                _ => continue,
+            };
+            *slot = Some(value);
+        }
+        id
     }
-    match jwt.claim("scp") {
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(|v| v.as_str().map(|s| s.to_str()))
-            .collect(),
-        // Space-separated, as some issuers write it.
-        Some(Value::String(s)) => s
-            .to_str()
-            .split(' ')
-            .filter(|s| !s.is_empty())
-            .map(|s| Cow::Owned(s.to_string()))
-            .collect(),
-        _ => Vec::new(),
+
+    fn text(value: Option<Value<'a>>) -> Option<Cow<'a, str>> {
+        value?.as_str().map(|s| s.to_str())
+    }
+
+    /// `scope` (space-separated, RFC 8693 and RFC 9068) or `scp` (an array, or a
+    /// space-separated string as some issuers write it).
+    fn scopes(&self) -> Vec<Cow<'a, str>> {
+        let words = |s: Cow<'a, str>| -> Vec<Cow<'a, str>> {
+            match s {
+                Cow::Borrowed(s) => s
+                    .split(' ')
+                    .filter(|w| !w.is_empty())
+                    .map(Cow::Borrowed)
+                    .collect(),
+                Cow::Owned(s) => s
+                    .split(' ')
+                    .filter(|w| !w.is_empty())
+                    .map(|w| Cow::Owned(w.to_string()))
+                    .collect(),
+            }
+        };
+        if let Some(scope) = Identity::text(self.scope) {
+            return words(scope);
+        }
+        match self.scp {
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(|v| v.as_str().map(|s| s.to_str()))
+                .collect(),
+            Some(Value::String(s)) => words(s.to_str()),
+            _ => Vec::new(),
+        }
     }
 }
 
@@ -609,6 +680,8 @@ async fn authz(app: &App, request: &Request<Incoming>) -> Reply {
         Ok(Err(_)) => return invalid(),
         Err(refusal) => return refusal.reply(),
     };
+    let identity = Identity::of(&jwt);
+    let held = identity.scopes();
     let rules = &app.authz.config;
     let route = rules
         .routes
@@ -634,7 +707,6 @@ async fn authz(app: &App, request: &Request<Incoming>) -> Reply {
                     return invalid();
                 }
             }
-            let held = scopes(&jwt);
             if !route
                 .scopes
                 .iter()
@@ -654,28 +726,32 @@ async fn authz(app: &App, request: &Request<Incoming>) -> Reply {
     let mut r = Response::new(Full::new(Bytes::new()));
     let h = r.headers_mut();
     let mut put = |name: &hyper::header::HeaderName, value: Option<Cow<'_, str>>| {
+        let value = match value {
+            Some(Cow::Owned(v)) => HeaderValue::from_maybe_shared(Bytes::from(v)),
+            Some(Cow::Borrowed(v)) => HeaderValue::from_str(v),
+            None => return,
+        };
         // A claim that cannot be a header value (control characters) is left out.
-        if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+        if let Ok(v) = value {
             h.insert(name.clone(), v);
         }
     };
     let a = &app.authz;
-    put(&a.subject, jwt.str_claim("sub"));
-    let held = scopes(&jwt);
+    put(&a.subject, Identity::text(identity.sub));
     put(
         &a.scope,
         (!held.is_empty()).then(|| Cow::Owned(held.join(" "))),
     );
     put(
         &a.client_id,
-        jwt.str_claim("client_id").or_else(|| jwt.str_claim("azp")),
+        Identity::text(identity.client_id).or_else(|| Identity::text(identity.azp)),
     );
-    put(&a.issuer, jwt.str_claim("iss"));
-    let claims = jose::json::minify(jwt.claims_json());
+    put(&a.issuer, Identity::text(identity.iss));
+    // The claims as the issuer wrote them (whitespace between tokens, if any, is valid JSON).
     put(
         &a.claims,
         Some(Cow::Owned(
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims),
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(jwt.claims_json()),
         )),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
