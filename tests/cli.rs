@@ -12,35 +12,14 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::Value;
 
+mod common;
+use common::Scratch;
+
 const TIMEOUT: Duration = Duration::from_secs(30);
 const NOW: i64 = 1_767_225_600;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// A scratch directory for one test, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("tessera-cli-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create scratch dir");
-        Scratch(dir)
-    }
-
-    fn write(&self, name: &str, contents: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, contents).expect("write scratch file");
-        path
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Runs the binary with `args` and `stdin`, killing it if it runs past the timeout.
@@ -126,7 +105,7 @@ fn path_str(p: &Path) -> &str {
 
 #[test]
 fn valid_token_prints_header_and_claims_and_exits_0() {
-    let dir = Scratch::new("valid");
+    let dir = Scratch::new("cli-valid");
     let issuer = Issuer::new();
     let jwks = dir.write("jwks.json", &issuer.jwks);
     let token = issuer.sign(&claims(""));
@@ -163,7 +142,7 @@ fn valid_token_prints_header_and_claims_and_exits_0() {
 
 #[test]
 fn invalid_tokens_print_a_code_and_exit_1() {
-    let dir = Scratch::new("invalid");
+    let dir = Scratch::new("cli-invalid");
     let issuer = Issuer::new();
     let other = Issuer::new();
     let jwks = dir.write("jwks.json", &issuer.jwks);
@@ -279,7 +258,7 @@ fn invalid_tokens_print_a_code_and_exit_1() {
 
 #[test]
 fn stdin_mode_exits_0_only_when_every_token_is_valid() {
-    let dir = Scratch::new("stdin");
+    let dir = Scratch::new("cli-stdin");
     let issuer = Issuer::new();
     let jwks = dir.write("jwks.json", &issuer.jwks);
     let now = NOW.to_string();
@@ -314,7 +293,7 @@ fn stdin_mode_exits_0_only_when_every_token_is_valid() {
 
 #[test]
 fn now_and_leeway_decide_expiry() {
-    let dir = Scratch::new("clock");
+    let dir = Scratch::new("cli-clock");
     let issuer = Issuer::new();
     let jwks = dir.write("jwks.json", &issuer.jwks);
     let token = issuer.sign(&format!(r#"{{"exp":{NOW}}}"#));
@@ -351,7 +330,7 @@ fn now_and_leeway_decide_expiry() {
 
 #[test]
 fn jws_verify_checks_only_the_signature() {
-    let dir = Scratch::new("jws");
+    let dir = Scratch::new("cli-jws");
     let issuer = Issuer::new();
     let jwks = dir.write("jwks.json", &issuer.jwks);
     let token = issuer.sign_raw(r#"{"alg":"EdDSA"}"#, "not JSON at all \u{2603}");
@@ -373,7 +352,7 @@ fn jws_verify_checks_only_the_signature() {
 
 #[test]
 fn published_vectors_verify_through_the_cli() {
-    let dir = Scratch::new("vectors");
+    let dir = Scratch::new("cli-vectors");
     let mut count = 0;
     for file in ["rfc7515.json", "rfc7520.json", "rfc8037.json"] {
         let text =
@@ -448,7 +427,7 @@ fn example_tokens_give_their_documented_verdicts() {
 
 #[test]
 fn configuration_errors_exit_2_with_a_message() {
-    let dir = Scratch::new("config");
+    let dir = Scratch::new("cli-config");
     let issuer = Issuer::new();
     let token = issuer.sign(&claims(""));
     let private = dir.write(
@@ -508,7 +487,7 @@ fn configuration_errors_exit_2_with_a_message() {
 
 #[test]
 fn hostile_input_never_crashes_or_hangs() {
-    let dir = Scratch::new("hostile");
+    let dir = Scratch::new("cli-hostile");
     let issuer = Issuer::new();
     let jwks = dir.write("jwks.json", &issuer.jwks);
     let mut input: Vec<u8> = Vec::new();
@@ -564,7 +543,7 @@ fn signature_attacks_are_refused_through_the_cli() {
     use aws_lc_rs::signature::{
         EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P256_SHA256_FIXED_SIGNING,
     };
-    let dir = Scratch::new("attacks");
+    let dir = Scratch::new("cli-attacks");
     let pkcs8 =
         EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
             .expect("keygen");

@@ -6,7 +6,6 @@
 //! installed with apt-get; otherwise the test fails and says how to install it.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -23,6 +22,8 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+
+mod common;
 
 const ISS: &str = "https://issuer.example";
 /// Longest wait for a process to start or for one HTTP exchange.
@@ -176,16 +177,9 @@ impl Daemon {
             .stderr(stderr)
             .spawn()
             .expect("spawn tessera");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = match rx.recv_timeout(WAIT) {
-            Ok(line) => line,
-            Err(_) => {
+        let line = match common::first_line(&mut child, WAIT) {
+            Some(line) => line,
+            None => {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!("tessera did not start in {WAIT:?}:\n{}", read_lossy(&log));

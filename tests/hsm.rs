@@ -12,63 +12,32 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::Value;
 
-const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+mod common;
+use common::{SoftHsm, SOFTHSM_MODULE as MODULE};
+
 const TIMEOUT: Duration = Duration::from_secs(120);
 const LABEL: &str = "tessera-test";
 
 /// A SoftHSM token of its own, removed when dropped.
 struct Token {
+    hsm: SoftHsm,
     dir: PathBuf,
 }
 
 impl Token {
     fn new(name: &str) -> Self {
-        assert!(
-            Path::new(MODULE).exists(),
-            "SoftHSM is missing ({MODULE}): run hsm/install.sh or apt-get install softhsm2"
-        );
-        let dir = std::env::temp_dir().join(format!("tessera-hsm-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("store")).expect("token dir");
-        std::fs::write(
-            dir.join("softhsm2.conf"),
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                dir.join("store").display()
-            ),
-        )
-        .expect("softhsm2.conf");
-        std::fs::write(dir.join("pin"), "test-pin-1234\n").expect("pin");
-        std::fs::write(dir.join("so-pin"), "test-so-pin-5678\n").expect("so pin");
-        let token = Token { dir };
-        let so = token.dir.join("so-pin");
-        let pin = token.dir.join("pin");
-        let out = token.run(&[
-            "hsm",
-            "init",
-            "--token",
-            LABEL,
-            "--so-pin-file",
-            so.to_str().expect("path"),
-            "--pin-file",
-            pin.to_str().expect("path"),
-        ]);
-        assert!(
-            out.status.success(),
-            "hsm init: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        token
+        let hsm = SoftHsm::new(name, LABEL);
+        Token {
+            dir: hsm.dir.clone(),
+            hsm,
+        }
     }
 
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
-        cmd.args(args)
-            .env("SOFTHSM2_CONF", self.dir.join("softhsm2.conf"))
-            .env("TESSERA_HSM_MODULE", MODULE)
-            .env("TESSERA_HSM_TOKEN", LABEL)
-            .env("TESSERA_HSM_PIN_FILE", self.dir.join("pin"))
-            .env_remove("TESSERA_HSM_PIN")
+        cmd.args(args);
+        self.hsm
+            .env(&mut cmd)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -94,12 +63,6 @@ impl Token {
         let path = self.dir.join(name);
         std::fs::write(&path, text).expect("write");
         path
-    }
-}
-
-impl Drop for Token {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -27,6 +27,9 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+mod common;
+use common::{Scratch, SoftHsm};
+
 /// How long the daemon may take to print its listening line.
 const START: Duration = Duration::from_secs(30);
 /// How long one HTTP exchange may take.
@@ -48,30 +51,6 @@ fn unix_now() -> i64 {
 
 fn path_str(p: &Path) -> &str {
     p.to_str().expect("UTF-8 path")
-}
-
-/// A scratch directory for one test, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("tessera-serve-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create scratch dir");
-        Scratch(dir)
-    }
-
-    fn write(&self, name: &str, contents: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, contents).expect("write scratch file");
-        path
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// The `tessera` binary with a clean environment for what it reads.
@@ -223,7 +202,7 @@ struct Setup {
 
 impl Setup {
     fn new(name: &str) -> Self {
-        let dir = Scratch::new(name);
+        let dir = Scratch::new(&format!("serve-{name}"));
         let issuer = Issuer::new("k1");
         dir.write("jwks.json", &issuer.jwks);
         Setup {
@@ -730,55 +709,19 @@ async fn introspection_answers_active_only_for_trusted_valid_tokens() {
     assert_eq!(reply.status, 406, "{}", reply.text());
 }
 
-/// A SoftHSM token of its own, removed when dropped (as in tests/hsm.rs).
-struct Token {
-    dir: PathBuf,
-}
+/// A SoftHSM token of its own, removed when dropped.
+struct Token(SoftHsm);
 
-const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const LABEL: &str = "tessera-serve-test";
 
 impl Token {
     fn new(name: &str) -> Self {
-        assert!(
-            Path::new(MODULE).exists(),
-            "SoftHSM is missing ({MODULE}): run hsm/install.sh or apt-get install softhsm2"
-        );
-        let dir =
-            std::env::temp_dir().join(format!("tessera-serve-hsm-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("store")).expect("token dir");
-        std::fs::write(
-            dir.join("softhsm2.conf"),
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                dir.join("store").display()
-            ),
-        )
-        .expect("softhsm2.conf");
-        std::fs::write(dir.join("pin"), "test-pin-1234\n").expect("pin");
-        std::fs::write(dir.join("so-pin"), "test-so-pin-5678\n").expect("so pin");
-        let token = Token { dir };
-        let (so, pin) = (token.dir.join("so-pin"), token.dir.join("pin"));
-        token.ok(&[
-            "hsm",
-            "init",
-            "--token",
-            LABEL,
-            "--so-pin-file",
-            path_str(&so),
-            "--pin-file",
-            path_str(&pin),
-        ]);
-        token
+        Token(SoftHsm::new(&format!("serve-{name}"), LABEL))
     }
 
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = tessera(args);
-        cmd.env("SOFTHSM2_CONF", self.dir.join("softhsm2.conf"))
-            .env("TESSERA_HSM_MODULE", MODULE)
-            .env("TESSERA_HSM_TOKEN", LABEL)
-            .env("TESSERA_HSM_PIN_FILE", self.dir.join("pin"));
+        self.0.env(&mut cmd);
         cmd
     }
 
@@ -791,12 +734,6 @@ impl Token {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).expect("UTF-8 stdout")
-    }
-}
-
-impl Drop for Token {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

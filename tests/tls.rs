@@ -1,7 +1,6 @@
 //! `tessera serve` with TLS: a certificate made with openssl for this test, ALPN offering HTTP/2
 //! and HTTP/1.1, and both protocols answering over it.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -13,6 +12,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls;
+
+mod common;
 
 struct Daemon {
     child: Child,
@@ -87,15 +88,7 @@ fn start() -> Daemon {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn tessera");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(30))
+    let line = common::first_line(&mut child, Duration::from_secs(30))
         .expect("the daemon did not say it was listening");
     let addr = line
         .trim()

@@ -399,14 +399,7 @@ impl EngineHandle {
                 }
             })
             .collect();
-        let mut results = Vec::with_capacity(pending.len());
-        for p in pending {
-            results.push(match p {
-                Submitted::Done(result) => result,
-                Submitted::Queued(reply) => reply.await.unwrap_or(Err(EngineError::Shutdown)),
-            });
-        }
-        results
+        gather(pending).await
     }
 
     /// Verifies several tokens; the results come back in the same order. Tokens the engine has
@@ -418,14 +411,7 @@ impl EngineHandle {
         now: i64,
     ) -> Vec<Result<Verified, EngineError>> {
         let pending: Vec<Submitted> = tokens.iter().map(|t| self.submit(t, policy, now)).collect();
-        let mut results = Vec::with_capacity(pending.len());
-        for p in pending {
-            results.push(match p {
-                Submitted::Done(result) => result,
-                Submitted::Queued(reply) => reply.await.unwrap_or(Err(EngineError::Shutdown)),
-            });
-        }
-        results
+        gather(pending).await
     }
 
     fn submit(&self, token: &[u8], policy: &Arc<Policy>, now: i64) -> Submitted {
@@ -528,6 +514,18 @@ impl EngineHandle {
 enum Submitted {
     Done(Result<Verified, EngineError>),
     Queued(oneshot::Receiver<Result<Verified, EngineError>>),
+}
+
+/// The answers to submissions, in their order, once all are in.
+async fn gather(pending: Vec<Submitted>) -> Vec<Result<Verified, EngineError>> {
+    let mut results = Vec::with_capacity(pending.len());
+    for p in pending {
+        results.push(match p {
+            Submitted::Done(result) => result,
+            Submitted::Queued(reply) => reply.await.unwrap_or(Err(EngineError::Shutdown)),
+        });
+    }
+    results
 }
 
 /// Takes up to `shared.batch` jobs: the local queue first, then the injector, then the other

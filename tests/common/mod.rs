@@ -1,0 +1,133 @@
+//! What the end-to-end tests share: scratch directories and SoftHSM tokens of their own. Each
+//! test file uses part of it.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+/// A scratch directory for one test, removed when dropped.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    /// `$TMPDIR/tessera-{name}-{pid}`, emptied.
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("tessera-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create scratch dir");
+        Scratch(dir)
+    }
+
+    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, contents).expect("write scratch file");
+        path
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A SoftHSM token of its own: a directory with its configuration, a user PIN file (`pin`) and
+/// a security officer PIN file (`so-pin`), initialised with `tessera hsm init`. The variables
+/// SoftHSM and tessera read are set on child processes only ([`SoftHsm::env`]).
+pub struct SoftHsm {
+    pub dir: PathBuf,
+    pub label: &'static str,
+}
+
+impl SoftHsm {
+    pub fn new(name: &str, label: &'static str) -> Self {
+        assert!(
+            Path::new(SOFTHSM_MODULE).exists(),
+            "SoftHSM is missing ({SOFTHSM_MODULE}): run hsm/install.sh or apt-get install softhsm2"
+        );
+        let dir = std::env::temp_dir().join(format!("tessera-hsm-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("store")).expect("token dir");
+        std::fs::write(
+            dir.join("softhsm2.conf"),
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                dir.join("store").display()
+            ),
+        )
+        .expect("softhsm2.conf");
+        std::fs::write(dir.join("pin"), "test-pin-1234\n").expect("pin");
+        std::fs::write(dir.join("so-pin"), "test-so-pin-5678\n").expect("so pin");
+        let hsm = SoftHsm { dir, label };
+        let (so, pin) = (hsm.dir.join("so-pin"), hsm.dir.join("pin"));
+        let mut init = Command::new(env!("CARGO_BIN_EXE_tessera"));
+        init.args(["hsm", "init", "--token", label, "--so-pin-file"])
+            .arg(&so)
+            .arg("--pin-file")
+            .arg(&pin);
+        hsm.env(&mut init);
+        let out = run_bounded(init, Duration::from_secs(120));
+        assert!(
+            out.status.success(),
+            "hsm init: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        hsm
+    }
+
+    /// Points a child process at this token.
+    pub fn env<'c>(&self, command: &'c mut Command) -> &'c mut Command {
+        command
+            .env("SOFTHSM2_CONF", self.dir.join("softhsm2.conf"))
+            .env("TESSERA_HSM_MODULE", SOFTHSM_MODULE)
+            .env("TESSERA_HSM_TOKEN", self.label)
+            .env("TESSERA_HSM_PIN_FILE", self.dir.join("pin"))
+            .env_remove("TESSERA_HSM_PIN")
+    }
+}
+
+impl Drop for SoftHsm {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs `command` (stdin closed, output captured), killing it if it takes longer than `limit`.
+pub fn run_bounded(mut command: Command, limit: Duration) -> Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let start = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("{command:?} hung for {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// The first line `child` writes to its piped stdout, if it comes within `limit` (the daemon's
+/// `listening on ...`).
+pub fn first_line(child: &mut std::process::Child, limit: Duration) -> Option<String> {
+    use std::io::{BufRead, BufReader};
+    let stdout = child.stdout.take()?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    rx.recv_timeout(limit).ok()
+}
