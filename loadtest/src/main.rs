@@ -1,0 +1,20 @@
+//! `tessera-loadtest`: open- and closed-loop HTTP/1.1 load against tessera (forward-auth,
+//! introspection, batch verify, JWKS) or any URL, with tokens it signs itself and HDR latency
+//! reports. See loadtest/README.md.
+
+#![forbid(unsafe_code)]
+
+mod cli;
+mod html;
+mod http1;
+mod keys;
+mod output;
+mod report;
+mod run;
+mod scenario;
+mod stats;
+mod tokens;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

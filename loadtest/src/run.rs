@@ -1,0 +1,638 @@
+//! The load loop. Worker threads, each with its own current-thread tokio runtime and optionally
+//! pinned to a core, drive their share of the connections: HTTP/1.1 with keep-alive on plain
+//! `TcpStream`s, one request in flight per connection, pre-encoded request bytes, the
+//! [`http1`](crate::http1) parser over a per-connection buffer.
+//!
+//! Closed loop: each connection sends its next request as soon as the answer came.
+//! Open loop: each thread owns an arrival schedule at its share of the rate (request `k` is due
+//! at `start + phase + k × interval`); whichever connection is free takes the next due request.
+//! Latency counts from the request's intended start when it had to wait for a free connection,
+//! so a stalled server is charged for every request that should have started meanwhile
+//! (no coordinated omission). A connection that is free early sleeps until the due time and the
+//! latency counts from when it actually sent (the timer has millisecond granularity; that wait
+//! is the harness's, not the server's).
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::pin::{pin, Pin};
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use hdrhistogram::Histogram;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio::time::Sleep;
+
+use crate::http1::{Answer, Parser, MAX_HEAD};
+use crate::scenario::{Expect, Request};
+use crate::stats::{self, ErrorKind, Recorder};
+
+/// A validated run.
+#[derive(Debug)]
+pub struct Plan {
+    pub addr: SocketAddr,
+    pub requests: Vec<Request>,
+    /// Open loop: requests per second over all threads. `None`: closed loop.
+    pub rate: Option<f64>,
+    pub connections: usize,
+    pub threads: usize,
+    /// Cores to pin the worker threads to, round robin; empty: no pinning.
+    pub cpus: Vec<usize>,
+    pub warmup: Duration,
+    pub duration: Duration,
+    pub timeout: Duration,
+    /// A progress line on stderr every second.
+    pub progress: bool,
+}
+
+/// The run's clock: warm-up from `start`, measured window from `window` to `end`.
+#[derive(Clone, Copy, Debug)]
+struct Clock {
+    start: Instant,
+    window: Instant,
+    end: Instant,
+}
+
+impl Clock {
+    /// The window second `t` falls in; `None` during the warm-up.
+    fn second(&self, t: Instant) -> Option<usize> {
+        t.checked_duration_since(self.window)
+            .map(|d| d.as_secs() as usize)
+    }
+}
+
+/// What a worker publishes every second for the progress line.
+#[derive(Debug)]
+struct Snapshot {
+    answers: u64,
+    errors: u64,
+    latency: Histogram<u64>,
+}
+
+/// Runs `plan` and returns the merged measurements.
+pub fn run(plan: Plan) -> anyhow::Result<Recorder> {
+    let plan = Arc::new(plan);
+    let cores = pick_cores(&plan.cpus)?;
+    let seconds = plan.duration.as_secs_f64().ceil().max(1.0) as usize;
+    let snapshots: Arc<Vec<Mutex<Snapshot>>> = Arc::new(
+        (0..plan.threads)
+            .map(|_| {
+                Mutex::new(Snapshot {
+                    answers: 0,
+                    errors: 0,
+                    latency: stats::histogram(),
+                })
+            })
+            .collect(),
+    );
+    // Time for the threads to start and connect before the schedule begins.
+    let start = Instant::now() + Duration::from_millis(100);
+    let window = start + plan.warmup;
+    let clock = Clock {
+        start,
+        window,
+        end: window + plan.duration,
+    };
+    let mut workers = Vec::with_capacity(plan.threads);
+    for t in 0..plan.threads {
+        let connections =
+            plan.connections / plan.threads + usize::from(t < plan.connections % plan.threads);
+        let core = (!cores.is_empty()).then(|| cores[t % cores.len()]);
+        let plan = Arc::clone(&plan);
+        let snapshots = Arc::clone(&snapshots);
+        let worker = std::thread::Builder::new()
+            .name(format!("load-{t}"))
+            .spawn(move || {
+                if let Some(core) = core {
+                    if !core_affinity::set_for_current(core) {
+                        eprintln!(
+                            "tessera-loadtest: could not pin thread {t} to CPU {}",
+                            core.id
+                        );
+                    }
+                }
+                worker(&plan, t, connections, clock, seconds, &snapshots[t])
+            })
+            .context("starting a worker thread")?;
+        workers.push(worker);
+    }
+    if plan.progress {
+        progress(&plan, clock, &workers, &snapshots);
+    }
+    let mut total = Recorder::new(seconds);
+    for worker in workers {
+        let recorder = worker
+            .join()
+            .map_err(|_| anyhow::anyhow!("a worker thread panicked"))??;
+        total.merge(&recorder);
+    }
+    Ok(total)
+}
+
+fn pick_cores(cpus: &[usize]) -> anyhow::Result<Vec<core_affinity::CoreId>> {
+    if cpus.is_empty() {
+        return Ok(Vec::new());
+    }
+    let available = core_affinity::get_core_ids().unwrap_or_default();
+    cpus.iter()
+        .map(|&id| {
+            available
+                .iter()
+                .find(|c| c.id == id)
+                .copied()
+                .with_context(|| {
+                    let ids: Vec<String> = available.iter().map(|c| c.id.to_string()).collect();
+                    format!(
+                        "--cpus: CPU {id} is not available to this process (available: {})",
+                        ids.join(",")
+                    )
+                })
+        })
+        .collect()
+}
+
+/// One line per second on stderr until the workers are done.
+fn progress(
+    plan: &Plan,
+    clock: Clock,
+    workers: &[std::thread::JoinHandle<anyhow::Result<Recorder>>],
+    snapshots: &[Mutex<Snapshot>],
+) {
+    let mut merged = stats::histogram();
+    let (mut last_answers, mut last_errors) = (0u64, 0u64);
+    let mut last_at = clock.start;
+    for tick in 1u32.. {
+        // Shortly after the workers published second `tick`.
+        let at = clock.start + Duration::from_secs(u64::from(tick)) + Duration::from_millis(150);
+        while Instant::now() < at {
+            if workers.iter().all(|w| w.is_finished()) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20).min(at - Instant::now()));
+        }
+        merged.reset();
+        let (mut answers, mut errors) = (0u64, 0u64);
+        for slot in snapshots {
+            let slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+            answers += slot.answers;
+            errors += slot.errors;
+            let _ = merged.add(&slot.latency);
+        }
+        let now = Instant::now();
+        let secs = now.duration_since(last_at).as_secs_f64().max(1e-3);
+        let rate = (answers - last_answers) as f64 / secs;
+        let new_errors = errors - last_errors;
+        (last_answers, last_errors, last_at) = (answers, errors, now);
+        let published = Duration::from_secs(u64::from(tick));
+        let phase = if published <= plan.warmup {
+            "warm-up".to_string()
+        } else if published < plan.warmup + plan.duration + Duration::from_secs(1) {
+            let p99 = if merged.is_empty() {
+                "-".to_string()
+            } else {
+                crate::output::micros(merged.value_at_quantile(0.99))
+            };
+            format!("p99 so far {p99}")
+        } else {
+            "finishing".to_string()
+        };
+        let of = match plan.rate {
+            Some(r) => format!(" (asked {r:.0})"),
+            None => String::new(),
+        };
+        eprintln!(
+            "[{tick:>4}s] {rate:>10.0} req/s{of}  errors {new_errors:<6} {phase}",
+            tick = tick,
+        );
+    }
+}
+
+/// State shared by the connections of one thread.
+struct Ctx {
+    plan: Arc<Plan>,
+    clock: Clock,
+    rec: RefCell<Recorder>,
+    /// The next request to send (index into `plan.requests`).
+    next: Cell<usize>,
+    /// Open loop: the next arrival in this thread's schedule.
+    ticket: Cell<u64>,
+    /// Open loop: nanoseconds between arrivals on this thread, and this thread's offset.
+    interval_ns: f64,
+    phase_ns: f64,
+}
+
+impl Ctx {
+    fn request(&self) -> &Request {
+        let i = self.next.get();
+        self.next.set(if i + 1 == self.plan.requests.len() {
+            0
+        } else {
+            i + 1
+        });
+        &self.plan.requests[i]
+    }
+
+    fn due(&self, ticket: u64) -> Instant {
+        let ns = self.phase_ns + ticket as f64 * self.interval_ns;
+        self.clock.start + Duration::from_nanos(ns as u64)
+    }
+
+    fn record(
+        &self,
+        second: Option<usize>,
+        from: Instant,
+        result: Result<Answer, ErrorKind>,
+        expect: Expect,
+    ) {
+        let mut rec = self.rec.borrow_mut();
+        match result {
+            Ok(answer) => {
+                let us = Instant::now().saturating_duration_since(from).as_micros();
+                rec.answer(second, answer.status, u64::try_from(us).unwrap_or(u64::MAX));
+                if let Some(kind) = verdict(expect, &answer) {
+                    rec.error(second, kind);
+                }
+            }
+            Err(kind) => rec.error(second, kind),
+        }
+    }
+}
+
+/// Whether `answer` contradicts what was expected.
+fn verdict(expect: Expect, answer: &Answer) -> Option<ErrorKind> {
+    if answer.status != expect.status {
+        return Some(ErrorKind::UnexpectedStatus);
+    }
+    let active = expect.active?;
+    let said = |needle: &[u8]| {
+        answer
+            .body_prefix()
+            .windows(needle.len())
+            .any(|w| w == needle)
+    };
+    let ok = if active {
+        said(b"\"active\":true")
+    } else {
+        said(b"\"active\":false")
+    };
+    (!ok).then_some(ErrorKind::UnexpectedAnswer)
+}
+
+fn worker(
+    plan: &Arc<Plan>,
+    thread: usize,
+    connections: usize,
+    clock: Clock,
+    seconds: usize,
+    snapshot: &Mutex<Snapshot>,
+) -> anyhow::Result<Recorder> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting a worker runtime")?;
+    let (interval_ns, phase_ns) = match plan.rate {
+        Some(rate) => {
+            let interval = 1e9 * plan.threads as f64 / rate;
+            (interval, interval * thread as f64 / plan.threads as f64)
+        }
+        None => (0.0, 0.0),
+    };
+    let ctx = Rc::new(Ctx {
+        plan: Arc::clone(plan),
+        clock,
+        rec: RefCell::new(Recorder::new(seconds)),
+        next: Cell::new(thread * plan.requests.len() / plan.threads),
+        ticket: Cell::new(0),
+        interval_ns,
+        phase_ns,
+    });
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async {
+        let mut tasks = Vec::with_capacity(connections);
+        for _ in 0..connections {
+            let ctx = Rc::clone(&ctx);
+            tasks.push(tokio::task::spawn_local(async move {
+                if ctx.plan.rate.is_some() {
+                    open_loop(&ctx).await;
+                } else {
+                    closed_loop(&ctx).await;
+                }
+            }));
+        }
+        let all = async {
+            for task in tasks {
+                task.await.context("a connection task failed")?;
+            }
+            anyhow::Ok(())
+        };
+        tokio::select! {
+            result = all => result,
+            () = publish_every_second(&ctx, snapshot) => Ok(()),
+        }
+    })?;
+    // Open loop: the arrivals due in the window that no connection got to.
+    if plan.rate.is_some() {
+        let mut rec = ctx.rec.borrow_mut();
+        let mut ticket = ctx.ticket.get();
+        loop {
+            let due = ctx.due(ticket);
+            if due >= clock.end {
+                break;
+            }
+            if due >= clock.window {
+                rec.error(clock.second(due), ErrorKind::NotSent);
+            }
+            ticket += 1;
+        }
+    }
+    // The connection tasks are done: this is the last reference.
+    let rec = match Rc::try_unwrap(ctx) {
+        Ok(ctx) => ctx.rec.into_inner(),
+        Err(ctx) => ctx.rec.borrow().clone(),
+    };
+    Ok(rec)
+}
+
+/// Copies the thread's counts and histogram to `slot` every second, for the progress line.
+async fn publish_every_second(ctx: &Ctx, slot: &Mutex<Snapshot>) {
+    let mut at = ctx.clock.start;
+    loop {
+        at += Duration::from_secs(1);
+        tokio::time::sleep_until(at.into()).await;
+        let rec = ctx.rec.borrow();
+        let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+        slot.answers = rec.all_answers;
+        slot.errors = rec.all_errors;
+        slot.latency.reset();
+        let _ = slot.latency.add(&rec.latency);
+    }
+}
+
+async fn closed_loop(ctx: &Ctx) {
+    let mut conn = Connection::new(ctx.plan.addr, ctx.plan.timeout);
+    conn.connect_early(ctx).await;
+    tokio::time::sleep_until(ctx.clock.start.into()).await;
+    loop {
+        let start = Instant::now();
+        if start >= ctx.clock.end {
+            break;
+        }
+        let request = ctx.request();
+        let result = conn.exchange(&request.bytes, start).await;
+        if conn.take_connected() {
+            ctx.rec.borrow_mut().connects += 1;
+        }
+        ctx.record(ctx.clock.second(start), start, result, request.expect);
+        if result == Err(ErrorKind::Connect) {
+            // Do not spin against a server that refuses connections.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+async fn open_loop(ctx: &Ctx) {
+    let mut conn = Connection::new(ctx.plan.addr, ctx.plan.timeout);
+    conn.connect_early(ctx).await;
+    let mut pacer = Box::pin(tokio::time::sleep_until(ctx.clock.start.into()));
+    loop {
+        let ticket = ctx.ticket.get();
+        let due = ctx.due(ticket);
+        let now = Instant::now();
+        // Arrivals due after the window, or still waiting when it closed, are not sent.
+        if due >= ctx.clock.end || now >= ctx.clock.end {
+            break;
+        }
+        ctx.ticket.set(ticket + 1);
+        let second = ctx.clock.second(due);
+        let from = if due > now {
+            pacer.as_mut().reset(due.into());
+            pacer.as_mut().await;
+            let woke = Instant::now();
+            if second.is_some() && woke.duration_since(due) > Duration::from_millis(2) {
+                ctx.rec.borrow_mut().slow_wakes += 1;
+            }
+            woke
+        } else {
+            // No connection was free when it was due: the wait is the server's.
+            if second.is_some() {
+                ctx.rec.borrow_mut().late += 1;
+            }
+            due
+        };
+        let request = ctx.request();
+        let result = conn.exchange(&request.bytes, Instant::now()).await;
+        if conn.take_connected() {
+            ctx.rec.borrow_mut().connects += 1;
+        }
+        ctx.record(second, from, result, request.expect);
+    }
+}
+
+/// One keep-alive connection, reopened after an error or a `Connection: close`.
+struct Connection {
+    addr: SocketAddr,
+    timeout: Duration,
+    stream: Option<TcpStream>,
+    /// Read buffer: `buf[pos..filled]` is received and not yet parsed.
+    buf: Vec<u8>,
+    pos: usize,
+    filled: usize,
+    parser: Parser,
+    /// Fires at or after the current request's deadline; moved forward lazily (at most a few
+    /// times per timeout), so that most requests do not touch the timer wheel.
+    watchdog: Pin<Box<Sleep>>,
+    connected: bool,
+}
+
+impl Connection {
+    fn new(addr: SocketAddr, timeout: Duration) -> Self {
+        Connection {
+            addr,
+            timeout,
+            stream: None,
+            buf: vec![0; 16 * 1024],
+            pos: 0,
+            filled: 0,
+            parser: Parser::new(),
+            watchdog: Box::pin(tokio::time::sleep(timeout)),
+            connected: false,
+        }
+    }
+
+    /// Whether a new TCP connection was opened since the last call.
+    fn take_connected(&mut self) -> bool {
+        std::mem::take(&mut self.connected)
+    }
+
+    /// Opens the connection before the schedule starts; a failure is left for the first
+    /// request to find and count.
+    async fn connect_early(&mut self, ctx: &Ctx) {
+        let connect = tokio::time::timeout(self.timeout, open(self.addr));
+        if let Ok(Ok(stream)) = connect.await {
+            self.stream = Some(stream);
+            ctx.rec.borrow_mut().connects += 1;
+        }
+    }
+
+    /// Sends `request` and reads its answer, within the timeout from `start`.
+    async fn exchange(&mut self, request: &[u8], start: Instant) -> Result<Answer, ErrorKind> {
+        let deadline = start + self.timeout;
+        let slack = self.timeout / 8;
+        if self.watchdog.deadline().into_std() < deadline {
+            self.watchdog.as_mut().reset((deadline + slack).into());
+        }
+        let had_stream = self.stream.is_some();
+        let Connection {
+            addr,
+            stream,
+            buf,
+            pos,
+            filled,
+            parser,
+            watchdog,
+            connected,
+            ..
+        } = self;
+        let opened = Cell::new(false);
+        let result = {
+            let mut io = pin!(async {
+                if stream.is_none() {
+                    *stream = Some(open(*addr).await.map_err(|_| ErrorKind::Connect)?);
+                    opened.set(true);
+                }
+                let Some(s) = stream.as_mut() else {
+                    return Err(ErrorKind::Connect);
+                };
+                s.write_all(request).await.map_err(|_| ErrorKind::Io)?;
+                read_answer(s, buf, pos, filled, parser).await
+            });
+            loop {
+                tokio::select! {
+                    biased;
+                    result = &mut io => break result,
+                    () = watchdog.as_mut() => {
+                        if Instant::now() >= deadline {
+                            break Err(if !had_stream && !opened.get() {
+                                ErrorKind::Connect
+                            } else {
+                                ErrorKind::Timeout
+                            });
+                        }
+                        watchdog.as_mut().reset((deadline + slack).into());
+                    }
+                }
+            }
+        };
+        *connected |= opened.get();
+        match result {
+            Ok(answer) if !answer.close => {}
+            _ => {
+                self.stream = None;
+                self.pos = 0;
+                self.filled = 0;
+            }
+        }
+        result
+    }
+}
+
+async fn open(addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Reads one answer. Bytes beyond it (which nothing asked for) are a protocol error.
+async fn read_answer(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    pos: &mut usize,
+    filled: &mut usize,
+    parser: &mut Parser,
+) -> Result<Answer, ErrorKind> {
+    parser.reset();
+    loop {
+        if *filled > *pos {
+            let used = parser
+                .advance(&buf[*pos..*filled])
+                .map_err(|_| ErrorKind::Protocol)?;
+            *pos += used;
+            if let Some(answer) = parser.answer() {
+                if *pos != *filled {
+                    return Err(ErrorKind::Protocol);
+                }
+                (*pos, *filled) = (0, 0);
+                return Ok(answer);
+            }
+        }
+        if *pos == *filled {
+            (*pos, *filled) = (0, 0);
+        } else if *filled == buf.len() {
+            if *pos > 0 {
+                buf.copy_within(*pos..*filled, 0);
+                *filled -= *pos;
+                *pos = 0;
+            } else if buf.len() <= MAX_HEAD {
+                // A head longer than the buffer (the parser refuses it beyond MAX_HEAD).
+                buf.resize(buf.len() * 2, 0);
+            } else {
+                return Err(ErrorKind::Protocol);
+            }
+        }
+        let n = stream
+            .read(&mut buf[*filled..])
+            .await
+            .map_err(|_| ErrorKind::Io)?;
+        if n == 0 {
+            // The connection ended: fine only for a body that runs to the end.
+            parser.eof().map_err(|_| ErrorKind::Io)?;
+            (*pos, *filled) = (0, 0);
+            return parser.answer().ok_or(ErrorKind::Io);
+        }
+        *filled += n;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(raw: &[u8]) -> Answer {
+        let mut p = Parser::new();
+        p.advance(raw).unwrap();
+        p.answer().unwrap()
+    }
+
+    #[test]
+    fn verdicts() {
+        let ok = answer(b"HTTP/1.1 200 OK\r\nContent-Length: 15\r\n\r\n{\"active\":true}");
+        let inactive = answer(b"HTTP/1.1 200 OK\r\nContent-Length: 16\r\n\r\n{\"active\":false}");
+        let refused = answer(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(verdict(Expect::OK, &ok), None);
+        assert_eq!(
+            verdict(Expect::OK, &refused),
+            Some(ErrorKind::UnexpectedStatus)
+        );
+        let e401 = Expect {
+            status: 401,
+            active: None,
+        };
+        assert_eq!(verdict(e401, &refused), None);
+        let active = |a| Expect {
+            status: 200,
+            active: Some(a),
+        };
+        assert_eq!(verdict(active(true), &ok), None);
+        assert_eq!(verdict(active(false), &inactive), None);
+        assert_eq!(
+            verdict(active(true), &inactive),
+            Some(ErrorKind::UnexpectedAnswer)
+        );
+        assert_eq!(
+            verdict(active(false), &ok),
+            Some(ErrorKind::UnexpectedAnswer)
+        );
+    }
+}

@@ -1,0 +1,608 @@
+//! The real `tessera-loadtest` binary against small hyper servers started here.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use http_body_util::BodyExt as _;
+use hyper::body::{Body, Bytes, Frame, Incoming};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+
+#[allow(dead_code)]
+#[path = "../src/report.rs"]
+mod report;
+
+use report::Report;
+
+// ---- servers ----------------------------------------------------------------------------------
+
+/// A body sent in the given chunks, with no length announced: hyper sends it chunked.
+struct Chunks(VecDeque<Bytes>);
+
+impl Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.get_mut().0.pop_front().map(|b| Ok(Frame::data(b))))
+    }
+}
+
+type Reply = Response<Chunks>;
+type Handler = Arc<
+    dyn Fn(Request<Incoming>, u64) -> Pin<Box<dyn Future<Output = Reply> + Send>> + Send + Sync,
+>;
+
+fn reply(status: u16, body: &'static str) -> Reply {
+    let mut r = Response::new(Chunks(VecDeque::from([Bytes::from_static(
+        body.as_bytes(),
+    )])));
+    *r.status_mut() = hyper::StatusCode::from_u16(status).expect("status");
+    // A one-chunk body of known length: sent with Content-Length.
+    r.headers_mut().insert(
+        hyper::header::CONTENT_LENGTH,
+        hyper::header::HeaderValue::from(body.len()),
+    );
+    r
+}
+
+struct Server {
+    addr: SocketAddr,
+    requests: Arc<AtomicU64>,
+    connections: Arc<AtomicU64>,
+}
+
+/// Serves `handler` (given the request and its number, from 1) on 127.0.0.1 from a thread of
+/// its own, for the rest of the test process.
+fn serve(handler: Handler) -> Server {
+    let requests = Arc::new(AtomicU64::new(0));
+    let connections = Arc::new(AtomicU64::new(0));
+    let (tx, rx) = std::sync::mpsc::channel();
+    {
+        let requests = Arc::clone(&requests);
+        let connections = Arc::clone(&connections);
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind");
+                tx.send(listener.local_addr().expect("addr")).expect("send");
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    connections.fetch_add(1, Ordering::Relaxed);
+                    let handler = Arc::clone(&handler);
+                    let requests = Arc::clone(&requests);
+                    tokio::spawn(async move {
+                        let service = service_fn(move |request| {
+                            let n = requests.fetch_add(1, Ordering::Relaxed) + 1;
+                            let answer = handler(request, n);
+                            async move { Ok::<_, Infallible>(answer.await) }
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+            });
+        });
+    }
+    Server {
+        addr: rx.recv_timeout(Duration::from_secs(10)).expect("server up"),
+        requests,
+        connections,
+    }
+}
+
+fn handler<F, Fut>(f: F) -> Handler
+where
+    F: Fn(Request<Incoming>, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Reply> + Send + 'static,
+{
+    Arc::new(move |request, n| Box::pin(f(request, n)))
+}
+
+// ---- the binary -------------------------------------------------------------------------------
+
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "tessera-loadtest-{name}-{}-{}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .expect("clock")
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        Scratch(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn loadtest(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tessera-loadtest"));
+    command
+        .args(args)
+        .env_remove("TESSERA_LOADTEST_CLIENT_SECRET");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let started = Instant::now();
+    let out = command.output().expect("run tessera-loadtest");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the run took {:?}",
+        started.elapsed()
+    );
+    out
+}
+
+fn ok(out: &Output) -> &Output {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn report(path: &Path) -> Report {
+    let text = std::fs::read_to_string(path).expect("the JSON report");
+    serde_json::from_str(&text).expect("a Report")
+}
+
+fn url(server: &Server, path: &str) -> String {
+    format!("http://{}{path}", server.addr)
+}
+
+fn count(pairs: &[(String, u64)], key: &str) -> u64 {
+    pairs.iter().find(|(k, _)| k == key).map_or(0, |(_, n)| *n)
+}
+
+// ---- tests ------------------------------------------------------------------------------------
+
+#[test]
+fn closed_loop_counts_requests_and_statuses_and_writes_the_report() {
+    let server = serve(handler(|_, _| async { reply(200, "hello\n") }));
+    let dir = Scratch::new("closed");
+    let (json, html) = (dir.path("r.json"), dir.path("r.html"));
+    let out = loadtest(
+        &[
+            "get",
+            &url(&server, "/"),
+            "--connections",
+            "4",
+            "--threads",
+            "2",
+            "--duration",
+            "1s",
+            "--warmup",
+            "200ms",
+            "--json",
+            json.to_str().expect("path"),
+            "--html",
+            html.to_str().expect("path"),
+        ],
+        &[],
+    );
+    ok(&out);
+    let r = report(&json);
+    assert_eq!(r.format, 1);
+    assert_eq!(
+        (r.scenario.as_str(), r.mode.as_str(), r.protocol.as_str()),
+        ("get", "closed", "http1")
+    );
+    assert_eq!((r.connections, r.threads, r.rate), (4, 2, None));
+    assert!(r.requests > 50, "{} requests", r.requests);
+    assert_eq!(r.statuses, vec![("200".to_string(), r.requests)]);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    // The server also saw the warm-up.
+    assert!(server.requests.load(Ordering::Relaxed) >= r.requests);
+    assert!((r.throughput - r.requests as f64 / r.duration_s).abs() < 1e-6);
+    assert_eq!(r.timeline.len(), 1);
+    assert_eq!(
+        r.timeline.iter().map(|s| s.requests).sum::<u64>(),
+        r.requests
+    );
+    let l = &r.latency_us;
+    assert!(l.min <= l.p50 && l.p50 <= l.p90 && l.p90 <= l.p99 && l.p99 <= l.p999);
+    assert!(l.p999 <= l.max && l.min > 0);
+    assert_eq!(r.distribution.first(), Some(&(0.0, l.min)));
+    assert_eq!(r.distribution.last(), Some(&(100.0, l.max)));
+    assert!(std::fs::metadata(&html).expect("the HTML report").len() > 0);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains(&format!("requests     {}", r.requests)),
+        "{table}"
+    );
+}
+
+#[test]
+fn open_loop_charges_a_stall_to_every_request_it_held_up() {
+    // Request 100 (half a second in at 200/s) stops the server for 300 ms: everything that
+    // arrives meanwhile waits until then.
+    let stall_until: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
+    let server = serve(handler(move |_, n| {
+        let stall_until = Arc::clone(&stall_until);
+        async move {
+            let until = {
+                let mut s = stall_until.lock().expect("lock");
+                if n == 100 {
+                    *s = Some(Instant::now() + Duration::from_millis(300));
+                }
+                *s
+            };
+            if let Some(until) = until {
+                tokio::time::sleep_until(until.into()).await;
+            }
+            reply(200, "ok")
+        }
+    }));
+    let dir = Scratch::new("open");
+    let json = dir.path("r.json");
+    ok(&loadtest(
+        &[
+            "get",
+            &url(&server, "/"),
+            "--rate",
+            "200",
+            "--connections",
+            "4",
+            "--threads",
+            "1",
+            "--duration",
+            "2s",
+            "--warmup",
+            "0s",
+            "--json",
+            json.to_str().expect("path"),
+        ],
+        &[],
+    ));
+    let r = report(&json);
+    assert_eq!((r.mode.as_str(), r.rate), ("open", Some(200.0)));
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    // About 400 requests, 60 of them due during the stall.
+    assert!((300..=420).contains(&r.requests), "{} requests", r.requests);
+    assert!(r.latency_us.max >= 250_000, "{:?}", r.latency_us);
+    assert!(r.latency_us.p99 >= 200_000, "{:?}", r.latency_us);
+    // Measured from their intended start, some 40 requests waited 100 ms or more; measured from
+    // when they were sent, only the 4 in flight would have.
+    let p95 = r
+        .distribution
+        .iter()
+        .find(|(p, _)| *p == 95.0)
+        .map(|(_, us)| *us)
+        .expect("p95");
+    assert!(p95 >= 75_000, "p95 {p95} µs: {:?}", r.distribution);
+    assert!(r.notes.iter().any(|n| n.contains("every connection busy")));
+}
+
+#[test]
+fn chunked_answers_and_connection_close_are_handled() {
+    // Odd requests: a chunked body in three chunks; even ones: `Connection: close`.
+    let server = serve(handler(|_, n| async move {
+        if n % 2 == 1 {
+            Response::new(Chunks(VecDeque::from([
+                Bytes::from_static(b"hel"),
+                Bytes::from_static(b"lo, "),
+                Bytes::from_static(b"chunks\n"),
+            ])))
+        } else {
+            let mut r = reply(200, "bye\n");
+            r.headers_mut().insert(
+                hyper::header::CONNECTION,
+                hyper::header::HeaderValue::from_static("close"),
+            );
+            r
+        }
+    }));
+    let dir = Scratch::new("chunked");
+    let json = dir.path("r.json");
+    ok(&loadtest(
+        &[
+            "get",
+            &url(&server, "/"),
+            "-c",
+            "2",
+            "-t",
+            "1",
+            "-d",
+            "1s",
+            "--warmup",
+            "0s",
+            "--json",
+            json.to_str().expect("path"),
+        ],
+        &[],
+    ));
+    let r = report(&json);
+    assert!(r.requests > 20, "{} requests", r.requests);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(r.statuses, vec![("200".to_string(), r.requests)]);
+    // Every close was followed by a new connection.
+    let connections = server.connections.load(Ordering::Relaxed);
+    assert!(
+        connections * 2 + 4 >= server.requests.load(Ordering::Relaxed),
+        "{connections} connections for {} requests",
+        server.requests.load(Ordering::Relaxed)
+    );
+}
+
+#[test]
+fn a_server_answering_500_is_counted_as_unexpected_status() {
+    let server = serve(handler(|_, _| async { reply(500, "broken\n") }));
+    let dir = Scratch::new("500");
+    let json = dir.path("r.json");
+    ok(&loadtest(
+        &[
+            "jwks",
+            "--url",
+            &url(&server, ""),
+            "-c",
+            "2",
+            "-d",
+            "500ms",
+            "--warmup",
+            "0s",
+            "--quiet",
+            "--json",
+            json.to_str().expect("path"),
+        ],
+        &[],
+    ));
+    let r = report(&json);
+    assert!(r.target.ends_with("/.well-known/jwks.json"), "{}", r.target);
+    assert!(r.requests > 0);
+    assert_eq!(r.statuses, vec![("500".to_string(), r.requests)]);
+    assert_eq!(
+        r.errors,
+        vec![("unexpected_status".to_string(), r.requests)]
+    );
+    assert_eq!(r.timeline.iter().map(|s| s.errors).sum::<u64>(), r.requests);
+}
+
+const ISS: &str = "https://issuer.loadtest.example";
+const AUD: &str = "api://loadtest";
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
+}
+
+fn make_keys(dir: &Scratch) -> (PathBuf, jose::KeySet) {
+    let keys = dir.path("keys");
+    ok(&loadtest(
+        &["keys", "--out", keys.to_str().expect("path"), "--hs256"],
+        &[],
+    ));
+    let jwks = std::fs::read(keys.join("jwks.json")).expect("jwks.json");
+    let set = jose::KeySet::from_jwks(&jwks).expect("a key set jose accepts");
+    assert!(set.skipped.is_empty(), "{:?}", set.skipped);
+    assert_eq!(set.keys.len(), 4);
+    (keys, set.keys)
+}
+
+#[test]
+fn keys_make_a_jwks_that_verifies_the_signed_tokens() {
+    let dir = Scratch::new("keys");
+    let (keys, set) = make_keys(&dir);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        for name in [
+            "rs256.pk8",
+            "es256.pk8",
+            "eddsa.pk8",
+            "hs256.key",
+            "jwks.json",
+        ] {
+            let mode = std::fs::metadata(keys.join(name))
+                .expect(name)
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{name}");
+        }
+    }
+    // A second `keys` into the same directory keeps the first set.
+    let again = loadtest(&["keys", "--out", keys.to_str().expect("path")], &[]);
+    assert_eq!(again.status.code(), Some(2));
+
+    let out = ok(&loadtest(
+        &[
+            "tokens",
+            "--keys",
+            keys.to_str().expect("path"),
+            "--iss",
+            ISS,
+            "--aud",
+            AUD,
+            "--mix",
+            "RS256=25,ES256=25,EdDSA=25,HS256=25",
+            "--distinct",
+            "16",
+            "--invalid",
+            "25",
+        ],
+        &[],
+    ))
+    .stdout
+    .clone();
+    let lines: Vec<&str> = std::str::from_utf8(&out).expect("UTF-8").lines().collect();
+    assert_eq!(lines.len(), 16);
+    let validation = jose::Validation::default()
+        .with_issuer(ISS)
+        .with_audience(AUD);
+    let mut algs = std::collections::HashSet::new();
+    let mut invalid = Vec::new();
+    for line in lines {
+        let mut words = line.split(' ');
+        let token = words.next().expect("token");
+        match words.next() {
+            None => {
+                let jwt = jose::jwt::verify(token, &set, &validation, now())
+                    .unwrap_or_else(|e| panic!("{token}: {e}"));
+                assert_eq!(jwt.str_claim("iss").as_deref(), Some(ISS));
+                algs.insert(jwt.alg());
+            }
+            Some(kind) => {
+                let error = jose::jwt::verify(token, &set, &validation, now())
+                    .expect_err("an invalid token");
+                invalid.push((kind.to_string(), error));
+            }
+        }
+    }
+    assert_eq!(algs.len(), 4, "every algorithm of the mix: {algs:?}");
+    let kinds: Vec<&str> = invalid.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(kinds.len(), 4);
+    for kind in ["expired", "bad_signature", "wrong_audience"] {
+        assert!(kinds.contains(&kind), "{kinds:?}");
+    }
+    for (kind, error) in &invalid {
+        let expected = match kind.as_str() {
+            "expired" => jose::Error::Expired,
+            "bad_signature" => jose::Error::BadSignature,
+            _ => jose::Error::InvalidAudience,
+        };
+        assert_eq!(error, &expected, "{kind}");
+    }
+}
+
+#[test]
+fn introspection_takes_the_secret_from_the_environment_and_checks_verdicts() {
+    let dir = Scratch::new("introspect");
+    let (keys, set) = make_keys(&dir);
+    let set = Arc::new(set);
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("gateway:s3cret")
+    );
+    // An introspection endpoint that verifies with the harness's JWKS.
+    let server = serve(handler(move |request: Request<Incoming>, _| {
+        let set = Arc::clone(&set);
+        let basic = basic.clone();
+        async move {
+            let authorized = request
+                .headers()
+                .get(hyper::header::AUTHORIZATION)
+                .is_some_and(|v| v.as_bytes() == basic.as_bytes());
+            if !authorized || request.uri().path() != "/introspect" {
+                return reply(401, "{\"error\":\"invalid_client\"}");
+            }
+            let body = request
+                .into_body()
+                .collect()
+                .await
+                .expect("body")
+                .to_bytes();
+            let token = body.strip_prefix(b"token=").unwrap_or_default();
+            let validation = jose::Validation::default()
+                .with_issuer(ISS)
+                .with_audience(AUD);
+            if jose::jwt::verify(token, &set, &validation, now()).is_ok() {
+                reply(200, "{\"active\":true,\"token_type\":\"Bearer\"}")
+            } else {
+                reply(200, "{\"active\":false}")
+            }
+        }
+    }));
+    let json = dir.path("r.json");
+    let args = [
+        "introspect",
+        "--url",
+        &url(&server, ""),
+        "--client-id",
+        "gateway",
+        "--keys",
+        keys.to_str().expect("path"),
+        "--iss",
+        ISS,
+        "--aud",
+        AUD,
+        "--mix",
+        "ES256=50,EdDSA=50",
+        "--distinct",
+        "20",
+        "--invalid",
+        "30",
+        "-c",
+        "2",
+        "-d",
+        "1s",
+        "--warmup",
+        "0s",
+        "--json",
+        json.to_str().expect("path"),
+    ];
+    // Without a secret: refused before any load.
+    let refused = loadtest(&args, &[]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("TESSERA_LOADTEST_CLIENT_SECRET"));
+    assert_eq!(server.requests.load(Ordering::Relaxed), 0);
+
+    ok(&loadtest(
+        &args,
+        &[("TESSERA_LOADTEST_CLIENT_SECRET", "s3cret")],
+    ));
+    let r = report(&json);
+    assert_eq!(r.scenario, "introspect");
+    assert!(r.requests > 20, "{} requests", r.requests);
+    assert_eq!(r.statuses, vec![("200".to_string(), r.requests)]);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!((r.distinct, r.invalid_pct), (20, 30.0));
+    assert_eq!(
+        r.mix,
+        vec![("ES256".to_string(), 50.0), ("EdDSA".to_string(), 50.0)]
+    );
+    assert!(!r.notes.iter().any(|n| n.contains("s3cret")));
+
+    // The wrong secret: every answer is a 401 nobody expected.
+    ok(&loadtest(
+        &args,
+        &[("TESSERA_LOADTEST_CLIENT_SECRET", "wrong")],
+    ));
+    let r = report(&json);
+    assert_eq!(count(&r.errors, "unexpected_status"), r.requests);
+}
+
+#[test]
+fn http2_is_refused_plainly() {
+    let out = loadtest(&["get", "http://127.0.0.1:9/", "--http2"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP/2 is not supported"));
+}
