@@ -1976,3 +1976,56 @@ fn config_check_exit_codes_name_the_field() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("clients[0].secret_hash"));
     assert!(out.stdout.is_empty(), "no listening line");
 }
+
+/// With `original_from` naming the gateway, only its header family counts: a client's own
+/// headers of another family are ignored, and a request without the gateway's pair (both
+/// method and URI) did not come through the gateway. Repeated headers are refused.
+#[tokio::test]
+async fn forward_auth_reads_only_the_configured_gateways_headers() {
+    let setup = Setup::new("authz-from");
+    let rest = format!("[authz]\noriginal_from = \"x-original\"\n{ROUTES}");
+    let daemon = setup.start("", "workers = 1", &rest);
+    let reader = format!("Bearer {}", setup.issuer.sign(&claims(json!({}))));
+    let call = |headers: Vec<(&'static str, &'static str)>| {
+        let reader = reader.clone();
+        let daemon = &daemon;
+        async move {
+            let mut all: Vec<(&str, &str)> = vec![("authorization", reader.as_str())];
+            all.extend(headers);
+            daemon.call("GET", "/v1/authz", &all, "").await
+        }
+    };
+    // The gateway's pair decides: reading orders is allowed, deleting is not.
+    let get = vec![
+        ("x-original-method", "GET"),
+        ("x-original-uri", "/orders/1"),
+    ];
+    assert_eq!(call(get.clone()).await.status, 200);
+    let delete = vec![
+        ("x-original-method", "DELETE"),
+        ("x-original-uri", "/orders/1"),
+    ];
+    assert_eq!(call(delete.clone()).await.status, 403);
+    // A client's X-Forwarded-* changes nothing.
+    let mut smuggled = delete.clone();
+    smuggled.extend([
+        ("x-forwarded-method", "GET"),
+        ("x-forwarded-uri", "/orders/1"),
+    ]);
+    assert_eq!(call(smuggled).await.status, 403);
+    // Half the pair: refused, whatever the rest says.
+    let half = vec![("x-original-uri", "/orders/1")];
+    assert_eq!(call(half).await.status, 400);
+    // The method given twice (a client's and the gateway's): refused.
+    let twice = vec![
+        ("x-original-method", "GET"),
+        ("x-original-method", "DELETE"),
+        ("x-original-uri", "/orders/1"),
+    ];
+    assert_eq!(call(twice).await.status, 400);
+    // An empty bearer token is a malformed request (RFC 6750 section 3.1).
+    let empty = daemon
+        .call("GET", "/v1/authz", &[("authorization", "Bearer ")], "")
+        .await;
+    assert_eq!(empty.status, 400, "{empty:?}");
+}

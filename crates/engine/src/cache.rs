@@ -326,6 +326,12 @@ impl<V> TokenCache<V> {
         self.retain_all(|item| item.kid.as_deref() != Some(kid))
     }
 
+    /// Drops every entry `owner` decided (its key set changed: a key left or was replaced, and
+    /// a token without a `kid` may have been verified with it).
+    pub fn evict_owner(&self, owner: u64) -> usize {
+        self.retain_all(|item| item.owner != owner)
+    }
+
     /// Revocation hook: drops every entry with this `jti`.
     pub fn revoke_jti(&self, jti: &str) -> usize {
         self.retain_all(|item| item.jti.as_deref() != Some(jti))

@@ -142,6 +142,7 @@ pub struct Issuers {
     /// routes is only believed for the same set and generation.
     id: u64,
     generation: AtomicU64,
+    refused: std::sync::Mutex<Vec<String>>,
 }
 
 /// Per thread, the last few routes taken: (issuers id, generation, encoded header, issuer).
@@ -316,8 +317,12 @@ impl Issuers {
             let remote = Arc::clone(remote);
             fetches.spawn(async move { remote.unknown_kid().await });
         }
-        while fetches.join_next().await.is_some() {}
-        self.sync(cache)
+        let mut fetched = false;
+        while let Some(ran) = fetches.join_next().await {
+            fetched |= ran.unwrap_or(false);
+        }
+        // Within the cool-down nothing was fetched: nothing to apply, no write lock taken.
+        fetched && self.sync(cache)
     }
 
     /// Refreshes stale remote key sets, all at once (failures keep the stale keys), then
@@ -350,14 +355,19 @@ impl Issuers {
         })
     }
 
-    /// Applies remote and local key sets that changed since last applied: the issuers' keys are swapped,
-    /// the cache entries of keys that left are evicted, and routing is rebuilt, all or nothing.
-    /// A refreshed set that would be refused (no usable key, or a kid another issuer has) is not
-    /// applied: the keys in force stay. Returns whether anything changed.
+    /// Applies remote and local key sets that changed since last applied: each changed issuer's
+    /// keys are swapped, every cache entry that issuer decided is evicted (a key may have left
+    /// or been replaced under the same kid, and tokens without a kid name no key), and routing
+    /// is rebuilt. Issuers are applied one by one: a set whose kids clash with another
+    /// issuer's is not applied (its keys in force stay; the others go ahead) and is named in
+    /// [`Issuers::refused`]. A set with no usable key is applied as empty: that issuer's tokens
+    /// are refused until it publishes keys again. Returns whether anything changed.
     pub fn sync<V>(&self, cache: &TokenCache<V>) -> bool {
         // Held throughout, so that concurrent syncs apply one after the other.
         let mut by_kid = self.by_kid.write().unwrap_or_else(|e| e.into_inner());
-        let mut candidates: Vec<(usize, Arc<KeySet>, KeySet)> = Vec::new();
+        let mut current: Vec<Arc<KeySet>> = self.issuers.iter().map(|i| i.policy.keys()).collect();
+        let mut applied_any = false;
+        let mut refused = Vec::new();
         for (index, issuer) in self.issuers.iter().enumerate() {
             let Some(dynamic) = &issuer.dynamic else {
                 continue;
@@ -368,34 +378,37 @@ impl Issuers {
                 continue;
             }
             drop(applied);
-            if let Ok(keys) = filter_set(&issuer.spec, &fetched) {
-                candidates.push((index, fetched, keys));
+            let keys = filter_set(&issuer.spec, &fetched).unwrap_or_default();
+            let previous = std::mem::replace(&mut current[index], Arc::new(keys));
+            match self.kid_map(|i| &current[i]) {
+                Ok(map) => {
+                    issuer.policy.set_keys(Arc::clone(&current[index]));
+                    cache.evict_owner(issuer.policy.id());
+                    *issuer.applied.write().unwrap_or_else(|e| e.into_inner()) = Some(fetched);
+                    *by_kid = map;
+                    applied_any = true;
+                }
+                Err(_) => {
+                    current[index] = previous;
+                    refused.push(issuer.spec.issuer.clone());
+                }
             }
         }
-        if candidates.is_empty() {
-            return false;
+        *self.refused.lock().unwrap_or_else(|e| e.into_inner()) = refused;
+        if applied_any {
+            // Routes remembered before this point are not believed any more.
+            self.generation.fetch_add(1, Ordering::AcqRel);
         }
-        let current: Vec<Arc<KeySet>> = self.issuers.iter().map(|i| i.policy.keys()).collect();
-        let keys_of = |i: usize| {
-            candidates
-                .iter()
-                .find(|(index, _, _)| *index == i)
-                .map_or(&*current[i], |(_, _, keys)| keys)
-        };
-        let Ok(map) = self.kid_map(keys_of) else {
-            return false; // a kid clash: nothing applied, retried at the next sync
-        };
-        for (index, fetched, keys) in candidates {
-            let issuer = &self.issuers[index];
-            for kid in issuer.policy.set_keys(keys) {
-                cache.evict_kid(&kid);
-            }
-            *issuer.applied.write().unwrap_or_else(|e| e.into_inner()) = Some(fetched);
-        }
-        *by_kid = map;
-        // Routes remembered before this point are not believed any more.
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        true
+        applied_any
+    }
+
+    /// Issuers whose latest key set was not applied at the last sync because its kids clash
+    /// with another issuer's (for logs and metrics).
+    pub fn refused(&self) -> Vec<String> {
+        self.refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 

@@ -92,6 +92,8 @@ struct Fresh {
     /// When the keys were fetched, and for how long they are fresh.
     fetched: Instant,
     max_age: Duration,
+    /// SHA-256 of the document the keys came from.
+    digest: Option<crate::TokenDigest>,
 }
 
 /// A JWK Set fetched from a URL and kept fresh.
@@ -180,6 +182,7 @@ impl RemoteKeySet {
                 keys: Arc::new(KeySet::default()),
                 fetched: Instant::now(),
                 max_age: Duration::ZERO,
+                digest: None,
             }),
             fetching: tokio::sync::Mutex::new(None),
             fetches: std::sync::atomic::AtomicU64::new(0),
@@ -290,15 +293,26 @@ impl RemoteKeySet {
         let (body, cache_control) = tokio::time::timeout(self.config.timeout, fetch)
             .await
             .map_err(|_| RemoteError::Fetch("timed out".into()))??;
-        let jwks = KeySet::from_jwks(&body).map_err(|e| RemoteError::KeySet(e.to_string()))?;
         let max_age = max_age(cache_control.as_deref())
             .unwrap_or(self.config.default_max_age)
             .max(self.config.min_max_age)
             .min(self.config.max_max_age);
+        let digest = crate::TokenDigest::of(&body);
+        let mut fresh = self.fresh.write().unwrap_or_else(|e| e.into_inner());
+        if fresh.digest == Some(digest) {
+            // The same document: the same keys, so nothing downstream sees a change (which would
+            // evict the issuer's cached verdicts).
+            fresh.fetched = Instant::now();
+            fresh.max_age = max_age;
+            return Ok(());
+        }
+        drop(fresh);
+        let jwks = KeySet::from_jwks(&body).map_err(|e| RemoteError::KeySet(e.to_string()))?;
         *self.fresh.write().unwrap_or_else(|e| e.into_inner()) = Fresh {
             keys: Arc::new(jwks.keys),
             fetched: Instant::now(),
             max_age,
+            digest: Some(digest),
         };
         Ok(())
     }

@@ -53,18 +53,15 @@ impl Policy {
         self.keys.read().unwrap_or_else(|e| e.into_inner()).1
     }
 
-    /// Replaces the keys; returns the kids that are gone, whose cache entries must die.
-    pub fn set_keys(&self, keys: KeySet) -> Vec<String> {
+    /// Replaces the keys.
+    pub fn set_keys(&self, keys: Arc<KeySet>) {
         let mut current = self.keys.write().unwrap_or_else(|e| e.into_inner());
-        let gone = current
-            .0
-            .iter()
-            .filter_map(|k| k.kid())
-            .filter(|kid| keys.find_kid(kid).is_none())
-            .map(str::to_owned)
-            .collect();
-        *current = (Arc::new(keys), current.1 + 1);
-        gone
+        *current = (keys, current.1 + 1);
+    }
+
+    /// The id its cache entries carry.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 }
 
@@ -178,7 +175,7 @@ pub struct EngineStats {
     /// Jobs over all batches: `batched_jobs / batches` is the mean batch size.
     pub batched_jobs: u64,
     pub in_flight: usize,
-    /// Verified by a worker (not from the cache), per algorithm, in `Algorithm::ALL` order.
+    /// Valid verdicts (from the workers and the cache), per algorithm, in `Algorithm::ALL` order.
     pub valid_by_alg: [(jose::Algorithm, u64); 13],
     /// Refused, per error code (cache answers included), codes with a zero count left out.
     pub invalid_by_code: Vec<(&'static str, u64)>,

@@ -388,3 +388,128 @@ async fn key_sets_are_kept_fresh_in_the_background() {
         Err(EngineError::Invalid("unknown_key"))
     );
 }
+
+fn hs256_with(secret: &[u8], kid: Option<&str>, iss: &str) -> String {
+    let header = jose::jws::header_json(jose::Algorithm::HS256, kid, None);
+    let claims = format!(r#"{{"iss":"{iss}","exp":4000000000}}"#);
+    let input = jose::SigningInput::new(header.as_bytes(), claims.as_bytes());
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);
+    let tag = aws_lc_rs::hmac::sign(&key, input.as_bytes());
+    input.into_compact(tag.as_ref())
+}
+
+fn oct_jwks(kid: &str, secret: &[u8]) -> String {
+    format!(
+        r#"{{"keys":[{{"kty":"oct","alg":"HS256","kid":"{kid}","k":"{}"}}]}}"#,
+        jose::b64::encode(secret)
+    )
+}
+
+/// Regression: cached verdicts outlived the key that reached them when the key was replaced
+/// under the same kid, or when the token carried no kid at all (eviction went by kid name).
+/// Now every entry of an issuer whose keys change is evicted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_key_takes_every_verdict_of_its_issuer_with_it() {
+    use engine::{Engine, EngineConfig, EngineError, IssuerSpec, Issuers, KeySource};
+    let (old, new) = (
+        b"old-secret-0123456789abcdef01234",
+        b"new-secret-0123456789abcdef01234",
+    );
+    let mut answer = ok(&[]);
+    answer.body = oct_jwks("k1", old);
+    let server = serve(answer).await;
+    let remote = Arc::new(RemoteKeySet::new(config(&server.url)).await.expect("fetch"));
+    let iss = "https://issuer.example";
+    let issuers = Issuers::new(vec![(
+        IssuerSpec {
+            issuer: iss.into(),
+            audiences: Vec::new(),
+            algorithms: Vec::new(),
+        },
+        KeySource::Remote(Arc::clone(&remote)),
+    )])
+    .expect("issuers");
+    let engine = Engine::start(EngineConfig {
+        workers: 1,
+        pin: false,
+        ..EngineConfig::default()
+    });
+    let handle = engine.handle();
+    let now = 1_800_000_000;
+    let with_kid = hs256_with(old, Some("k1"), iss);
+    let without_kid = hs256_with(old, None, iss);
+    for token in [&with_kid, &without_kid] {
+        handle
+            .verify_routed(token.as_bytes(), &issuers, now)
+            .await
+            .expect("verifies with the old key");
+    }
+    assert_eq!(handle.cache().stats().entries, 2);
+
+    // The issuer replaces k1's material; an unknown kid after the cool-down refetches.
+    server.answer.lock().unwrap().body = oct_jwks("k1", new);
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let probe = hs256_with(new, Some("unknown"), iss);
+    let _ = handle.verify_routed(probe.as_bytes(), &issuers, now).await;
+    for token in [&with_kid, &without_kid] {
+        assert_eq!(
+            handle
+                .verify_routed(token.as_bytes(), &issuers, now)
+                .await
+                .err(),
+            Some(EngineError::Invalid("bad_signature")),
+            "a verdict of the replaced key survived"
+        );
+    }
+    handle
+        .verify_routed(hs256_with(new, Some("k1"), iss).as_bytes(), &issuers, now)
+        .await
+        .expect("the new key verifies");
+}
+
+/// Regression: a kid clash in one issuer's refreshed set stopped every other issuer's update.
+/// Now only the clashing set waits; the others are applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clash_in_one_issuer_does_not_hold_up_the_others() {
+    use engine::{CacheConfig, IssuerSpec, Issuers, KeySource, TokenCache};
+    let (a, b) = (serve(ok(&["a1"])).await, serve(ok(&["b1"])).await);
+    let ra = Arc::new(RemoteKeySet::new(config(&a.url)).await.expect("fetch a"));
+    let rb = Arc::new(RemoteKeySet::new(config(&b.url)).await.expect("fetch b"));
+    let spec = |iss: &str| IssuerSpec {
+        issuer: iss.into(),
+        audiences: Vec::new(),
+        algorithms: Vec::new(),
+    };
+    let issuers = Issuers::new(vec![
+        (
+            spec("https://a.example"),
+            KeySource::Remote(Arc::clone(&ra)),
+        ),
+        (
+            spec("https://b.example"),
+            KeySource::Remote(Arc::clone(&rb)),
+        ),
+    ])
+    .expect("issuers");
+    let cache: TokenCache<jose::Jwt> = TokenCache::new(CacheConfig::default());
+    // A rotates a1 -> a2; B starts publishing a2 as well.
+    *a.answer.lock().unwrap() = ok(&["a2"]);
+    *b.answer.lock().unwrap() = ok(&["b1", "a2"]);
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert!(issuers.unknown_kid(&cache).await, "A's rotation is applied");
+    let routed = issuers
+        .route(hs256("a2", "https://a.example").as_bytes())
+        .expect("a2 routes");
+    assert_eq!(
+        routed.validation.issuer.as_deref(),
+        Some("https://a.example")
+    );
+    assert!(issuers
+        .route(hs256("a1", "https://a.example").as_bytes())
+        .is_err());
+    assert_eq!(issuers.refused(), ["https://b.example"]);
+    let b1 = issuers
+        .route(hs256("b1", "https://b.example").as_bytes())
+        .expect("B keeps its keys in force");
+    assert_eq!(b1.validation.issuer.as_deref(), Some("https://b.example"));
+}

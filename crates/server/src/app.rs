@@ -170,6 +170,14 @@ impl App {
             };
             sources.push((issuer.spec.clone(), source));
         }
+        for issuer in &config.issuers {
+            if issuer.spec.audiences.is_empty() {
+                tracing::warn!(
+                    issuer = %issuer.spec.issuer,
+                    "no audiences: tokens of this issuer for any audience are accepted"
+                );
+            }
+        }
         let issuers = Arc::new(Issuers::new(sources).map_err(StartError::Issuers)?);
         let engine = Engine::start(config.engine);
         let handle = engine.handle();
@@ -272,6 +280,12 @@ fn spawn_refresh(
             if issuers.refresh(engine.cache()).await {
                 tracing::info!("key sets changed");
             }
+            for issuer in issuers.refused() {
+                tracing::warn!(
+                    issuer,
+                    "new key set not applied: a kid in it belongs to another issuer"
+                );
+            }
             for (issuer, remote) in issuers.remote_sets() {
                 if remote.is_stale() {
                     tracing::warn!(issuer, failures = remote.failures(), "serving stale keys");
@@ -283,6 +297,7 @@ fn spawn_refresh(
 
 /// RFC 8414 metadata, listing only what this daemon has.
 fn discovery(public_url: &str, signer: Option<&Signer>, has_clients: bool) -> String {
+    let public_url = public_url.trim_end_matches('/');
     let mut out = String::from("{\"issuer\":");
     jose::json::write_str(&mut out, public_url);
     if has_clients {

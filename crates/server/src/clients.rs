@@ -113,6 +113,22 @@ impl SecretHash {
         })
     }
 
+    /// A hash no secret matches (a random salt and hash), costing `iterations` to check.
+    fn decoy(iterations: u32) -> Self {
+        let mut salt = vec![0u8; 16];
+        let mut hash = vec![0u8; 32];
+        // Without randomness the decoy is all zeros: it still matches nothing in practice and
+        // costs the same.
+        let random = SystemRandom::new();
+        let _ = random.fill(&mut salt);
+        let _ = random.fill(&mut hash);
+        SecretHash {
+            iterations: NonZeroU32::new(iterations.max(MIN_ITERATIONS)).unwrap_or(NonZeroU32::MIN),
+            salt,
+            hash,
+        }
+    }
+
     /// Whether `secret` is the one hashed (constant time in the comparison).
     pub fn verify(&self, secret: &[u8]) -> bool {
         pbkdf2::verify(
@@ -163,7 +179,9 @@ pub struct Clients {
     clients: HashMap<String, Arc<SecretHash>>,
     /// SHA-256 of an accepted `Authorization` value → the client id.
     verified: Mutex<HashMap<[u8; 32], Arc<str>>>,
-    checks: tokio::sync::Semaphore,
+    checks: Arc<tokio::sync::Semaphore>,
+    /// Checked for unknown client ids, as costly as the costliest real hash.
+    decoy: Arc<SecretHash>,
     /// Unique per `Clients`, for the per-thread memo.
     id: u64,
 }
@@ -184,7 +202,14 @@ impl Clients {
                 .map(|c| (c.id.clone(), Arc::new(c.secret.clone())))
                 .collect(),
             verified: Mutex::new(HashMap::new()),
-            checks: tokio::sync::Semaphore::new(CHECKS),
+            checks: Arc::new(tokio::sync::Semaphore::new(CHECKS)),
+            decoy: Arc::new(SecretHash::decoy(
+                clients
+                    .iter()
+                    .map(|c| c.secret.iterations.get())
+                    .max()
+                    .unwrap_or(MIN_ITERATIONS),
+            )),
             id: {
                 static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
                 NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
@@ -207,24 +232,31 @@ impl Clients {
             return Ok(id);
         }
         let (id, secrets) = parse_basic(value).ok_or(AuthError::Refused)?;
-        let Some(hash) = self.clients.get(&id).cloned() else {
-            return Err(AuthError::Refused);
+        // An unknown client costs the same hash as a known one, so that the time taken does
+        // not tell which client ids exist.
+        let (hash, known) = match self.clients.get(&id) {
+            Some(hash) => (Arc::clone(hash), true),
+            None => (Arc::clone(&self.decoy), false),
         };
         // Checks wait their turn, for a bounded time; one that waited may find its credential
         // verified meanwhile by a request that carried the same header.
-        let _permit = tokio::time::timeout(CHECK_WAIT, self.checks.acquire())
+        let permit = tokio::time::timeout(CHECK_WAIT, Arc::clone(&self.checks).acquire_owned())
             .await
             .map_err(|_| AuthError::Busy)?
             .map_err(|_| AuthError::Busy)?;
         if let Some(id) = self.remembered(&key) {
             return Ok(id);
         }
+        // The permit goes with the hash: a client that disconnects does not free its turn
+        // while the hash still runs.
         let ok = tokio::task::spawn_blocking(move || {
-            secrets.iter().any(|secret| hash.verify(secret.as_bytes()))
+            let ok = secrets.iter().any(|secret| hash.verify(secret.as_bytes()));
+            drop(permit);
+            ok
         })
         .await
         .unwrap_or(false);
-        if !ok {
+        if !ok || !known {
             return Err(AuthError::Refused);
         }
         let id: Arc<str> = id.into();

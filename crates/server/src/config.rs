@@ -201,6 +201,26 @@ pub struct AuthzConfig {
     pub routes: Vec<Route>,
     /// Refuse (403) requests no route matches; by default a valid token is enough.
     pub deny_unmatched: bool,
+    pub original_from: OriginalFrom,
+}
+
+/// Where `/v1/authz` reads the original request's method and URI.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+pub enum OriginalFrom {
+    /// `X-Forwarded-Method`/`-Uri` or `X-Original-Method`/`-URI`, whichever is present (both
+    /// present and different: refused), else the request itself.
+    #[default]
+    #[serde(rename = "any")]
+    Any,
+    /// Only `X-Forwarded-Method` and `X-Forwarded-Uri` (Traefik, Caddy), both required.
+    #[serde(rename = "x-forwarded")]
+    XForwarded,
+    /// Only `X-Original-Method` and `X-Original-URI` (nginx), both required.
+    #[serde(rename = "x-original")]
+    XOriginal,
+    /// Only the request itself, `/v1/authz` stripped from its path (Envoy).
+    #[serde(rename = "request")]
+    Request,
 }
 
 // ---- the file format ----
@@ -306,6 +326,8 @@ struct FileClient {
 struct FileAuthz {
     #[serde(default)]
     deny_unmatched: bool,
+    #[serde(default)]
+    original_from: OriginalFrom,
     #[serde(default)]
     headers: FileHeaders,
     #[serde(default)]
@@ -599,6 +621,7 @@ impl Config {
                 headers,
                 routes,
                 deny_unmatched: a.deny_unmatched,
+                original_from: a.original_from,
             },
             refresh_every,
         })

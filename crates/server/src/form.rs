@@ -35,10 +35,16 @@ pub enum FormError {
     Repeated(String),
 }
 
-/// The parameters of a form body, each name at most once.
+/// Most parameters a form may carry (RFC 7662 requests need two): bounds the duplicate check.
+const MAX_PARAMS: usize = 16;
+
+/// The parameters of a form body, each name at most once, at most [`MAX_PARAMS`].
 pub fn parse(body: &[u8]) -> Result<Vec<(String, String)>, FormError> {
     let mut params: Vec<(String, String)> = Vec::new();
     for pair in body.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+        if params.len() == MAX_PARAMS {
+            return Err(FormError::Malformed);
+        }
         let (name, value) = match pair.iter().position(|&b| b == b'=') {
             Some(at) => (&pair[..at], &pair[at + 1..]),
             None => (pair, &b""[..]),
@@ -82,5 +88,7 @@ mod tests {
         assert_eq!(parse(b"a=%+1"), Err(FormError::Malformed));
         assert_eq!(parse(b"a=%ff"), Err(FormError::Malformed));
         assert!(parse(b"").unwrap().is_empty());
+        let many: Vec<String> = (0..17).map(|i| format!("p{i}=x")).collect();
+        assert_eq!(parse(many.join("&").as_bytes()), Err(FormError::Malformed));
     }
 }

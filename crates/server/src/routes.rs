@@ -13,6 +13,7 @@ use jose::json::Value;
 
 use crate::app::{App, Phase};
 use crate::clients::AuthError;
+use crate::config::OriginalFrom;
 use crate::metrics::Endpoint;
 
 pub type Reply = Response<Full<Bytes>>;
@@ -513,9 +514,11 @@ impl<'a> Identity<'a> {
             return words(scope);
         }
         match self.scp {
+            // An item with a space in it would read as several scopes downstream: left out.
             Some(Value::Array(items)) => items
                 .iter()
                 .filter_map(|v| v.as_str().map(|s| s.to_str()))
+                .filter(|s| !s.is_empty() && !s.contains([' ', '\t']))
                 .collect(),
             Some(Value::String(s)) => words(s.to_str()),
             _ => Vec::new(),
@@ -529,28 +532,41 @@ impl<'a> Identity<'a> {
 /// together from one header family, `X-Forwarded-*` (Traefik, Caddy) or `X-Original-*` (nginx),
 /// or from the request itself with `/v1/authz` stripped (Envoy). When both families are present
 /// they must agree: a client may have sent one of them through a gateway that sets the other.
-fn original(request: &Request<Incoming>) -> Result<(String, String), Refusal> {
+fn original(request: &Request<Incoming>, from: OriginalFrom) -> Result<(String, String), Refusal> {
     let h = request.headers();
+    // A header given twice may be one from the client and one from the gateway: refused.
     let get = |name: &str| -> Result<Option<&str>, Refusal> {
-        match h.get(name) {
-            None => Ok(None),
-            Some(v) => v
+        let mut values = h.get_all(name).iter();
+        match (values.next(), values.next()) {
+            (None, _) => Ok(None),
+            (Some(v), None) => v
                 .to_str()
                 .map(Some)
                 .map_err(|_| Refusal::BadRequest("invalid_request")),
+            (Some(_), Some(_)) => Err(Refusal::BadRequest("repeated_forwarded_header")),
         }
     };
     let forwarded = (get("x-forwarded-method")?, get("x-forwarded-uri")?);
     let original = (get("x-original-method")?, get("x-original-uri")?);
     let present = |f: &(Option<&str>, Option<&str>)| f.0.is_some() || f.1.is_some();
-    let family = match (present(&forwarded), present(&original)) {
-        (true, true) if forwarded != original => {
-            return Err(Refusal::BadRequest("conflicting_forwarded_headers"))
-        }
-        (true, _) => Some(forwarded),
-        (false, true) => Some(original),
-        (false, false) => None,
+    let family = match from {
+        // Only the configured source counts; the others are whatever the client sent.
+        OriginalFrom::XForwarded => Some(forwarded),
+        OriginalFrom::XOriginal => Some(original),
+        OriginalFrom::Request => None,
+        OriginalFrom::Any => match (present(&forwarded), present(&original)) {
+            (true, true) if forwarded != original => {
+                return Err(Refusal::BadRequest("conflicting_forwarded_headers"))
+            }
+            (true, _) => Some(forwarded),
+            (false, true) => Some(original),
+            (false, false) => None,
+        },
     };
+    if let Some((None, _) | (_, None)) = family.filter(|_| from != OriginalFrom::Any) {
+        // The configured gateway sets both; a request without them did not come through it.
+        return Err(Refusal::BadRequest("missing_forwarded_headers"));
+    }
     let (method, uri) = family.unwrap_or((None, None));
     let method = method.unwrap_or(request.method().as_str()).to_string();
     let path = match uri {
@@ -576,15 +592,21 @@ fn original(request: &Request<Incoming>) -> Result<(String, String), Refusal> {
 /// path that does not start with `/`.
 fn normalize_path(uri: &str) -> Option<String> {
     let path = uri.split(['?', '#']).next().unwrap_or("");
-    // An absolute URI (`http://host/path`) as some gateways send it.
-    let path = match path.find("://") {
-        Some(at) => {
-            let rest = &path[at + 3..];
+    // An absolute URI (`http://host/path`) as some gateways send it: only at the start.
+    let lower = path.get(..8).unwrap_or(path).to_ascii_lowercase();
+    let path = match ["https://", "http://"]
+        .iter()
+        .find(|s| lower.starts_with(*s))
+    {
+        Some(scheme) => {
+            let rest = &path[scheme.len()..];
             rest.find('/').map_or("/", |slash| &rest[slash..])
         }
         None => path,
     };
-    if !path.starts_with('/') || path.contains('\\') {
+    // A backslash or a `;` (path parameters, which some servers strip before routing: Tomcat
+    // reads `/public/..;/admin` as `/admin`) has no single reading.
+    if !path.starts_with('/') || path.contains(['\\', ';']) {
         return None;
     }
     let bytes = path.as_bytes();
@@ -598,7 +620,7 @@ fn normalize_path(uri: &str) -> Option<String> {
             }
             let byte = u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
             match byte {
-                b'/' | b'\\' | 0 => return None,
+                b'/' | b'\\' | b';' | 0 => return None,
                 b if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') => {
                     decoded.push(char::from(b));
                 }
@@ -632,17 +654,21 @@ fn normalize_path(uri: &str) -> Option<String> {
     Some(out)
 }
 
-fn bearer(request: &Request<Incoming>) -> Option<&str> {
-    let value = request
-        .headers()
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
+/// The bearer token: `Ok(None)` when the request carries none (no header, another scheme),
+/// `Err` when it carries a malformed one (RFC 6750 section 3.1: `invalid_request`).
+fn bearer(request: &Request<Incoming>) -> Result<Option<&str>, ()> {
+    let Some(value) = request.headers().get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| ())?;
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(None);
+    }
+    match token.trim() {
+        "" => Err(()),
+        token => Ok(Some(token)),
+    }
 }
 
 fn challenge(status: StatusCode, value: String) -> Reply {
@@ -657,13 +683,21 @@ fn challenge(status: StatusCode, value: String) -> Reply {
 }
 
 async fn authz(app: &App, request: &Request<Incoming>) -> Reply {
-    let (method, path) = match original(request) {
+    let (method, path) = match original(request, app.authz.config.original_from) {
         Ok(original) => original,
         Err(refusal) => return refusal.reply(),
     };
-    let Some(token) = bearer(request) else {
-        // RFC 6750 section 3.1: no error code when no credentials were presented.
-        return challenge(StatusCode::UNAUTHORIZED, "Bearer realm=\"tessera\"".into());
+    let token = match bearer(request) {
+        Ok(Some(token)) => token,
+        // RFC 6750 section 3.1: no error code when no credentials were presented...
+        Ok(None) => return challenge(StatusCode::UNAUTHORIZED, "Bearer realm=\"tessera\"".into()),
+        // ...and 400 for a malformed request.
+        Err(()) => {
+            return challenge(
+                StatusCode::BAD_REQUEST,
+                "Bearer realm=\"tessera\", error=\"invalid_request\"".into(),
+            )
+        }
     };
     let invalid = || {
         challenge(
@@ -785,6 +819,22 @@ fn readyz(app: &App) -> Reply {
     }
 }
 
+/// A Prometheus label value, quoted: backslash, double quote and line feed escaped.
+fn prometheus_label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 fn metrics(app: &App) -> Reply {
     use crate::metrics::family;
     use std::fmt::Write as _;
@@ -876,8 +926,7 @@ fn metrics(app: &App) -> Reply {
             "Remote JWKS fetches by issuer and result.",
         );
         for (issuer, remote) in app.issuers.remote_sets() {
-            let mut label = String::new();
-            jose::json::write_str(&mut label, issuer);
+            let label = prometheus_label(issuer);
             let (fetches, failures) = (remote.fetches(), remote.failures());
             let _ = writeln!(
                 out,
@@ -918,12 +967,25 @@ mod tests {
             ("/", "/"),
             ("/caf%c3%a9", "/caf%C3%A9"),
             ("http://gw.example/admin?q", "/admin"),
+            ("HTTPS://gw.example/admin", "/admin"),
+            // `://` inside a path is a path, not a new authority.
+            ("/admin/a://b/public", "/admin/a:/b/public"),
             ("/x#frag", "/x"),
         ] {
             assert_eq!(n(raw).as_deref(), Some(normal), "{raw}");
         }
         for refused in [
-            "admin", "/a%+1", "/a%2fb", "/a%5Cb", "/a\\b", "/a%00", "/a%", "/a%zz", "",
+            "admin",
+            "/a%+1",
+            "/a%2fb",
+            "/a%5Cb",
+            "/a\\b",
+            "/a%00",
+            "/a%",
+            "/a%zz",
+            "",
+            "/public/..;/admin",
+            "/a%3bb",
         ] {
             assert_eq!(n(refused), None, "{refused}");
         }

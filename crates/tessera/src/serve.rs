@@ -140,6 +140,10 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .clone()
             .unwrap_or_else(|| format!("{scheme}://{bound}"));
         if args.dev {
+            // The development client's secret is public: never on a reachable address.
+            if !bound.ip().is_loopback() {
+                bail!("--dev serves only on a loopback address (127.0.0.1 or ::1), not {bound}");
+            }
             dev(&mut config, &public_url)?;
         }
         let app = server::App::start(&config, public_url.clone()).await?;
