@@ -2029,3 +2029,37 @@ async fn forward_auth_reads_only_the_configured_gateways_headers() {
         .await;
     assert_eq!(empty.status, 400, "{empty:?}");
 }
+
+/// Regression: an HTTP/2 connection that stayed open with nothing to do was never closed, so
+/// idle clients could take every connection slot. It is closed after `idle_timeout_ms`.
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed() {
+    let setup = Setup::new("h2-idle");
+    let daemon = setup.start(
+        "idle_timeout_ms = 400\nheader_read_timeout_ms = 300",
+        "workers = 1",
+        "",
+    );
+    let tcp = TcpStream::connect(daemon.addr).await.expect("connect");
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .expect("h2 handshake");
+    let closed = tokio::spawn(conn);
+    let request = Request::get(format!("http://{}/healthz", daemon.addr))
+        .body(http_body_util::Empty::<Bytes>::new())
+        .expect("request");
+    let reply = send.send_request(request).await.expect("h2 request");
+    assert_eq!(reply.status(), 200);
+    drop(reply);
+    let start = Instant::now();
+    // Closed by the server: the client's connection task ends (how it ends does not matter).
+    let _ = tokio::time::timeout(Duration::from_secs(5), closed)
+        .await
+        .expect("the idle connection was not closed")
+        .expect("connection task");
+    println!("idle HTTP/2 connection closed after {:?}", start.elapsed());
+    assert!(start.elapsed() >= Duration::from_millis(300));
+    // The daemon still serves.
+    assert_eq!(daemon.get("/healthz").await.status, 200);
+}

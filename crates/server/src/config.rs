@@ -76,6 +76,9 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// A request's body must have arrived this long after its header.
     pub body_read_timeout: Duration,
+    /// A connection with no request for this long is closed (HTTP/2; HTTP/1.1 keep-alive is
+    /// closed after the header read time).
+    pub idle_timeout: Duration,
     /// Most tokens in one `/v1/verify` request.
     pub batch_max_tokens: usize,
     /// After SIGTERM: `/readyz` fails and connections are still accepted for this long...
@@ -92,6 +95,7 @@ impl Default for Limits {
             max_body_bytes: 1024 * 1024,
             header_read_timeout: Duration::from_secs(5),
             body_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
             batch_max_tokens: 256,
             shutdown_grace: Duration::ZERO,
             drain_timeout: Duration::from_secs(10),
@@ -254,6 +258,7 @@ struct FileServer {
     max_body_bytes: Option<usize>,
     header_read_timeout_ms: Option<u64>,
     body_read_timeout_ms: Option<u64>,
+    idle_timeout_ms: Option<u64>,
     batch_max_tokens: Option<usize>,
     shutdown_grace_ms: Option<u64>,
     drain_timeout_ms: Option<u64>,
@@ -400,6 +405,7 @@ impl Config {
             max_body_bytes: positive("server.max_body_bytes", s.max_body_bytes, d.max_body_bytes)?,
             header_read_timeout: ms(s.header_read_timeout_ms, d.header_read_timeout),
             body_read_timeout: ms(s.body_read_timeout_ms, d.body_read_timeout),
+            idle_timeout: ms(s.idle_timeout_ms, d.idle_timeout),
             batch_max_tokens: positive(
                 "server.batch_max_tokens",
                 s.batch_max_tokens,
@@ -411,6 +417,12 @@ impl Config {
         if limits.header_read_timeout.is_zero() {
             return Err(ConfigError::new(
                 "server.header_read_timeout_ms",
+                "must be positive",
+            ));
+        }
+        if limits.idle_timeout.is_zero() {
+            return Err(ConfigError::new(
+                "server.idle_timeout_ms",
                 "must be positive",
             ));
         }

@@ -20,7 +20,7 @@ mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -112,29 +112,34 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
             // a client that sends nothing, or part of the HTTP/2 preface, would hold its
             // connection slot for ever.
             let deadline = tokio::time::Instant::now() + app.limits.header_read_timeout;
-            let started = Arc::new(AtomicBool::new(false));
+            let activity = Arc::new(Activity::default());
             let service = {
                 // Requests clone this connection's own handle, not the shared one: its count
                 // stays on this connection's thread.
                 let app = Arc::new(Arc::clone(&app));
-                let started = Arc::clone(&started);
+                let activity = Arc::clone(&activity);
                 service_fn(move |request| {
-                    started.store(true, Ordering::Release);
                     let app = Arc::clone(&app);
-                    async move { Ok::<_, Infallible>(serve_request(&app, request).await) }
+                    let busy = Busy::start(&activity);
+                    async move {
+                        let reply = serve_request(&app, request).await;
+                        drop(busy);
+                        Ok::<_, Infallible>(reply)
+                    }
                 })
             };
+            let idle = app.limits.idle_timeout;
             match &app.tls {
                 None => {
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    first_request_by(watcher.watch(conn.into_owned()), &started, deadline).await;
+                    supervise(watcher.watch(conn.into_owned()), &activity, deadline, idle).await;
                 }
                 Some(acceptor) => {
                     let handshake =
                         tokio::time::timeout_at(deadline, acceptor.accept(stream)).await;
                     if let Ok(Ok(tls)) = handshake {
                         let conn = builder.serve_connection(TokioIo::new(tls), service);
-                        first_request_by(watcher.watch(conn.into_owned()), &started, deadline)
+                        supervise(watcher.watch(conn.into_owned()), &activity, deadline, idle)
                             .await;
                     }
                 }
@@ -153,26 +158,58 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
     }
 }
 
-/// Runs a connection, dropping it (which closes it) if no request has started by `deadline`.
-/// Once one has, the timer is dropped and no longer polled.
-async fn first_request_by<F: Future>(
+/// What a connection's requests are doing.
+#[derive(Debug, Default)]
+struct Activity {
+    started: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+/// One request in flight on a connection, until dropped (answered or abandoned).
+struct Busy(Arc<Activity>);
+
+impl Busy {
+    fn start(activity: &Arc<Activity>) -> Self {
+        activity.started.fetch_add(1, Ordering::Relaxed);
+        activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        Busy(Arc::clone(activity))
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Runs a connection and drops it (which closes it) when its whole first request has not
+/// started by `first` (hyper's header timeout starts only once it has chosen HTTP/1.1, and a
+/// client that sends nothing, or part of the HTTP/2 preface, would hold its slot for ever), or
+/// when it has had no request in flight and none started for a whole `idle` period (an HTTP/2
+/// connection has no other idle limit; HTTP/1.1 keep-alive is closed by hyper's header timer).
+async fn supervise<F: Future>(
     connection: F,
-    started: &AtomicBool,
-    deadline: tokio::time::Instant,
+    activity: &Activity,
+    first: tokio::time::Instant,
+    idle: std::time::Duration,
 ) {
     let mut connection = std::pin::pin!(connection);
-    let mut timer = Some(Box::pin(tokio::time::sleep_until(deadline)));
+    let mut timer = Box::pin(tokio::time::sleep_until(first));
+    let mut seen = 0;
     std::future::poll_fn(|cx| {
         if connection.as_mut().poll(cx).is_ready() {
             return std::task::Poll::Ready(());
         }
-        if started.load(Ordering::Acquire) {
-            timer = None;
+        while timer.as_mut().poll(cx).is_ready() {
+            let started = activity.started.load(Ordering::Relaxed);
+            let busy = activity.in_flight.load(Ordering::Relaxed) > 0;
+            if started == 0 || (started == seen && !busy) {
+                return std::task::Poll::Ready(());
+            }
+            seen = started;
+            timer.as_mut().reset(tokio::time::Instant::now() + idle);
         }
-        match timer.as_mut().map(|t| t.as_mut().poll(cx)) {
-            Some(std::task::Poll::Ready(())) => std::task::Poll::Ready(()),
-            _ => std::task::Poll::Pending,
-        }
+        std::task::Poll::Pending
     })
     .await;
 }
