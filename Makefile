@@ -67,9 +67,12 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-# Criterion group `verify`, then the interleaved ratios (docs/BENCHMARKS.md).
-bench: toolchain
+# The criterion suites (verify, ratios, engine, sign), then the short load suite: the daemon
+# under tessera-loadtest next to a hyper hello-world and the in-process engine. The suite's
+# tables go to target/loadtest/suite.md; docs/BENCHMARKS.md records them with their reading.
+bench: toolchain hsm-deps
 	$(CARGO) bench -p benches
+	loadtest/suite.sh target/loadtest/suite.md
 
 # Regenerate examples/ with a fresh key (the tokens change; their verdicts do not).
 examples:

@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# The short load suite: the daemon under tessera-loadtest next to its baselines, on this machine.
+#
+#   loadtest/suite.sh [OUT.md]       # about 2 minutes; DURATION=5 by default
+#
+# Contestants, one after the other, ROUNDS times over (the VM's clock drift then hits all alike):
+#   hello              GET / on the hyper hello-world (benches/src/bin/hello.rs): the HTTP limit
+#   authz, introspect  the daemon with one ES256 token: every verdict from the cache
+#   authz-ALG          the daemon with its cache off (cache_ttl_s = 0), 64 distinct tokens of ALG:
+#                      every request verifies a signature (RS256, ES256, EdDSA)
+#   verify-64          POST /v1/verify with 64 distinct ES256 tokens per request, cache off, 16
+#                      connections (64 x 64 tokens would exceed what the engine admits: 503)
+#   engine             the in-process engine (benches/src/bin/engine-rate.rs), cache off, 64-token
+#                      batches from 8 concurrent callers: the baseline of verify-64
+# The ratios PRODUCT.md names: authz / hello and introspect / hello (target 0.7), and verify-64's
+# tokens per second / engine's (target 0.85). Everything shares this machine's cores: the load
+# generator's CPU counts against the servers (as wrk's does).
+#
+# Writes a markdown report to OUT.md (default target/loadtest/suite.md) and prints it.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+out=${1:-target/loadtest/suite.md}
+duration=${DURATION:-5}
+rounds=${ROUNDS:-2}
+work=target/loadtest/suite
+mkdir -p "$work" "$(dirname "$out")"
+
+say() { echo "== $*" >&2; }
+
+say "building (release)"
+cargo build --release -q -p tessera -p loadtest -p benches --bin tessera --bin tessera-loadtest \
+  --bin hello --bin engine-rate
+bin=target/release
+lt=$bin/tessera-loadtest
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+# start NAME CMD...: starts a server that writes `listening on http://ADDR` first; sets
+# addr[NAME]. Not in a subshell, so that its pid is remembered for the clean-up.
+declare -A addr
+start() {
+  local name=$1; shift
+  "$@" > "$work/$name.out" 2> "$work/$name.err" &
+  pids+=($!)
+  for _ in $(seq 1 100); do
+    if grep -q '^listening on http://' "$work/$name.out" 2>/dev/null; then
+      addr[$name]=$(sed -n 's|^listening on http://||p' "$work/$name.out" | head -1)
+      return
+    fi
+    sleep 0.1
+  done
+  echo "suite.sh: $* did not start:" >&2; cat "$work/$name.err" >&2; exit 1
+}
+
+rm -rf "$work/keys"
+$lt keys --out "$work/keys" >/dev/null
+secret=suite-secret
+hash=$(printf '%s\n' "$secret" | $bin/tessera client hash-secret --iterations 1000)
+iss=https://issuer.example
+aud=api://orders
+config() { # $1: extra [engine] lines
+  cat <<EOF
+[server]
+listen = "127.0.0.1:0"
+[engine]
+$1
+[[issuers]]
+issuer = "$iss"
+audiences = ["$aud"]
+jwks_file = "$root/$work/keys/jwks.json"
+[[clients]]
+id = "suite"
+secret_hash = "$hash"
+EOF
+}
+config "" > "$work/cached.toml"
+config $'cache_ttl_s = 0\nnegative_ttl_s = 0' > "$work/uncached.toml"
+
+start hello $bin/hello
+start cached $bin/tessera serve --config "$work/cached.toml"
+start uncached $bin/tessera serve --config "$work/uncached.toml"
+hello=${addr[hello]} cached=${addr[cached]} uncached=${addr[uncached]}
+export TESSERA_LOADTEST_CLIENT_SECRET=$secret
+common=(--threads 2 --duration "${duration}s" --warmup 1s --quiet)
+signed=(--keys "$work/keys" --iss "$iss" --aud "$aud")
+
+# run NAME ARGS...: one harness run, its throughput printed.
+run() {
+  local name=$1; shift
+  $lt "$@" "${common[@]}" --json "$work/$name.json" > /dev/null
+  python3 - "$work/$name.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+bad = sum(n for _, n in r["errors"])
+if bad:
+    sys.exit(f"{sys.argv[1]}: {bad} errors {r['errors']}")
+print(f"{r['throughput']:.0f} {r['latency_us']['p99']}")
+PY
+}
+
+declare -A rate p99
+for round in $(seq 1 "$rounds"); do
+  say "round $round/$rounds"
+  read -r rate[hello.$round] p99[hello.$round] < <(run hello get "http://$hello/" --connections 64)
+  read -r rate[authz.$round] p99[authz.$round] < <(run authz authz --url "http://$cached" \
+    --connections 64 "${signed[@]}")
+  read -r rate[introspect.$round] p99[introspect.$round] < <(run introspect introspect \
+    --url "http://$cached" --connections 64 --client-id suite "${signed[@]}")
+  for alg in RS256 ES256 EdDSA; do
+    read -r rate[authz-$alg.$round] p99[authz-$alg.$round] < <(run "authz-$alg" authz \
+      --url "http://$uncached" --connections 64 "${signed[@]}" --mix "$alg=100" --distinct 64)
+  done
+  # 16 connections x 64 tokens stay within what the engine admits at once (2 x 1024 on two
+  # cores); more would be answered 503, as they should.
+  read -r rate[verify-64.$round] p99[verify-64.$round] < <(run verify-64 verify-batch --batch 64 \
+    --url "http://$uncached" --connections 16 --client-id suite "${signed[@]}" --distinct 1024)
+  rate[engine.$round]=$($bin/engine-rate --alg ES256 --batch 64 --seconds "$duration" \
+    | sed -n 's/.*tokens_per_s=//p')
+done
+
+{
+  echo "Machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1);" \
+    "$(uname -sr). \`loadtest/suite.sh\`, $(date -u +%Y-%m-%dT%H:%MZ), $rounds rounds of ${duration} s," \
+    "2 harness threads, 64 connections (verify-64: 16), tree at $(git rev-parse --short HEAD)."
+  echo
+  echo "| contestant | $(for r in $(seq 1 "$rounds"); do printf 'round %s req/s (p99 µs) | ' "$r"; done)"
+  echo "|---|$(for _ in $(seq 1 "$rounds"); do printf -- '---|'; done)"
+  for name in hello authz introspect authz-RS256 authz-ES256 authz-EdDSA verify-64; do
+    printf '| %s |' "$name"
+    for r in $(seq 1 "$rounds"); do printf ' %s (%s) |' "${rate[$name.$r]}" "${p99[$name.$r]}"; done
+    echo
+  done
+  printf '| engine (tokens/s) |'
+  for r in $(seq 1 "$rounds"); do printf ' %s |' "${rate[engine.$r]}"; done
+  echo
+  echo
+  echo "| ratio (target) | $(for r in $(seq 1 "$rounds"); do printf 'round %s | ' "$r"; done)"
+  echo "|---|$(for _ in $(seq 1 "$rounds"); do printf -- '---|'; done)"
+  ratio() { python3 -c "print(f'{$1:.3f}')"; }
+  printf '| authz / hello (0.7) |'
+  for r in $(seq 1 "$rounds"); do printf ' %s |' "$(ratio "${rate[authz.$r]}/${rate[hello.$r]}")"; done
+  echo
+  printf '| introspect / hello (0.7) |'
+  for r in $(seq 1 "$rounds"); do printf ' %s |' "$(ratio "${rate[introspect.$r]}/${rate[hello.$r]}")"; done
+  echo
+  printf '| verify-64 tokens/s / engine (0.85) |'
+  for r in $(seq 1 "$rounds"); do printf ' %s |' "$(ratio "${rate[verify-64.$r]}*64/${rate[engine.$r]}")"; done
+  echo
+} | tee "$out"
