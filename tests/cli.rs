@@ -1,10 +1,9 @@
 //! End-to-end tests of the `tessera` binary: the verification contract of PRODUCT.md (exit codes
 //! 0/1/2, one JSON verdict per token on stdout, `-` for stdin, `--now`), run as a real process.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
@@ -24,28 +23,9 @@ fn root() -> PathBuf {
 
 /// Runs the binary with `args` and `stdin`, killing it if it runs past the timeout.
 fn tessera(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn tessera");
-    let mut input = child.stdin.take().expect("stdin");
-    let data = stdin.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(&data);
-    });
-    let start = Instant::now();
-    while child.try_wait().expect("wait").is_none() {
-        if start.elapsed() > TIMEOUT {
-            let _ = child.kill();
-            panic!("tessera {args:?} hung for {TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    writer.join().expect("stdin writer");
-    child.wait_with_output().expect("output")
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    cmd.args(args);
+    common::run_bounded(cmd, stdin, TIMEOUT)
 }
 
 fn code(out: &Output) -> i32 {

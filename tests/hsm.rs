@@ -66,16 +66,8 @@ impl Token {
     }
 }
 
-fn wait(mut child: std::process::Child, what: &[&str]) -> Output {
-    let start = Instant::now();
-    while child.try_wait().expect("wait").is_none() {
-        if start.elapsed() > TIMEOUT {
-            let _ = child.kill();
-            panic!("{what:?} hung for {TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().expect("output")
+fn wait(child: std::process::Child, what: &[&str]) -> Output {
+    common::wait_bounded(child, &format!("{what:?}"), TIMEOUT)
 }
 
 fn b64(s: &str) -> Vec<u8> {

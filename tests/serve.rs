@@ -67,25 +67,8 @@ fn tessera(args: &[&str]) -> Command {
 }
 
 /// Runs a short-lived command with `stdin`, killing it if it runs past 30 s.
-fn run(mut cmd: Command, stdin: &[u8]) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn tessera");
-    let mut input = child.stdin.take().expect("stdin");
-    input.write_all(stdin).expect("write stdin");
-    drop(input);
-    let start = Instant::now();
-    while child.try_wait().expect("wait").is_none() {
-        if start.elapsed() > START {
-            let _ = child.kill();
-            panic!("{cmd:?} hung for {START:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.wait_with_output().expect("output")
+fn run(cmd: Command, stdin: &[u8]) -> Output {
+    common::run_bounded(cmd, stdin, START)
 }
 
 /// `secret_hash` for the configuration, made by the CLI from the secret on stdin.

@@ -73,7 +73,7 @@ impl SoftHsm {
             .arg("--pin-file")
             .arg(&pin);
         hsm.env(&mut init);
-        let out = run_bounded(init, Duration::from_secs(120));
+        let out = run_bounded(init, b"", Duration::from_secs(120));
         assert!(
             out.status.success(),
             "hsm init: {}",
@@ -99,21 +99,36 @@ impl Drop for SoftHsm {
     }
 }
 
-/// Runs `command` (stdin closed, output captured), killing it if it takes longer than `limit`.
-pub fn run_bounded(mut command: Command, limit: Duration) -> Output {
+/// Runs `command` with `stdin` written to it (output captured), killing it if it takes longer
+/// than `limit`.
+pub fn run_bounded(mut command: Command, stdin: &[u8], limit: Duration) -> Output {
     let mut child = command
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
+    let mut input = child.stdin.take().expect("stdin");
+    let data = stdin.to_vec();
+    // Written from a thread: a child that does not read its input must not block the test.
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let _ = input.write_all(&data);
+    });
+    let output = wait_bounded(child, &format!("{command:?}"), limit);
+    writer.join().expect("stdin writer");
+    output
+}
+
+/// Waits for `child`, killing it if it takes longer than `limit`; `what` names it in the panic.
+pub fn wait_bounded(mut child: std::process::Child, what: &str, limit: Duration) -> Output {
     let start = Instant::now();
     while child.try_wait().expect("wait").is_none() {
         if start.elapsed() > limit {
             let _ = child.kill();
-            panic!("{command:?} hung for {limit:?}");
+            panic!("{what} hung for {limit:?}");
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(5));
     }
     child.wait_with_output().expect("output")
 }

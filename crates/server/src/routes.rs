@@ -460,29 +460,19 @@ impl<'a> Identity<'a> {
     fn of(jwt: &'a jose::Jwt) -> Self {
         let mut id = Identity::default();
         for (name, value) in jwt.claims() {
-            let slot = match name.raw() {
-                "sub" => &mut id.sub,
-                "iss" => &mut id.iss,
-                "client_id" => &mut id.client_id,
-                "azp" => &mut id.azp,
-                "scope" => &mut id.scope,
-                "scp" => &mut id.scp,
-                // Escaped names are rare: compared after unescaping.
-                _ if name.raw().contains('\\') => {
-                    match ["sub", "iss", "client_id", "azp", "scope", "scp"]
-                        .into_iter()
-                        .find(|known| name.eq_str(known))
-                    {
-                        Some("sub") => &mut id.sub,
-                        Some("iss") => &mut id.iss,
-                        Some("client_id") => &mut id.client_id,
-                        Some("azp") => &mut id.azp,
-                        Some("scope") => &mut id.scope,
-                        Some(_) => &mut id.scp,
-                        None => continue,
-                    }
-                }
-                _ => continue,
+            // Compared after unescaping (`eq_str` compares the raw text when there is nothing
+            // to unescape).
+            let known = ["sub", "iss", "client_id", "azp", "scope", "scp"]
+                .into_iter()
+                .find(|known| name.eq_str(known));
+            let slot = match known {
+                Some("sub") => &mut id.sub,
+                Some("iss") => &mut id.iss,
+                Some("client_id") => &mut id.client_id,
+                Some("azp") => &mut id.azp,
+                Some("scope") => &mut id.scope,
+                Some(_) => &mut id.scp,
+                None => continue,
             };
             *slot = Some(value);
         }
