@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+mod capacity;
 mod keys;
 mod serve;
 mod verify;
@@ -60,6 +61,11 @@ enum Command {
         #[command(subcommand)]
         command: serve::ClientCommand,
     },
+    /// Measure this machine for the capacity planner (about 30 s): CPU time per verification
+    /// per algorithm, cache hits, HTTP requests.
+    Calibrate(capacity::CalibrateArgs),
+    /// Plan capacity for a workload: cores needed, CPU share per algorithm, expected p99.
+    Capacity(capacity::CapacityArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -81,6 +87,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::serve(args),
         Command::Config { command } => serve::config(command),
         Command::Client { command } => serve::client(command),
+        Command::Calibrate(args) => capacity::calibrate(args),
+        Command::Capacity(args) => capacity::capacity(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,428 @@
+//! The daemon's service in this process, and a lean HTTP/1.1 load generator to measure it.
+//!
+//! The service runs as `tessera serve` runs it (`server::App::start`, then `server::run` on
+//! the runtime's main thread), with one runtime worker and one engine worker, every thread of
+//! it pinned to one core when there are several: its CPU time is read per thread, so the load
+//! generator's own CPU (on the other cores) is never counted.
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream as StdTcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use core_affinity::CoreId;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+use crate::cpu::Clock;
+
+/// Names of the service's threads (runtime and blocking pool) and of the engine's workers.
+pub const SERVER_THREADS: [&str; 2] = ["tcal-server", "tessera-verify"];
+
+/// The service, running on its own thread until dropped.
+pub struct Server {
+    addr: SocketAddr,
+    engine: engine::EngineHandle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Starts the service for `config` on 127.0.0.1, an ephemeral port, pinned to `core`.
+    pub fn start(config: server::Config, core: Option<CoreId>) -> Result<Server, String> {
+        type Ready = Result<(SocketAddr, engine::EngineHandle), String>;
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Ready>();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(SERVER_THREADS[0].into())
+            .spawn(move || {
+                // Threads inherit their creator's affinity: the runtime's and the engine's too.
+                if let Some(core) = core {
+                    core_affinity::set_for_current(core);
+                }
+                let runtime = match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .thread_name(SERVER_THREADS[0])
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(format!("starting the runtime: {e}")));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let listener = match tokio::net::TcpListener::bind(("127.0.0.1", 0)).await {
+                        Ok(l) => l,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(format!("binding 127.0.0.1:0: {e}")));
+                            return;
+                        }
+                    };
+                    let addr = match listener.local_addr() {
+                        Ok(a) => a,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e.to_string()));
+                            return;
+                        }
+                    };
+                    let app = match server::App::start(&config, format!("http://{addr}")).await {
+                        Ok(app) => app,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e.to_string()));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(Ok((addr, app.engine.clone())));
+                    server::run(listener, app, async {
+                        let _ = stop_rx.await;
+                    })
+                    .await;
+                });
+            })
+            .map_err(|e| format!("starting the server thread: {e}"))?;
+        let (addr, engine) = ready_rx
+            .recv()
+            .map_err(|_| "the server thread ended before it listened".to_string())??;
+        Ok(Server {
+            addr,
+            engine,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Verified-token cache hits and verdicts so far.
+    pub fn verdicts(&self) -> (u64, u64) {
+        let s = self.engine.stats();
+        (s.cache_hits, s.valid + s.invalid)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// What one measurement saw. The window is cut into short intervals and each figure is the
+/// median over them, so that a burst of other work on the machine moves it less.
+#[derive(Clone, Copy, Debug)]
+pub struct Sample {
+    /// The service's CPU microseconds per request answered.
+    pub us_per_request: f64,
+    /// The service's CPU time over elapsed time: 1.0 is one core kept busy.
+    pub busy: f64,
+}
+
+/// The median (NaN for none).
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// Intervals per measured window, and the shortest interval.
+const INTERVALS: u32 = 10;
+const MIN_INTERVAL: Duration = Duration::from_millis(50);
+
+/// How to load the service.
+#[derive(Clone, Debug)]
+pub struct Load {
+    pub connections: usize,
+    /// Pin one client thread to each of these cores (one unpinned thread if empty).
+    pub client_cores: Vec<CoreId>,
+    pub clock: Clock,
+}
+
+struct Shared {
+    requests: Vec<Box<[u8]>>,
+    next: AtomicUsize,
+    done: AtomicU64,
+    stop: AtomicBool,
+    failure: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn fail(&self, why: String) {
+        let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        failure.get_or_insert(why);
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+impl Load {
+    /// Sends `requests` in turn (one sequence shared by every connection), keep-alive, each
+    /// connection with one request in flight, for `warmup` then `window`; every answer must be
+    /// 200. Returns what the window saw.
+    pub fn run(
+        &self,
+        addr: SocketAddr,
+        requests: Vec<Box<[u8]>>,
+        warmup: Duration,
+        window: Duration,
+    ) -> Result<Sample, String> {
+        if requests.is_empty() {
+            return Err("no requests to send".into());
+        }
+        let shared = Arc::new(Shared {
+            requests,
+            next: AtomicUsize::new(0),
+            done: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            failure: Mutex::new(None),
+        });
+        let cores: Vec<Option<CoreId>> = if self.client_cores.is_empty() {
+            vec![None]
+        } else {
+            self.client_cores.iter().copied().map(Some).collect()
+        };
+        let threads = cores.len().min(self.connections.max(1));
+        let mut handles = Vec::with_capacity(threads);
+        for (t, core) in cores.into_iter().take(threads).enumerate() {
+            let shared = Arc::clone(&shared);
+            let connections =
+                self.connections / threads + usize::from(t < self.connections % threads);
+            let handle = std::thread::Builder::new()
+                .name(format!("tcal-client-{t}"))
+                .spawn(move || client_thread(addr, core, connections, &shared))
+                .map_err(|e| format!("starting a client thread: {e}"))?;
+            handles.push(handle);
+        }
+        let result = self.measure(&shared, warmup, window);
+        shared.stop.store(true, Ordering::SeqCst);
+        for handle in handles {
+            let _ = handle.join();
+        }
+        if let Some(why) = shared.failure() {
+            return Err(why);
+        }
+        result
+    }
+
+    fn measure(
+        &self,
+        shared: &Shared,
+        warmup: Duration,
+        window: Duration,
+    ) -> Result<Sample, String> {
+        std::thread::sleep(warmup);
+        if let Some(why) = shared.failure() {
+            return Err(why);
+        }
+        let intervals =
+            INTERVALS.min((window.as_millis() / MIN_INTERVAL.as_millis()).max(1) as u32);
+        let step = window / intervals;
+        let point = || {
+            (
+                self.clock.threads(&SERVER_THREADS),
+                shared.done.load(Ordering::SeqCst),
+                Instant::now(),
+            )
+        };
+        let mut last = point();
+        let (mut costs, mut busy, mut requests) = (Vec::new(), Vec::new(), 0);
+        for _ in 0..intervals {
+            std::thread::sleep(step);
+            let next = point();
+            let ns = next.0.since(&last.0) as f64;
+            let n = next.1 - last.1;
+            let wall = next.2.duration_since(last.2).as_secs_f64();
+            if n > 0 {
+                costs.push(ns / 1e3 / n as f64);
+                busy.push(ns / 1e9 / wall.max(1e-9));
+            }
+            requests += n;
+            last = next;
+        }
+        if requests == 0 {
+            return Err("no request was answered in the measured window".into());
+        }
+        Ok(Sample {
+            us_per_request: median(costs),
+            busy: median(busy),
+        })
+    }
+}
+
+fn client_thread(addr: SocketAddr, core: Option<CoreId>, connections: usize, shared: &Arc<Shared>) {
+    if let Some(core) = core {
+        core_affinity::set_for_current(core);
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return shared.fail(format!("client runtime: {e}")),
+    };
+    runtime.block_on(async {
+        let tasks: Vec<_> = (0..connections)
+            .map(|_| {
+                let shared = Arc::clone(shared);
+                tokio::spawn(async move {
+                    if let Err(why) = connection(addr, &shared).await {
+                        shared.fail(why);
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            let _ = task.await;
+        }
+    });
+}
+
+async fn connection(addr: SocketAddr, shared: &Shared) -> Result<(), String> {
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connecting to {addr}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let mut buf = vec![0u8; 16 * 1024];
+    while !shared.stop.load(Ordering::Relaxed) {
+        let i = shared.next.fetch_add(1, Ordering::Relaxed) % shared.requests.len();
+        stream
+            .write_all(&shared.requests[i])
+            .await
+            .map_err(|e| format!("sending: {e}"))?;
+        let mut filled = 0;
+        loop {
+            if filled == buf.len() {
+                buf.resize(buf.len() * 2, 0);
+            }
+            let n = stream
+                .read(&mut buf[filled..])
+                .await
+                .map_err(|e| format!("reading: {e}"))?;
+            if n == 0 {
+                return Err("the server closed the connection".into());
+            }
+            filled += n;
+            if let Some((status, len)) = parse_response(&buf[..filled])? {
+                if len != filled {
+                    return Err("the server sent bytes nobody asked for".into());
+                }
+                if status != 200 {
+                    return Err(format!("the server answered {status}"));
+                }
+                break;
+            }
+        }
+        shared.done.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// The status and total length of a complete response at the start of `buf`, `None` while it
+/// is incomplete. Only `Content-Length` bodies (hyper's for full bodies).
+pub fn parse_response(buf: &[u8]) -> Result<Option<(u16, usize)>, String> {
+    let Some(head) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        if buf.len() > 64 * 1024 {
+            return Err("a response header over 64 KiB".into());
+        }
+        return Ok(None);
+    };
+    let head_text = std::str::from_utf8(&buf[..head]).map_err(|_| "a non-UTF-8 header")?;
+    let mut lines = head_text.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.strip_prefix("HTTP/1.1 "))
+        .and_then(|l| l.get(..3))
+        .and_then(|s| s.parse::<u16>().ok())
+        .ok_or("not an HTTP/1.1 status line")?;
+    let mut length = 0usize;
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        if name.eq_ignore_ascii_case("content-length") {
+            length = value.trim().parse().map_err(|_| "a bad Content-Length")?;
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            return Err("a chunked response: not expected from this service".into());
+        }
+    }
+    let total = head + 4 + length;
+    Ok((buf.len() >= total).then_some((status, total)))
+}
+
+/// One request on a fresh connection, answered in full: status and body. For checks before
+/// a measurement.
+pub fn request_once(addr: SocketAddr, request: &[u8]) -> Result<(u16, Vec<u8>), String> {
+    let mut stream =
+        StdTcpStream::connect(addr).map_err(|e| format!("connecting to {addr}: {e}"))?;
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    stream
+        .write_all(request)
+        .map_err(|e| format!("sending: {e}"))?;
+    let mut buf = Vec::with_capacity(16 * 1024);
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let n = stream
+            .read(&mut chunk)
+            .map_err(|e| format!("reading: {e}"))?;
+        if n == 0 {
+            return Err("the server closed the connection".into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some((status, total)) = parse_response(&buf)? {
+            let head = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0) + 4;
+            return Ok((status, buf[head.min(total)..total].to_vec()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_are_complete_only_with_their_whole_body() {
+        let r = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ndate: x\r\n\r\nhello";
+        assert_eq!(parse_response(r), Ok(Some((200, r.len()))));
+        assert_eq!(parse_response(&r[..r.len() - 1]), Ok(None));
+        assert_eq!(parse_response(&r[..20]), Ok(None));
+        let empty = b"HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Bearer\r\n\r\n";
+        assert_eq!(parse_response(empty), Ok(Some((401, empty.len()))));
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n").is_err());
+        assert!(parse_response(b"SMTP 200\r\n\r\n").is_err());
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn medians() {
+        assert!(median(Vec::new()).is_nan());
+        assert_eq!(median(vec![3.0]), 3.0);
+        assert_eq!(median(vec![5.0, 1.0, 3.0]), 3.0);
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
+    }
+}

@@ -1,0 +1,281 @@
+#!/usr/bin/env bash
+# The capacity planner against reality: for a few token mixes and cache hit ratios, the maximum
+# throughput of `tessera serve` predicted by `tessera capacity` from a calibration of this
+# machine, and the maximum measured with tessera-loadtest (closed loop). Prints predicted,
+# measured, predicted / measured, and PASS or FAIL against ±TOLERANCE percent (default 20).
+#
+#   loadtest/validate-capacity.sh
+#
+# Steps: builds tessera and tessera-loadtest (release) unless TESSERA and LOADTEST name them;
+# runs `tessera calibrate` (unless CALIBRATION names a file); makes harness keys; starts
+# `tessera serve` in quick mode on them; for each mix signs its tokens, asks
+# `tessera capacity --cores 1` for the maximum, runs `tessera-loadtest authz` and reads the
+# daemon's counters before and after.
+#
+# Why the daemon gets exactly one core. The load generator costs about as much CPU per request
+# as the daemon's own HTTP work. Where both share the cores, the measured maximum is
+# cores / (daemon + generator CPU per request): partly a property of the generator, which the
+# planner does not (and should not) model. So the daemon runs under `taskset -c LAST_CPU` (its
+# runtime and its engine then size themselves to one core and pin there) and the harness is
+# pinned to another CPU (`--cpus`, one thread, 64 connections), and the prediction is for one
+# core. `tessera calibrate` measures with the same layout (its service pinned to the last CPU,
+# its client on the others), so sibling hyperthreads and shared caches affect both alike.
+# Needs at least two CPUs and taskset.
+#
+# What else moves the figures. On a small virtual machine the speed of the cores drifts by
+# 10 to 20 % over tens of seconds even when nothing else runs in it (the host's other tenants):
+# the calibration and the measurements sample it at different moments. Hence several rounds
+# (the median), the daemon's own CPU time per request printed beside the prediction's (a
+# difference there is a cost the calibration got wrong; equal costs with a lower throughput
+# mean the daemon's core was not kept busy), and the CPU other processes used meanwhile.
+#
+# How the hit ratios are made. ES256 cached: one token (`--distinct 1`). Uncached: more
+# distinct tokens than the run can send (sized from the prediction, with margin), each sent
+# once. A hit ratio of 1 - 1/k, as traffic from many users gives it: each new token is followed
+# by k - 1 tokens first sent 512, 1024, ... steps earlier (far more than the 64 requests in
+# flight, so their verdicts are cached by then), so that misses come one at a time and hits
+# spread over many tokens. The ratio the daemon saw is read from its counters
+# (tessera_cache_hits_total over all verdicts) and the prediction is made for it; the nominal
+# ratio is printed beside it.
+#
+# Environment (defaults in brackets): DURATION [5] and WARMUP [2] seconds per run, ROUNDS [3]
+# (each mix's figure is the median over the rounds; every round goes through all the mixes,
+# with fresh tokens), CONNECTIONS [64], CALIBRATE_SECONDS [30], CALIBRATION (a calibration file
+# to use instead of calibrating), TOLERANCE [20] percent, TESSERA [target/release/tessera],
+# LOADTEST [target/release/tessera-loadtest], MIXES (';'-separated `MIX@K` items, K as above:
+# 0 for one token, 1 for uncached).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+duration=${DURATION:-5}
+warmup=${WARMUP:-2}
+rounds=${ROUNDS:-3}
+connections=${CONNECTIONS:-64}
+calibrate_seconds=${CALIBRATE_SECONDS:-30}
+tolerance=${TOLERANCE:-20}
+tessera=${TESSERA:-target/release/tessera}
+loadtest=${LOADTEST:-target/release/tessera-loadtest}
+mixes=${MIXES:-"ES256=100@0;ES256=100@1;EdDSA=100@1;RS256=50,ES256=30,EdDSA=20@2;RS256=50,ES256=30,EdDSA=20@10"}
+iss=https://issuer.example
+aud=api://orders
+block=512
+
+die() { echo "validate-capacity.sh: $*" >&2; exit 1; }
+say() { echo "== $*" >&2; }
+
+for n in "$duration" "$warmup" "$rounds" "$connections" "$calibrate_seconds" "$tolerance"; do
+  [[ $n =~ ^[0-9]+$ ]] || die "DURATION, WARMUP, ROUNDS, CONNECTIONS, CALIBRATE_SECONDS and TOLERANCE must be whole numbers (got '$n')"
+done
+((duration >= 1 && rounds >= 1 && connections >= 1)) || die "need DURATION, ROUNDS and CONNECTIONS >= 1"
+
+cpus=$(nproc)
+((cpus >= 2)) || die "needs two CPUs at least: one for the daemon, one for the load generator"
+command -v taskset >/dev/null 2>&1 || die "taskset is missing (util-linux)"
+command -v curl >/dev/null 2>&1 || die "curl is missing"
+if command -v jq >/dev/null 2>&1; then
+  jget() { jq -r ".$2" "$1"; }
+elif command -v python3 >/dev/null 2>&1; then
+  jget() {
+    python3 -c 'import json, sys
+v = json.load(open(sys.argv[1]))
+for k in sys.argv[2].split("."):
+    v = v[k]
+print(v)' "$1" "$2"
+  }
+else
+  die "needs jq or python3 to read JSON"
+fi
+
+# The CPUs this process may use, in order: the daemon gets the last, the harness the first.
+allowed=$(taskset -pc $$ | sed 's/.*: *//')
+cpu_list=$(echo "$allowed" | tr ',' '\n' | awk -F- '{ if (NF == 2) for (i = $1; i <= $2; i++) print i; else print $1 }')
+daemon_cpu=$(echo "$cpu_list" | tail -n 1)
+harness_cpu=$(echo "$cpu_list" | head -n 1)
+[[ $daemon_cpu != "$harness_cpu" ]] || die "only CPU $daemon_cpu is allowed: need two"
+
+# --- tools -------------------------------------------------------------------------------------
+
+if [[ -z ${TESSERA:-} || -z ${LOADTEST:-} ]]; then
+  say "building: cargo build --release -p tessera -p loadtest"
+  cargo build --release -p tessera -p loadtest >&2
+fi
+[[ -x $tessera ]] || die "$tessera is not an executable"
+[[ -x $loadtest ]] || die "$loadtest is not an executable"
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/tessera-capacity.XXXXXX")
+daemon_pid=
+cleanup() {
+  if [[ -n $daemon_pid ]]; then
+    kill -TERM "$daemon_pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$daemon_pid" 2>/dev/null || true
+    wait "$daemon_pid" 2>/dev/null || true
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# --- calibration -------------------------------------------------------------------------------
+
+if [[ -n ${CALIBRATION:-} ]]; then
+  [[ -r $CALIBRATION ]] || die "CALIBRATION=$CALIBRATION is not readable"
+  calibration=$CALIBRATION
+else
+  calibration=$tmp/calibration.json
+  say "calibrating (${calibrate_seconds} s)"
+  "$tessera" calibrate --seconds "$calibrate_seconds" --out "$calibration" >"$tmp/calibrate.txt"
+  cat "$tmp/calibrate.txt" >&2
+fi
+
+# --- the daemon --------------------------------------------------------------------------------
+
+say "keys and the daemon (CPU $daemon_cpu; the harness on CPU $harness_cpu)"
+"$loadtest" keys --out "$tmp/keys" >/dev/null
+taskset -c "$daemon_cpu" "$tessera" serve --listen 127.0.0.1:0 --jwks "$tmp/keys/jwks.json" \
+  --iss "$iss" --aud "$aud" >"$tmp/serve.out" 2>"$tmp/serve.err" &
+daemon_pid=$!
+addr=
+for _ in $(seq 300); do
+  addr=$(sed -n 's|^listening on http://\([^[:space:]]*\)$|\1|p' "$tmp/serve.out" | head -n 1)
+  [[ -n $addr ]] && break
+  kill -0 "$daemon_pid" 2>/dev/null || { cat "$tmp/serve.err" >&2; die "tessera serve exited"; }
+  sleep 0.1
+done
+[[ -n $addr ]] || die "tessera serve did not print 'listening on http://ADDR' within 30 s"
+url=http://$addr
+
+# counters: "HITS VERDICTS REQUESTS" from /metrics.
+counters() {
+  curl -fsS "$url/metrics" | awk '
+    /^tessera_cache_hits_total / { h = $2 }
+    /^tessera_verifications_total\{/ { v += $2 }
+    /^tessera_http_requests_total\{/ { r += $2 }
+    END { printf "%d %d %d\n", h, v, r }'
+}
+# The daemon's CPU time, and the whole machine's busy time (user, nice, system, irq, softirq;
+# steal left out), in clock ticks.
+ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$daemon_pid/stat"; }
+machine() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat; }
+hz=$(getconf CLK_TCK)
+
+# predict MIX HIT: the most tokens per second one core verifies, per `tessera capacity`.
+predict() {
+  "$tessera" capacity --calibration "$calibration" --rps 1 --mix "$1" --cache-hit "$2" \
+    --cores 1 --json >"$tmp/plan.json"
+  jget "$tmp/plan.json" max_rps_on_cores.rps
+}
+
+# tokens MIX K: writes $tmp/tokens for a run at hit ratio 1 - 1/K (K = 1: every token new).
+tokens() {
+  local mix=$1 k=$2 hit rate distinct
+  hit=$(awk -v k="$k" 'BEGIN { print 1 - 1 / k }')
+  rate=$(predict "$mix" "$hit")
+  # Enough for the whole run at 1.5 times the predicted rate.
+  distinct=$(awk -v r="$rate" -v t="$((warmup + duration))" -v k="$k" -v b="$block" \
+    'BEGIN { n = int(r * t * 1.5 / k); if (n < b) n = b; print n }')
+  "$loadtest" tokens --keys "$tmp/keys" --iss "$iss" --aud "$aud" --mix "$mix" \
+    --distinct "$distinct" >"$tmp/distinct"
+  # Step i: token i (new), then tokens i - 512, i - 1024, ... (token 0 while there are none).
+  awk -v k="$k" -v b="$block" '
+    { t[NR - 1] = $0 }
+    END {
+      for (i = 0; i < NR; i++) {
+        print t[i]
+        for (r = 1; r < k; r++) { j = i - r * b; if (j < 0) j = 0; print t[j] }
+      }
+    }' "$tmp/distinct" >"$tmp/tokens"
+}
+
+# --- runs --------------------------------------------------------------------------------------
+
+IFS=';' read -r -a items <<<"$mixes"
+for item in "${items[@]}"; do
+  k=${item##*@}
+  [[ $item == *@* && $k =~ ^[0-9]+$ ]] || die "MIXES item '$item': expected MIX@K"
+done
+nominal() { if (($1 == 0)); then echo 1; else awk -v k="$1" 'BEGIN { print 1 - 1 / k }'; fi; }
+
+# One line per run: "INDEX MEASURED SEEN_HIT_RATIO DAEMON_US_PER_REQUEST OTHER_CORES". The
+# rounds go through every mix in turn, so that a slow spell of the machine does not fall on
+# one mix only.
+runs=$tmp/runs
+: >"$runs"
+for ((r = 1; r <= rounds; r++)); do
+  for i in "${!items[@]}"; do
+    mix=${items[i]%@*} k=${items[i]##*@}
+    if ((k == 0)); then
+      source=(--keys "$tmp/keys" --iss "$iss" --aud "$aud" --mix "$mix" --distinct 1)
+    else
+      say "$mix, hit ratio $(nominal "$k"): signing tokens"
+      tokens "$mix" "$k"
+      source=(--tokens "$tmp/tokens")
+    fi
+    say "$mix, hit ratio $(nominal "$k"): round $r/$rounds (${warmup} s + ${duration} s)"
+    read -r h0 v0 q0 < <(counters)
+    t0=$(ticks) m0=$(machine) w0=$(date +%s.%N)
+    harness=$( { TIMEFORMAT='%U %S'; time "$loadtest" authz --url "$url" "${source[@]}" \
+      --connections "$connections" --threads 1 --cpus "$harness_cpu" --duration "${duration}s" \
+      --warmup "${warmup}s" --quiet --json "$tmp/report.json" >"$tmp/report.txt"; } 2>&1 ) \
+      || { cat "$tmp/report.txt" >&2; die "$mix: tessera-loadtest failed"; }
+    t1=$(ticks) m1=$(machine) w1=$(date +%s.%N)
+    read -r h1 v1 q1 < <(counters)
+    grep -q '"errors": \[\]' "$tmp/report.json" \
+      || { cat "$tmp/report.txt" >&2; die "$mix: the harness saw errors (above)"; }
+    # The hit ratio the daemon saw; its CPU time per request over the whole run (warm-up
+    # included; the /metrics scrapes are negligible); and what else ran meanwhile: the
+    # machine's busy time less the daemon's and the harness's, in cores.
+    awk -v i="$i" -v m="$(jget "$tmp/report.json" throughput)" -v h="$((h1 - h0))" -v v="$((v1 - v0))" \
+      -v t="$((t1 - t0))" -v q="$((q1 - q0))" -v all="$((m1 - m0))" -v lt="$harness" -v hz="$hz" \
+      -v a="$w0" -v b="$w1" 'BEGIN {
+        split(lt, c, " "); o = (all - t) / hz - c[1] - c[2]; if (o < 0) o = 0
+        printf "%d %s %.4f %.2f %.2f\n", i, m, v ? h / v : 0, t / hz * 1e6 / q, o / (b - a)
+      }' >>"$runs"
+  done
+done
+
+# Per mix, the medians over the rounds, and the prediction at the median hit ratio seen.
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+column() { awk -v i="$1" -v c="$2" '$1 == i { print $c }' "$runs" | median; }
+results=$tmp/results
+: >"$results"
+for i in "${!items[@]}"; do
+  mix=${items[i]%@*} k=${items[i]##*@}
+  m=$(column "$i" 2) o=$(column "$i" 3) c=$(column "$i" 4) x=$(column "$i" 5)
+  rs=$(awk -v i="$i" '$1 == i { printf "%s%.1f k", n++ ? ", " : "", $2 / 1000 }' "$runs")
+  p=$(predict "$mix" "$o")
+  pc=$(jget "$tmp/plan.json" plan.cpu_us_per_request)
+  b=$(awk -v c="$c" -v m="$m" 'BEGIN { printf "%.3f", c * m / 1e6 }')
+  echo "$mix|$(nominal "$k")|$o|$p|$m|$b|$pc|$c|$x|$rs" >>"$results"
+done
+
+# --- report ------------------------------------------------------------------------------------
+
+model=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
+other_cal=$(awk -v x="$(jget "$calibration" other_load_cores)" 'BEGIN { printf "%.2f", x }')
+echo "Machine: $cpus CPUs, ${model:-unknown model}; $(uname -sr); load average before: $load_before."
+echo "Calibration: $(jget "$calibration" date), $(jget "$calibration" took_s) s, other processes $other_cal cores meanwhile; the daemon on CPU $daemon_cpu, tessera-loadtest authz on CPU $harness_cpu (1 thread, $connections connections, closed loop, ${warmup} s + ${duration} s, $rounds round(s)); $(date -u +%Y-%m-%dT%H:%MZ)."
+echo
+echo "| mix | hits (nominal / seen) | predicted req/s | measured req/s (rounds) | predicted / measured | daemon core busy | daemon CPU µs/req predicted / measured | other load (cores) | verdict |"
+echo "|---|---|---|---|---|---|---|---|---|"
+failed=0
+while IFS='|' read -r mix nominal seen p m b pc c x rs; do
+  verdict=$(awk -v p="$p" -v m="$m" -v t="$tolerance" 'BEGIN { r = p / m; print (r >= 1 - t / 100 && r <= 1 + t / 100) ? "PASS" : "FAIL" }')
+  [[ $verdict == PASS ]] || failed=$((failed + 1))
+  awk -v mix="$mix" -v n="$nominal" -v s="$seen" -v p="$p" -v m="$m" -v b="$b" -v pc="$pc" -v c="$c" -v x="$x" -v rs="$rs" -v v="$verdict" 'BEGIN {
+    printf "| %s | %.2f / %.3f | %.1f k | %.1f k (%s) | %.3f | %.0f %% | %.1f / %.1f | %.2f | %s |\n",
+      mix, n, s, p / 1000, m / 1000, rs, p / m, b * 100, pc, c, x, v
+  }'
+done <"$results"
+echo
+if ((failed == 0)); then
+  echo "Every prediction within ±${tolerance} % of the measured maximum."
+else
+  echo "$failed prediction(s) outside ±${tolerance} % of the measured maximum."
+  exit 1
+fi
