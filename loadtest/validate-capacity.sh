@@ -9,8 +9,8 @@
 # Steps: builds tessera and tessera-loadtest (release) unless TESSERA and LOADTEST name them;
 # runs `tessera calibrate` (unless CALIBRATION names a file); makes harness keys; starts
 # `tessera serve` in quick mode on them; for each mix signs its tokens, asks
-# `tessera capacity --cores 1` for the maximum, runs `tessera-loadtest authz` and reads the
-# daemon's counters before and after.
+# `tessera capacity --cores 1` for the maximum, runs `tessera-loadtest authz` (or
+# `verify-batch` for batch items) and reads the daemon's counters before and after.
 #
 # Why the daemon gets exactly one core. The load generator costs about as much CPU per request
 # as the daemon's own HTTP work. Where both share the cores, the measured maximum is
@@ -43,7 +43,9 @@
 # with fresh tokens), CONNECTIONS [64], CALIBRATE_SECONDS [30], CALIBRATION (a calibration file
 # to use instead of calibrating), TOLERANCE [20] percent, TESSERA [target/release/tessera],
 # LOADTEST [target/release/tessera-loadtest], MIXES (';'-separated `MIX@K` items, K as above:
-# 0 for one token, 1 for uncached).
+# 0 for one token, 1 for uncached; `MIX@K/B` loads `/v1/verify` with B tokens per request, from
+# BATCH_CONNECTIONS [8] connections: 64 × 64 tokens would exceed what one engine worker admits).
+# Throughputs are in tokens per second (requests × B for batch items).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -57,7 +59,8 @@ calibrate_seconds=${CALIBRATE_SECONDS:-30}
 tolerance=${TOLERANCE:-20}
 tessera=${TESSERA:-target/release/tessera}
 loadtest=${LOADTEST:-target/release/tessera-loadtest}
-mixes=${MIXES:-"ES256=100@0;ES256=100@1;EdDSA=100@1;RS256=50,ES256=30,EdDSA=20@2;RS256=50,ES256=30,EdDSA=20@10"}
+batch_connections=${BATCH_CONNECTIONS:-8}
+mixes=${MIXES:-"ES256=100@0;ES256=100@1;EdDSA=100@1;RS256=100@1;RS256=50,ES256=30,EdDSA=20@2;RS256=50,ES256=30,EdDSA=20@10;ES256=100@1/64"}
 iss=https://issuer.example
 aud=api://orders
 block=512
@@ -65,10 +68,11 @@ block=512
 die() { echo "validate-capacity.sh: $*" >&2; exit 1; }
 say() { echo "== $*" >&2; }
 
-for n in "$duration" "$warmup" "$rounds" "$connections" "$calibrate_seconds" "$tolerance"; do
-  [[ $n =~ ^[0-9]+$ ]] || die "DURATION, WARMUP, ROUNDS, CONNECTIONS, CALIBRATE_SECONDS and TOLERANCE must be whole numbers (got '$n')"
+for n in "$duration" "$warmup" "$rounds" "$connections" "$batch_connections" "$calibrate_seconds" "$tolerance"; do
+  [[ $n =~ ^[0-9]+$ ]] || die "DURATION, WARMUP, ROUNDS, CONNECTIONS, BATCH_CONNECTIONS, CALIBRATE_SECONDS and TOLERANCE must be whole numbers (got '$n')"
 done
-((duration >= 1 && rounds >= 1 && connections >= 1)) || die "need DURATION, ROUNDS and CONNECTIONS >= 1"
+((duration >= 1 && rounds >= 1 && connections >= 1 && batch_connections >= 1)) \
+  || die "need DURATION, ROUNDS, CONNECTIONS and BATCH_CONNECTIONS >= 1"
 
 cpus=$(nproc)
 ((cpus >= 2)) || die "needs two CPUs at least: one for the daemon, one for the load generator"
@@ -137,8 +141,22 @@ fi
 
 say "keys and the daemon (CPU $daemon_cpu; the harness on CPU $harness_cpu)"
 "$loadtest" keys --out "$tmp/keys" >/dev/null
-taskset -c "$daemon_cpu" "$tessera" serve --listen 127.0.0.1:0 --jwks "$tmp/keys/jwks.json" \
-  --iss "$iss" --aud "$aud" >"$tmp/serve.out" 2>"$tmp/serve.err" &
+# A client for /v1/verify (the secret reaches the harness through its environment).
+export TESSERA_LOADTEST_CLIENT_SECRET=validate-secret
+hash=$(printf '%s\n' "$TESSERA_LOADTEST_CLIENT_SECRET" | "$tessera" client hash-secret --iterations 1000)
+cat >"$tmp/tessera.toml" <<TOML
+[server]
+listen = "127.0.0.1:0"
+[[issuers]]
+issuer = "$iss"
+audiences = ["$aud"]
+jwks_file = "$tmp/keys/jwks.json"
+[[clients]]
+id = "validate"
+secret_hash = "$hash"
+TOML
+taskset -c "$daemon_cpu" "$tessera" serve --config "$tmp/tessera.toml" \
+  >"$tmp/serve.out" 2>"$tmp/serve.err" &
 daemon_pid=$!
 addr=
 for _ in $(seq 300); do
@@ -164,18 +182,19 @@ ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$daemon_pid/stat"; 
 machine() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat; }
 hz=$(getconf CLK_TCK)
 
-# predict MIX HIT: the most tokens per second one core verifies, per `tessera capacity`.
+# predict MIX HIT BATCH: the most tokens per second one core verifies, per `tessera capacity`.
 predict() {
   "$tessera" capacity --calibration "$calibration" --rps 1 --mix "$1" --cache-hit "$2" \
-    --cores 1 --json >"$tmp/plan.json"
+    --batch "$3" --cores 1 --json >"$tmp/plan.json"
   jget "$tmp/plan.json" max_rps_on_cores.rps
 }
 
-# tokens MIX K: writes $tmp/tokens for a run at hit ratio 1 - 1/K (K = 1: every token new).
+# tokens MIX K BATCH: writes $tmp/tokens for a run at hit ratio 1 - 1/K (K = 1: every token
+# new).
 tokens() {
   local mix=$1 k=$2 hit rate distinct
   hit=$(awk -v k="$k" 'BEGIN { print 1 - 1 / k }')
-  rate=$(predict "$mix" "$hit")
+  rate=$(predict "$mix" "$hit" "$3")
   # Enough for the whole run at 1.5 times the predicted rate.
   distinct=$(awk -v r="$rate" -v t="$((warmup + duration))" -v k="$k" -v b="$block" \
     'BEGIN { n = int(r * t * 1.5 / k); if (n < b) n = b; print n }')
@@ -195,46 +214,57 @@ tokens() {
 # --- runs --------------------------------------------------------------------------------------
 
 IFS=';' read -r -a items <<<"$mixes"
-for item in "${items[@]}"; do
-  k=${item##*@}
-  [[ $item == *@* && $k =~ ^[0-9]+$ ]] || die "MIXES item '$item': expected MIX@K"
-done
+# parse ITEM: sets mix, k and batch from MIX@K or MIX@K/B.
+parse() {
+  mix=${1%@*} k=${1##*@} batch=1
+  if [[ $k == */* ]]; then batch=${k#*/} k=${k%/*}; fi
+  [[ $1 == *@* && $k =~ ^[0-9]+$ && $batch =~ ^[0-9]+$ ]] && ((batch >= 1)) \
+    || die "MIXES item '$1': expected MIX@K or MIX@K/B"
+}
+for item in "${items[@]}"; do parse "$item"; done
 nominal() { if (($1 == 0)); then echo 1; else awk -v k="$1" 'BEGIN { print 1 - 1 / k }'; fi; }
 
-# One line per run: "INDEX MEASURED SEEN_HIT_RATIO DAEMON_US_PER_REQUEST OTHER_CORES". The
+# One line per run: "INDEX MEASURED_TOKENS_PER_S SEEN_HIT_RATIO DAEMON_US_PER_REQUEST
+# OTHER_CORES REQUESTS_PER_S". The
 # rounds go through every mix in turn, so that a slow spell of the machine does not fall on
 # one mix only.
 runs=$tmp/runs
 : >"$runs"
 for ((r = 1; r <= rounds; r++)); do
   for i in "${!items[@]}"; do
-    mix=${items[i]%@*} k=${items[i]##*@}
+    parse "${items[i]}"
+    if ((batch == 1)); then
+      scenario=(authz --connections "$connections") what="$mix, hit ratio $(nominal "$k")"
+    else
+      scenario=(verify-batch --batch "$batch" --client-id validate --connections "$batch_connections")
+      what="$mix, hit ratio $(nominal "$k"), /v1/verify with $batch tokens"
+    fi
     if ((k == 0)); then
       source=(--keys "$tmp/keys" --iss "$iss" --aud "$aud" --mix "$mix" --distinct 1)
     else
-      say "$mix, hit ratio $(nominal "$k"): signing tokens"
-      tokens "$mix" "$k"
+      say "$what: signing tokens"
+      tokens "$mix" "$k" "$batch"
       source=(--tokens "$tmp/tokens")
     fi
-    say "$mix, hit ratio $(nominal "$k"): round $r/$rounds (${warmup} s + ${duration} s)"
+    say "$what: round $r/$rounds (${warmup} s + ${duration} s)"
     read -r h0 v0 q0 < <(counters)
     t0=$(ticks) m0=$(machine) w0=$(date +%s.%N)
-    harness=$( { TIMEFORMAT='%U %S'; time "$loadtest" authz --url "$url" "${source[@]}" \
-      --connections "$connections" --threads 1 --cpus "$harness_cpu" --duration "${duration}s" \
+    harness=$( { TIMEFORMAT='%U %S'; time "$loadtest" "${scenario[@]}" --url "$url" "${source[@]}" \
+      --threads 1 --cpus "$harness_cpu" --duration "${duration}s" \
       --warmup "${warmup}s" --quiet --json "$tmp/report.json" >"$tmp/report.txt"; } 2>&1 ) \
-      || { cat "$tmp/report.txt" >&2; die "$mix: tessera-loadtest failed"; }
+      || { cat "$tmp/report.txt" >&2; die "$what: tessera-loadtest failed"; }
     t1=$(ticks) m1=$(machine) w1=$(date +%s.%N)
     read -r h1 v1 q1 < <(counters)
     grep -q '"errors": \[\]' "$tmp/report.json" \
-      || { cat "$tmp/report.txt" >&2; die "$mix: the harness saw errors (above)"; }
+      || { cat "$tmp/report.txt" >&2; die "$what: the harness saw errors (above)"; }
     # The hit ratio the daemon saw; its CPU time per request over the whole run (warm-up
     # included; the /metrics scrapes are negligible); and what else ran meanwhile: the
     # machine's busy time less the daemon's and the harness's, in cores.
-    awk -v i="$i" -v m="$(jget "$tmp/report.json" throughput)" -v h="$((h1 - h0))" -v v="$((v1 - v0))" \
+    awk -v i="$i" -v m="$(jget "$tmp/report.json" throughput)" -v n="$batch" -v h="$((h1 - h0))" -v v="$((v1 - v0))" \
       -v t="$((t1 - t0))" -v q="$((q1 - q0))" -v all="$((m1 - m0))" -v lt="$harness" -v hz="$hz" \
       -v a="$w0" -v b="$w1" 'BEGIN {
         split(lt, c, " "); o = (all - t) / hz - c[1] - c[2]; if (o < 0) o = 0
-        printf "%d %s %.4f %.2f %.2f\n", i, m, v ? h / v : 0, t / hz * 1e6 / q, o / (b - a)
+        printf "%d %.1f %.4f %.2f %.2f %s\n", i, m * n, v ? h / v : 0, t / hz * 1e6 / q, o / (b - a), m
       }' >>"$runs"
   done
 done
@@ -245,13 +275,15 @@ column() { awk -v i="$1" -v c="$2" '$1 == i { print $c }' "$runs" | median; }
 results=$tmp/results
 : >"$results"
 for i in "${!items[@]}"; do
-  mix=${items[i]%@*} k=${items[i]##*@}
-  m=$(column "$i" 2) o=$(column "$i" 3) c=$(column "$i" 4) x=$(column "$i" 5)
+  parse "${items[i]}"
+  m=$(column "$i" 2) o=$(column "$i" 3) c=$(column "$i" 4) x=$(column "$i" 5) q=$(column "$i" 6)
   rs=$(awk -v i="$i" '$1 == i { printf "%s%.1f k", n++ ? ", " : "", $2 / 1000 }' "$runs")
-  p=$(predict "$mix" "$o")
+  p=$(predict "$mix" "$o" "$batch")
   pc=$(jget "$tmp/plan.json" plan.cpu_us_per_request)
-  b=$(awk -v c="$c" -v m="$m" 'BEGIN { printf "%.3f", c * m / 1e6 }')
-  echo "$mix|$(nominal "$k")|$o|$p|$m|$b|$pc|$c|$x|$rs" >>"$results"
+  b=$(awk -v c="$c" -v q="$q" 'BEGIN { printf "%.3f", c * q / 1e6 }')
+  label=$mix
+  ((batch == 1)) || label="$mix, /v1/verify × $batch"
+  echo "$label|$(nominal "$k")|$o|$p|$m|$b|$pc|$c|$x|$rs" >>"$results"
 done
 
 # --- report ------------------------------------------------------------------------------------
@@ -259,9 +291,9 @@ done
 model=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
 other_cal=$(awk -v x="$(jget "$calibration" other_load_cores)" 'BEGIN { printf "%.2f", x }')
 echo "Machine: $cpus CPUs, ${model:-unknown model}; $(uname -sr); load average before: $load_before."
-echo "Calibration: $(jget "$calibration" date), $(jget "$calibration" took_s) s, other processes $other_cal cores meanwhile; the daemon on CPU $daemon_cpu, tessera-loadtest authz on CPU $harness_cpu (1 thread, $connections connections, closed loop, ${warmup} s + ${duration} s, $rounds round(s)); $(date -u +%Y-%m-%dT%H:%MZ)."
+echo "Calibration: $(jget "$calibration" date), $(jget "$calibration" took_s) s, other processes $other_cal cores meanwhile; the daemon on CPU $daemon_cpu, tessera-loadtest on CPU $harness_cpu (1 thread, $connections connections for /v1/authz and $batch_connections for /v1/verify, closed loop, ${warmup} s + ${duration} s, $rounds round(s)); $(date -u +%Y-%m-%dT%H:%MZ)."
 echo
-echo "| mix | hits (nominal / seen) | predicted req/s | measured req/s (rounds) | predicted / measured | daemon core busy | daemon CPU µs/req predicted / measured | other load (cores) | verdict |"
+echo "| mix | hits (nominal / seen) | predicted tokens/s | measured tokens/s (rounds) | predicted / measured | daemon core busy | daemon CPU µs/req predicted / measured | other load (cores) | verdict |"
 echo "|---|---|---|---|---|---|---|---|---|"
 failed=0
 while IFS='|' read -r mix nominal seen p m b pc c x rs; do

@@ -7,13 +7,14 @@
 //!    `EngineHandle::verify`.
 //! 3. The daemon's service (`server` crate, one runtime worker, one engine worker, all pinned to
 //!    the server core) loaded over loopback by a client on the other cores, 64 keep-alive
-//!    connections. First a service whose cache holds only 16 entries, so that every token
-//!    misses: `/v1/authz` per algorithm and `/v1/verify` with 64 EdDSA tokens. Then a service
-//!    with the default cache: `/v1/verify` with 1 and 64 cached tokens; then, back to back,
-//!    `/v1/authz` with cached tokens, with one new EdDSA token in 10 requests and in 2 (the
-//!    others hits on tokens sent earlier), and with new EdDSA tokens only: what a miss costs
-//!    when misses are scattered among hits, against neighbours measured moments apart. The
-//!    service's CPU time is read per thread, so the client's is not counted.
+//!    connections. A service whose cache holds only 16 entries, so that every token misses:
+//!    `/v1/authz` per algorithm and `/v1/verify` with 64 EdDSA tokens. A service with the
+//!    default cache: `/v1/verify` with 1 and 64 cached tokens; then, back to back, `/v1/authz`
+//!    with cached tokens, with one new EdDSA token in 10 requests and in 2 (the others hits on
+//!    tokens sent earlier), with new EdDSA tokens only, and (on the first service) with EdDSA
+//!    tokens cycling through its small cache: what a miss costs when misses are scattered
+//!    among hits, and what a token never seen before costs more, against neighbours measured
+//!    moments apart. The service's CPU time is read per thread, so the client's is not counted.
 //!
 //! Steps 2 and 3 run twice and the figures are averaged. Every figure is CPU time, not
 //! elapsed time, so a machine shared with other work skews it less (cache and core sharing
@@ -222,6 +223,7 @@ pub fn calibrate(budget: Duration, progress: Progress<'_>) -> Result<Calibration
         verify_fixed_us: mean(&|p| p.1.cost.verify_fixed_us),
         verify_per_token_us: mean(&|p| p.1.cost.verify_per_token_us),
         batch_miss_overhead_us: mean(&|p| p.1.cost.batch_miss_overhead_us),
+        new_token_extra_us: mean(&|p| p.1.cost.new_token_extra_us),
         miss_rate_extra: Vec::new(),
         isolated_miss_extra_us: 0.0,
         server_busy: mean(&|p| p.1.cost.server_busy),
@@ -497,7 +499,6 @@ fn http(
     let batches: Vec<Box<[u8]>> = eddsa.chunks(BATCH).map(|c| verify(&host, c)).collect();
     check(&missing, &batches[0], Some(BATCH))?;
     let verify_miss = measure_batches(&missing, batches, slots.verify_miss)?;
-    drop(missing);
 
     progress("HTTP: /v1/verify, 1 and 64 cached tokens per request");
     let cached = Server::start(config(jwks_path, CacheConfig::default())?, server_core)
@@ -566,6 +567,13 @@ fn http(
         seen.push((ratio, sample.us_per_request));
     }
     drop(cached);
+    // Right after the reference (new EdDSA tokens only), the same kind of miss on tokens that
+    // cycle through the small cache: what a token never seen before costs more.
+    progress("HTTP: /v1/authz, EdDSA tokens cycling through a small cache");
+    let host = missing.addr().to_string();
+    let cycling = eddsa.iter().map(|t| authz(&host, t)).collect();
+    let cycling = measure(&missing, cycling, slots.probe)?.us_per_request;
+    drop(missing);
     let cached_us = authz_cached.us_per_request;
     let (_, reference) = seen[PROBES.len()];
     let probes = seen[..PROBES.len()]
@@ -589,6 +597,7 @@ fn http(
             verify_fixed_us: fixed,
             verify_per_token_us: per_token,
             batch_miss_overhead_us: batch_miss_overhead,
+            new_token_extra_us: reference - cycling,
             miss_rate_extra: Vec::new(),
             isolated_miss_extra_us: 0.0,
             server_busy: authz_cached.busy,

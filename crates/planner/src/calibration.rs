@@ -70,6 +70,12 @@ pub struct HttpCost {
     /// Per token of a `/v1/verify` batch that misses the cache, beyond its batched
     /// verification (`batched_us`): queueing, the reply, the cache insert.
     pub batch_miss_overhead_us: f64,
+    /// What a miss on a token never seen before costs more than the misses above, which cycle
+    /// a few hundred tokens through a 16-entry cache: the insert into the daemon's default
+    /// cache as it grows, the token's bytes cold in the CPU's caches. Measured with EdDSA
+    /// (`/v1/authz`, new tokens only, against the same tokens cycling, back to back) and added
+    /// to every miss, batched or not.
+    pub new_token_extra_us: f64,
     /// A miss costs more when misses are scattered among hits (the engine's worker sleeps
     /// between them and is woken for each) than when every token misses (the worker always has
     /// work): the extra CPU µs per miss, beyond `authz_miss_us`, as measured on `/v1/authz` at a
@@ -186,6 +192,7 @@ impl Calibration {
             "http.batch_miss_overhead_us".into(),
             h.batch_miss_overhead_us,
         )?;
+        finite("http.new_token_extra_us".into(), h.new_token_extra_us)?;
         if !(h.isolated_miss_extra_us.is_finite() && h.isolated_miss_extra_us >= 0.0) {
             return Err(CalibrationError::Value {
                 field: "http.isolated_miss_extra_us".into(),
@@ -286,6 +293,7 @@ pub(crate) mod tests {
                 verify_fixed_us: 30.0,
                 verify_per_token_us: 2.0,
                 batch_miss_overhead_us: 1.0,
+                new_token_extra_us: 0.0,
                 miss_rate_extra: Vec::new(),
                 isolated_miss_extra_us: 0.0,
                 server_busy: 1.0,

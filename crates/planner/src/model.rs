@@ -5,14 +5,16 @@
 //! share of algorithm `i` among the tokens:
 //!
 //! - one token per request (`/v1/authz`, batch 1):
-//!   `authz_cached + (1 - h) · Σᵢ mᵢ · (authz_missᵢ - authz_cached + extra(1 - h))`, where the
-//!   cached request is HTTP plus the cache lookup that every token pays, a miss adds the
-//!   verification (`single_usᵢ`) and what the hop to the engine costs beyond it as measured
-//!   when every token misses, and `extra` is what a miss costs more when misses are scattered
-//!   among hits (the engine's worker is woken for each): `isolated_miss_extra · h`, see
-//!   `HttpCost::miss_extra_us`;
+//!   `authz_cached + (1 - h) · Σᵢ mᵢ · (authz_missᵢ - authz_cached + new + extra(1 - h))`,
+//!   where the cached request is HTTP plus the cache lookup that every token pays, a miss adds
+//!   the verification (`single_usᵢ`) and what the hop to the engine costs beyond it as
+//!   measured when every token misses, `new` is what a token never seen before costs more
+//!   (`HttpCost::new_token_extra_us`), and `extra` is what a miss costs more when misses are
+//!   scattered among hits (the engine's worker is woken for each): `isolated_miss_extra · h`,
+//!   see `HttpCost::miss_extra_us`;
 //! - `B` tokens per request (`/v1/verify`, batch B > 1):
-//!   `verify_fixed + B · (verify_per_token + (1 - h) · Σᵢ mᵢ · (batchedᵢ + batch_miss_overhead))`.
+//!   `verify_fixed + B · (verify_per_token + (1 - h) · Σᵢ mᵢ · (batchedᵢ + batch_miss_overhead
+//!   + new))`.
 //!
 //! Demand in cores is requests per second times that; cores = ⌈demand / utilisation target⌉.
 //! Latency comes from an M/M/c queue (see [`crate::queue`]) with c = cores, λ = requests per
@@ -273,9 +275,9 @@ fn costs(cal: &Calibration, mix: &Mix, cache_hit: f64, batch: u32) -> Result<Cos
     for &(alg, share) in mix.shares() {
         let a = cal.algorithm(alg).ok_or(PlanError::NotCalibrated(alg))?;
         let per_miss = if batch == 1 {
-            a.single_us + a.authz_miss_overhead_us(h) + h.miss_extra_us(miss)
+            a.single_us + a.authz_miss_overhead_us(h) + h.new_token_extra_us + h.miss_extra_us(miss)
         } else {
-            f64::from(batch) * (a.batched_us + h.batch_miss_overhead_us)
+            f64::from(batch) * (a.batched_us + h.batch_miss_overhead_us + h.new_token_extra_us)
         };
         algorithms.push((alg, miss * share * per_miss.max(0.0)));
     }
@@ -541,6 +543,14 @@ mod tests {
         slow.http.isolated_miss_extra_us = 20.0;
         let p = plan(&slow, &workload(1000.0, "RS256=1,ES256=1", 0.5, 1), 0.7).unwrap();
         assert!((p.cpu_us_per_request - 55.0).abs() < 1e-12);
+        // New tokens cost more per miss, batched or not: 20 + 0.5 · (60 + 8) and
+        // 30 + 10 · (2 + 81 + 8).
+        slow.http.isolated_miss_extra_us = 0.0;
+        slow.http.new_token_extra_us = 8.0;
+        let p = plan(&slow, &workload(1000.0, "RS256=1,ES256=1", 0.5, 1), 0.7).unwrap();
+        assert!((p.cpu_us_per_request - 54.0).abs() < 1e-12);
+        let p = plan(&slow, &workload(1000.0, "ES256", 0.0, 10), 0.7).unwrap();
+        assert!((p.cpu_us_per_request - 940.0).abs() < 1e-9);
         // A batch of 10, no hits: 30 + 10 · (2 + 1 · (80 + 1)).
         let p = plan(&cal, &workload(1000.0, "ES256", 0.0, 10), 0.7).unwrap();
         assert!((p.cpu_us_per_request - 860.0).abs() < 1e-9);

@@ -206,6 +206,11 @@ fn calibration_table(cal: &Calibration) -> String {
          its batched verification + {:.2} µs",
         h.verify_fixed_us, h.verify_per_token_us, h.batch_miss_overhead_us
     );
+    let _ = writeln!(
+        out,
+        "new tokens           {:>7.2} µs more per miss on a token never seen before",
+        h.new_token_extra_us
+    );
     for p in &h.miss_rate_extra {
         let _ = writeln!(
             out,
