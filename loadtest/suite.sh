@@ -36,7 +36,8 @@ say() { echo "== $*" >&2; }
 say "building (release)"
 cargo build --release -q -p tessera -p loadtest -p benches --bin tessera --bin tessera-loadtest \
   --bin hello --bin engine-rate
-bin=target/release
+# Where cargo put them: CARGO_TARGET_DIR if set (relative to the repository root), else target.
+bin=${CARGO_TARGET_DIR:-target}/release
 lt=$bin/tessera-loadtest
 
 pids=()
