@@ -1,6 +1,7 @@
 //! Replacing the generated section of a hand-written document: everything between the line
-//! holding [`BEGIN`] and the line holding [`END`] is replaced; everything else, the two marker
-//! lines included, stays byte for byte.
+//! [`BEGIN`] and the line [`END`] is replaced; everything else, the two marker lines included,
+//! stays byte for byte. A marker line holds the marker alone (spaces around it aside), so that
+//! prose can name the markers.
 
 use std::fmt;
 
@@ -9,11 +10,11 @@ pub const END: &str = "<!-- make bench: end -->";
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum SpliceError {
-    /// The marker does not occur.
+    /// No line holds the marker.
     Missing(&'static str),
-    /// The marker occurs more than once.
+    /// More than one line holds the marker.
     Repeated(&'static str, usize),
-    /// The end marker comes before the begin marker, or on the same line.
+    /// The end marker's line comes before the begin marker's.
     OutOfOrder,
 }
 
@@ -26,10 +27,10 @@ impl fmt::Display for SpliceError {
                  a `{END}` line; add them where it belongs"
             ),
             SpliceError::Repeated(marker, n) => {
-                write!(f, "`{marker}` occurs {n} times; it must occur once")
+                write!(f, "{n} `{marker}` lines; there must be one")
             }
             SpliceError::OutOfOrder => {
-                write!(f, "`{END}` must be on a line after the `{BEGIN}` line")
+                write!(f, "the `{END}` line must come after the `{BEGIN}` line")
             }
         }
     }
@@ -38,34 +39,41 @@ impl fmt::Display for SpliceError {
 /// `document` with the lines between the marker lines replaced by `section` (which should end
 /// with a newline).
 pub fn splice(document: &str, section: &str) -> Result<String, SpliceError> {
-    let begin = once(document, BEGIN)?;
-    let end = once(document, END)?;
-    // The section starts after the newline that ends the begin marker's line, and ends where
-    // the end marker's line starts.
-    let after_begin = document[begin..]
-        .find('\n')
-        .map(|i| begin + i + 1)
-        .ok_or(SpliceError::OutOfOrder)?;
-    let end_line = document[..end].rfind('\n').map_or(0, |i| i + 1);
-    if end_line < after_begin {
+    let begin = line(document, BEGIN)?;
+    let end = line(document, END)?;
+    if end.start < begin.end {
         return Err(SpliceError::OutOfOrder);
     }
     let mut out = String::with_capacity(document.len() + section.len());
-    out.push_str(&document[..after_begin]);
+    out.push_str(&document[..begin.end]);
     out.push_str(section);
-    out.push_str(&document[end_line..]);
+    out.push_str(&document[end.start..]);
     Ok(out)
 }
 
-/// The offset of the only occurrence of `marker`.
-fn once(document: &str, marker: &'static str) -> Result<usize, SpliceError> {
-    let mut at = document.match_indices(marker).map(|(i, _)| i);
-    let first = at.next().ok_or(SpliceError::Missing(marker))?;
-    let more = at.count();
-    if more > 0 {
-        return Err(SpliceError::Repeated(marker, more + 1));
+/// Where the only line holding `marker` starts, and where the next line starts.
+struct Line {
+    start: usize,
+    end: usize,
+}
+
+fn line(document: &str, marker: &'static str) -> Result<Line, SpliceError> {
+    let mut found = Vec::new();
+    let mut start = 0;
+    for text in document.split_inclusive('\n') {
+        if text.trim() == marker {
+            found.push(Line {
+                start,
+                end: start + text.len(),
+            });
+        }
+        start += text.len();
     }
-    Ok(first)
+    match found.len() {
+        0 => Err(SpliceError::Missing(marker)),
+        1 => Ok(found.remove(0)),
+        n => Err(SpliceError::Repeated(marker, n)),
+    }
 }
 
 #[cfg(test)]
@@ -101,13 +109,25 @@ mod tests {
     }
 
     #[test]
-    fn text_on_the_marker_lines_stays() {
-        let old = format!("x\n  {BEGIN} keep\nold\n  {END} keep too\ny\n");
+    fn marker_lines_stay_as_they_are() {
+        let old = format!("x\n  {BEGIN}\t\r\nold\n {END}  \ny\n");
         let new = splice(&old, "new\n").unwrap();
-        assert_eq!(
-            new,
-            format!("x\n  {BEGIN} keep\nnew\n  {END} keep too\ny\n")
-        );
+        assert_eq!(new, format!("x\n  {BEGIN}\t\r\nnew\n {END}  \ny\n"));
+    }
+
+    #[test]
+    fn prose_naming_the_markers_is_not_a_marker() {
+        let prose = format!("Between the `{BEGIN}` and `{END}` lines.\n");
+        let old = format!("{prose}{BEGIN}\nold\n{END}\n{prose}");
+        let new = splice(&old, "new\n").unwrap();
+        assert_eq!(new, format!("{prose}{BEGIN}\nnew\n{END}\n{prose}"));
+        assert_eq!(splice(&prose, "s\n"), Err(SpliceError::Missing(BEGIN)));
+    }
+
+    #[test]
+    fn an_end_marker_without_a_final_newline() {
+        let old = format!("{BEGIN}\nold\n{END}");
+        assert_eq!(splice(&old, "s\n").unwrap(), format!("{BEGIN}\ns\n{END}"));
     }
 
     #[test]
@@ -150,8 +170,9 @@ mod tests {
     fn markers_out_of_order_are_errors() {
         let old = format!("{END}\nx\n{BEGIN}\n");
         assert_eq!(splice(&old, "s\n"), Err(SpliceError::OutOfOrder));
+        // On one line, neither is a marker line.
         let old = format!("{BEGIN} {END}\n");
-        assert_eq!(splice(&old, "s\n"), Err(SpliceError::OutOfOrder));
+        assert_eq!(splice(&old, "s\n"), Err(SpliceError::Missing(BEGIN)));
         let old = format!("x\n{BEGIN}");
         assert_eq!(splice(&old, "s\n"), Err(SpliceError::Missing(END)));
     }
