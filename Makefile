@@ -67,12 +67,27 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-# The criterion suites (verify, ratios, engine, sign), then the short load suite: the daemon
-# under tessera-loadtest next to a hyper hello-world and the in-process engine. The suite's
-# tables go to target/loadtest/suite.md; docs/BENCHMARKS.md records them with their reading.
+# Where criterion writes its results (as criterion decides: CRITERION_HOME, else under cargo's
+# target directory).
+CRITERION_DIR := $(or $(CRITERION_HOME),$(or $(CARGO_TARGET_DIR),target)/criterion)
+
+# The criterion suites (verify, engine, sign), the interleaved ratios (their tables also in
+# target/bench/ratios.md, their figures in target/bench/ratios.json), then the short load suite:
+# the daemon under tessera-loadtest next to a hyper hello-world and the in-process engine
+# (target/loadtest/suite.md and suite.json). Last, bench-report rewrites the section of
+# docs/BENCHMARKS.md between its `make bench` markers from these results; the rest of that file is
+# hand-written. Criterion keeps the results of ids it no longer measures: only those written
+# after target/bench/started are reported.
 bench: toolchain hsm-deps
-	$(CARGO) bench -p benches
+	@mkdir -p target/bench
+	date +%s > target/bench/started
+	$(CARGO) bench -p benches --bench verify --bench engine --bench sign
+	set -o pipefail; $(CARGO) bench -p benches --bench ratios -- --json "$(CURDIR)/target/bench/ratios.json" \
+	  | tee target/bench/ratios.md
 	loadtest/suite.sh target/loadtest/suite.md
+	$(CARGO) run --release -q -p benches --bin bench-report -- --since "$$(cat target/bench/started)" \
+	  --criterion "$(CRITERION_DIR)" --ratios target/bench/ratios.json \
+	  --suite target/loadtest/suite.json --write docs/BENCHMARKS.md
 
 # Regenerate examples/ with a fresh key (the tokens change; their verdicts do not).
 examples:

@@ -16,7 +16,11 @@
 # tokens per second / engine's (target 0.85). Everything shares this machine's cores: the load
 # generator's CPU counts against the servers (as wrk's does).
 #
-# Writes a markdown report to OUT.md (default target/loadtest/suite.md) and prints it.
+# Writes a markdown report to OUT.md (default target/loadtest/suite.md) and prints it, and the same
+# figures as JSON beside it (OUT.json: target/loadtest/suite.json), which bench-report reads:
+#   {"format": 1, "date", "commit", "machine", "rounds", "duration_s", "threads",
+#    "contestants": [{"name", "unit", "connections", "throughput": [per round], "p99_us": [...]}],
+#    "ratios": [{"name", "target", "values": [per round]}]}
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,7 +36,8 @@ say() { echo "== $*" >&2; }
 say "building (release)"
 cargo build --release -q -p tessera -p loadtest -p benches --bin tessera --bin tessera-loadtest \
   --bin hello --bin engine-rate
-bin=target/release
+# Where cargo put them: CARGO_TARGET_DIR if set (relative to the repository root), else target.
+bin=${CARGO_TARGET_DIR:-target}/release
 lt=$bin/tessera-loadtest
 
 pids=()
@@ -122,32 +127,86 @@ for round in $(seq 1 "$rounds"); do
     | sed -n 's/.*tokens_per_s=//p')
 done
 
-{
-  echo "Machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1);" \
-    "$(uname -sr). \`loadtest/suite.sh\`, $(date -u +%Y-%m-%dT%H:%MZ), $rounds rounds of ${duration} s," \
-    "2 harness threads, 64 connections (verify-64: 16), tree at $(git rev-parse --short HEAD)."
-  echo
-  echo "| contestant | $(for r in $(seq 1 "$rounds"); do printf 'round %s req/s (p99 µs) | ' "$r"; done)"
-  echo "|---|$(for _ in $(seq 1 "$rounds"); do printf -- '---|'; done)"
-  for name in hello authz introspect authz-RS256 authz-ES256 authz-EdDSA verify-64; do
-    printf '| %s |' "$name"
-    for r in $(seq 1 "$rounds"); do printf ' %s (%s) |' "${rate[$name.$r]}" "${p99[$name.$r]}"; done
-    echo
+# One line per contestant and round: NAME ROUND PER_SECOND P99_US (- where there is none).
+rows=$work/rounds.txt
+for name in hello authz introspect authz-RS256 authz-ES256 authz-EdDSA verify-64 engine; do
+  for r in $(seq 1 "$rounds"); do
+    echo "$name $r ${rate[$name.$r]} ${p99[$name.$r]:--}"
   done
-  printf '| engine (tokens/s) |'
-  for r in $(seq 1 "$rounds"); do printf ' %s |' "${rate[engine.$r]}"; done
-  echo
-  echo
-  echo "| ratio (target) | $(for r in $(seq 1 "$rounds"); do printf 'round %s | ' "$r"; done)"
-  echo "|---|$(for _ in $(seq 1 "$rounds"); do printf -- '---|'; done)"
-  ratio() { python3 -c "print(f'{$1:.3f}')"; }
-  printf '| authz / hello (0.7) |'
-  for r in $(seq 1 "$rounds"); do printf ' %s |' "$(ratio "${rate[authz.$r]}/${rate[hello.$r]}")"; done
-  echo
-  printf '| introspect / hello (0.7) |'
-  for r in $(seq 1 "$rounds"); do printf ' %s |' "$(ratio "${rate[introspect.$r]}/${rate[hello.$r]}")"; done
-  echo
-  printf '| verify-64 tokens/s / engine (0.85) |'
-  for r in $(seq 1 "$rounds"); do printf ' %s |' "$(ratio "${rate[verify-64.$r]}*64/${rate[engine.$r]}")"; done
-  echo
-} | tee "$out"
+done > "$rows"
+
+machine="$(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1); $(uname -sr)"
+python3 - "$rows" "$out" "${out%.md}.json" "$rounds" "$duration" "$(date -u +%Y-%m-%dT%H:%MZ)" \
+  "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$machine" <<'PY'
+import json, sys
+
+rows, md_path, json_path, rounds, duration, date, commit, machine = sys.argv[1:]
+rounds = range(1, int(rounds) + 1)
+rate, p99 = {}, {}
+for line in open(rows):
+    name, r, per_s, latency = line.split()
+    rate[name, int(r)] = float(per_s)
+    if latency != "-":
+        p99[name, int(r)] = int(latency)
+names = ["hello", "authz", "introspect", "authz-RS256", "authz-ES256", "authz-EdDSA", "verify-64"]
+connections = {"verify-64": 16}
+# The ratios PRODUCT.md names, each round's from that round's runs.
+ratios = [
+    ("authz / hello", 0.7, lambda r: rate["authz", r] / rate["hello", r]),
+    ("introspect / hello", 0.7, lambda r: rate["introspect", r] / rate["hello", r]),
+    ("verify-64 tokens/s / engine", 0.85, lambda r: rate["verify-64", r] * 64 / rate["engine", r]),
+]
+
+md = [
+    f"Machine: {machine}. `loadtest/suite.sh`, {date}, {len(rounds)} rounds of {duration} s,"
+    f" 2 harness threads, 64 connections (verify-64: 16), tree at {commit}.",
+    "",
+    "| contestant |" + "".join(f" round {r} req/s (p99 µs) |" for r in rounds),
+    "|---|" + "---|" * len(rounds),
+]
+for name in names:
+    md.append(f"| {name} |" + "".join(f" {rate[name, r]:.0f} ({p99[name, r]}) |" for r in rounds))
+md.append("| engine (tokens/s) |" + "".join(f" {rate['engine', r]:.0f} |" for r in rounds))
+md += ["", "| ratio (target) |" + "".join(f" round {r} |" for r in rounds), "|---|" + "---|" * len(rounds)]
+for label, target, value in ratios:
+    md.append(f"| {label} ({target}) |" + "".join(f" {value(r):.3f} |" for r in rounds))
+with open(md_path, "w") as f:
+    f.write("\n".join(md) + "\n")
+
+summary = {
+    "format": 1,
+    "date": date,
+    "commit": commit,
+    "machine": machine,
+    "rounds": len(rounds),
+    "duration_s": float(duration),
+    "threads": 2,
+    "contestants": [
+        {
+            "name": name,
+            "unit": "requests/s",
+            "connections": connections.get(name, 64),
+            "throughput": [rate[name, r] for r in rounds],
+            "p99_us": [p99[name, r] for r in rounds],
+        }
+        for name in names
+    ]
+    + [
+        {
+            "name": "engine",
+            "unit": "tokens/s",
+            "connections": None,
+            "throughput": [rate["engine", r] for r in rounds],
+            "p99_us": [],
+        }
+    ],
+    "ratios": [
+        {"name": label, "target": target, "values": [value(r) for r in rounds]}
+        for label, target, value in ratios
+    ],
+}
+with open(json_path, "w") as f:
+    json.dump(summary, f, indent=2)
+    f.write("\n")
+PY
+cat "$out"

@@ -11,13 +11,16 @@
 //! through the session pool) against `pkcs11` (a bare `C_Sign` on one session, asked exactly
 //! what tessera asks the token).
 //!
-//! `cargo bench -p benches --bench ratios` prints Markdown tables; under `cargo test` (no
-//! `--bench` argument) it runs one short round per algorithm as a smoke test.
+//! `cargo bench -p benches --bench ratios` prints Markdown tables; with `-- --json PATH` it also
+//! writes the same figures as JSON (`benches::ratios::Ratios`; a relative PATH is taken from the
+//! `benches` directory, where cargo runs benchmarks). Under `cargo test` (no `--bench` argument)
+//! it runs one short round per algorithm as a smoke test.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use benches::hsm::{assert_verifies, open_token, raw_request, signing_input, TokenDir};
+use benches::ratios::{Ratios, SignRow, VerifyRow, FORMAT};
 use benches::{Contest, ALGORITHMS};
 
 /// Rounds per algorithm (odd, for a true median) and the length of one contestant's slice.
@@ -94,11 +97,22 @@ fn main() {
     let token_dir = TokenDir::create("ratios");
     std::env::set_var("SOFTHSM2_CONF", token_dir.path("softhsm2.conf"));
 
-    let full = std::env::args().any(|a| a == "--bench");
+    let args: Vec<String> = std::env::args().collect();
+    let full = args.iter().any(|a| a == "--bench");
+    let json = args
+        .iter()
+        .position(|a| a == "--json")
+        .map(|i| args.get(i + 1).expect("--json takes a path").clone());
     let (rounds, slice) = if full {
         (ROUNDS, SLICE)
     } else {
         (1, Duration::from_millis(1))
+    };
+    let mut report = Ratios {
+        format: FORMAT,
+        rounds,
+        slice_ms: slice.as_secs_f64() * 1e3,
+        ..Ratios::default()
     };
     println!("| alg | tessera | raw | jsonwebtoken | tessera / raw | tessera / jsonwebtoken |");
     println!("|---|---|---|---|---|---|");
@@ -127,6 +141,14 @@ fn main() {
             time(r),
             time(j)
         );
+        report.verify.push(VerifyRow {
+            alg: alg.name().to_owned(),
+            tessera_ns: t,
+            raw_ns: r,
+            jsonwebtoken_ns: j,
+            tessera_vs_raw: vs_raw,
+            tessera_vs_jsonwebtoken: vs_jwt,
+        });
     }
 
     println!();
@@ -157,17 +179,29 @@ fn main() {
                 }),
             ];
             let ns = interleave(&mut contestants, rounds, slice);
+            let row = SignRow {
+                alg: key.life.alg.name().to_owned(),
+                tessera_ns: median(ns[0].clone()),
+                pkcs11_ns: median(ns[1].clone()),
+                tessera_vs_pkcs11: ratio(&ns, 1),
+            };
             println!(
                 "| {} | {} | {} | {:.3} |",
-                key.life.alg.name(),
-                time(median(ns[0].clone())),
-                time(median(ns[1].clone())),
-                ratio(&ns, 1)
+                row.alg,
+                time(row.tessera_ns),
+                time(row.pkcs11_ns),
+                row.tessera_vs_pkcs11
             );
+            report.sign.push(row);
         })
         .expect("a raw session");
     }
     // Close the sessions and finalise the module before the token directory goes.
     drop(hsm);
     drop(token_dir);
+
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&report).expect("the report serialises");
+        std::fs::write(&path, text + "\n").unwrap_or_else(|e| panic!("writing {path}: {e}"));
+    }
 }

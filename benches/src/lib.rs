@@ -5,6 +5,7 @@
 //! Everything here runs outside the timed loops; setup panics on any failure.
 
 pub mod hsm;
+pub mod ratios;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

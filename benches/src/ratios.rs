@@ -1,0 +1,43 @@
+//! The `ratios` bench's results in machine-readable form: `cargo bench -p benches --bench ratios
+//! -- --json PATH` writes one [`Ratios`] as JSON next to the Markdown tables it prints, and
+//! `bench-report` reads it back. Field names are the JSON format's; keep them stable.
+
+use serde::{Deserialize, Serialize};
+
+/// Format version of [`Ratios`].
+pub const FORMAT: u32 = 1;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Ratios {
+    pub format: u32,
+    /// Rounds per algorithm; each contestant ran one slice per round.
+    pub rounds: usize,
+    /// Length of one contestant's slice, milliseconds.
+    pub slice_ms: f64,
+    /// Verification, one row per algorithm.
+    pub verify: Vec<VerifyRow>,
+    /// Signing with keys in SoftHSM, one row per algorithm.
+    pub sign: Vec<SignRow>,
+}
+
+/// Median time per verification of each contestant, and the median over rounds of each
+/// round's ratio (a throughput ratio: the other's time divided by tessera's).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct VerifyRow {
+    pub alg: String,
+    pub tessera_ns: f64,
+    pub raw_ns: f64,
+    pub jsonwebtoken_ns: f64,
+    pub tessera_vs_raw: f64,
+    pub tessera_vs_jsonwebtoken: f64,
+}
+
+/// Median time per signature through tessera's session pool and with a bare `C_Sign`, and the
+/// median over rounds of each round's throughput ratio.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SignRow {
+    pub alg: String,
+    pub tessera_ns: f64,
+    pub pkcs11_ns: f64,
+    pub tessera_vs_pkcs11: f64,
+}
