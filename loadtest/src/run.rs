@@ -1,7 +1,8 @@
 //! The load loop. Worker threads, each with its own current-thread tokio runtime and optionally
 //! pinned to a core, drive their share of the connections through [`Lane`]s: one request in
 //! flight per lane. Under HTTP/1.1 a lane is a keep-alive connection on a plain `TcpStream`, with
-//! pre-encoded request bytes and the [`http1`](crate::http1) parser over a per-connection buffer.
+//! pre-encoded request bytes and the [`http1`](crate::http1) parser over a per-connection buffer;
+//! under HTTP/2 ([`http2`](crate::http2)) a connection carries `--streams` lanes.
 //!
 //! Closed loop: each lane sends its next request as soon as the answer came.
 //! Open loop: each thread owns an arrival schedule at its share of the rate (request `k` is due
@@ -26,14 +27,26 @@ use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
 use crate::http1::{Answer, Parser, MAX_HEAD};
+use crate::http2;
 use crate::scenario::{Expect, Request};
 use crate::stats::{self, ErrorKind, Recorder};
+
+/// How requests travel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.1 with keep-alive: one request in flight per connection.
+    Http1,
+    /// HTTP/2 with prior knowledge over cleartext TCP: `streams` requests in flight per
+    /// connection.
+    Http2 { streams: usize },
+}
 
 /// A validated run.
 #[derive(Debug)]
 pub struct Plan {
     pub addr: SocketAddr,
     pub requests: Vec<Request>,
+    pub protocol: Protocol,
     /// Open loop: requests per second over all threads. `None`: closed loop.
     pub rate: Option<f64>,
     pub connections: usize,
@@ -71,8 +84,8 @@ struct Snapshot {
     latency: Histogram<u64>,
 }
 
-/// What the load loops need of a protocol: a lane carries one request at a time (under
-/// HTTP/1.1, over a connection of its own).
+/// What the load loops need of a protocol: a lane carries one request at a time, over a
+/// connection of its own (HTTP/1.1) or as one of the streams of a shared connection (HTTP/2).
 pub trait Lane: Sized + 'static {
     /// A request made ready for this protocol before the run.
     type Request: Send + Sync + 'static;
@@ -102,7 +115,16 @@ pub trait Lane: Sized + 'static {
 /// Runs `plan` and returns the merged measurements.
 pub fn run(mut plan: Plan) -> anyhow::Result<Recorder> {
     let requests = std::mem::take(&mut plan.requests);
-    drive::<Connection>(plan, requests.into())
+    match plan.protocol {
+        Protocol::Http1 => drive::<Connection>(plan, requests.into()),
+        Protocol::Http2 { .. } => {
+            let requests = requests
+                .into_iter()
+                .map(|r| http2::Request::prepare(&r))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            drive::<http2::Stream>(plan, requests.into())
+        }
+    }
 }
 
 fn drive<L: Lane>(plan: Plan, requests: Arc<[L::Request]>) -> anyhow::Result<Recorder> {
@@ -598,7 +620,7 @@ impl Lane for Connection {
     }
 }
 
-async fn open(addr: SocketAddr) -> std::io::Result<TcpStream> {
+pub async fn open(addr: SocketAddr) -> std::io::Result<TcpStream> {
     let stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     Ok(stream)
