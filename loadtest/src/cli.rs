@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use jose::Algorithm;
 
 use crate::report::{Report, FORMAT};
-use crate::run::Plan;
+use crate::run::{Plan, Protocol};
 use crate::scenario::{self, Client, Request, Target};
 use crate::tokens::{self, Kind, Spec, Token};
 use crate::{html, keys, output, run};
@@ -18,7 +18,8 @@ use crate::{html, keys, output, run};
 #[command(
     name = "tessera-loadtest",
     version,
-    about = "Open- and closed-loop HTTP/1.1 load against tessera, with HDR latency reports.",
+    about = "Open- and closed-loop HTTP/1.1 or HTTP/2 load against tessera, with HDR latency \
+             reports.",
     after_help = "Latency is measured from each request's intended start in the open loop \
                   (--rate), so a stalled server is charged for every request it held up."
 )]
@@ -67,7 +68,8 @@ struct LoadArgs {
     /// connection sends its next request when the answer came).
     #[arg(long, value_name = "R")]
     rate: Option<f64>,
-    /// Keep-alive connections, spread over the threads.
+    /// TCP connections, spread over the threads (HTTP/1.1: keep-alive, one request in flight
+    /// each).
     #[arg(long, short = 'c', value_name = "N", default_value_t = 64)]
     connections: usize,
     /// Worker threads, each with its own event loop (default: the CPUs of --cpus, or all CPUs;
@@ -93,9 +95,14 @@ struct LoadArgs {
     /// Write the report as a self-contained HTML page.
     #[arg(long, value_name = "FILE")]
     html: Option<PathBuf>,
-    /// HTTP/2 (not supported yet: the flag is refused).
+    /// HTTP/2 with prior knowledge over cleartext TCP (as `tessera serve` accepts on its plain
+    /// port) instead of HTTP/1.1.
     #[arg(long)]
     http2: bool,
+    /// With --http2: requests in flight on each connection (concurrent streams), so N
+    /// connections carry N × M requests at once [default: 1].
+    #[arg(long, value_name = "M")]
+    streams: Option<usize>,
     /// No progress line on stderr.
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -464,12 +471,17 @@ fn load(
     tokens: Option<(Vec<Token>, Option<Spec>)>,
     batch: Option<usize>,
 ) -> anyhow::Result<ExitCode> {
-    if args.http2 {
-        bail!(
-            "--http2: HTTP/2 is not supported by this harness yet; it speaks HTTP/1.1 with \
-             keep-alive (run without --http2)"
-        );
-    }
+    let protocol = match (args.http2, args.streams) {
+        (false, Some(_)) => bail!(
+            "--streams needs --http2: an HTTP/1.1 connection carries one request at a time \
+             (raise --connections instead)"
+        ),
+        (false, None) => Protocol::Http1,
+        (true, Some(0)) => bail!("--streams must be at least 1"),
+        (true, streams) => Protocol::Http2 {
+            streams: streams.unwrap_or(1),
+        },
+    };
     if args.connections == 0 {
         bail!("--connections must be at least 1");
     }
@@ -505,7 +517,15 @@ fn load(
         rate: args.rate,
         connections: args.connections,
         threads,
-        protocol: "http1".to_string(),
+        protocol: match protocol {
+            Protocol::Http1 => "http1",
+            Protocol::Http2 { .. } => "http2",
+        }
+        .to_string(),
+        streams: match protocol {
+            Protocol::Http1 => None,
+            Protocol::Http2 { streams } => Some(streams),
+        },
         duration_s: args.duration.as_secs_f64(),
         warmup_s: args.warmup.as_secs_f64(),
         batch,
@@ -520,6 +540,7 @@ fn load(
     let plan = Plan {
         addr: target.addr,
         requests,
+        protocol,
         rate: args.rate,
         connections: args.connections,
         threads,
@@ -616,9 +637,10 @@ fn notes(recorded: &crate::stats::Recorder, args: &LoadArgs) -> Vec<String> {
     notes.push(format!("TCP connections opened: {}", recorded.connects));
     if args.rate.is_some() && recorded.late > 0 {
         notes.push(format!(
-            "open loop: {} requests found every connection busy at their intended start \
+            "open loop: {} requests found every {} busy at their intended start \
              (their latency includes that wait)",
-            recorded.late
+            recorded.late,
+            if args.http2 { "stream" } else { "connection" }
         ));
     }
     if args.rate.is_some() && recorded.slow_wakes > 0 {

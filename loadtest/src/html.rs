@@ -134,7 +134,7 @@ fn run_table(out: &mut String, r: &Report) {
     row(out, "scenario", &or_dash(&r.scenario));
     row(out, "target", &or_dash(&r.target));
     row(out, "mode", &mode_name(&r.mode));
-    row(out, "protocol", &or_dash(&r.protocol));
+    row(out, "protocol", &or_dash(&crate::output::protocol(r)));
     row(out, "connections", &group(r.connections as u64));
     row(out, "threads", &group(r.threads as u64));
     let rate = match r.rate {
@@ -1086,6 +1086,7 @@ mod tests {
             connections: 64,
             threads: 2,
             protocol: "http1".to_owned(),
+            streams: None,
             duration_s: 30.0,
             warmup_s: 5.0,
             mix: vec![("ES256".to_owned(), 70.0), ("RS256".to_owned(), 30.0)],

@@ -31,12 +31,22 @@ impl Answer {
         }
     }
 
+    /// An answer read some other way (HTTP/2): `status`, and body bytes given to
+    /// [`Answer::keep`].
+    pub fn with_status(status: u16) -> Self {
+        Answer {
+            status,
+            ..Answer::new()
+        }
+    }
+
     /// The first body bytes (chunked framing removed), at most [`PREFIX`].
     pub fn body_prefix(&self) -> &[u8] {
         &self.prefix[..usize::from(self.prefix_len)]
     }
 
-    fn keep(&mut self, data: &[u8]) {
+    /// Keeps what still fits of the prefix from the next body bytes.
+    pub fn keep(&mut self, data: &[u8]) {
         let have = usize::from(self.prefix_len);
         let n = data.len().min(PREFIX - have);
         self.prefix[have..have + n].copy_from_slice(&data[..n]);

@@ -1,4 +1,4 @@
-//! `tessera-loadtest`: open- and closed-loop HTTP/1.1 load against tessera (forward-auth,
+//! `tessera-loadtest`: open- and closed-loop HTTP/1.1 or HTTP/2 load against tessera (forward-auth,
 //! introspection, batch verify, JWKS) or any URL, with tokens it signs itself and HDR latency
 //! reports. See loadtest/README.md.
 
@@ -7,6 +7,7 @@
 mod cli;
 mod html;
 mod http1;
+mod http2;
 mod keys;
 mod output;
 mod report;

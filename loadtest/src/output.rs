@@ -23,6 +23,17 @@ fn seconds(s: f64) -> String {
     }
 }
 
+/// The protocol for people: `HTTP/1.1`, or `HTTP/2` with its streams per connection.
+pub fn protocol(report: &Report) -> String {
+    match (report.protocol.as_str(), report.streams) {
+        ("http1", _) => "HTTP/1.1".to_string(),
+        ("http2", Some(1)) => "HTTP/2 with 1 stream per connection".to_string(),
+        ("http2", Some(n)) => format!("HTTP/2 with {n} streams per connection"),
+        ("http2", None) => "HTTP/2".to_string(),
+        (other, _) => other.to_string(),
+    }
+}
+
 /// The table printed at the end of a run.
 pub fn table(report: &Report) -> String {
     let mut out = String::new();
@@ -39,11 +50,7 @@ pub fn table(report: &Report) -> String {
         if r.connections == 1 { "" } else { "s" },
         r.threads,
         if r.threads == 1 { "" } else { "s" },
-        if r.protocol == "http1" {
-            "HTTP/1.1"
-        } else {
-            &r.protocol
-        },
+        protocol(r),
         seconds(r.duration_s),
         seconds(r.warmup_s)
     );
@@ -156,5 +163,13 @@ mod tests {
         assert!(t.contains("tokens: 10 distinct (ES256 100%), 10.0% invalid"));
         assert!(t.contains("200: 38   401: 4"));
         assert!(t.contains("errors       none"));
+        let h2 = Report {
+            protocol: "http2".into(),
+            streams: Some(8),
+            ..report
+        };
+        assert!(table(&h2).contains(
+            "closed loop, 4 connections on 2 threads, HTTP/2 with 8 streams per connection, 1 s"
+        ));
     }
 }

@@ -21,6 +21,9 @@ pub struct Report {
     pub threads: usize,
     /// `http1` or `http2`.
     pub protocol: String,
+    /// HTTP/2: requests in flight per connection (`--streams`); absent under HTTP/1.1.
+    #[serde(default)]
+    pub streams: Option<usize>,
     pub duration_s: f64,
     pub warmup_s: f64,
     /// Token mix as asked: algorithm → share in percent.

@@ -1,14 +1,15 @@
 //! The load loop. Worker threads, each with its own current-thread tokio runtime and optionally
-//! pinned to a core, drive their share of the connections: HTTP/1.1 with keep-alive on plain
-//! `TcpStream`s, one request in flight per connection, pre-encoded request bytes, the
-//! [`http1`](crate::http1) parser over a per-connection buffer.
+//! pinned to a core, drive their share of the connections through [`Lane`]s: one request in
+//! flight per lane. Under HTTP/1.1 a lane is a keep-alive connection on a plain `TcpStream`, with
+//! pre-encoded request bytes and the [`http1`](crate::http1) parser over a per-connection buffer;
+//! under HTTP/2 ([`http2`](crate::http2)) a connection carries `--streams` lanes.
 //!
-//! Closed loop: each connection sends its next request as soon as the answer came.
+//! Closed loop: each lane sends its next request as soon as the answer came.
 //! Open loop: each thread owns an arrival schedule at its share of the rate (request `k` is due
-//! at `start + phase + k × interval`); whichever connection is free takes the next due request.
-//! Latency counts from the request's intended start when it had to wait for a free connection,
+//! at `start + phase + k × interval`); whichever lane is free takes the next due request.
+//! Latency counts from the request's intended start when it had to wait for a free lane,
 //! so a stalled server is charged for every request that should have started meanwhile
-//! (no coordinated omission). A connection that is free early sleeps until the due time and the
+//! (no coordinated omission). A lane that is free early sleeps until the due time and the
 //! latency counts from when it actually sent (the timer has millisecond granularity; that wait
 //! is the harness's, not the server's).
 
@@ -26,14 +27,26 @@ use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
 use crate::http1::{Answer, Parser, MAX_HEAD};
+use crate::http2;
 use crate::scenario::{Expect, Request};
 use crate::stats::{self, ErrorKind, Recorder};
+
+/// How requests travel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.1 with keep-alive: one request in flight per connection.
+    Http1,
+    /// HTTP/2 with prior knowledge over cleartext TCP: `streams` requests in flight per
+    /// connection.
+    Http2 { streams: usize },
+}
 
 /// A validated run.
 #[derive(Debug)]
 pub struct Plan {
     pub addr: SocketAddr,
     pub requests: Vec<Request>,
+    pub protocol: Protocol,
     /// Open loop: requests per second over all threads. `None`: closed loop.
     pub rate: Option<f64>,
     pub connections: usize,
@@ -71,8 +84,50 @@ struct Snapshot {
     latency: Histogram<u64>,
 }
 
+/// What the load loops need of a protocol: a lane carries one request at a time, over a
+/// connection of its own (HTTP/1.1) or as one of the streams of a shared connection (HTTP/2).
+pub trait Lane: Sized + 'static {
+    /// A request made ready for this protocol before the run.
+    type Request: Send + Sync + 'static;
+
+    /// The lanes of one thread, for its `connections` connections.
+    fn lanes(plan: &Plan, connections: usize) -> Vec<Self>;
+
+    /// The answer `request` should get.
+    fn expect(request: &Self::Request) -> Expect;
+
+    /// Opens the connection before the schedule starts; a failure is left for the first
+    /// request to find and count.
+    async fn connect_early(&mut self);
+
+    /// Sends `request` and waits for its whole answer, within the timeout from `start`. A
+    /// connection that failed is replaced before the next request.
+    async fn exchange(
+        &mut self,
+        request: &Self::Request,
+        start: Instant,
+    ) -> Result<Answer, ErrorKind>;
+
+    /// Whether this lane opened a new connection since the last call.
+    fn take_connected(&mut self) -> bool;
+}
+
 /// Runs `plan` and returns the merged measurements.
-pub fn run(plan: Plan) -> anyhow::Result<Recorder> {
+pub fn run(mut plan: Plan) -> anyhow::Result<Recorder> {
+    let requests = std::mem::take(&mut plan.requests);
+    match plan.protocol {
+        Protocol::Http1 => drive::<Connection>(plan, requests.into()),
+        Protocol::Http2 { .. } => {
+            let requests = requests
+                .into_iter()
+                .map(|r| http2::Request::prepare(&r))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            drive::<http2::Stream>(plan, requests.into())
+        }
+    }
+}
+
+fn drive<L: Lane>(plan: Plan, requests: Arc<[L::Request]>) -> anyhow::Result<Recorder> {
     let plan = Arc::new(plan);
     let cores = pick_cores(&plan.cpus)?;
     let seconds = plan.duration.as_secs_f64().ceil().max(1.0) as usize;
@@ -101,6 +156,7 @@ pub fn run(plan: Plan) -> anyhow::Result<Recorder> {
             plan.connections / plan.threads + usize::from(t < plan.connections % plan.threads);
         let core = (!cores.is_empty()).then(|| cores[t % cores.len()]);
         let plan = Arc::clone(&plan);
+        let requests = Arc::clone(&requests);
         let snapshots = Arc::clone(&snapshots);
         let worker = std::thread::Builder::new()
             .name(format!("load-{t}"))
@@ -113,7 +169,15 @@ pub fn run(plan: Plan) -> anyhow::Result<Recorder> {
                         );
                     }
                 }
-                worker(&plan, t, connections, clock, seconds, &snapshots[t])
+                worker::<L>(
+                    &plan,
+                    requests,
+                    t,
+                    connections,
+                    clock,
+                    seconds,
+                    &snapshots[t],
+                )
             })
             .context("starting a worker thread")?;
         workers.push(worker);
@@ -209,12 +273,13 @@ fn progress(
     }
 }
 
-/// State shared by the connections of one thread.
-struct Ctx {
+/// State shared by the lanes of one thread.
+struct Ctx<R> {
     plan: Arc<Plan>,
+    requests: Arc<[R]>,
     clock: Clock,
     rec: RefCell<Recorder>,
-    /// The next request to send (index into `plan.requests`).
+    /// The next request to send (index into `requests`).
     next: Cell<usize>,
     /// Open loop: the next arrival in this thread's schedule.
     ticket: Cell<u64>,
@@ -223,15 +288,15 @@ struct Ctx {
     phase_ns: f64,
 }
 
-impl Ctx {
-    fn request(&self) -> &Request {
+impl<R> Ctx<R> {
+    fn request(&self) -> &R {
         let i = self.next.get();
-        self.next.set(if i + 1 == self.plan.requests.len() {
+        self.next.set(if i + 1 == self.requests.len() {
             0
         } else {
             i + 1
         });
-        &self.plan.requests[i]
+        &self.requests[i]
     }
 
     fn due(&self, ticket: u64) -> Instant {
@@ -280,8 +345,9 @@ fn verdict(expect: Expect, answer: &Answer) -> Option<ErrorKind> {
     (!ok).then_some(ErrorKind::UnexpectedAnswer)
 }
 
-fn worker(
+fn worker<L: Lane>(
     plan: &Arc<Plan>,
+    requests: Arc<[L::Request]>,
     thread: usize,
     connections: usize,
     clock: Clock,
@@ -301,23 +367,25 @@ fn worker(
     };
     let ctx = Rc::new(Ctx {
         plan: Arc::clone(plan),
+        next: Cell::new(thread * requests.len() / plan.threads),
+        requests,
         clock,
         rec: RefCell::new(Recorder::new(seconds)),
-        next: Cell::new(thread * plan.requests.len() / plan.threads),
         ticket: Cell::new(0),
         interval_ns,
         phase_ns,
     });
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async {
-        let mut tasks = Vec::with_capacity(connections);
-        for _ in 0..connections {
+        let lanes = L::lanes(plan, connections);
+        let mut tasks = Vec::with_capacity(lanes.len());
+        for lane in lanes {
             let ctx = Rc::clone(&ctx);
             tasks.push(tokio::task::spawn_local(async move {
                 if ctx.plan.rate.is_some() {
-                    open_loop(&ctx).await;
+                    open_loop(&ctx, lane).await;
                 } else {
-                    closed_loop(&ctx).await;
+                    closed_loop(&ctx, lane).await;
                 }
             }));
         }
@@ -356,7 +424,7 @@ fn worker(
 }
 
 /// Copies the thread's counts and histogram to `slot` every second, for the progress line.
-async fn publish_every_second(ctx: &Ctx, slot: &Mutex<Snapshot>) {
+async fn publish_every_second<R>(ctx: &Ctx<R>, slot: &Mutex<Snapshot>) {
     let mut at = ctx.clock.start;
     loop {
         at += Duration::from_secs(1);
@@ -370,9 +438,16 @@ async fn publish_every_second(ctx: &Ctx, slot: &Mutex<Snapshot>) {
     }
 }
 
-async fn closed_loop(ctx: &Ctx) {
-    let mut conn = Connection::new(ctx.plan.addr, ctx.plan.timeout);
-    conn.connect_early(ctx).await;
+/// Counts a connection the lane opened.
+fn count_connect<L: Lane>(ctx: &Ctx<L::Request>, lane: &mut L) {
+    if lane.take_connected() {
+        ctx.rec.borrow_mut().connects += 1;
+    }
+}
+
+async fn closed_loop<L: Lane>(ctx: &Ctx<L::Request>, mut conn: L) {
+    conn.connect_early().await;
+    count_connect(ctx, &mut conn);
     tokio::time::sleep_until(ctx.clock.start.into()).await;
     loop {
         let start = Instant::now();
@@ -380,11 +455,9 @@ async fn closed_loop(ctx: &Ctx) {
             break;
         }
         let request = ctx.request();
-        let result = conn.exchange(&request.bytes, start).await;
-        if conn.take_connected() {
-            ctx.rec.borrow_mut().connects += 1;
-        }
-        ctx.record(ctx.clock.second(start), start, result, request.expect);
+        let result = conn.exchange(request, start).await;
+        count_connect(ctx, &mut conn);
+        ctx.record(ctx.clock.second(start), start, result, L::expect(request));
         if result == Err(ErrorKind::Connect) {
             // Do not spin against a server that refuses connections.
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -392,9 +465,9 @@ async fn closed_loop(ctx: &Ctx) {
     }
 }
 
-async fn open_loop(ctx: &Ctx) {
-    let mut conn = Connection::new(ctx.plan.addr, ctx.plan.timeout);
-    conn.connect_early(ctx).await;
+async fn open_loop<L: Lane>(ctx: &Ctx<L::Request>, mut conn: L) {
+    conn.connect_early().await;
+    count_connect(ctx, &mut conn);
     let mut pacer = Box::pin(tokio::time::sleep_until(ctx.clock.start.into()));
     loop {
         let ticket = ctx.ticket.get();
@@ -415,18 +488,16 @@ async fn open_loop(ctx: &Ctx) {
             }
             woke
         } else {
-            // No connection was free when it was due: the wait is the server's.
+            // No lane was free when it was due: the wait is the server's.
             if second.is_some() {
                 ctx.rec.borrow_mut().late += 1;
             }
             due
         };
         let request = ctx.request();
-        let result = conn.exchange(&request.bytes, Instant::now()).await;
-        if conn.take_connected() {
-            ctx.rec.borrow_mut().connects += 1;
-        }
-        ctx.record(second, from, result, request.expect);
+        let result = conn.exchange(request, Instant::now()).await;
+        count_connect(ctx, &mut conn);
+        ctx.record(second, from, result, L::expect(request));
     }
 }
 
@@ -460,24 +531,35 @@ impl Connection {
             connected: false,
         }
     }
+}
 
-    /// Whether a new TCP connection was opened since the last call.
+impl Lane for Connection {
+    type Request = Request;
+
+    fn lanes(plan: &Plan, connections: usize) -> Vec<Self> {
+        (0..connections)
+            .map(|_| Connection::new(plan.addr, plan.timeout))
+            .collect()
+    }
+
+    fn expect(request: &Request) -> Expect {
+        request.expect
+    }
+
     fn take_connected(&mut self) -> bool {
         std::mem::take(&mut self.connected)
     }
 
-    /// Opens the connection before the schedule starts; a failure is left for the first
-    /// request to find and count.
-    async fn connect_early(&mut self, ctx: &Ctx) {
+    async fn connect_early(&mut self) {
         let connect = tokio::time::timeout(self.timeout, open(self.addr));
         if let Ok(Ok(stream)) = connect.await {
             self.stream = Some(stream);
-            ctx.rec.borrow_mut().connects += 1;
+            self.connected = true;
         }
     }
 
-    /// Sends `request` and reads its answer, within the timeout from `start`.
-    async fn exchange(&mut self, request: &[u8], start: Instant) -> Result<Answer, ErrorKind> {
+    async fn exchange(&mut self, request: &Request, start: Instant) -> Result<Answer, ErrorKind> {
+        let request = &*request.bytes;
         let deadline = start + self.timeout;
         let slack = self.timeout / 8;
         if self.watchdog.deadline().into_std() < deadline {
@@ -538,7 +620,7 @@ impl Connection {
     }
 }
 
-async fn open(addr: SocketAddr) -> std::io::Result<TcpStream> {
+pub async fn open(addr: SocketAddr) -> std::io::Result<TcpStream> {
     let stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     Ok(stream)

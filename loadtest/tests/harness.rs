@@ -17,7 +17,7 @@ use http_body_util::BodyExt as _;
 use hyper::body::{Body, Bytes, Frame, Incoming};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 
 #[allow(dead_code)]
 #[path = "../src/report.rs"]
@@ -66,9 +66,27 @@ struct Server {
     connections: Arc<AtomicU64>,
 }
 
-/// Serves `handler` (given the request and its number, from 1) on 127.0.0.1 from a thread of
-/// its own, for the rest of the test process.
+/// How a test server speaks.
+#[derive(Clone, Copy)]
+enum Http {
+    One,
+    /// HTTP/2 with prior knowledge.
+    Two,
+    /// HTTP/2, ending each connection after this many requests on it: gracefully (`GOAWAY`,
+    /// the requests in flight finish) or by dropping it.
+    TwoEndingAfter {
+        requests: u64,
+        graceful: bool,
+    },
+}
+
+/// Serves `handler` (given the request and its number, from 1) over HTTP/1.1 on 127.0.0.1 from
+/// a thread of its own, for the rest of the test process.
 fn serve(handler: Handler) -> Server {
+    serve_with(Http::One, handler)
+}
+
+fn serve_with(http: Http, handler: Handler) -> Server {
     let requests = Arc::new(AtomicU64::new(0));
     let connections = Arc::new(AtomicU64::new(0));
     let (tx, rx) = std::sync::mpsc::channel();
@@ -93,14 +111,45 @@ fn serve(handler: Handler) -> Server {
                     let handler = Arc::clone(&handler);
                     let requests = Arc::clone(&requests);
                     tokio::spawn(async move {
-                        let service = service_fn(move |request| {
-                            let n = requests.fetch_add(1, Ordering::Relaxed) + 1;
-                            let answer = handler(request, n);
-                            async move { Ok::<_, Infallible>(answer.await) }
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
+                        let on_this = Arc::new(AtomicU64::new(0));
+                        let end = Arc::new(tokio::sync::Notify::new());
+                        let service = {
+                            let end = Arc::clone(&end);
+                            service_fn(move |request| {
+                                let n = requests.fetch_add(1, Ordering::Relaxed) + 1;
+                                let here = on_this.fetch_add(1, Ordering::Relaxed) + 1;
+                                if let Http::TwoEndingAfter { requests, .. } = http {
+                                    if here == requests {
+                                        end.notify_one();
+                                    }
+                                }
+                                let answer = handler(request, n);
+                                async move { reset_or(answer.await) }
+                            })
+                        };
+                        let io = TokioIo::new(stream);
+                        match http {
+                            Http::One => {
+                                let _ = hyper::server::conn::http1::Builder::new()
+                                    .serve_connection(io, service)
+                                    .await;
+                            }
+                            Http::Two | Http::TwoEndingAfter { .. } => {
+                                let connection =
+                                    hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                                        .serve_connection(io, service);
+                                let mut connection = std::pin::pin!(connection);
+                                tokio::select! {
+                                    _ = connection.as_mut() => {}
+                                    () = end.notified() => {
+                                        if let Http::TwoEndingAfter { graceful: true, .. } = http {
+                                            connection.as_mut().graceful_shutdown();
+                                            let _ = connection.await;
+                                        }
+                                    }
+                                }
+                            }
+                        }
                     });
                 }
             });
@@ -110,6 +159,24 @@ fn serve(handler: Handler) -> Server {
         addr: rx.recv_timeout(Duration::from_secs(10)).expect("server up"),
         requests,
         connections,
+    }
+}
+
+/// A reply with this header makes the service fail instead: hyper resets the HTTP/2 stream.
+const RESET: &str = "x-test-reset";
+
+fn reset() -> Reply {
+    let mut r = reply(200, "");
+    r.headers_mut()
+        .insert(RESET, hyper::header::HeaderValue::from_static("please"));
+    r
+}
+
+fn reset_or(reply: Reply) -> Result<Reply, std::io::Error> {
+    if reply.headers().contains_key(RESET) {
+        Err(std::io::Error::other("reset requested"))
+    } else {
+        Ok(reply)
     }
 }
 
@@ -252,46 +319,64 @@ fn closed_loop_counts_requests_and_statuses_and_writes_the_report() {
 
 #[test]
 fn open_loop_charges_a_stall_to_every_request_it_held_up() {
+    stall_is_charged(Http::One, &["--connections", "4"], "every connection busy");
+}
+
+#[test]
+fn open_loop_over_http2_keeps_the_rate_and_charges_a_stall() {
+    // One connection, four streams: as many requests in flight as the HTTP/1.1 run.
+    let server = stall_is_charged(
+        Http::Two,
+        &["--http2", "--connections", "1", "--streams", "4"],
+        "every stream busy",
+    );
+    assert_eq!(server.connections.load(Ordering::Relaxed), 1);
+}
+
+/// An open loop at 200/s for 2 s, with 4 requests in flight at most, against a server that
+/// stalls for 300 ms.
+fn stall_is_charged(http: Http, lanes: &[&str], busy_note: &str) -> Server {
     // Request 100 (half a second in at 200/s) stops the server for 300 ms: everything that
     // arrives meanwhile waits until then.
     let stall_until: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
-    let server = serve(handler(move |_, n| {
-        let stall_until = Arc::clone(&stall_until);
-        async move {
-            let until = {
-                let mut s = stall_until.lock().expect("lock");
-                if n == 100 {
-                    *s = Some(Instant::now() + Duration::from_millis(300));
+    let server = serve_with(
+        http,
+        handler(move |_, n| {
+            let stall_until = Arc::clone(&stall_until);
+            async move {
+                let until = {
+                    let mut s = stall_until.lock().expect("lock");
+                    if n == 100 {
+                        *s = Some(Instant::now() + Duration::from_millis(300));
+                    }
+                    *s
+                };
+                if let Some(until) = until {
+                    tokio::time::sleep_until(until.into()).await;
                 }
-                *s
-            };
-            if let Some(until) = until {
-                tokio::time::sleep_until(until.into()).await;
+                reply(200, "ok")
             }
-            reply(200, "ok")
-        }
-    }));
+        }),
+    );
     let dir = Scratch::new("open");
     let json = dir.path("r.json");
-    ok(&loadtest(
-        &[
-            "get",
-            &url(&server, "/"),
-            "--rate",
-            "200",
-            "--connections",
-            "4",
-            "--threads",
-            "1",
-            "--duration",
-            "2s",
-            "--warmup",
-            "0s",
-            "--json",
-            json.to_str().expect("path"),
-        ],
-        &[],
-    ));
+    let target = url(&server, "/");
+    let mut args = vec![
+        "get",
+        &target,
+        "--rate",
+        "200",
+        "--threads",
+        "1",
+        "--duration",
+        "2s",
+        "--warmup",
+        "0s",
+        "--json",
+        json.to_str().expect("path"),
+    ];
+    args.extend_from_slice(lanes);
+    ok(&loadtest(&args, &[]));
     let r = report(&json);
     assert_eq!((r.mode.as_str(), r.rate), ("open", Some(200.0)));
     assert!(r.errors.is_empty(), "{:?}", r.errors);
@@ -308,7 +393,14 @@ fn open_loop_charges_a_stall_to_every_request_it_held_up() {
         .map(|(_, us)| *us)
         .expect("p95");
     assert!(p95 >= 75_000, "p95 {p95} µs: {:?}", r.distribution);
-    assert!(r.notes.iter().any(|n| n.contains("every connection busy")));
+    assert!(
+        r.notes.iter().any(|n| n.contains(busy_note)),
+        "{:?}",
+        r.notes
+    );
+    // Every request the server saw was due in the window and answered.
+    assert_eq!(server.requests.load(Ordering::Relaxed), r.requests);
+    server
 }
 
 #[test]
@@ -600,9 +692,237 @@ fn introspection_takes_the_secret_from_the_environment_and_checks_verdicts() {
     assert_eq!(count(&r.errors, "unexpected_status"), r.requests);
 }
 
+// ---- HTTP/2 -----------------------------------------------------------------------------------
+
+/// The `TCP connections opened: N` note.
+fn connections_opened(r: &Report) -> u64 {
+    r.notes
+        .iter()
+        .find_map(|n| n.strip_prefix("TCP connections opened: "))
+        .and_then(|n| n.parse().ok())
+        .expect("the connections note")
+}
+
 #[test]
-fn http2_is_refused_plainly() {
-    let out = loadtest(&["get", "http://127.0.0.1:9/", "--http2"], &[]);
+fn http2_closed_loop_keeps_connections_times_streams_in_flight() {
+    let in_flight = Arc::new(AtomicU64::new(0));
+    let most = Arc::new(AtomicU64::new(0));
+    let server = {
+        let (in_flight, most) = (Arc::clone(&in_flight), Arc::clone(&most));
+        serve_with(
+            Http::Two,
+            handler(move |request, _| {
+                let (in_flight, most) = (Arc::clone(&in_flight), Arc::clone(&most));
+                async move {
+                    if request.version() != hyper::Version::HTTP_2 {
+                        return reply(505, "HTTP/2 only\n");
+                    }
+                    let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                    reply(200, "hello\n")
+                }
+            }),
+        )
+    };
+    let dir = Scratch::new("h2-closed");
+    let (json, html) = (dir.path("r.json"), dir.path("r.html"));
+    let out = ok(&loadtest(
+        &[
+            "get",
+            &url(&server, "/"),
+            "--http2",
+            "--streams",
+            "4",
+            "-c",
+            "2",
+            "-t",
+            "2",
+            "-d",
+            "1s",
+            "--warmup",
+            "0s",
+            "--json",
+            json.to_str().expect("path"),
+            "--html",
+            html.to_str().expect("path"),
+        ],
+        &[],
+    ))
+    .stdout
+    .clone();
+    let r = report(&json);
+    assert_eq!(
+        (r.protocol.as_str(), r.streams, r.connections, r.threads),
+        ("http2", Some(4), 2, 2)
+    );
+    assert!(r.requests > 100, "{} requests", r.requests);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(r.statuses, vec![("200".to_string(), r.requests)]);
+    // Without a warm-up every request the server answered counts, once.
+    assert_eq!(server.requests.load(Ordering::Relaxed), r.requests);
+    assert_eq!(server.connections.load(Ordering::Relaxed), 2);
+    assert_eq!(connections_opened(&r), 2);
+    assert_eq!(most.load(Ordering::SeqCst), 8, "2 connections × 4 streams");
+    let table = String::from_utf8_lossy(&out);
+    assert!(
+        table.contains("2 connections on 2 threads, HTTP/2 with 4 streams per connection"),
+        "{table}"
+    );
+    let page = std::fs::read_to_string(&html).expect("the HTML report");
+    assert!(page.contains("HTTP/2 with 4 streams per connection"));
+}
+
+#[test]
+fn http2_answers_are_checked_and_reset_streams_counted() {
+    // Every third request a 500, every fifth stream reset by the server.
+    let server = serve_with(
+        Http::Two,
+        handler(|_, n| async move {
+            if n % 5 == 0 {
+                reset()
+            } else if n % 3 == 0 {
+                reply(500, "broken\n")
+            } else {
+                reply(200, "ok\n")
+            }
+        }),
+    );
+    let dir = Scratch::new("h2-errors");
+    let json = dir.path("r.json");
+    ok(&loadtest(
+        &[
+            "jwks",
+            "--url",
+            &url(&server, ""),
+            "--http2",
+            "--streams",
+            "3",
+            "-c",
+            "1",
+            "-d",
+            "500ms",
+            "--warmup",
+            "0s",
+            "--quiet",
+            "--json",
+            json.to_str().expect("path"),
+        ],
+        &[],
+    ));
+    let r = report(&json);
+    let seen = server.requests.load(Ordering::Relaxed);
+    assert!(seen > 30, "{seen} requests");
+    let (resets, failures) = (seen / 5, seen / 3 - seen / 15);
+    assert_eq!(count(&r.errors, "protocol"), resets, "{:?}", r.errors);
+    assert_eq!(count(&r.errors, "unexpected_status"), failures);
+    assert_eq!(count(&r.statuses, "500"), failures);
+    assert_eq!(count(&r.statuses, "200"), seen - resets - failures);
+    assert_eq!(r.requests, seen - resets);
+    assert_eq!(r.errors.len(), 2, "{:?}", r.errors);
+    // A reset stream leaves its connection in use.
+    assert_eq!(server.connections.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn http2_goaway_opens_a_new_connection_without_errors() {
+    let server = serve_with(
+        Http::TwoEndingAfter {
+            requests: 50,
+            graceful: true,
+        },
+        handler(|_, _| async { reply(200, "ok\n") }),
+    );
+    let dir = Scratch::new("h2-goaway");
+    let json = dir.path("r.json");
+    ok(&loadtest(
+        &[
+            "get",
+            &url(&server, "/"),
+            "--http2",
+            "--streams",
+            "4",
+            "-c",
+            "1",
+            "-d",
+            "500ms",
+            "--warmup",
+            "0s",
+            "--quiet",
+            "--json",
+            json.to_str().expect("path"),
+        ],
+        &[],
+    ));
+    let r = report(&json);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(server.requests.load(Ordering::Relaxed), r.requests);
+    let connections = server.connections.load(Ordering::Relaxed);
+    assert!(
+        connections >= 2,
+        "{connections} connections for {} requests",
+        r.requests
+    );
+    assert_eq!(connections_opened(&r), connections);
+}
+
+#[test]
+fn http2_connection_errors_are_counted_and_the_connection_reopened() {
+    let server = serve_with(
+        Http::TwoEndingAfter {
+            requests: 50,
+            graceful: false,
+        },
+        handler(|_, _| async { reply(200, "ok\n") }),
+    );
+    let dir = Scratch::new("h2-drop");
+    let json = dir.path("r.json");
+    ok(&loadtest(
+        &[
+            "get",
+            &url(&server, "/"),
+            "--http2",
+            "--streams",
+            "4",
+            "-c",
+            "1",
+            "-d",
+            "500ms",
+            "--warmup",
+            "0s",
+            "--quiet",
+            "--json",
+            json.to_str().expect("path"),
+        ],
+        &[],
+    ));
+    let r = report(&json);
+    let connections = server.connections.load(Ordering::Relaxed);
+    assert!(connections >= 3, "{connections} connections");
+    assert_eq!(connections_opened(&r), connections);
+    // Only the requests in flight when a connection was dropped failed: 4 at most each time.
+    let io = count(&r.errors, "io");
+    assert!(io >= 1 && io <= 4 * connections, "{:?}", r.errors);
+    assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
+    assert_eq!(r.statuses, vec![("200".to_string(), r.requests)]);
+    // Each dropped connection had answered all but the last 4 of its requests.
+    assert!(
+        r.requests >= 46 * (connections - 1),
+        "{} requests",
+        r.requests
+    );
+}
+
+#[test]
+fn streams_need_http2() {
+    let out = loadtest(&["get", "http://127.0.0.1:9/", "--streams", "4"], &[]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP/2 is not supported"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--streams needs --http2"));
+    let out = loadtest(
+        &["get", "http://127.0.0.1:9/", "--http2", "--streams", "0"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--streams must be at least 1"));
 }
