@@ -7,10 +7,11 @@
 #   loadtest/validate-capacity.sh
 #
 # Steps: builds tessera and tessera-loadtest (release) unless TESSERA and LOADTEST name them;
-# runs `tessera calibrate` (unless CALIBRATION names a file); makes harness keys; starts
-# `tessera serve` in quick mode on them; for each mix signs its tokens, asks
-# `tessera capacity --cores 1` for the maximum, runs `tessera-loadtest authz` (or
-# `verify-batch` for batch items) and reads the daemon's counters before and after.
+# makes harness keys and signs each mix's tokens (sized by a 5 s calibration); then each round
+# runs `tessera calibrate` (unless CALIBRATION names a file), starts a fresh `tessera serve`
+# (empty cache) trusting the harness keys, and for each mix runs `tessera-loadtest authz` (or
+# `verify-batch` for batch items), reads the daemon's counters before and after, and asks
+# `tessera capacity --cores 1` for the maximum at the hit ratio the daemon saw.
 #
 # Why the daemon gets exactly one core. The load generator costs about as much CPU per request
 # as the daemon's own HTTP work. Where both share the cores, the measured maximum is
@@ -24,10 +25,12 @@
 #
 # What else moves the figures. On a small virtual machine the speed of the cores drifts by
 # 10 to 20 % over tens of seconds even when nothing else runs in it (the host's other tenants):
-# the calibration and the measurements sample it at different moments. Hence several rounds
-# (the median), the daemon's own CPU time per request printed beside the prediction's (a
-# difference there is a cost the calibration got wrong; equal costs with a lower throughput
-# mean the daemon's core was not kept busy), and the CPU other processes used meanwhile.
+# the calibration and the measurements sample it at different moments. Hence a calibration
+# right before each round's measurements (about a minute of them), several rounds (the median
+# of each round's predicted / measured), the daemon's own CPU time per request printed beside
+# the prediction's (a difference there is a cost the calibration got wrong; equal costs with a
+# lower throughput mean the daemon's core was not kept busy), and the CPU other processes used
+# meanwhile.
 #
 # How the hit ratios are made. ES256 cached: one token (`--distinct 1`). Uncached: more
 # distinct tokens than the run can send (sized from the prediction, with margin), each sent
@@ -39,9 +42,9 @@
 # ratio is printed beside it.
 #
 # Environment (defaults in brackets): DURATION [5] and WARMUP [2] seconds per run, ROUNDS [3]
-# (each mix's figure is the median over the rounds; every round goes through all the mixes,
-# with fresh tokens), CONNECTIONS [64], CALIBRATE_SECONDS [30], CALIBRATION (a calibration file
-# to use instead of calibrating), TOLERANCE [20] percent, TESSERA [target/release/tessera],
+# (each mix's figure is the median over the rounds; every round calibrates, then goes through
+# all the mixes), CONNECTIONS [64], CALIBRATE_SECONDS [30], CALIBRATION (a calibration file to
+# use in every round instead of calibrating), TOLERANCE [20] percent, TESSERA [target/release/tessera],
 # LOADTEST [target/release/tessera-loadtest], MIXES (';'-separated `MIX@K` items, K as above:
 # 0 for one token, 1 for uncached; `MIX@K/B` loads `/v1/verify` with B tokens per request, from
 # BATCH_CONNECTIONS [8] connections: 64 × 64 tokens would exceed what one engine worker admits).
@@ -110,13 +113,17 @@ fi
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/tessera-capacity.XXXXXX")
 daemon_pid=
-cleanup() {
+stop_daemon() {
   if [[ -n $daemon_pid ]]; then
     kill -TERM "$daemon_pid" 2>/dev/null || true
     for _ in $(seq 50); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$daemon_pid" 2>/dev/null || true
     wait "$daemon_pid" 2>/dev/null || true
+    daemon_pid=
   fi
+}
+cleanup() {
+  stop_daemon
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -127,19 +134,24 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- calibration -------------------------------------------------------------------------------
 
-if [[ -n ${CALIBRATION:-} ]]; then
-  [[ -r $CALIBRATION ]] || die "CALIBRATION=$CALIBRATION is not readable"
-  calibration=$CALIBRATION
-else
-  calibration=$tmp/calibration.json
-  say "calibrating (${calibrate_seconds} s)"
-  "$tessera" calibrate --seconds "$calibrate_seconds" --out "$calibration" >"$tmp/calibrate.txt"
-  cat "$tmp/calibrate.txt" >&2
-fi
+# calibrate ROUND: sets $calibration, calibrating anew unless CALIBRATION names a file.
+calibrations=()
+calibrate() {
+  if [[ -n ${CALIBRATION:-} ]]; then
+    [[ -r $CALIBRATION ]] || die "CALIBRATION=$CALIBRATION is not readable"
+    calibration=$CALIBRATION
+  else
+    calibration=$tmp/calibration.$1.json
+    say "round $1/$rounds: calibrating (${calibrate_seconds} s)"
+    "$tessera" calibrate --seconds "$calibrate_seconds" --out "$calibration" >"$tmp/calibrate.txt"
+    cat "$tmp/calibrate.txt" >&2
+  fi
+  calibrations+=("$calibration")
+}
 
 # --- the daemon --------------------------------------------------------------------------------
 
-say "keys and the daemon (CPU $daemon_cpu; the harness on CPU $harness_cpu)"
+say "keys and the daemon's configuration"
 "$loadtest" keys --out "$tmp/keys" >/dev/null
 # A client for /v1/verify (the secret reaches the harness through its environment).
 export TESSERA_LOADTEST_CLIENT_SECRET=validate-secret
@@ -155,18 +167,22 @@ jwks_file = "$tmp/keys/jwks.json"
 id = "validate"
 secret_hash = "$hash"
 TOML
-taskset -c "$daemon_cpu" "$tessera" serve --config "$tmp/tessera.toml" \
-  >"$tmp/serve.out" 2>"$tmp/serve.err" &
-daemon_pid=$!
-addr=
-for _ in $(seq 300); do
-  addr=$(sed -n 's|^listening on http://\([^[:space:]]*\)$|\1|p' "$tmp/serve.out" | head -n 1)
-  [[ -n $addr ]] && break
-  kill -0 "$daemon_pid" 2>/dev/null || { cat "$tmp/serve.err" >&2; die "tessera serve exited"; }
-  sleep 0.1
-done
-[[ -n $addr ]] || die "tessera serve did not print 'listening on http://ADDR' within 30 s"
-url=http://$addr
+# start_daemon: a fresh `tessera serve` (empty cache) on the daemon's CPU; sets $url.
+start_daemon() {
+  stop_daemon
+  taskset -c "$daemon_cpu" "$tessera" serve --config "$tmp/tessera.toml" \
+    >"$tmp/serve.out" 2>"$tmp/serve.err" &
+  daemon_pid=$!
+  local addr=
+  for _ in $(seq 300); do
+    addr=$(sed -n 's|^listening on http://\([^[:space:]]*\)$|\1|p' "$tmp/serve.out" | head -n 1)
+    [[ -n $addr ]] && break
+    kill -0 "$daemon_pid" 2>/dev/null || { cat "$tmp/serve.err" >&2; die "tessera serve exited"; }
+    sleep 0.1
+  done
+  [[ -n $addr ]] || die "tessera serve did not print 'listening on http://ADDR' within 30 s"
+  url=http://$addr
+}
 
 # counters: "HITS VERDICTS REQUESTS" from /metrics.
 counters() {
@@ -189,15 +205,14 @@ predict() {
   jget "$tmp/plan.json" max_rps_on_cores.rps
 }
 
-# tokens MIX K BATCH: writes $tmp/tokens for a run at hit ratio 1 - 1/K (K = 1: every token
-# new).
+# tokens MIX K BATCH OUT: writes OUT for a run at hit ratio 1 - 1/K (K = 1: every token new).
 tokens() {
   local mix=$1 k=$2 hit rate distinct
   hit=$(awk -v k="$k" 'BEGIN { print 1 - 1 / k }')
   rate=$(predict "$mix" "$hit" "$3")
-  # Enough for the whole run at 1.5 times the predicted rate.
+  # Enough for the whole run at twice the predicted rate.
   distinct=$(awk -v r="$rate" -v t="$((warmup + duration))" -v k="$k" -v b="$block" \
-    'BEGIN { n = int(r * t * 1.5 / k); if (n < b) n = b; print n }')
+    'BEGIN { n = int(r * t * 2 / k); if (n < b) n = b; print n }')
   "$loadtest" tokens --keys "$tmp/keys" --iss "$iss" --aud "$aud" --mix "$mix" \
     --distinct "$distinct" >"$tmp/distinct"
   # Step i: token i (new), then tokens i - 512, i - 1024, ... (token 0 while there are none).
@@ -208,7 +223,7 @@ tokens() {
         print t[i]
         for (r = 1; r < k; r++) { j = i - r * b; if (j < 0) j = 0; print t[j] }
       }
-    }' "$tmp/distinct" >"$tmp/tokens"
+    }' "$tmp/distinct" >"$4"
 }
 
 # --- runs --------------------------------------------------------------------------------------
@@ -224,13 +239,28 @@ parse() {
 for item in "${items[@]}"; do parse "$item"; done
 nominal() { if (($1 == 0)); then echo 1; else awk -v k="$1" 'BEGIN { print 1 - 1 / k }'; fi; }
 
+# The tokens of every mix, signed once: each round starts a fresh daemon, whose empty cache
+# makes them new again. Sized from a quick calibration (5 s), with margin.
+sizing=$tmp/sizing.json
+say "sizing the token sets: a quick calibration (5 s)"
+"$tessera" calibrate --seconds 5 --out "$sizing" >/dev/null
+for i in "${!items[@]}"; do
+  parse "${items[i]}"
+  if ((k > 0)); then
+    say "$mix, hit ratio $(nominal "$k"), batch $batch: signing tokens"
+    calibration=$sizing tokens "$mix" "$k" "$batch" "$tmp/tokens.$i"
+  fi
+done
+
 # One line per run: "INDEX MEASURED_TOKENS_PER_S SEEN_HIT_RATIO DAEMON_US_PER_REQUEST
-# OTHER_CORES REQUESTS_PER_S". The
-# rounds go through every mix in turn, so that a slow spell of the machine does not fall on
-# one mix only.
+# OTHER_CORES REQUESTS_PER_S PREDICTED_TOKENS_PER_S PREDICTED_US_PER_REQUEST". Each round
+# calibrates first and goes through every mix in turn, so that a slow spell of the machine does
+# not fall on one mix only, and predictions come from a calibration about a minute old.
 runs=$tmp/runs
 : >"$runs"
 for ((r = 1; r <= rounds; r++)); do
+  calibrate "$r"
+  start_daemon
   for i in "${!items[@]}"; do
     parse "${items[i]}"
     if ((batch == 1)); then
@@ -242,9 +272,7 @@ for ((r = 1; r <= rounds; r++)); do
     if ((k == 0)); then
       source=(--keys "$tmp/keys" --iss "$iss" --aud "$aud" --mix "$mix" --distinct 1)
     else
-      say "$what: signing tokens"
-      tokens "$mix" "$k" "$batch"
-      source=(--tokens "$tmp/tokens")
+      source=(--tokens "$tmp/tokens.$i")
     fi
     say "$what: round $r/$rounds (${warmup} s + ${duration} s)"
     read -r h0 v0 q0 < <(counters)
@@ -264,12 +292,16 @@ for ((r = 1; r <= rounds; r++)); do
       -v t="$((t1 - t0))" -v q="$((q1 - q0))" -v all="$((m1 - m0))" -v lt="$harness" -v hz="$hz" \
       -v a="$w0" -v b="$w1" 'BEGIN {
         split(lt, c, " "); o = (all - t) / hz - c[1] - c[2]; if (o < 0) o = 0
-        printf "%d %.1f %.4f %.2f %.2f %s\n", i, m * n, v ? h / v : 0, t / hz * 1e6 / q, o / (b - a), m
+        printf "%d %.1f %.4f %.2f %.2f %s", i, m * n, v ? h / v : 0, t / hz * 1e6 / q, o / (b - a), m
       }' >>"$runs"
+    # The prediction from this round's calibration, at the hit ratio the daemon saw.
+    seen=$(tail -n 1 "$runs" | awk '{ print $3 }')
+    echo " $(predict "$mix" "$seen" "$batch") $(jget "$tmp/plan.json" plan.cpu_us_per_request)" >>"$runs"
   done
 done
 
-# Per mix, the medians over the rounds, and the prediction at the median hit ratio seen.
+# Per mix, the medians over the rounds: of each figure, and of each round's predicted /
+# measured (the verdict's figure).
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 column() { awk -v i="$1" -v c="$2" '$1 == i { print $c }' "$runs" | median; }
 results=$tmp/results
@@ -277,31 +309,34 @@ results=$tmp/results
 for i in "${!items[@]}"; do
   parse "${items[i]}"
   m=$(column "$i" 2) o=$(column "$i" 3) c=$(column "$i" 4) x=$(column "$i" 5) q=$(column "$i" 6)
-  rs=$(awk -v i="$i" '$1 == i { printf "%s%.1f k", n++ ? ", " : "", $2 / 1000 }' "$runs")
-  p=$(predict "$mix" "$o" "$batch")
-  pc=$(jget "$tmp/plan.json" plan.cpu_us_per_request)
+  p=$(column "$i" 7) pc=$(column "$i" 8)
+  ratio=$(awk -v i="$i" '$1 == i { print $7 / $2 }' "$runs" | median)
+  rs=$(awk -v i="$i" '$1 == i { printf "%s%.2f", n++ ? ", " : "", $7 / $2 }' "$runs")
   b=$(awk -v c="$c" -v q="$q" 'BEGIN { printf "%.3f", c * q / 1e6 }')
   label=$mix
   ((batch == 1)) || label="$mix, /v1/verify × $batch"
-  echo "$label|$(nominal "$k")|$o|$p|$m|$b|$pc|$c|$x|$rs" >>"$results"
+  echo "$label|$(nominal "$k")|$o|$p|$m|$ratio|$rs|$b|$pc|$c|$x" >>"$results"
 done
 
 # --- report ------------------------------------------------------------------------------------
 
 model=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
-other_cal=$(awk -v x="$(jget "$calibration" other_load_cores)" 'BEGIN { printf "%.2f", x }')
+other_cal=$(for c in "${calibrations[@]}"; do jget "$c" other_load_cores; done \
+  | awk '{ printf "%s%.2f", (NR > 1 ? ", " : ""), $1 }')
+took=$(for c in "${calibrations[@]}"; do jget "$c" took_s; done \
+  | awk '{ printf "%s%.1f", (NR > 1 ? ", " : ""), $1 }')
 echo "Machine: $cpus CPUs, ${model:-unknown model}; $(uname -sr); load average before: $load_before."
-echo "Calibration: $(jget "$calibration" date), $(jget "$calibration" took_s) s, other processes $other_cal cores meanwhile; the daemon on CPU $daemon_cpu, tessera-loadtest on CPU $harness_cpu (1 thread, $connections connections for /v1/authz and $batch_connections for /v1/verify, closed loop, ${warmup} s + ${duration} s, $rounds round(s)); $(date -u +%Y-%m-%dT%H:%MZ)."
+echo "Calibration: one per round (${took} s; other processes ${other_cal} cores meanwhile), from $(jget "${calibrations[0]}" date); the daemon on CPU $daemon_cpu, tessera-loadtest on CPU $harness_cpu (1 thread, $connections connections for /v1/authz and $batch_connections for /v1/verify, closed loop, ${warmup} s + ${duration} s, $rounds round(s)); $(date -u +%Y-%m-%dT%H:%MZ)."
 echo
-echo "| mix | hits (nominal / seen) | predicted tokens/s | measured tokens/s (rounds) | predicted / measured | daemon core busy | daemon CPU µs/req predicted / measured | other load (cores) | verdict |"
+echo "| mix | hits (nominal / seen) | predicted tokens/s | measured tokens/s | predicted / measured (rounds) | daemon core busy | daemon CPU µs/req predicted / measured | other load (cores) | verdict |"
 echo "|---|---|---|---|---|---|---|---|---|"
 failed=0
-while IFS='|' read -r mix nominal seen p m b pc c x rs; do
-  verdict=$(awk -v p="$p" -v m="$m" -v t="$tolerance" 'BEGIN { r = p / m; print (r >= 1 - t / 100 && r <= 1 + t / 100) ? "PASS" : "FAIL" }')
+while IFS='|' read -r mix nominal seen p m ratio rs b pc c x; do
+  verdict=$(awk -v r="$ratio" -v t="$tolerance" 'BEGIN { print (r >= 1 - t / 100 && r <= 1 + t / 100) ? "PASS" : "FAIL" }')
   [[ $verdict == PASS ]] || failed=$((failed + 1))
-  awk -v mix="$mix" -v n="$nominal" -v s="$seen" -v p="$p" -v m="$m" -v b="$b" -v pc="$pc" -v c="$c" -v x="$x" -v rs="$rs" -v v="$verdict" 'BEGIN {
-    printf "| %s | %.2f / %.3f | %.1f k | %.1f k (%s) | %.3f | %.0f %% | %.1f / %.1f | %.2f | %s |\n",
-      mix, n, s, p / 1000, m / 1000, rs, p / m, b * 100, pc, c, x, v
+  awk -v mix="$mix" -v n="$nominal" -v s="$seen" -v p="$p" -v m="$m" -v r="$ratio" -v b="$b" -v pc="$pc" -v c="$c" -v x="$x" -v rs="$rs" -v v="$verdict" 'BEGIN {
+    printf "| %s | %.2f / %.3f | %.1f k | %.1f k | **%.3f** (%s) | %.0f %% | %.1f / %.1f | %.2f | %s |\n",
+      mix, n, s, p / 1000, m / 1000, r, rs, b * 100, pc, c, x, v
   }'
 done <"$results"
 echo

@@ -47,6 +47,8 @@ const BATCH: usize = 64;
 const CONNECTIONS: usize = 64;
 /// Connections for `/v1/verify`: 8 × 64 tokens stay within one engine worker's admission.
 const BATCH_CONNECTIONS: usize = 8;
+/// Distinct tokens for `/v1/verify` with misses: 2 × [`BATCH_CONNECTIONS`] batches.
+const BATCH_TOKENS: usize = 2 * BATCH_CONNECTIONS * BATCH;
 /// Most client threads.
 const CLIENT_THREADS: usize = 4;
 /// Measurement passes.
@@ -496,7 +498,15 @@ fn http(
         authz_miss_us.push(measure(&missing, requests, slots.authz_miss)?.us_per_request);
     }
     progress("HTTP: /v1/verify, 64 EdDSA cache misses per request");
-    let batches: Vec<Box<[u8]>> = eddsa.chunks(BATCH).map(|c| verify(&host, c)).collect();
+    // Twice as many distinct batches as connections: a batch must not be in flight twice, or
+    // its second copy finds the first one's verdicts in the small cache.
+    let batch_tokens = probe_signer
+        .tokens(TOKENS..TOKENS + BATCH_TOKENS, now)
+        .map_err(CalibrateError::Setup)?;
+    let batches: Vec<Box<[u8]>> = batch_tokens
+        .chunks(BATCH)
+        .map(|c| verify(&host, c))
+        .collect();
     check(&missing, &batches[0], Some(BATCH))?;
     let verify_miss = measure_batches(&missing, batches, slots.verify_miss)?;
 
@@ -527,7 +537,7 @@ fn http(
     // earlier, so that misses come one at a time and hits spread over many tokens, as in
     // traffic from many users. Then new tokens only: the reference the probes are compared
     // with, measured moments apart.
-    let mut numbered = TOKENS;
+    let mut numbered = TOKENS + BATCH_TOKENS;
     let mut scattered = |every: usize, us: f64| -> Result<Vec<Box<[u8]>>, CalibrateError> {
         let miss = 1.0 / every as f64;
         let count = (2.0 * slots.probe.as_secs_f64() * 1e6 / us * miss) as usize + CONNECTIONS;
