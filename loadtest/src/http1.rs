@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use crate::scenario::Verdicts;
+
 /// The longest response head accepted.
 pub const MAX_HEAD: usize = 64 * 1024;
 
@@ -19,25 +21,45 @@ pub struct Answer {
     pub close: bool,
     prefix: [u8; PREFIX],
     prefix_len: u8,
+    /// Whether body bytes are searched for verdicts (batch answers only: it costs a pass over
+    /// every body byte).
+    count: bool,
+    /// How much of [`VERDICT`] the bytes so far end with.
+    matched: u8,
+    verdicts: Verdicts,
 }
 
+/// What starts each verdict of a batch answer; `t` or `f` follows.
+const VERDICT: &[u8] = b"{\"active\":";
+
 impl Answer {
-    const fn new() -> Self {
+    const fn new(count: bool) -> Self {
         Answer {
             status: 0,
             close: false,
             prefix: [0; PREFIX],
             prefix_len: 0,
+            count,
+            matched: 0,
+            verdicts: Verdicts {
+                active: 0,
+                inactive: 0,
+            },
         }
     }
 
     /// An answer read some other way (HTTP/2): `status`, and body bytes given to
-    /// [`Answer::keep`].
-    pub fn with_status(status: u16) -> Self {
+    /// [`Answer::keep`]; `count` as for [`Parser::reset`].
+    pub fn with_status(status: u16, count: bool) -> Self {
         Answer {
             status,
-            ..Answer::new()
+            ..Answer::new(count)
         }
+    }
+
+    /// The `{"active":true` and `{"active":false` found in the body, if they were counted.
+    pub fn verdicts(&self) -> Option<Verdicts> {
+        self.count.then_some(self.verdicts)
     }
 
     /// The first body bytes (chunked framing removed), at most [`PREFIX`].
@@ -52,6 +74,40 @@ impl Answer {
         self.prefix[have..have + n].copy_from_slice(&data[..n]);
         // At most PREFIX (32): fits a u8.
         self.prefix_len = (have + n) as u8;
+        if self.count {
+            self.count_verdicts(data);
+        }
+    }
+
+    /// Counts verdicts across the pieces a body arrives in. `{` occurs in [`VERDICT`] only at
+    /// its start, so a mismatch restarts the match at the current byte.
+    fn count_verdicts(&mut self, data: &[u8]) {
+        let mut i = 0;
+        while i < data.len() {
+            let matched = usize::from(self.matched);
+            if matched == 0 {
+                match data[i..].iter().position(|&b| b == b'{') {
+                    Some(at) => i += at + 1,
+                    None => return,
+                }
+                self.matched = 1;
+                continue;
+            }
+            let b = data[i];
+            i += 1;
+            if matched == VERDICT.len() {
+                match b {
+                    b't' => self.verdicts.active += 1,
+                    b'f' => self.verdicts.inactive += 1,
+                    _ => {}
+                }
+                self.matched = u8::from(b == b'{');
+            } else if b == VERDICT[matched] {
+                self.matched += 1;
+            } else {
+                self.matched = u8::from(b == b'{');
+            }
+        }
     }
 }
 
@@ -115,13 +171,17 @@ impl Parser {
     pub const fn new() -> Self {
         Parser {
             state: State::Head,
-            answer: Answer::new(),
+            answer: Answer::new(false),
         }
     }
 
-    /// Ready for the next response.
-    pub fn reset(&mut self) {
-        *self = Parser::new();
+    /// Ready for the next response; `count`: whether its body's verdicts are counted (see
+    /// [`Answer::verdicts`]).
+    pub fn reset(&mut self, count: bool) {
+        *self = Parser {
+            state: State::Head,
+            answer: Answer::new(count),
+        };
     }
 
     /// The finished response, once [`Parser::advance`] or [`Parser::eof`] completed it.

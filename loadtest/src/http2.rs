@@ -185,8 +185,8 @@ async fn connect(addr: SocketAddr) -> Result<Sender, ErrorKind> {
 }
 
 /// Reads the answer to the end, keeping the first body bytes for the answer checks.
-async fn read(response: Response<Incoming>) -> Result<Answer, ErrorKind> {
-    let mut answer = Answer::with_status(response.status().as_u16());
+async fn read(response: Response<Incoming>, count: bool) -> Result<Answer, ErrorKind> {
+    let mut answer = Answer::with_status(response.status().as_u16(), count);
     let mut body = response.into_body();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| kind(&e))?;
@@ -268,6 +268,7 @@ impl Lane for Stream {
     }
 
     async fn exchange(&mut self, request: &Request, start: Instant) -> Result<Answer, ErrorKind> {
+        let count = request.expect.verdicts.is_some();
         let deadline = start + self.timeout;
         let slack = self.timeout / 8;
         if self.watchdog.deadline().into_std() < deadline {
@@ -291,7 +292,7 @@ impl Lane for Stream {
                     return Err(ErrorKind::Connect);
                 };
                 let response = s.send_request(request.build()).await;
-                read(response.map_err(|e| kind(&e))?).await
+                read(response.map_err(|e| kind(&e))?, count).await
             });
             loop {
                 tokio::select! {

@@ -330,6 +330,9 @@ fn verdict(expect: Expect, answer: &Answer) -> Option<ErrorKind> {
     if answer.status != expect.status {
         return Some(ErrorKind::UnexpectedStatus);
     }
+    if let Some(verdicts) = expect.verdicts {
+        return (answer.verdicts() != Some(verdicts)).then_some(ErrorKind::UnexpectedAnswer);
+    }
     let active = expect.active?;
     let said = |needle: &[u8]| {
         answer
@@ -559,6 +562,7 @@ impl Lane for Connection {
     }
 
     async fn exchange(&mut self, request: &Request, start: Instant) -> Result<Answer, ErrorKind> {
+        let count = request.expect.verdicts.is_some();
         let request = &*request.bytes;
         let deadline = start + self.timeout;
         let slack = self.timeout / 8;
@@ -588,7 +592,7 @@ impl Lane for Connection {
                     return Err(ErrorKind::Connect);
                 };
                 s.write_all(request).await.map_err(|_| ErrorKind::Io)?;
-                read_answer(s, buf, pos, filled, parser).await
+                read_answer(s, buf, pos, filled, parser, count).await
             });
             loop {
                 tokio::select! {
@@ -633,8 +637,9 @@ async fn read_answer(
     pos: &mut usize,
     filled: &mut usize,
     parser: &mut Parser,
+    count: bool,
 ) -> Result<Answer, ErrorKind> {
-    parser.reset();
+    parser.reset(count);
     loop {
         if *filled > *pos {
             let used = parser
@@ -680,6 +685,7 @@ async fn read_answer(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scenario::Verdicts;
 
     fn answer(raw: &[u8]) -> Answer {
         let mut p = Parser::new();
@@ -699,12 +705,12 @@ mod tests {
         );
         let e401 = Expect {
             status: 401,
-            active: None,
+            ..Expect::OK
         };
         assert_eq!(verdict(e401, &refused), None);
         let active = |a| Expect {
-            status: 200,
             active: Some(a),
+            ..Expect::OK
         };
         assert_eq!(verdict(active(true), &ok), None);
         assert_eq!(verdict(active(false), &inactive), None);
@@ -714,6 +720,55 @@ mod tests {
         );
         assert_eq!(
             verdict(active(false), &ok),
+            Some(ErrorKind::UnexpectedAnswer)
+        );
+    }
+
+    /// A batch answer, chunked, its verdicts split across chunks and pieces (and a stray `{`
+    /// right before one).
+    #[test]
+    fn batch_verdicts_are_counted_across_pieces() {
+        let body = b"{\"results\":[{\"active\":true,\"claims\":{\"a\":{\"b\":1}}},{{\"active\":false,\"error\":\"x\"},{\"active\":true,\"claims\":{}}]}";
+        let mut raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for piece in body.chunks(5) {
+            raw.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+            raw.extend_from_slice(piece);
+            raw.extend_from_slice(b"\r\n");
+        }
+        raw.extend_from_slice(b"0\r\n\r\n");
+        let expect = |active, inactive| Expect {
+            verdicts: Some(Verdicts { active, inactive }),
+            ..Expect::OK
+        };
+        // Fed to the parser a few bytes at a time.
+        for step in [1, 3, 64, raw.len()] {
+            let mut p = Parser::new();
+            p.reset(true);
+            // As a socket would: `end` grows by `step`; unused bytes are offered again.
+            let (mut at, mut end) = (0, 0);
+            while p.answer().is_none() {
+                assert!(end < raw.len(), "the answer did not complete");
+                end = (end + step).min(raw.len());
+                at += p.advance(&raw[at..end]).unwrap();
+            }
+            let answer = p.answer().unwrap();
+            assert_eq!(
+                answer.verdicts(),
+                Some(Verdicts {
+                    active: 2,
+                    inactive: 1
+                })
+            );
+            assert_eq!(verdict(expect(2, 1), &answer), None);
+            assert_eq!(
+                verdict(expect(3, 0), &answer),
+                Some(ErrorKind::UnexpectedAnswer)
+            );
+        }
+        // Not counted unless asked for: a batch expectation then fails.
+        assert_eq!(answer(&raw).verdicts(), None);
+        assert_eq!(
+            verdict(expect(2, 1), &answer(&raw)),
             Some(ErrorKind::UnexpectedAnswer)
         );
     }

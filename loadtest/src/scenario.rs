@@ -89,12 +89,23 @@ pub struct Expect {
     pub status: u16,
     /// Introspection: whether the answer says `"active":true`.
     pub active: Option<bool>,
+    /// Batch verify: how many of the answer's verdicts say `{"active":true` and how many
+    /// `{"active":false`, in the order of the request's tokens' kinds.
+    pub verdicts: Option<Verdicts>,
+}
+
+/// The count of active and inactive verdicts a batch answer must hold.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Verdicts {
+    pub active: u32,
+    pub inactive: u32,
 }
 
 impl Expect {
     pub const OK: Expect = Expect {
         status: 200,
         active: None,
+        verdicts: None,
     };
 }
 
@@ -171,7 +182,7 @@ pub fn authz(target: &Target, tokens: &[Token]) -> Vec<Request> {
                 bytes: r.into_bytes().into(),
                 expect: Expect {
                     status: if t.kind.is_valid() { 200 } else { 401 },
-                    active: None,
+                    ..Expect::OK
                 },
             }
         })
@@ -194,8 +205,8 @@ pub fn introspect(target: &Target, tokens: &[Token], client: &Client) -> Vec<Req
             Request {
                 bytes: r.into_bytes().into(),
                 expect: Expect {
-                    status: 200,
                     active: Some(t.kind.is_valid()),
+                    ..Expect::OK
                 },
             }
         })
@@ -215,11 +226,18 @@ pub fn verify_batch(
     (0..count)
         .map(|j| {
             let mut body = String::from("{\"tokens\":[");
+            let mut verdicts = Verdicts::default();
             for k in 0..batch {
                 if k > 0 {
                     body.push(',');
                 }
-                jose::json::write_str(&mut body, &tokens[(j * batch + k) % tokens.len()].text);
+                let token = &tokens[(j * batch + k) % tokens.len()];
+                jose::json::write_str(&mut body, &token.text);
+                if token.kind.is_valid() {
+                    verdicts.active += 1;
+                } else {
+                    verdicts.inactive += 1;
+                }
             }
             body.push_str("]}");
             let mut r = head("POST", target);
@@ -230,7 +248,10 @@ pub fn verify_batch(
             r.push_str(&body);
             Request {
                 bytes: r.into_bytes().into(),
-                expect: Expect::OK,
+                expect: Expect {
+                    verdicts: Some(verdicts),
+                    ..Expect::OK
+                },
             }
         })
         .collect()

@@ -692,6 +692,114 @@ fn introspection_takes_the_secret_from_the_environment_and_checks_verdicts() {
     assert_eq!(count(&r.errors, "unexpected_status"), r.requests);
 }
 
+/// A batch verify endpoint in the daemon's answer format, verifying with the harness's JWKS;
+/// `lie`: every token said active. The answer goes out in 7-byte chunks, so verdicts straddle
+/// them.
+fn batch_server(http: Http, set: Arc<jose::KeySet>, lie: bool) -> Server {
+    serve_with(
+        http,
+        handler(move |request: Request<Incoming>, _| {
+            let set = Arc::clone(&set);
+            async move {
+                let body = request
+                    .into_body()
+                    .collect()
+                    .await
+                    .expect("body")
+                    .to_bytes();
+                let parsed: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+                let validation = jose::Validation::default()
+                    .with_issuer(ISS)
+                    .with_audience(AUD);
+                let results: Vec<String> = parsed["tokens"]
+                    .as_array()
+                    .expect("tokens")
+                    .iter()
+                    .map(|t| {
+                        let token = t.as_str().expect("a token").as_bytes();
+                        match jose::jwt::verify(token, &set, &validation, now()) {
+                            Ok(jwt) => {
+                                format!("{{\"active\":true,\"claims\":{}}}", jwt.claims_json())
+                            }
+                            Err(_) if lie => "{\"active\":true,\"claims\":{}}".to_string(),
+                            Err(_) => "{\"active\":false,\"error\":\"invalid_token\"}".to_string(),
+                        }
+                    })
+                    .collect();
+                let answer = format!("{{\"results\":[{}]}}", results.join(","));
+                let chunks = answer
+                    .as_bytes()
+                    .chunks(7)
+                    .map(Bytes::copy_from_slice)
+                    .collect();
+                Response::new(Chunks(chunks))
+            }
+        }),
+    )
+}
+
+#[test]
+fn batch_verify_checks_every_verdict() {
+    let dir = Scratch::new("batch");
+    let (keys, set) = make_keys(&dir);
+    let set = Arc::new(set);
+    for http in [Http::One, Http::Two] {
+        for lie in [false, true] {
+            let server = batch_server(http, Arc::clone(&set), lie);
+            let json = dir.path("r.json");
+            let target = url(&server, "");
+            let mut args = vec![
+                "verify-batch",
+                "--url",
+                &target,
+                "--batch",
+                "16",
+                "--client-id",
+                "gateway",
+                "--keys",
+                keys.to_str().expect("path"),
+                "--iss",
+                ISS,
+                "--aud",
+                AUD,
+                "--distinct",
+                "64",
+                "--invalid",
+                "25",
+                "-c",
+                "2",
+                "-d",
+                "1s",
+                "--warmup",
+                "0s",
+                "--json",
+                json.to_str().expect("path"),
+            ];
+            if matches!(http, Http::Two) {
+                args.push("--http2");
+            }
+            ok(&loadtest(
+                &args,
+                &[("TESSERA_LOADTEST_CLIENT_SECRET", "s3cret")],
+            ));
+            let r = report(&json);
+            assert!(r.requests > 4, "{} requests", r.requests);
+            assert_eq!(r.statuses, vec![("200".to_string(), r.requests)]);
+            if lie {
+                // Every request holds invalid tokens (16 of 64, spread): each answer is wrong.
+                assert_eq!(
+                    count(&r.errors, "unexpected_answer"),
+                    r.requests,
+                    "{:?}",
+                    r.errors
+                );
+            } else {
+                assert!(r.errors.is_empty(), "{:?}", r.errors);
+            }
+        }
+    }
+}
+
 // ---- HTTP/2 -----------------------------------------------------------------------------------
 
 /// The `TCP connections opened: N` note.
