@@ -8,7 +8,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -269,11 +269,7 @@ impl Lane for Stream {
 
     async fn exchange(&mut self, request: &Request, start: Instant) -> Result<Answer, ErrorKind> {
         let count = request.expect.verdicts.is_some();
-        let deadline = start + self.timeout;
-        let slack = self.timeout / 8;
-        if self.watchdog.deadline().into_std() < deadline {
-            self.watchdog.as_mut().reset((deadline + slack).into());
-        }
+        let (deadline, timeout) = (start + self.timeout, self.timeout);
         let had_connection = self.usable();
         let opened = Cell::new(false);
         let result = {
@@ -284,7 +280,7 @@ impl Lane for Stream {
                 watchdog,
                 ..
             } = &mut *self;
-            let mut io = pin!(async {
+            let io = async {
                 if !had_connection {
                     obtain(shared, sender, generation, &opened).await?;
                 }
@@ -293,23 +289,11 @@ impl Lane for Stream {
                 };
                 let response = s.send_request(request.build()).await;
                 read(response.map_err(|e| kind(&e))?, count).await
-            });
-            loop {
-                tokio::select! {
-                    biased;
-                    result = &mut io => break result,
-                    () = watchdog.as_mut() => {
-                        if Instant::now() >= deadline {
-                            break Err(if !had_connection && !opened.get() {
-                                ErrorKind::Connect
-                            } else {
-                                ErrorKind::Timeout
-                            });
-                        }
-                        watchdog.as_mut().reset((deadline + slack).into());
-                    }
-                }
-            }
+            };
+            run::watched(io, watchdog, deadline, timeout, || {
+                had_connection || opened.get()
+            })
+            .await
         };
         self.connected |= opened.get();
         // A timeout or a connection that ended: the next request opens a new connection, as

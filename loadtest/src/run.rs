@@ -14,6 +14,7 @@
 //! is the harness's, not the server's).
 
 use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::{pin, Pin};
 use std::rc::Rc;
@@ -564,11 +565,7 @@ impl Lane for Connection {
     async fn exchange(&mut self, request: &Request, start: Instant) -> Result<Answer, ErrorKind> {
         let count = request.expect.verdicts.is_some();
         let request = &*request.bytes;
-        let deadline = start + self.timeout;
-        let slack = self.timeout / 8;
-        if self.watchdog.deadline().into_std() < deadline {
-            self.watchdog.as_mut().reset((deadline + slack).into());
-        }
+        let (deadline, timeout) = (start + self.timeout, self.timeout);
         let had_stream = self.stream.is_some();
         let Connection {
             addr,
@@ -583,7 +580,7 @@ impl Lane for Connection {
         } = self;
         let opened = Cell::new(false);
         let result = {
-            let mut io = pin!(async {
+            let io = async {
                 if stream.is_none() {
                     *stream = Some(open(*addr).await.map_err(|_| ErrorKind::Connect)?);
                     opened.set(true);
@@ -593,23 +590,11 @@ impl Lane for Connection {
                 };
                 s.write_all(request).await.map_err(|_| ErrorKind::Io)?;
                 read_answer(s, buf, pos, filled, parser, count).await
-            });
-            loop {
-                tokio::select! {
-                    biased;
-                    result = &mut io => break result,
-                    () = watchdog.as_mut() => {
-                        if Instant::now() >= deadline {
-                            break Err(if !had_stream && !opened.get() {
-                                ErrorKind::Connect
-                            } else {
-                                ErrorKind::Timeout
-                            });
-                        }
-                        watchdog.as_mut().reset((deadline + slack).into());
-                    }
-                }
-            }
+            };
+            watched(io, watchdog, deadline, timeout, || {
+                had_stream || opened.get()
+            })
+            .await
         };
         *connected |= opened.get();
         match result {
@@ -621,6 +606,35 @@ impl Lane for Connection {
             }
         }
         result
+    }
+}
+
+/// Runs `io` until it ends or `deadline` passes: then `Timeout`, or `Connect` while `connected()`
+/// says no connection was there or opened. `watchdog` is a lane's one timer, moved forward
+/// lazily (to the deadline plus an eighth of `timeout`) rather than re-armed per request.
+pub async fn watched<T>(
+    io: impl Future<Output = Result<T, ErrorKind>>,
+    watchdog: &mut Pin<Box<Sleep>>,
+    deadline: Instant,
+    timeout: Duration,
+    connected: impl Fn() -> bool,
+) -> Result<T, ErrorKind> {
+    let slack = timeout / 8;
+    if watchdog.deadline().into_std() < deadline {
+        watchdog.as_mut().reset((deadline + slack).into());
+    }
+    let mut io = pin!(io);
+    loop {
+        tokio::select! {
+            biased;
+            result = &mut io => return result,
+            () = watchdog.as_mut() => {
+                if Instant::now() >= deadline {
+                    return Err(if connected() { ErrorKind::Timeout } else { ErrorKind::Connect });
+                }
+                watchdog.as_mut().reset((deadline + slack).into());
+            }
+        }
     }
 }
 

@@ -933,21 +933,13 @@ fn http2_answers_are_checked_and_reset_streams_counted() {
     assert_eq!(server.connections.load(Ordering::Relaxed), 1);
 }
 
-#[test]
-fn http2_goaway_opens_a_new_connection_without_errors() {
-    let server = serve_with(
-        Http::TwoEndingAfter {
-            requests: 50,
-            graceful: true,
-        },
-        handler(|_, _| async { reply(200, "ok\n") }),
-    );
-    let dir = Scratch::new("h2-goaway");
+/// Half a second of `get` over one HTTP/2 connection with 4 streams; its report.
+fn get_h2_4_streams(server: &Server, dir: &Scratch) -> Report {
     let json = dir.path("r.json");
     ok(&loadtest(
         &[
             "get",
-            &url(&server, "/"),
+            &url(server, "/"),
             "--http2",
             "--streams",
             "4",
@@ -963,7 +955,20 @@ fn http2_goaway_opens_a_new_connection_without_errors() {
         ],
         &[],
     ));
-    let r = report(&json);
+    report(&json)
+}
+
+#[test]
+fn http2_goaway_opens_a_new_connection_without_errors() {
+    let server = serve_with(
+        Http::TwoEndingAfter {
+            requests: 50,
+            graceful: true,
+        },
+        handler(|_, _| async { reply(200, "ok\n") }),
+    );
+    let dir = Scratch::new("h2-goaway");
+    let r = get_h2_4_streams(&server, &dir);
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     assert_eq!(server.requests.load(Ordering::Relaxed), r.requests);
     let connections = server.connections.load(Ordering::Relaxed);
@@ -985,27 +990,7 @@ fn http2_connection_errors_are_counted_and_the_connection_reopened() {
         handler(|_, _| async { reply(200, "ok\n") }),
     );
     let dir = Scratch::new("h2-drop");
-    let json = dir.path("r.json");
-    ok(&loadtest(
-        &[
-            "get",
-            &url(&server, "/"),
-            "--http2",
-            "--streams",
-            "4",
-            "-c",
-            "1",
-            "-d",
-            "500ms",
-            "--warmup",
-            "0s",
-            "--quiet",
-            "--json",
-            json.to_str().expect("path"),
-        ],
-        &[],
-    ));
-    let r = report(&json);
+    let r = get_h2_4_streams(&server, &dir);
     let connections = server.connections.load(Ordering::Relaxed);
     assert!(connections >= 3, "{connections} connections");
     assert_eq!(connections_opened(&r), connections);

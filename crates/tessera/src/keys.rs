@@ -208,7 +208,7 @@ pub fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
                         k.kid,
                         k.life.alg.name(),
                         k.life.state.name(),
-                        rfc3339(k.life.since),
+                        jose::date::rfc3339(k.life.since),
                         if policy.published(&k.life, now) {
                             "yes"
                         } else {
@@ -291,27 +291,6 @@ fn generate(args: &GenerateArgs, rotate: bool) -> anyhow::Result<ExitCode> {
     let key = token.generate(spec, state, now)?;
     println!("{}", key_json(&key, &args.hsm.policy(), now));
     Ok(ExitCode::SUCCESS)
-}
-
-/// `2026-01-01T00:00:00Z` for a Unix time (the proleptic Gregorian calendar, UTC).
-fn rfc3339(unix: i64) -> String {
-    let (days, secs) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
-    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
 }
 
 /// Parses `15m`, `1h`, `30s`, `2d` or plain seconds.
@@ -426,16 +405,7 @@ fn complete_claims(text: &str, now: i64, ttl: i64) -> anyhow::Result<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{complete_claims, duration, rfc3339};
-
-    #[test]
-    fn unix_times_as_rfc3339() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_767_225_600), "2026-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_795_841_477), "2026-11-28T04:51:17Z");
-        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
-    }
+    use super::{complete_claims, duration};
 
     #[test]
     fn durations() {

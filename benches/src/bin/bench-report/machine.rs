@@ -95,35 +95,13 @@ pub fn unix(time: SystemTime) -> i64 {
 
 /// `2026-11-28 09:41 UTC`.
 pub fn utc(time: SystemTime) -> String {
-    let (date, hour, minute) = civil(unix(time));
-    format!("{date} {hour:02}:{minute:02} UTC")
+    let text = jose::date::rfc3339(unix(time));
+    format!("{} {} UTC", &text[..10], &text[11..16])
 }
 
 /// `09:41`.
 pub fn clock(time: SystemTime) -> String {
-    let (_, hour, minute) = civil(unix(time));
-    format!("{hour:02}:{minute:02}")
-}
-
-/// The UTC date (`YYYY-MM-DD`), hour and minute of a Unix time (the proleptic Gregorian
-/// calendar; days-from-civil inverted as in H. Hinnant's `civil_from_days`).
-fn civil(seconds: i64) -> (String, i64, i64) {
-    let days = seconds.div_euclid(86_400);
-    let of_day = seconds.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (
-        format!("{year:04}-{month:02}-{day:02}"),
-        of_day / 3600,
-        of_day % 3600 / 60,
-    )
+    jose::date::rfc3339(unix(time))[11..16].to_string()
 }
 
 #[cfg(test)]
