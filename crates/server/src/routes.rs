@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use base64::Engine as _;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use jose::json::Value;
 
@@ -518,6 +518,12 @@ impl<'a> Identity<'a> {
 
 // ---- /v1/authz (forward-auth) ----
 
+// Looked up by these (parsed once) rather than by text: a lookup by text parses the name.
+static X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+static X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+static X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+static X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
+
 /// The original request a gateway asks about: method and normalised path. Method and URI come
 /// together from one header family, `X-Forwarded-*` (Traefik, Caddy) or `X-Original-*` (nginx),
 /// or from the request itself with `/v1/authz` stripped (Envoy). When both families are present
@@ -525,7 +531,7 @@ impl<'a> Identity<'a> {
 fn original(request: &Request<Incoming>, from: OriginalFrom) -> Result<(String, String), Refusal> {
     let h = request.headers();
     // A header given twice may be one from the client and one from the gateway: refused.
-    let get = |name: &str| -> Result<Option<&str>, Refusal> {
+    let get = |name: &HeaderName| -> Result<Option<&str>, Refusal> {
         let mut values = h.get_all(name).iter();
         match (values.next(), values.next()) {
             (None, _) => Ok(None),
@@ -536,8 +542,8 @@ fn original(request: &Request<Incoming>, from: OriginalFrom) -> Result<(String, 
             (Some(_), Some(_)) => Err(Refusal::BadRequest("repeated_forwarded_header")),
         }
     };
-    let forwarded = (get("x-forwarded-method")?, get("x-forwarded-uri")?);
-    let original = (get("x-original-method")?, get("x-original-uri")?);
+    let forwarded = (get(&X_FORWARDED_METHOD)?, get(&X_FORWARDED_URI)?);
+    let original = (get(&X_ORIGINAL_METHOD)?, get(&X_ORIGINAL_URI)?);
     let present = |f: &(Option<&str>, Option<&str>)| f.0.is_some() || f.1.is_some();
     let family = match from {
         // Only the configured source counts; the others are whatever the client sent.
@@ -583,11 +589,11 @@ fn original(request: &Request<Incoming>, from: OriginalFrom) -> Result<(String, 
 fn normalize_path(uri: &str) -> Option<String> {
     let path = uri.split(['?', '#']).next().unwrap_or("");
     // An absolute URI (`http://host/path`) as some gateways send it: only at the start.
-    let lower = path.get(..8).unwrap_or(path).to_ascii_lowercase();
-    let path = match ["https://", "http://"]
-        .iter()
-        .find(|s| lower.starts_with(*s))
-    {
+    let path = match ["https://", "http://"].iter().find(|scheme| {
+        path.as_bytes()
+            .get(..scheme.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(scheme.as_bytes()))
+    }) {
         Some(scheme) => {
             let rest = &path[scheme.len()..];
             rest.find('/').map_or("/", |slash| &rest[slash..])
@@ -598,6 +604,16 @@ fn normalize_path(uri: &str) -> Option<String> {
     // reads `/public/..;/admin` as `/admin`) has no single reading.
     if !path.starts_with('/') || path.contains(['\\', ';']) {
         return None;
+    }
+    // Most paths are already normal: no escape, no empty, `.` or `..` segment but the last.
+    let mut segments = path.split('/').skip(1).peekable();
+    let mut normal = !path.contains('%');
+    while let (true, Some(segment)) = (normal, segments.next()) {
+        let last = segments.peek().is_none();
+        normal = !matches!(segment, "." | "..") && (last || !segment.is_empty());
+    }
+    if normal {
+        return Some(path.to_string());
     }
     let bytes = path.as_bytes();
     let mut decoded = String::with_capacity(path.len());
@@ -749,7 +765,7 @@ async fn authz(app: &App, request: &Request<Incoming>) -> Reply {
     }
     let mut r = Response::new(Full::new(Bytes::new()));
     let h = r.headers_mut();
-    let mut put = |name: &hyper::header::HeaderName, value: Option<Cow<'_, str>>| {
+    let mut put = |name: &HeaderName, value: Option<Cow<'_, str>>| {
         let value = match value {
             Some(Cow::Owned(v)) => HeaderValue::from_maybe_shared(Bytes::from(v)),
             Some(Cow::Borrowed(v)) => HeaderValue::from_str(v),
@@ -961,6 +977,12 @@ mod tests {
             // `://` inside a path is a path, not a new authority.
             ("/admin/a://b/public", "/admin/a:/b/public"),
             ("/x#frag", "/x"),
+            // Already normal (returned as they are) and nearly so.
+            ("/orders/7", "/orders/7"),
+            ("/a/", "/a/"),
+            ("/a//", "/a/"),
+            ("/a/.", "/a/"),
+            ("/a/..b/.c", "/a/..b/.c"),
         ] {
             assert_eq!(n(raw).as_deref(), Some(normal), "{raw}");
         }
