@@ -550,15 +550,33 @@ fn load(
         timeout: args.timeout,
         progress: !args.quiet,
     };
-    let recorded = run::run(plan)?;
+    run::stop_on_ctrl_c()?;
+    let measured = run::run(plan)?;
+    if measured.window.is_zero() {
+        eprintln!("tessera-loadtest: interrupted during the warm-up: nothing was measured");
+        return Ok(ExitCode::from(130));
+    }
+    let recorded = measured.recorded;
     report.requests = recorded.requests;
     report.statuses = recorded.statuses();
     report.errors = recorded.errors();
-    report.throughput = recorded.requests as f64 / args.duration.as_secs_f64();
+    report.duration_s = measured.window.as_secs_f64();
+    report.throughput = recorded.requests as f64 / report.duration_s;
     report.latency_us = recorded.summary();
     report.timeline = recorded.timeline();
+    // An interrupted window has no seconds after the interruption.
+    report
+        .timeline
+        .truncate(measured.window.as_secs_f64().ceil() as usize);
     report.distribution = recorded.distribution();
     report.notes.extend(notes(&recorded, args));
+    if measured.interrupted {
+        report.notes.push(format!(
+            "interrupted (Ctrl-C) after {:.1} s of the {} s window: the figures cover that part",
+            report.duration_s,
+            args.duration.as_secs_f64()
+        ));
+    }
     print!("{}", output::table(&report));
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&report).context("encoding the report")?;
@@ -567,7 +585,11 @@ fn load(
     if let Some(path) = &args.html {
         write(path, html::render(&report).as_bytes())?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if measured.interrupted {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {

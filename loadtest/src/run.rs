@@ -18,7 +18,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::{pin, Pin};
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -113,8 +113,69 @@ pub trait Lane: Sized + 'static {
     fn take_connected(&mut self) -> bool;
 }
 
+/// When the run was interrupted (Ctrl-C), if it was: the lanes send nothing more, the
+/// requests in flight finish, and the window ends there.
+static STOPPED_AT: OnceLock<Instant> = OnceLock::new();
+
+/// Installs the Ctrl-C handling for this process: the first ends the run early (its report is
+/// still written, for the part of the window it covered), a second exits at once (130).
+pub fn stop_on_ctrl_c() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the signal runtime")?;
+    // Installed before returning, so that no early Ctrl-C takes the default action.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("load-signals".into())
+        .spawn(move || {
+            runtime.block_on(async {
+                let mut interrupts =
+                    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+                    {
+                        Ok(s) => {
+                            let _ = ready_tx.send(Ok(()));
+                            s
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                interrupts.recv().await;
+                let _ = STOPPED_AT.set(Instant::now());
+                eprintln!(
+                    "tessera-loadtest: interrupted: finishing the requests in flight \
+                     (Ctrl-C again to quit without a report)"
+                );
+                interrupts.recv().await;
+                std::process::exit(130);
+            });
+        })
+        .context("starting the signal thread")?;
+    ready_rx
+        .recv()
+        .context("the signal thread ended")?
+        .context("handling SIGINT")
+}
+
+/// Whether the run was interrupted.
+fn stopped() -> bool {
+    STOPPED_AT.get().is_some()
+}
+
+/// What a run measured.
+#[derive(Debug)]
+pub struct Measured {
+    pub recorded: Recorder,
+    /// The measured window: the whole `--duration`, or less when interrupted (zero when that
+    /// happened during the warm-up).
+    pub window: Duration,
+    pub interrupted: bool,
+}
+
 /// Runs `plan` and returns the merged measurements.
-pub fn run(mut plan: Plan) -> anyhow::Result<Recorder> {
+pub fn run(mut plan: Plan) -> anyhow::Result<Measured> {
     let requests = std::mem::take(&mut plan.requests);
     match plan.protocol {
         Protocol::Http1 => drive::<Connection>(plan, requests.into()),
@@ -128,7 +189,7 @@ pub fn run(mut plan: Plan) -> anyhow::Result<Recorder> {
     }
 }
 
-fn drive<L: Lane>(plan: Plan, requests: Arc<[L::Request]>) -> anyhow::Result<Recorder> {
+fn drive<L: Lane>(plan: Plan, requests: Arc<[L::Request]>) -> anyhow::Result<Measured> {
     let plan = Arc::new(plan);
     let cores = pick_cores(&plan.cpus)?;
     let seconds = plan.duration.as_secs_f64().ceil().max(1.0) as usize;
@@ -193,7 +254,12 @@ fn drive<L: Lane>(plan: Plan, requests: Arc<[L::Request]>) -> anyhow::Result<Rec
             .map_err(|_| anyhow::anyhow!("a worker thread panicked"))??;
         total.merge(&recorder);
     }
-    Ok(total)
+    let end = STOPPED_AT.get().map_or(clock.end, |&at| at.min(clock.end));
+    Ok(Measured {
+        recorded: total,
+        window: end.saturating_duration_since(clock.window),
+        interrupted: end < clock.end,
+    })
 }
 
 fn pick_cores(cpus: &[usize]) -> anyhow::Result<Vec<core_affinity::CoreId>> {
@@ -404,13 +470,15 @@ fn worker<L: Lane>(
             () = publish_every_second(&ctx, snapshot) => Ok(()),
         }
     })?;
-    // Open loop: the arrivals due in the window that no connection got to.
+    // Open loop: the arrivals due in the window (up to an interruption) that no connection got
+    // to.
     if plan.rate.is_some() {
+        let end = STOPPED_AT.get().map_or(clock.end, |&at| at.min(clock.end));
         let mut rec = ctx.rec.borrow_mut();
         let mut ticket = ctx.ticket.get();
         loop {
             let due = ctx.due(ticket);
-            if due >= clock.end {
+            if due >= end {
                 break;
             }
             if due >= clock.window {
@@ -455,7 +523,7 @@ async fn closed_loop<L: Lane>(ctx: &Ctx<L::Request>, mut conn: L) {
     tokio::time::sleep_until(ctx.clock.start.into()).await;
     loop {
         let start = Instant::now();
-        if start >= ctx.clock.end {
+        if start >= ctx.clock.end || stopped() {
             break;
         }
         let request = ctx.request();
@@ -478,7 +546,7 @@ async fn open_loop<L: Lane>(ctx: &Ctx<L::Request>, mut conn: L) {
         let due = ctx.due(ticket);
         let now = Instant::now();
         // Arrivals due after the window, or still waiting when it closed, are not sent.
-        if due >= ctx.clock.end || now >= ctx.clock.end {
+        if due >= ctx.clock.end || now >= ctx.clock.end || stopped() {
             break;
         }
         ctx.ticket.set(ticket + 1);

@@ -800,6 +800,64 @@ fn batch_verify_checks_every_verdict() {
     }
 }
 
+#[test]
+fn ctrl_c_ends_the_run_early_with_a_report() {
+    let server = serve(handler(|_, _| async { reply(200, "ok\n") }));
+    let dir = Scratch::new("ctrl-c");
+    let json = dir.path("r.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera-loadtest"))
+        .args([
+            "get",
+            &url(&server, "/"),
+            "-c",
+            "2",
+            "-d",
+            "30s",
+            "--warmup",
+            "0s",
+            "--quiet",
+            "--json",
+            json.to_str().expect("path"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run tessera-loadtest");
+    std::thread::sleep(Duration::from_millis(1500));
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("tessera-loadtest went on after Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(130));
+    let r = report(&json);
+    assert!(
+        (0.5..10.0).contains(&r.duration_s),
+        "a window of {} s",
+        r.duration_s
+    );
+    assert!(r.requests > 0 && r.errors.is_empty(), "{r:?}");
+    assert_eq!(server.requests.load(Ordering::Relaxed), r.requests);
+    assert!((r.throughput - r.requests as f64 / r.duration_s).abs() < 1e-6);
+    assert!(r.timeline.len() <= r.duration_s.ceil() as usize);
+    assert!(
+        r.notes.iter().any(|n| n.contains("interrupted")),
+        "{:?}",
+        r.notes
+    );
+}
+
 // ---- HTTP/2 -----------------------------------------------------------------------------------
 
 /// The `TCP connections opened: N` note.
