@@ -77,20 +77,6 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-fn time(ns: f64) -> String {
-    let rate = 1e9 / ns;
-    let rate = if rate >= 1e6 {
-        format!("{:.2} M/s", rate / 1e6)
-    } else {
-        format!("{:.1} k/s", rate / 1e3)
-    };
-    if ns >= 1000.0 {
-        format!("{:.2} µs ({rate})", ns / 1000.0)
-    } else {
-        format!("{ns:.0} ns ({rate})")
-    }
-}
-
 fn main() {
     // SoftHSM reads SOFTHSM2_CONF once, when the module is first initialised: set it first
     // thing, before any thread exists.
@@ -114,8 +100,7 @@ fn main() {
         slice_ms: slice.as_secs_f64() * 1e3,
         ..Ratios::default()
     };
-    println!("| alg | tessera | raw | jsonwebtoken | tessera / raw | tessera / jsonwebtoken |");
-    println!("|---|---|---|---|---|---|");
+    println!("{}", VerifyRow::HEADER);
     for alg in ALGORITHMS {
         let contest = Contest::new(alg);
         let token = contest.fixture.token.as_str();
@@ -134,26 +119,20 @@ fn main() {
         let ns = interleave(&mut contestants, rounds, slice);
         let (vs_raw, vs_jwt) = (ratio(&ns, 1), ratio(&ns, 2));
         let [t, r, j]: [f64; 3] = [0, 1, 2].map(|i| median(ns[i].clone()));
-        println!(
-            "| {} | {} | {} | {} | {vs_raw:.3} | {vs_jwt:.2}× |",
-            alg.name(),
-            time(t),
-            time(r),
-            time(j)
-        );
-        report.verify.push(VerifyRow {
+        let row = VerifyRow {
             alg: alg.name().to_owned(),
             tessera_ns: t,
             raw_ns: r,
             jsonwebtoken_ns: j,
             tessera_vs_raw: vs_raw,
             tessera_vs_jsonwebtoken: vs_jwt,
-        });
+        };
+        println!("{}", row.markdown());
+        report.verify.push(row);
     }
 
     println!();
-    println!("| alg | tessera (pool) | pkcs11 (bare C_Sign) | tessera / pkcs11 |");
-    println!("|---|---|---|---|");
+    println!("{}", SignRow::HEADER);
     let (hsm, keys) = open_token(&token_dir);
     for key in &keys {
         let input = signing_input(key);
@@ -185,13 +164,7 @@ fn main() {
                 pkcs11_ns: median(ns[1].clone()),
                 tessera_vs_pkcs11: ratio(&ns, 1),
             };
-            println!(
-                "| {} | {} | {} | {:.3} |",
-                row.alg,
-                time(row.tessera_ns),
-                time(row.pkcs11_ns),
-                row.tessera_vs_pkcs11
-            );
+            println!("{}", row.markdown());
             report.sign.push(row);
         })
         .expect("a raw session");

@@ -6,6 +6,7 @@
 
 pub mod hsm;
 pub mod ratios;
+pub mod units;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

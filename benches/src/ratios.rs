@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::units::time_and_rate;
+
 /// Format version of [`Ratios`].
 pub const FORMAT: u32 = 1;
 
@@ -40,4 +42,39 @@ pub struct SignRow {
     pub tessera_ns: f64,
     pub pkcs11_ns: f64,
     pub tessera_vs_pkcs11: f64,
+}
+
+impl VerifyRow {
+    /// The head of the Markdown table of [`VerifyRow::markdown`] rows.
+    pub const HEADER: &'static str = "| alg | tessera | raw | jsonwebtoken | tessera / raw | tessera / jsonwebtoken |\n|---|---|---|---|---|---|";
+
+    /// This row of the verification table.
+    pub fn markdown(&self) -> String {
+        format!(
+            "| {} | {} | {} | {} | {:.3} | {:.2}× |",
+            self.alg,
+            time_and_rate(self.tessera_ns),
+            time_and_rate(self.raw_ns),
+            time_and_rate(self.jsonwebtoken_ns),
+            self.tessera_vs_raw,
+            self.tessera_vs_jsonwebtoken
+        )
+    }
+}
+
+impl SignRow {
+    /// The head of the Markdown table of [`SignRow::markdown`] rows.
+    pub const HEADER: &'static str =
+        "| alg | tessera (pool) | pkcs11 (bare C_Sign) | tessera / pkcs11 |\n|---|---|---|---|";
+
+    /// This row of the signing table.
+    pub fn markdown(&self) -> String {
+        format!(
+            "| {} | {} | {} | {:.3} |",
+            self.alg,
+            time_and_rate(self.tessera_ns),
+            time_and_rate(self.pkcs11_ns),
+            self.tessera_vs_pkcs11
+        )
+    }
 }

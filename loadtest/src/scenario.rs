@@ -159,6 +159,20 @@ fn head(method: &str, target: &Target) -> String {
     )
 }
 
+/// An authenticated `POST` of `body` to the target.
+fn post(target: &Target, auth: &str, content_type: &str, body: &str, expect: Expect) -> Request {
+    let mut r = head("POST", target);
+    r.push_str(&format!(
+        "Authorization: {auth}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    ));
+    r.push_str(body);
+    Request {
+        bytes: r.into_bytes().into(),
+        expect,
+    }
+}
+
 /// `GET` of the target, expecting 200.
 pub fn get(target: &Target) -> Vec<Request> {
     let mut r = head("GET", target);
@@ -196,19 +210,17 @@ pub fn introspect(target: &Target, tokens: &[Token], client: &Client) -> Vec<Req
         .iter()
         .map(|t| {
             let body = format!("token={}", form_encode(&t.text));
-            let mut r = head("POST", target);
-            r.push_str(&format!(
-                "Authorization: {auth}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
-                body.len()
-            ));
-            r.push_str(&body);
-            Request {
-                bytes: r.into_bytes().into(),
-                expect: Expect {
-                    active: Some(t.kind.is_valid()),
-                    ..Expect::OK
-                },
-            }
+            let expect = Expect {
+                active: Some(t.kind.is_valid()),
+                ..Expect::OK
+            };
+            post(
+                target,
+                &auth,
+                "application/x-www-form-urlencoded",
+                &body,
+                expect,
+            )
         })
         .collect()
 }
@@ -240,19 +252,11 @@ pub fn verify_batch(
                 }
             }
             body.push_str("]}");
-            let mut r = head("POST", target);
-            r.push_str(&format!(
-                "Authorization: {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-                body.len()
-            ));
-            r.push_str(&body);
-            Request {
-                bytes: r.into_bytes().into(),
-                expect: Expect {
-                    verdicts: Some(verdicts),
-                    ..Expect::OK
-                },
-            }
+            let expect = Expect {
+                verdicts: Some(verdicts),
+                ..Expect::OK
+            };
+            post(target, &auth, "application/json", &body, expect)
         })
         .collect()
 }

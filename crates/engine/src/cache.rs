@@ -8,8 +8,9 @@
 //!   and in bytes, evicting in insertion order (oldest first).
 //! - A verified entry lives until `min(exp, now + ttl)`; a failed verification can be remembered
 //!   for a short, separately bounded time, so a flood of one bad token costs one verification.
-//! - Entries die when their key leaves the key set ([`TokenCache::evict_kid`]) or when a
-//!   revocation hook names their `jti`, `sub` or token.
+//! - Entries die when the key set of the issuer that decided them changes
+//!   ([`TokenCache::evict_owner`], from `Issuers::sync`), or when a revocation hook names
+//!   their `kid`, `jti`, `sub` or token.
 
 use std::collections::hash_map::{Entry, RandomState};
 use std::collections::{HashMap, VecDeque};
@@ -321,7 +322,7 @@ impl<V> TokenCache<V> {
         );
     }
 
-    /// Drops every entry verified with key `kid` (the key left its key set).
+    /// Revocation hook: drops every entry verified with key `kid` (a compromised key).
     pub fn evict_kid(&self, kid: &str) -> usize {
         self.retain_all(|item| item.kid.as_deref() != Some(kid))
     }

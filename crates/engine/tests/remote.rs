@@ -209,12 +209,25 @@ async fn responses_are_bounded_in_size_and_time() {
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 
 fn hs256(kid: &str, iss: &str) -> String {
-    let header = jose::jws::header_json(jose::Algorithm::HS256, Some(kid), None);
-    let claims = format!(r#"{{"iss":"{iss}","exp":4000000000}}"#);
-    let input = jose::SigningInput::new(header.as_bytes(), claims.as_bytes());
-    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, SECRET);
-    let tag = aws_lc_rs::hmac::sign(&key, input.as_bytes());
-    input.into_compact(tag.as_ref())
+    hs256_with(SECRET, Some(kid), iss)
+}
+
+/// An issuer bound to no audience and no algorithm list.
+fn spec(iss: &str) -> engine::IssuerSpec {
+    engine::IssuerSpec {
+        issuer: iss.into(),
+        audiences: Vec::new(),
+        algorithms: Vec::new(),
+    }
+}
+
+/// An engine with one unpinned worker.
+fn one_worker() -> engine::Engine {
+    engine::Engine::start(engine::EngineConfig {
+        workers: 1,
+        pin: false,
+        ..engine::EngineConfig::default()
+    })
 }
 
 /// Through the engine: an issuer whose keys come from a jwks_uri rotates; a token with the new
@@ -222,24 +235,13 @@ fn hs256(kid: &str, iss: &str) -> String {
 /// with it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issuers_follow_their_remote_key_sets() {
-    use engine::{Engine, EngineConfig, EngineError, IssuerSpec, Issuers, KeySource};
+    use engine::{EngineError, Issuers, KeySource};
     let server = serve(ok(&["k1"])).await;
     let remote = Arc::new(RemoteKeySet::new(config(&server.url)).await.expect("fetch"));
     let iss = "https://issuer.example";
-    let issuers = Issuers::new(vec![(
-        IssuerSpec {
-            issuer: iss.into(),
-            audiences: Vec::new(),
-            algorithms: Vec::new(),
-        },
-        KeySource::Remote(Arc::clone(&remote)),
-    )])
-    .expect("issuers");
-    let engine = Engine::start(EngineConfig {
-        workers: 1,
-        pin: false,
-        ..EngineConfig::default()
-    });
+    let issuers =
+        Issuers::new(vec![(spec(iss), KeySource::Remote(Arc::clone(&remote)))]).expect("issuers");
+    let engine = one_worker();
     let handle = engine.handle();
     let now = 1_800_000_000;
     let old = hs256("k1", iss);
@@ -278,14 +280,9 @@ async fn issuers_follow_their_remote_key_sets() {
 /// issuers keep routing as before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refreshed_set_that_clashes_is_not_applied() {
-    use engine::{CacheConfig, IssuerSpec, Issuers, KeySource, TokenCache};
+    use engine::{CacheConfig, Issuers, KeySource, TokenCache};
     let server = serve(ok(&["k1"])).await;
     let remote = Arc::new(RemoteKeySet::new(config(&server.url)).await.expect("fetch"));
-    let spec = |iss: &str| IssuerSpec {
-        issuer: iss.into(),
-        audiences: Vec::new(),
-        algorithms: Vec::new(),
-    };
     let issuers = Issuers::new(vec![
         (
             spec("https://a.example"),
@@ -320,7 +317,7 @@ async fn a_refreshed_set_that_clashes_is_not_applied() {
 /// cached tokens of keys that left die with them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_sets_are_kept_fresh_in_the_background() {
-    use engine::{Engine, EngineConfig, EngineError, IssuerSpec, Issuers, KeySource, LocalKeySet};
+    use engine::{EngineError, Issuers, KeySource, LocalKeySet};
     let mut answer = ok(&["r1"]);
     answer.cache_control = Some("max-age=1".into());
     let server = serve(answer).await;
@@ -331,11 +328,6 @@ async fn key_sets_are_kept_fresh_in_the_background() {
             .keys
     };
     let local = Arc::new(LocalKeySet::new(local_keys("l1")));
-    let spec = |iss: &str| IssuerSpec {
-        issuer: iss.into(),
-        audiences: Vec::new(),
-        algorithms: Vec::new(),
-    };
     let (r_iss, l_iss) = ("https://remote.example", "https://local.example");
     let issuers = Arc::new(
         Issuers::new(vec![
@@ -344,11 +336,7 @@ async fn key_sets_are_kept_fresh_in_the_background() {
         ])
         .expect("issuers"),
     );
-    let engine = Engine::start(EngineConfig {
-        workers: 1,
-        pin: false,
-        ..EngineConfig::default()
-    });
+    let engine = one_worker();
     let handle = engine.handle();
     let now = 1_800_000_000;
     let verify = |token: String| {
@@ -410,7 +398,7 @@ fn oct_jwks(kid: &str, secret: &[u8]) -> String {
 /// Now every entry of an issuer whose keys change is evicted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replaced_key_takes_every_verdict_of_its_issuer_with_it() {
-    use engine::{Engine, EngineConfig, EngineError, IssuerSpec, Issuers, KeySource};
+    use engine::{EngineError, Issuers, KeySource};
     let (old, new) = (
         b"old-secret-0123456789abcdef01234",
         b"new-secret-0123456789abcdef01234",
@@ -420,20 +408,9 @@ async fn a_replaced_key_takes_every_verdict_of_its_issuer_with_it() {
     let server = serve(answer).await;
     let remote = Arc::new(RemoteKeySet::new(config(&server.url)).await.expect("fetch"));
     let iss = "https://issuer.example";
-    let issuers = Issuers::new(vec![(
-        IssuerSpec {
-            issuer: iss.into(),
-            audiences: Vec::new(),
-            algorithms: Vec::new(),
-        },
-        KeySource::Remote(Arc::clone(&remote)),
-    )])
-    .expect("issuers");
-    let engine = Engine::start(EngineConfig {
-        workers: 1,
-        pin: false,
-        ..EngineConfig::default()
-    });
+    let issuers =
+        Issuers::new(vec![(spec(iss), KeySource::Remote(Arc::clone(&remote)))]).expect("issuers");
+    let engine = one_worker();
     let handle = engine.handle();
     let now = 1_800_000_000;
     let with_kid = hs256_with(old, Some("k1"), iss);
@@ -471,15 +448,10 @@ async fn a_replaced_key_takes_every_verdict_of_its_issuer_with_it() {
 /// Now only the clashing set waits; the others are applied.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clash_in_one_issuer_does_not_hold_up_the_others() {
-    use engine::{CacheConfig, IssuerSpec, Issuers, KeySource, TokenCache};
+    use engine::{CacheConfig, Issuers, KeySource, TokenCache};
     let (a, b) = (serve(ok(&["a1"])).await, serve(ok(&["b1"])).await);
     let ra = Arc::new(RemoteKeySet::new(config(&a.url)).await.expect("fetch a"));
     let rb = Arc::new(RemoteKeySet::new(config(&b.url)).await.expect("fetch b"));
-    let spec = |iss: &str| IssuerSpec {
-        issuer: iss.into(),
-        audiences: Vec::new(),
-        algorithms: Vec::new(),
-    };
     let issuers = Issuers::new(vec![
         (
             spec("https://a.example"),

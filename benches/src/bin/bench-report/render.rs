@@ -3,7 +3,8 @@
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
-use benches::ratios::Ratios;
+use benches::ratios::{Ratios, SignRow, VerifyRow};
+use benches::units::{decimals, rate, time, time_unit};
 
 use crate::criterion::{Measurement, Results, Throughput};
 use crate::machine::{clock, utc};
@@ -411,40 +412,16 @@ fn ratios_tables(out: &mut String, ratios: Option<(&Ratios, SystemTime)>) {
         ratios.slice_ms
     );
     if !ratios.verify.is_empty() {
-        let _ = writeln!(
-            out,
-            "| alg | tessera | raw | jsonwebtoken | tessera / raw | tessera / jsonwebtoken |"
-        );
-        let _ = writeln!(out, "|---|---|---|---|---|---|");
+        let _ = writeln!(out, "{}", VerifyRow::HEADER);
         for v in &ratios.verify {
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} | {:.3} | {:.2}× |",
-                v.alg,
-                time_and_rate(v.tessera_ns),
-                time_and_rate(v.raw_ns),
-                time_and_rate(v.jsonwebtoken_ns),
-                v.tessera_vs_raw,
-                v.tessera_vs_jsonwebtoken
-            );
+            let _ = writeln!(out, "{}", v.markdown());
         }
         let _ = writeln!(out);
     }
     if !ratios.sign.is_empty() {
-        let _ = writeln!(
-            out,
-            "| alg | tessera (pool) | pkcs11 (bare C_Sign) | tessera / pkcs11 |"
-        );
-        let _ = writeln!(out, "|---|---|---|---|");
+        let _ = writeln!(out, "{}", SignRow::HEADER);
         for s in &ratios.sign {
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {:.3} |",
-                s.alg,
-                time_and_rate(s.tessera_ns),
-                time_and_rate(s.pkcs11_ns),
-                s.tessera_vs_pkcs11
-            );
+            let _ = writeln!(out, "{}", s.markdown());
         }
         let _ = writeln!(out);
     }
@@ -571,42 +548,6 @@ fn criterion_tables(out: &mut String, criterion: Option<&Results>) {
     }
 }
 
-/// The divisor and unit for a time in nanoseconds.
-fn time_unit(ns: f64) -> (f64, &'static str) {
-    if ns < 1e3 {
-        (1.0, "ns")
-    } else if ns < 1e6 {
-        (1e3, "µs")
-    } else if ns < 1e9 {
-        (1e6, "ms")
-    } else {
-        (1e9, "s")
-    }
-}
-
-/// Decimals that show three significant digits of `x` (at least 1, below 1000).
-fn decimals(x: f64) -> usize {
-    if x < 10.0 {
-        2
-    } else if x < 100.0 {
-        1
-    } else {
-        0
-    }
-}
-
-/// `1.84 µs`, `444 ns`, `1.35 ms`.
-pub fn time(ns: f64) -> String {
-    let (divisor, unit) = time_unit(ns);
-    let x = ns / divisor;
-    format!("{x:.p$} {unit}", p = decimals(x))
-}
-
-/// `1.84 µs (543.5 k/s)`.
-fn time_and_rate(ns: f64) -> String {
-    format!("{} ({})", time(ns), rate(1e9 / ns))
-}
-
 /// `1.84 µs (1.83–1.85)`: the interval in the median's unit.
 fn median_and_interval(m: &Measurement) -> String {
     let (divisor, unit) = time_unit(m.median_ns);
@@ -617,17 +558,6 @@ fn median_and_interval(m: &Measurement) -> String {
         m.lower_ns / divisor,
         m.upper_ns / divisor
     )
-}
-
-/// `2.25 M/s`, `543.5 k/s`, `741/s`.
-pub fn rate(per_s: f64) -> String {
-    if per_s >= 1e6 {
-        format!("{:.2} M/s", per_s / 1e6)
-    } else if per_s >= 1e3 {
-        format!("{:.1} k/s", per_s / 1e3)
-    } else {
-        format!("{per_s:.0}/s")
-    }
 }
 
 /// `per_s` in the largest of `units` (each `base` times the one before) that keeps it ≥ 1.
@@ -675,7 +605,6 @@ fn throughput(m: &Measurement) -> String {
 mod tests {
     use super::*;
     use crate::suite::{Suite, EXAMPLE};
-    use benches::ratios::{SignRow, VerifyRow};
     use std::time::{Duration, UNIX_EPOCH};
 
     fn at(seconds: u64) -> SystemTime {
