@@ -1411,6 +1411,50 @@ async fn a_slow_client_is_disconnected_and_others_are_served() {
     );
 }
 
+/// The header read time counts from the end of the last request, not from the accept: a
+/// keep-alive connection that keeps asking stays open for as long as it keeps asking, and its
+/// next request, sent slowly, is cut off one header read time after the last answer.
+#[tokio::test]
+async fn the_header_read_time_counts_from_the_last_request() {
+    let setup = Setup::new("keepalive");
+    let daemon = setup.start("header_read_timeout_ms = 400", "workers = 1", "");
+    let mut conn = TcpStream::connect(daemon.addr).await.expect("connect");
+    let start = Instant::now();
+    let mut buf = [0u8; 1024];
+    // Seven requests 200 ms apart: 1.4 s on one connection, each within 400 ms of the last.
+    for i in 0..7 {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("write");
+        let n = tokio::time::timeout(STEP, conn.read(&mut buf))
+            .await
+            .expect("answer in time")
+            .expect("read");
+        assert_eq!(
+            raw_status(&buf[..n]),
+            Some(200),
+            "request {i} after {:?}",
+            start.elapsed()
+        );
+    }
+    assert!(start.elapsed() >= Duration::from_millis(1200));
+    // Now a header that never ends: closed 400 ms after the last answer (give or take).
+    let answered = Instant::now();
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHo")
+        .await
+        .expect("write");
+    let rest = read_until_closed(&mut conn, Duration::from_secs(3))
+        .await
+        .expect("the slow header is cut off within 3 s");
+    let took = answered.elapsed();
+    println!("slow second header cut off {took:?} after the last answer: {rest:?}");
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+    assert_ne!(raw_status(&rest), Some(200));
+}
+
 /// Regression: a connection that sends nothing at all is held forever. The server detects
 /// HTTP/1.1 or HTTP/2 by reading the first bytes (hyper-util `auto`), and
 /// `header_read_timeout` only starts once HTTP/1.1 is chosen, so a silent client (or one that

@@ -20,7 +20,7 @@ mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -49,8 +49,9 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        // The header read time is kept by `supervise`, one timer per connection: hyper's own
+        // allocates and registers a timer for every request.
+        .header_read_timeout(None)
         .max_buf_size(limits.max_header_bytes)
         .keep_alive(true);
     builder
@@ -111,16 +112,16 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
             // included: hyper's own header timeout starts only once it has chosen HTTP/1.1, and
             // a client that sends nothing, or part of the HTTP/2 preface, would hold its
             // connection slot for ever.
-            let deadline = tokio::time::Instant::now() + app.limits.header_read_timeout;
-            let activity = Arc::new(Activity::default());
+            let activity = Arc::new(Activity::new());
+            let deadline = activity.opened + app.limits.header_read_timeout;
             let service = {
                 // Requests clone this connection's own handle, not the shared one: its count
                 // stays on this connection's thread.
                 let app = Arc::new(Arc::clone(&app));
                 let activity = Arc::clone(&activity);
-                service_fn(move |request| {
+                service_fn(move |request: Request<Incoming>| {
                     let app = Arc::clone(&app);
-                    let busy = Busy::start(&activity);
+                    let busy = Busy::start(&activity, request.version());
                     async move {
                         let reply = serve_request(&app, request).await;
                         drop(busy);
@@ -128,19 +129,18 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
                     }
                 })
             };
-            let idle = app.limits.idle_timeout;
+            let limits = &app.limits;
             match &app.tls {
                 None => {
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    supervise(watcher.watch(conn.into_owned()), &activity, deadline, idle).await;
+                    supervise(watcher.watch(conn.into_owned()), &activity, limits).await;
                 }
                 Some(acceptor) => {
                     let handshake =
-                        tokio::time::timeout_at(deadline, acceptor.accept(stream)).await;
+                        tokio::time::timeout_at(deadline.into(), acceptor.accept(stream)).await;
                     if let Ok(Ok(tls)) = handshake {
                         let conn = builder.serve_connection(TokioIo::new(tls), service);
-                        supervise(watcher.watch(conn.into_owned()), &activity, deadline, idle)
-                            .await;
+                        supervise(watcher.watch(conn.into_owned()), &activity, limits).await;
                     }
                 }
             }
@@ -159,18 +159,46 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
 }
 
 /// What a connection's requests are doing.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Activity {
+    opened: Instant,
+    /// Requests started so far.
     started: AtomicU64,
     in_flight: AtomicUsize,
+    /// When the last request ended, in nanoseconds after `opened`.
+    ended_ns: AtomicU64,
+    /// Whether the connection speaks HTTP/2 (known from its first request).
+    http2: AtomicBool,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            opened: Instant::now(),
+            started: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            ended_ns: AtomicU64::new(0),
+            http2: AtomicBool::new(false),
+        }
+    }
+
+    /// When the connection last had nothing to do: when its last request ended, or when it
+    /// was opened.
+    fn quiet_since(&self) -> Instant {
+        self.opened + std::time::Duration::from_nanos(self.ended_ns.load(Ordering::Relaxed))
+    }
 }
 
 /// One request in flight on a connection, until dropped (answered or abandoned).
 struct Busy(Arc<Activity>);
 
 impl Busy {
-    fn start(activity: &Arc<Activity>) -> Self {
-        activity.started.fetch_add(1, Ordering::Relaxed);
+    fn start(activity: &Arc<Activity>, version: hyper::Version) -> Self {
+        if activity.started.fetch_add(1, Ordering::Relaxed) == 0
+            && version == hyper::Version::HTTP_2
+        {
+            activity.http2.store(true, Ordering::Relaxed);
+        }
         activity.in_flight.fetch_add(1, Ordering::Relaxed);
         Busy(Arc::clone(activity))
     }
@@ -178,36 +206,54 @@ impl Busy {
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let activity = &self.0;
+        let ended = activity.opened.elapsed().as_nanos();
+        activity
+            .ended_ns
+            .fetch_max(u64::try_from(ended).unwrap_or(u64::MAX), Ordering::Relaxed);
+        activity.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-/// Runs a connection and drops it (which closes it) when its whole first request has not
-/// started by `first` (hyper's header timeout starts only once it has chosen HTTP/1.1, and a
-/// client that sends nothing, or part of the HTTP/2 preface, would hold its slot for ever), or
-/// when it has had no request in flight and none started for a whole `idle` period (an HTTP/2
-/// connection has no other idle limit; HTTP/1.1 keep-alive is closed by hyper's header timer).
-async fn supervise<F: Future>(
-    connection: F,
-    activity: &Activity,
-    first: tokio::time::Instant,
-    idle: std::time::Duration,
-) {
+/// Runs a connection and drops it (which closes it) when it has nothing to do for too long, with
+/// one timer per connection:
+/// - its whole first request has not started within `header_read_timeout` of the accept (TLS
+///   handshake included; hyper's own header timer would start only once it has chosen
+///   HTTP/1.1, and a client that sends nothing, or part of the HTTP/2 preface, would hold its
+///   slot for ever);
+/// - HTTP/1.1: no request in flight and the next one not started within `header_read_timeout`
+///   of the end of the last (a slow header, or an idle keep-alive connection);
+/// - HTTP/2: no request in flight and none started for `idle_timeout` (it has no other idle
+///   limit).
+///
+/// A request in flight is bounded elsewhere (body read time, engine admission, HSM sessions).
+async fn supervise<F: Future>(connection: F, activity: &Activity, limits: &config::Limits) {
     let mut connection = std::pin::pin!(connection);
-    let mut timer = Box::pin(tokio::time::sleep_until(first));
-    let mut seen = 0;
+    let first = activity.opened + limits.header_read_timeout;
+    let mut timer = Box::pin(tokio::time::sleep_until(first.into()));
     std::future::poll_fn(|cx| {
         if connection.as_mut().poll(cx).is_ready() {
             return std::task::Poll::Ready(());
         }
         while timer.as_mut().poll(cx).is_ready() {
-            let started = activity.started.load(Ordering::Relaxed);
-            let busy = activity.in_flight.load(Ordering::Relaxed) > 0;
-            if started == 0 || (started == seen && !busy) {
+            if activity.started.load(Ordering::Relaxed) == 0 {
                 return std::task::Poll::Ready(());
             }
-            seen = started;
-            timer.as_mut().reset(tokio::time::Instant::now() + idle);
+            let next = if activity.in_flight.load(Ordering::Relaxed) > 0 {
+                Instant::now() + limits.header_read_timeout
+            } else {
+                let quiet = if activity.http2.load(Ordering::Relaxed) {
+                    limits.idle_timeout
+                } else {
+                    limits.header_read_timeout
+                };
+                let deadline = activity.quiet_since() + quiet;
+                if deadline <= Instant::now() {
+                    return std::task::Poll::Ready(());
+                }
+                deadline
+            };
+            timer.as_mut().reset(next.into());
         }
         std::task::Poll::Pending
     })
