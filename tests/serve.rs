@@ -586,6 +586,10 @@ async fn introspection_answers_active_only_for_trusted_valid_tokens() {
     expected["active"] = json!(true);
     expected["token_type"] = json!("Bearer");
     assert_eq!(reply.json(), expected, "the RFC 7662 members, nothing else");
+    // Asked again, answered from the cache with the answer kept with the verdict: the same.
+    let again = daemon.introspect(Some(&auth), &good).await;
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(again.text(), reply.text());
     // `azp` stands for `client_id`; an `aud` array is kept as an array.
     let azp = claims(json!({"aud": ["api://orders", "api://billing"], "azp": "mobile"}));
     let mut azp = azp.as_object().expect("object").clone();

@@ -12,10 +12,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
-use jose::{Jwt, KeySet, Validation};
+use jose::{KeySet, Validation};
 use tokio::sync::oneshot;
 
 use crate::cache::{CacheConfig, Cached, Facts, TokenCache, TokenDigest};
+use crate::token::Token;
 
 /// What a token is verified against: one issuer's keys and its claims policy. The keys can be
 /// replaced while verifications run (a refreshed remote key set).
@@ -162,7 +163,7 @@ impl std::fmt::Display for EngineError {
 impl std::error::Error for EngineError {}
 
 /// A verified token, shared between the cache and callers.
-pub type Verified = Arc<Jwt>;
+pub type Verified = Arc<Token>;
 
 /// Counters for the daemon's `/metrics`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -221,7 +222,7 @@ struct Shared {
     sleeping: AtomicUsize,
     idle: Mutex<()>,
     wake: Condvar,
-    cache: TokenCache<Jwt>,
+    cache: TokenCache<Token>,
     counters: Counters,
 }
 
@@ -503,7 +504,7 @@ impl EngineHandle {
     }
 
     /// The cache, for revocation hooks and key set changes.
-    pub fn cache(&self) -> &TokenCache<Jwt> {
+    pub fn cache(&self) -> &TokenCache<Token> {
         &self.shared.cache
     }
 }
@@ -597,7 +598,7 @@ fn verify_one(shared: &Shared, job: &Job) -> Result<Verified, EngineError> {
     match jose::jwt::verify(&job.token, &keys, &job.policy.validation, job.now) {
         Ok(jwt) => {
             shared.counters.valid(jwt.alg());
-            let jwt = Arc::new(jwt);
+            let jwt = Arc::new(Token::new(jwt));
             let kid = jwt.kid();
             let jti = jwt.str_claim("jti");
             let sub = jwt.str_claim("sub");
@@ -606,7 +607,9 @@ fn verify_one(shared: &Shared, job: &Job) -> Result<Verified, EngineError> {
                 kid: kid.as_deref(),
                 jti: jti.as_deref(),
                 sub: sub.as_deref(),
-                bytes: job.token.len() * 2 + 64,
+                // The token's decoded header and claims, and what callers render of them
+                // (`Token::rendered`: about the claims again, twice).
+                bytes: job.token.len() * 4 + 256,
             };
             shared
                 .cache

@@ -3,6 +3,7 @@
 //! `invalid_token`); logs and metrics get the precise reason, with tokens as fingerprints.
 
 use std::borrow::Cow;
+use std::sync::OnceLock;
 
 use base64::Engine as _;
 use http_body_util::{BodyExt, Full, Limited};
@@ -123,8 +124,8 @@ impl Refusal {
     }
 }
 
-fn json(status: StatusCode, body: String, cache: Option<&'static str>) -> Reply {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+fn json(status: StatusCode, body: impl Into<Bytes>, cache: Option<&'static str>) -> Reply {
+    let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
     let h = r.headers_mut();
     h.insert(
@@ -297,12 +298,19 @@ async fn introspect(app: &App, request: Request<Incoming>) -> Result<Reply, Refu
         .verify_routed(token.as_bytes(), &app.issuers, now)
         .await;
     let answer = match verdict(token.as_bytes(), result)? {
-        Ok(jwt) => active_answer(&jwt),
-        Err(_) => "{\"active\":false}".to_string(),
+        Ok(jwt) => Answers::with(&jwt, |answers| {
+            answers
+                .introspection
+                .get_or_init(|| Bytes::from(active_answer(&jwt)))
+                .clone()
+        }),
+        Err(_) => Bytes::from_static(b"{\"active\":false}"),
     };
     if !wants_jwt {
         return Ok(json(StatusCode::OK, answer, Some("no-store")));
     }
+    // Made from a String: always UTF-8, so never lossy.
+    let answer = String::from_utf8_lossy(&answer);
     // RFC 9701: the answer inside a JWT signed by this daemon's key.
     let mut claims = String::from("{\"iss\":");
     jose::json::write_str(&mut claims, &app.public_url);
@@ -445,6 +453,65 @@ fn has_audience(jwt: &jose::Jwt, audience: &str) -> bool {
     }
 }
 
+/// What the daemon answers for one verified token, made on the token's first use and kept with
+/// it in the engine's cache (`engine::Token::rendered`): a cached token costs no rendering.
+#[derive(Default)]
+struct Answers {
+    /// `/introspect`'s JSON answer.
+    introspection: OnceLock<Bytes>,
+    /// `/v1/authz`'s identity headers.
+    authz: OnceLock<AuthzAnswer>,
+}
+
+impl Answers {
+    /// Calls `f` with the answers kept with `token`.
+    fn with<R>(token: &engine::Token, f: impl FnOnce(&Answers) -> R) -> R {
+        match token.rendered(|_| Answers::default()) {
+            Some(answers) => f(answers),
+            // The slot holds something else (nothing else in the daemon puts anything there):
+            // made afresh.
+            None => f(&Answers::default()),
+        }
+    }
+}
+
+/// The identity headers of `/v1/authz`, values only (the names are configured), and the scopes
+/// its route rules check.
+struct AuthzAnswer {
+    scopes: Vec<String>,
+    subject: Option<HeaderValue>,
+    scope: Option<HeaderValue>,
+    client_id: Option<HeaderValue>,
+    issuer: Option<HeaderValue>,
+    claims: Option<HeaderValue>,
+}
+
+impl AuthzAnswer {
+    fn of(jwt: &jose::Jwt) -> Self {
+        // A claim that cannot be a header value (control characters) is left out.
+        let value = |value: Option<Cow<'_, str>>| match value? {
+            Cow::Owned(v) => HeaderValue::from_maybe_shared(Bytes::from(v)).ok(),
+            Cow::Borrowed(v) => HeaderValue::from_str(v).ok(),
+        };
+        let identity = Identity::of(jwt);
+        let scopes: Vec<String> = identity.scopes().into_iter().map(Cow::into_owned).collect();
+        AuthzAnswer {
+            subject: value(Identity::text(identity.sub)),
+            scope: value((!scopes.is_empty()).then(|| Cow::Owned(scopes.join(" ")))),
+            client_id: value(
+                Identity::text(identity.client_id).or_else(|| Identity::text(identity.azp)),
+            ),
+            issuer: value(Identity::text(identity.iss)),
+            // The claims as the issuer wrote them (whitespace between tokens, if any, is valid
+            // JSON).
+            claims: value(Some(Cow::Owned(
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(jwt.claims_json()),
+            ))),
+            scopes,
+        }
+    }
+}
+
 /// The claims forward-auth answers with, read in one pass.
 #[derive(Default)]
 struct Identity<'a> {
@@ -528,7 +595,10 @@ static X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
 /// together from one header family, `X-Forwarded-*` (Traefik, Caddy) or `X-Original-*` (nginx),
 /// or from the request itself with `/v1/authz` stripped (Envoy). When both families are present
 /// they must agree: a client may have sent one of them through a gateway that sets the other.
-fn original(request: &Request<Incoming>, from: OriginalFrom) -> Result<(String, String), Refusal> {
+fn original(
+    request: &Request<Incoming>,
+    from: OriginalFrom,
+) -> Result<(&str, Cow<'_, str>), Refusal> {
     let h = request.headers();
     // A header given twice may be one from the client and one from the gateway: refused.
     let get = |name: &HeaderName| -> Result<Option<&str>, Refusal> {
@@ -564,7 +634,7 @@ fn original(request: &Request<Incoming>, from: OriginalFrom) -> Result<(String, 
         return Err(Refusal::BadRequest("missing_forwarded_headers"));
     }
     let (method, uri) = family.unwrap_or((None, None));
-    let method = method.unwrap_or(request.method().as_str()).to_string();
+    let method = method.unwrap_or(request.method().as_str());
     let path = match uri {
         Some(uri) => uri,
         None => {
@@ -586,7 +656,7 @@ fn original(request: &Request<Incoming>, from: OriginalFrom) -> Result<(String, 
 /// kept, upper-cased), `.` and `..` segments resolved, repeated slashes merged. `None` for
 /// what has no single reading: an encoded `/`, `\` or NUL, a raw backslash, a bad escape, or a
 /// path that does not start with `/`.
-fn normalize_path(uri: &str) -> Option<String> {
+fn normalize_path(uri: &str) -> Option<Cow<'_, str>> {
     let path = uri.split(['?', '#']).next().unwrap_or("");
     // An absolute URI (`http://host/path`) as some gateways send it: only at the start.
     let path = match ["https://", "http://"].iter().find(|scheme| {
@@ -613,7 +683,7 @@ fn normalize_path(uri: &str) -> Option<String> {
         normal = !matches!(segment, "." | "..") && (last || !segment.is_empty());
     }
     if normal {
-        return Some(path.to_string());
+        return Some(Cow::Borrowed(path));
     }
     let bytes = path.as_bytes();
     let mut decoded = String::with_capacity(path.len());
@@ -657,7 +727,7 @@ fn normalize_path(uri: &str) -> Option<String> {
     if out.is_empty() || trailing {
         out.push('/');
     }
-    Some(out)
+    Some(Cow::Owned(out))
 }
 
 /// The bearer token: `Ok(None)` when the request carries none (no header, another scheme),
@@ -688,6 +758,14 @@ fn challenge(status: StatusCode, value: String) -> Reply {
     r
 }
 
+/// RFC 6750 section 3.1: the token is not one this daemon accepts.
+fn invalid_token() -> Reply {
+    challenge(
+        StatusCode::UNAUTHORIZED,
+        "Bearer realm=\"tessera\", error=\"invalid_token\"".into(),
+    )
+}
+
 async fn authz(app: &App, request: &Request<Incoming>) -> Reply {
     let (method, path) = match original(request, app.authz.config.original_from) {
         Ok(original) => original,
@@ -705,30 +783,38 @@ async fn authz(app: &App, request: &Request<Incoming>) -> Reply {
             )
         }
     };
-    let invalid = || {
-        challenge(
-            StatusCode::UNAUTHORIZED,
-            "Bearer realm=\"tessera\", error=\"invalid_token\"".into(),
-        )
-    };
     let result = app
         .engine
         .verify_routed(token.as_bytes(), &app.issuers, crate::unix_now())
         .await;
     let jwt = match verdict(token.as_bytes(), result) {
         Ok(Ok(jwt)) => jwt,
-        Ok(Err(_)) => return invalid(),
+        Ok(Err(_)) => return invalid_token(),
         Err(refusal) => return refusal.reply(),
     };
-    let identity = Identity::of(&jwt);
-    let held = identity.scopes();
+    Answers::with(&jwt, |answers| {
+        let answer = answers.authz.get_or_init(|| AuthzAnswer::of(&jwt));
+        authorize(app, method, &path, token, &jwt, answer)
+    })
+}
+
+/// The route rules applied to a verified token, and the identity headers when they let it pass.
+fn authorize(
+    app: &App,
+    method: &str,
+    path: &str,
+    token: &str,
+    jwt: &jose::Jwt,
+    answer: &AuthzAnswer,
+) -> Reply {
+    let held = &answer.scopes;
     let rules = &app.authz.config;
     let route = rules
         .routes
         .iter()
         .filter(|r| path.starts_with(r.prefix.as_str()))
         .filter(|r| {
-            r.methods.is_empty() || r.methods.iter().any(|m| m.eq_ignore_ascii_case(&method))
+            r.methods.is_empty() || r.methods.iter().any(|m| m.eq_ignore_ascii_case(method))
         })
         .max_by_key(|r| r.prefix.len());
     match route {
@@ -742,9 +828,9 @@ async fn authz(app: &App, request: &Request<Incoming>) -> Reply {
         None => {}
         Some(route) => {
             if let Some(aud) = &route.audience {
-                if !has_audience(&jwt, aud) {
+                if !has_audience(jwt, aud) {
                     log_refusal(token.as_bytes(), "invalid_audience");
-                    return invalid();
+                    return invalid_token();
                 }
             }
             if !route
@@ -765,35 +851,18 @@ async fn authz(app: &App, request: &Request<Incoming>) -> Reply {
     }
     let mut r = Response::new(Full::new(Bytes::new()));
     let h = r.headers_mut();
-    let mut put = |name: &HeaderName, value: Option<Cow<'_, str>>| {
-        let value = match value {
-            Some(Cow::Owned(v)) => HeaderValue::from_maybe_shared(Bytes::from(v)),
-            Some(Cow::Borrowed(v)) => HeaderValue::from_str(v),
-            None => return,
-        };
-        // A claim that cannot be a header value (control characters) is left out.
-        if let Ok(v) = value {
-            h.insert(name.clone(), v);
-        }
-    };
     let a = &app.authz;
-    put(&a.subject, Identity::text(identity.sub));
-    put(
-        &a.scope,
-        (!held.is_empty()).then(|| Cow::Owned(held.join(" "))),
-    );
-    put(
-        &a.client_id,
-        Identity::text(identity.client_id).or_else(|| Identity::text(identity.azp)),
-    );
-    put(&a.issuer, Identity::text(identity.iss));
-    // The claims as the issuer wrote them (whitespace between tokens, if any, is valid JSON).
-    put(
-        &a.claims,
-        Some(Cow::Owned(
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(jwt.claims_json()),
-        )),
-    );
+    for (name, value) in [
+        (&a.subject, &answer.subject),
+        (&a.scope, &answer.scope),
+        (&a.client_id, &answer.client_id),
+        (&a.issuer, &answer.issuer),
+        (&a.claims, &answer.claims),
+    ] {
+        if let Some(value) = value {
+            h.insert(name.clone(), value.clone());
+        }
+    }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
@@ -959,7 +1028,7 @@ mod tests {
 
     #[test]
     fn paths_are_read_as_backends_read_them() {
-        let n = |p: &str| normalize_path(p);
+        let n = normalize_path;
         for (raw, normal) in [
             ("/orders/7?x=1", "/orders/7"),
             ("/%61dmin", "/admin"),
