@@ -312,12 +312,12 @@ fn parse_basic(value: &[u8]) -> Option<(String, Vec<String>)> {
     let (id, secret) = decoded.split_once(':')?;
     let mut secrets = Vec::with_capacity(2);
     if let Some(form) = crate::form::decode(secret.as_bytes()) {
-        secrets.push(form);
+        secrets.push(form.into_owned());
     }
     if secrets.first().is_none_or(|form| form != secret) {
         secrets.push(secret.to_string());
     }
-    Some((crate::form::decode(id.as_bytes())?, secrets))
+    Some((crate::form::decode(id.as_bytes())?.into_owned(), secrets))
 }
 
 #[cfg(test)]

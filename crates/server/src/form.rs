@@ -1,10 +1,14 @@
 //! `application/x-www-form-urlencoded` bodies (RFC 7662 requests) and percent-decoding.
 
+use std::borrow::Cow;
+
 /// Decodes one form-encoded name or value: `+` is a space, `%XX` a byte; the result must be
-/// UTF-8. `None` for a malformed escape or invalid UTF-8.
-pub fn decode(text: &[u8]) -> Option<String> {
-    if !text.iter().any(|&b| b == b'%' || b == b'+') {
-        return String::from_utf8(text.to_vec()).ok();
+/// UTF-8. `None` for a malformed escape or invalid UTF-8. Text with nothing to decode (a token
+/// is base64url and dots) is borrowed as it is.
+pub fn decode(text: &[u8]) -> Option<Cow<'_, str>> {
+    // Two scans for one byte each (memchr) are quicker than one for either.
+    if !text.contains(&b'%') && !text.contains(&b'+') {
+        return std::str::from_utf8(text).ok().map(Cow::Borrowed);
     }
     let mut out = Vec::with_capacity(text.len());
     let mut i = 0;
@@ -24,7 +28,7 @@ pub fn decode(text: &[u8]) -> Option<String> {
         }
         i += 1;
     }
-    String::from_utf8(out).ok()
+    String::from_utf8(out).ok().map(Cow::Owned)
 }
 
 /// Why a form body was refused.
@@ -39,8 +43,8 @@ pub enum FormError {
 const MAX_PARAMS: usize = 16;
 
 /// The parameters of a form body, each name at most once, at most [`MAX_PARAMS`].
-pub fn parse(body: &[u8]) -> Result<Vec<(String, String)>, FormError> {
-    let mut params: Vec<(String, String)> = Vec::new();
+pub fn parse(body: &[u8]) -> Result<Vec<(Cow<'_, str>, Cow<'_, str>)>, FormError> {
+    let mut params: Vec<(Cow<'_, str>, Cow<'_, str>)> = Vec::new();
     for pair in body.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
         if params.len() == MAX_PARAMS {
             return Err(FormError::Malformed);
@@ -52,7 +56,7 @@ pub fn parse(body: &[u8]) -> Result<Vec<(String, String)>, FormError> {
         let name = decode(name).ok_or(FormError::Malformed)?;
         let value = decode(value).ok_or(FormError::Malformed)?;
         if params.iter().any(|(n, _)| *n == name) {
-            return Err(FormError::Repeated(name));
+            return Err(FormError::Repeated(name.into_owned()));
         }
         params.push((name, value));
     }
@@ -68,14 +72,14 @@ mod tests {
         assert_eq!(
             parse(b"token=a.b.c&token_type_hint=access_token").unwrap(),
             [
-                ("token".to_string(), "a.b.c".to_string()),
+                (Cow::Borrowed("token"), Cow::Borrowed("a.b.c")),
                 ("token_type_hint".into(), "access_token".into())
             ]
         );
         assert_eq!(
             parse(b"a=%41+b&&c").unwrap(),
             [
-                ("a".to_string(), "A b".to_string()),
+                (Cow::Borrowed("a"), Cow::Owned("A b".to_string())),
                 ("c".into(), "".into())
             ]
         );

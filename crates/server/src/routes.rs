@@ -290,7 +290,7 @@ async fn introspect(app: &App, request: Request<Incoming>) -> Result<Reply, Refu
     let token = params
         .iter()
         .find(|(name, _)| name == "token")
-        .map(|(_, value)| value.as_str())
+        .map(|(_, value)| value.as_ref())
         .ok_or(Refusal::BadRequest("invalid_request"))?;
     let now = crate::unix_now();
     let result = app
