@@ -7,7 +7,7 @@
 //! thread without a worker hop; a miss goes to a worker, whose verdict fills the cache.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -187,7 +187,77 @@ struct Job {
     digest: TokenDigest,
     policy: Arc<Policy>,
     now: i64,
-    reply: oneshot::Sender<Result<Verified, EngineError>>,
+    reply: Reply,
+}
+
+/// Where a job's verdict goes: its own channel, or its place in a batch awaited as one.
+enum Reply {
+    One(oneshot::Sender<Result<Verified, EngineError>>),
+    Batch(Slot),
+}
+
+impl Reply {
+    fn send(self, result: Result<Verified, EngineError>) {
+        match self {
+            // The caller may have gone away.
+            Reply::One(sender) => drop(sender.send(result)),
+            Reply::Batch(slot) => slot.send(result),
+        }
+    }
+}
+
+/// The verdicts of one batch, each in its place; the waiting caller is woken once, by the last
+/// verdict in (a wake-up per token costs the caller's thread a context switch per token).
+struct BatchReplies {
+    verdicts: Box<[OnceLock<Result<Verified, EngineError>>]>,
+    /// Places not answered yet.
+    remaining: AtomicUsize,
+    done: tokio::sync::Notify,
+}
+
+impl BatchReplies {
+    fn new(len: usize) -> Arc<Self> {
+        Arc::new(BatchReplies {
+            verdicts: (0..len).map(|_| OnceLock::new()).collect(),
+            remaining: AtomicUsize::new(len),
+            done: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// The verdicts in order, once every place is answered.
+    async fn gather(&self) -> Vec<Result<Verified, EngineError>> {
+        // `notify_one` keeps its wake-up for a waiter still to come: none is lost.
+        while self.remaining.load(Ordering::Acquire) > 0 {
+            self.done.notified().await;
+        }
+        self.verdicts
+            .iter()
+            .map(|v| v.get().cloned().unwrap_or(Err(EngineError::Shutdown)))
+            .collect()
+    }
+}
+
+/// One token's place in a batch. Answered exactly once: by `send`, or, dropped unanswered (the
+/// engine went away), with `Shutdown`.
+struct Slot {
+    batch: Arc<BatchReplies>,
+    index: usize,
+}
+
+impl Slot {
+    fn send(self, result: Result<Verified, EngineError>) {
+        let _ = self.batch.verdicts[self.index].set(result);
+        // Dropping counts it.
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let _ = self.batch.verdicts[self.index].set(Err(EngineError::Shutdown));
+        if self.batch.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.batch.done.notify_one();
+        }
+    }
 }
 
 /// The counters of one group of threads: each thread counts in its own stripe, so that callers
@@ -386,18 +456,21 @@ impl EngineHandle {
                 }
             }
         }
-        let pending: Vec<Submitted> = routes
-            .into_iter()
-            .zip(tokens)
-            .map(|(route, token)| match route {
-                Ok(policy) => self.submit(token, policy, now),
+        let batch = BatchReplies::new(tokens.len());
+        for (index, (route, token)) in routes.into_iter().zip(tokens).enumerate() {
+            let slot = Slot {
+                batch: Arc::clone(&batch),
+                index,
+            };
+            match route {
+                Ok(policy) => self.submit_to(token, policy, now, slot),
                 Err(e) => {
                     self.shared.counters.invalid(e.code());
-                    Submitted::Done(Err(EngineError::Invalid(e.code())))
+                    slot.send(Err(EngineError::Invalid(e.code())));
                 }
-            })
-            .collect();
-        gather(pending).await
+            }
+        }
+        batch.gather().await
     }
 
     /// Verifies several tokens; the results come back in the same order. Tokens the engine has
@@ -408,8 +481,15 @@ impl EngineHandle {
         policy: &Arc<Policy>,
         now: i64,
     ) -> Vec<Result<Verified, EngineError>> {
-        let pending: Vec<Submitted> = tokens.iter().map(|t| self.submit(t, policy, now)).collect();
-        gather(pending).await
+        let batch = BatchReplies::new(tokens.len());
+        for (index, token) in tokens.iter().enumerate() {
+            let slot = Slot {
+                batch: Arc::clone(&batch),
+                index,
+            };
+            self.submit_to(token, policy, now, slot);
+        }
+        batch.gather().await
     }
 
     fn submit(&self, token: &[u8], policy: &Arc<Policy>, now: i64) -> Submitted {
@@ -417,6 +497,18 @@ impl EngineHandle {
         match self.cached(&digest, policy, now) {
             Some(result) => Submitted::Done(result),
             None => self.enqueue(token, digest, policy, now),
+        }
+    }
+
+    /// As `submit`, for one token of a batch: answered in its place.
+    fn submit_to(&self, token: &[u8], policy: &Arc<Policy>, now: i64, slot: Slot) {
+        let digest = TokenDigest::of(token);
+        if let Some(result) = self.cached(&digest, policy, now) {
+            return slot.send(result);
+        }
+        match self.admit() {
+            Ok(()) => self.push(token, digest, policy, now, Reply::Batch(slot)),
+            Err(e) => slot.send(Err(e)),
         }
     }
 
@@ -453,19 +545,42 @@ impl EngineHandle {
         policy: &Arc<Policy>,
         now: i64,
     ) -> Submitted {
+        if let Err(e) = self.admit() {
+            return Submitted::Done(Err(e));
+        }
+        let (reply, receive) = oneshot::channel();
+        self.push(token, digest, policy, now, Reply::One(reply));
+        Submitted::Queued(receive)
+    }
+
+    /// Counts one more verification in flight, or refuses it: `Overloaded` beyond capacity,
+    /// `Shutdown` once the engine is stopping.
+    fn admit(&self) -> Result<(), EngineError> {
         let shared = &self.shared;
         if shared.in_flight.fetch_add(1, Ordering::SeqCst) >= shared.capacity {
             shared.in_flight.fetch_sub(1, Ordering::SeqCst);
             shared.counters.add(|s| &s.overloaded, 1);
-            return Submitted::Done(Err(EngineError::Overloaded));
+            return Err(EngineError::Overloaded);
         }
         // Counted in flight before looking at the flag: either this submit sees the shutdown, or
         // the workers see it in flight and stay until it is answered.
         if shared.shutdown.load(Ordering::SeqCst) {
             shared.in_flight.fetch_sub(1, Ordering::SeqCst);
-            return Submitted::Done(Err(EngineError::Shutdown));
+            return Err(EngineError::Shutdown);
         }
-        let (reply, receive) = oneshot::channel();
+        Ok(())
+    }
+
+    /// Queues an admitted job and wakes a sleeping worker.
+    fn push(
+        &self,
+        token: &[u8],
+        digest: TokenDigest,
+        policy: &Arc<Policy>,
+        now: i64,
+        reply: Reply,
+    ) {
+        let shared = &self.shared;
         shared.injector.push(Job {
             token: token.into(),
             digest,
@@ -477,7 +592,6 @@ impl EngineHandle {
             let _guard = shared.idle.lock().unwrap_or_else(|e| e.into_inner());
             shared.wake.notify_one();
         }
-        Submitted::Queued(receive)
     }
 
     pub fn stats(&self) -> EngineStats {
@@ -512,18 +626,6 @@ impl EngineHandle {
 enum Submitted {
     Done(Result<Verified, EngineError>),
     Queued(oneshot::Receiver<Result<Verified, EngineError>>),
-}
-
-/// The answers to submissions, in their order, once all are in.
-async fn gather(pending: Vec<Submitted>) -> Vec<Result<Verified, EngineError>> {
-    let mut results = Vec::with_capacity(pending.len());
-    for p in pending {
-        results.push(match p {
-            Submitted::Done(result) => result,
-            Submitted::Queued(reply) => reply.await.unwrap_or(Err(EngineError::Shutdown)),
-        });
-    }
-    results
 }
 
 /// Takes up to `shared.batch` jobs: the local queue first, then the injector, then the other
@@ -588,7 +690,7 @@ fn run_worker(index: usize, shared: &Shared, local: &Worker<Job>) {
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| verify_one(shared, &job)))
                     .unwrap_or(Err(EngineError::Internal));
             shared.in_flight.fetch_sub(1, Ordering::SeqCst);
-            let _ = job.reply.send(result); // the caller may have gone away
+            job.reply.send(result);
         }
     }
 }
@@ -631,5 +733,61 @@ fn verify_one(shared: &Shared, job: &Job) -> Result<Verified, EngineError> {
             }
             Err(EngineError::Invalid(e.code()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    #[test]
+    fn a_batch_is_answered_in_order_once_every_place_is() {
+        let batch = BatchReplies::new(3);
+        let slots: Vec<Slot> = (0..3)
+            .map(|index| Slot {
+                batch: Arc::clone(&batch),
+                index,
+            })
+            .collect();
+        let mut slots = slots.into_iter();
+        let (first, second, third) = (slots.next(), slots.next(), slots.next());
+        // Answered from other threads, out of order; one place is dropped unanswered.
+        let answering = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            if let Some(third) = third {
+                third.send(Err(EngineError::Invalid("expired")));
+            }
+            drop(first);
+            std::thread::sleep(Duration::from_millis(20));
+            if let Some(second) = second {
+                second.send(Err(EngineError::Overloaded));
+            }
+        });
+        let verdicts = block_on(batch.gather());
+        answering.join().expect("answering thread");
+        assert_eq!(
+            verdicts
+                .iter()
+                .map(|v| v.as_ref().err())
+                .collect::<Vec<_>>(),
+            [
+                Some(&EngineError::Shutdown),
+                Some(&EngineError::Overloaded),
+                Some(&EngineError::Invalid("expired"))
+            ]
+        );
+        assert_eq!(batch.remaining.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn an_empty_batch_is_answered_at_once() {
+        assert!(block_on(BatchReplies::new(0).gather()).is_empty());
     }
 }
