@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use base64::Engine as _;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use jose::json::Value;
 
@@ -585,12 +585,6 @@ impl<'a> Identity<'a> {
 
 // ---- /v1/authz (forward-auth) ----
 
-// Looked up by these (parsed once) rather than by text: a lookup by text parses the name.
-static X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
-static X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
-static X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
-static X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
-
 /// The original request a gateway asks about: method and normalised path. Method and URI come
 /// together from one header family, `X-Forwarded-*` (Traefik, Caddy) or `X-Original-*` (nginx),
 /// or from the request itself with `/v1/authz` stripped (Envoy). When both families are present
@@ -599,21 +593,30 @@ fn original(
     request: &Request<Incoming>,
     from: OriginalFrom,
 ) -> Result<(&str, Cow<'_, str>), Refusal> {
-    let h = request.headers();
-    // A header given twice may be one from the client and one from the gateway: refused.
-    let get = |name: &HeaderName| -> Result<Option<&str>, Refusal> {
-        let mut values = h.get_all(name).iter();
-        match (values.next(), values.next()) {
-            (None, _) => Ok(None),
-            (Some(v), None) => v
-                .to_str()
-                .map(Some)
-                .map_err(|_| Refusal::BadRequest("invalid_request")),
-            (Some(_), Some(_)) => Err(Refusal::BadRequest("repeated_forwarded_header")),
+    // One pass over the request's headers (a handful) rather than four hashed lookups. A header
+    // given twice may be one from the client and one from the gateway: refused.
+    let mut found: [Option<&HeaderValue>; 4] = [None; 4];
+    for (name, value) in request.headers() {
+        let slot = match name.as_str() {
+            "x-forwarded-method" => 0,
+            "x-forwarded-uri" => 1,
+            "x-original-method" => 2,
+            "x-original-uri" => 3,
+            _ => continue,
+        };
+        if found[slot].replace(value).is_some() {
+            return Err(Refusal::BadRequest("repeated_forwarded_header"));
         }
-    };
-    let forwarded = (get(&X_FORWARDED_METHOD)?, get(&X_FORWARDED_URI)?);
-    let original = (get(&X_ORIGINAL_METHOD)?, get(&X_ORIGINAL_URI)?);
+    }
+    let mut text = [None; 4];
+    for (text, value) in text.iter_mut().zip(found) {
+        *text = value
+            .map(HeaderValue::to_str)
+            .transpose()
+            .map_err(|_| Refusal::BadRequest("invalid_request"))?;
+    }
+    let forwarded = (text[0], text[1]);
+    let original = (text[2], text[3]);
     let present = |f: &(Option<&str>, Option<&str>)| f.0.is_some() || f.1.is_some();
     let family = match from {
         // Only the configured source counts; the others are whatever the client sent.
@@ -850,6 +853,9 @@ fn authorize(
         }
     }
     let mut r = Response::new(Full::new(Bytes::new()));
+    // Room for the identity headers, Cache-Control and what hyper adds (Content-Length, Date):
+    // no growing on the way.
+    *r.headers_mut() = HeaderMap::with_capacity(10);
     let h = r.headers_mut();
     let a = &app.authz;
     for (name, value) in [
