@@ -588,6 +588,8 @@ impl EngineHandle {
             now,
             reply,
         });
+        // Pairs with the sleeping worker's fence: the job is visible before `sleeping` is read.
+        std::sync::atomic::fence(Ordering::SeqCst);
         if shared.sleeping.load(Ordering::SeqCst) > 0 {
             let _guard = shared.idle.lock().unwrap_or_else(|e| e.into_inner());
             shared.wake.notify_one();
@@ -659,6 +661,9 @@ fn take_batch(index: usize, shared: &Shared, local: &Worker<Job>, batch: &mut Ve
     }
 }
 
+/// How long an idle worker sleeps before it looks at the queues again with no wake-up.
+const IDLE_CHECK: Duration = Duration::from_millis(250);
+
 fn run_worker(index: usize, shared: &Shared, local: &Worker<Job>) {
     let mut batch = Vec::with_capacity(shared.batch);
     loop {
@@ -669,12 +674,15 @@ fn run_worker(index: usize, shared: &Shared, local: &Worker<Job>) {
             {
                 return;
             }
-            // Sleep until a submit wakes us; the timeout covers a wake-up that raced the
-            // decision to sleep.
+            // Sleep until a submit wakes us. The fences pair with the submitter's (`push`):
+            // either it sees this worker sleeping, or this worker sees its job. The timeout is
+            // a backstop only: an idle engine wakes its workers a few times a second, not
+            // hundreds.
             let guard = shared.idle.lock().unwrap_or_else(|e| e.into_inner());
             shared.sleeping.fetch_add(1, Ordering::SeqCst);
+            std::sync::atomic::fence(Ordering::SeqCst);
             if shared.injector.is_empty() && !shared.shutdown.load(Ordering::SeqCst) {
-                let _ = shared.wake.wait_timeout(guard, Duration::from_millis(5));
+                let _ = shared.wake.wait_timeout(guard, IDLE_CHECK);
             }
             shared.sleeping.fetch_sub(1, Ordering::SeqCst);
             continue;
