@@ -42,9 +42,12 @@ pub enum FormError {
 /// Most parameters a form may carry (RFC 7662 requests need two): bounds the duplicate check.
 const MAX_PARAMS: usize = 16;
 
+/// One parameter, name and value, borrowed from the body where nothing was decoded.
+pub type Param<'a> = (Cow<'a, str>, Cow<'a, str>);
+
 /// The parameters of a form body, each name at most once, at most [`MAX_PARAMS`].
-pub fn parse(body: &[u8]) -> Result<Vec<(Cow<'_, str>, Cow<'_, str>)>, FormError> {
-    let mut params: Vec<(Cow<'_, str>, Cow<'_, str>)> = Vec::new();
+pub fn parse(body: &[u8]) -> Result<Vec<Param<'_>>, FormError> {
+    let mut params: Vec<Param<'_>> = Vec::new();
     for pair in body.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
         if params.len() == MAX_PARAMS {
             return Err(FormError::Malformed);
