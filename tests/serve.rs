@@ -1285,6 +1285,35 @@ async fn oversize_bodies_and_header_blocks_are_refused() {
         String::from_utf8_lossy(&answer)
     );
 
+    // Chunked and within the limit, in pieces that arrive one by one: joined and verified.
+    let body = small.to_string();
+    let head = format!(
+        "POST /v1/verify HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    let mut stream = TcpStream::connect(daemon.addr).await.expect("connect");
+    stream.write_all(head.as_bytes()).await.expect("write");
+    for chunk in body.as_bytes().chunks(97) {
+        let framed = [format!("{:x}\r\n", chunk.len()).as_bytes(), chunk, b"\r\n"].concat();
+        stream.write_all(&framed).await.expect("write a chunk");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stream.write_all(b"0\r\n\r\n").await.expect("write the end");
+    let answer = read_until_closed(&mut stream, STEP)
+        .await
+        .expect("the daemon answers");
+    assert_eq!(
+        raw_status(&answer),
+        Some(200),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert!(
+        String::from_utf8_lossy(&answer).contains("\"active\":true"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+
     // A header block under the limit is served; one beyond it is refused with 431.
     let exchange = |size: usize| async move {
         let request = format!(

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use base64::Engine as _;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -168,22 +168,46 @@ async fn body(app: &App, request: Request<Incoming>) -> Result<Bytes, Refusal> {
     }
     // The body usually came with the header: only a body still on its way arms the timer
     // that bounds how long a client may take to send it.
-    let mut collect = std::pin::pin!(Limited::new(request.into_body(), limit).collect());
+    let mut incoming = request.into_body();
+    let mut reading = std::pin::pin!(read_body(&mut incoming, limit));
     let first = std::future::poll_fn(|cx| {
-        std::task::Poll::Ready(std::future::Future::poll(collect.as_mut(), cx))
+        std::task::Poll::Ready(std::future::Future::poll(reading.as_mut(), cx))
     })
     .await;
-    let collected = match first {
+    match first {
         std::task::Poll::Ready(result) => result,
-        std::task::Poll::Pending => tokio::time::timeout(app.limits.body_read_timeout, collect)
+        std::task::Poll::Pending => tokio::time::timeout(app.limits.body_read_timeout, reading)
             .await
             .map_err(|_| Refusal::Timeout)?,
-    };
-    match collected {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Refusal::TooLarge),
-        Err(_) => Err(Refusal::BadRequest("invalid_request")),
     }
+}
+
+/// The whole body, at most `limit` bytes: a body that came in one piece is taken as it came
+/// (no copy), pieces are joined. Trailers are ignored.
+async fn read_body(body: &mut Incoming, limit: usize) -> Result<Bytes, Refusal> {
+    let mut first: Option<Bytes> = None;
+    let mut joined: Vec<u8> = Vec::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| Refusal::BadRequest("invalid_request"))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        total = total.saturating_add(data.len());
+        if total > limit {
+            return Err(Refusal::TooLarge);
+        }
+        match first.take() {
+            None if joined.is_empty() => first = Some(data),
+            earlier => {
+                if let Some(earlier) = earlier {
+                    joined.extend_from_slice(&earlier);
+                }
+                joined.extend_from_slice(&data);
+            }
+        }
+    }
+    Ok(first.unwrap_or_else(|| Bytes::from(joined)))
 }
 
 /// Whether the request's media type (parameters aside) is `expected`, in any case.
