@@ -179,7 +179,7 @@ pub fn section(inputs: &Inputs<'_>) -> String {
         out,
         "The targets of PRODUCT.md with what this run measured of them. Ratios are throughput \
          ratios (higher is better), compared with the target as shown; the load suite's are per \
-         round.\n"
+         round, and where the rounds disagree their median decides.\n"
     );
     let _ = writeln!(
         out,
