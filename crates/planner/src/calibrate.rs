@@ -227,7 +227,6 @@ pub fn calibrate(budget: Duration, progress: Progress<'_>) -> Result<Calibration
         batch_miss_overhead_us: mean(&|p| p.1.cost.batch_miss_overhead_us),
         new_token_extra_us: mean(&|p| p.1.cost.new_token_extra_us),
         miss_rate_extra: Vec::new(),
-        isolated_miss_extra_us: 0.0,
         server_busy: mean(&|p| p.1.cost.server_busy),
         connections: first.connections,
         client_threads: first.client_threads,
@@ -250,7 +249,6 @@ pub fn calibrate(budget: Duration, progress: Progress<'_>) -> Result<Calibration
     http.miss_rate_extra
         .sort_by(|a, b| a.miss.total_cmp(&b.miss));
     http.miss_rate_extra.dedup_by(|a, b| a.miss == b.miss);
-    http.isolated_miss_extra_us = HttpCost::fit_isolated_extra(&http.miss_rate_extra);
     let other_load_cores = match (ticks_before, cpu::ticks()) {
         (Some((busy0, own0)), Some((busy1, own1))) => {
             let other = busy1
@@ -609,7 +607,6 @@ fn http(
             batch_miss_overhead_us: batch_miss_overhead,
             new_token_extra_us: reference - cycling,
             miss_rate_extra: Vec::new(),
-            isolated_miss_extra_us: 0.0,
             server_busy: authz_cached.busy,
             connections: load.connections,
             client_threads: load.client_cores.len().max(1),

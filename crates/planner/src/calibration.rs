@@ -5,7 +5,7 @@ use jose::Algorithm;
 use serde::{Deserialize, Serialize};
 
 /// Format version of [`Calibration`].
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 /// The costs of one machine. Every figure is CPU time on one core, in microseconds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -79,12 +79,9 @@ pub struct HttpCost {
     /// A miss costs more when misses are scattered among hits (the engine's worker sleeps
     /// between them and is woken for each) than when every token misses (the worker always has
     /// work): the extra CPU µs per miss, beyond `authz_miss_us`, as measured on `/v1/authz` at a
-    /// few miss ratios...
+    /// few miss ratios, in increasing order. The model reads it with
+    /// [`HttpCost::miss_extra_us`].
     pub miss_rate_extra: Vec<MissRatePoint>,
-    /// ...and the one figure the model uses, fitted to them: a miss costs
-    /// `isolated_miss_extra_us × (1 - miss ratio)` more (least squares, weighted by how much
-    /// each point says; never below 0).
-    pub isolated_miss_extra_us: f64,
     /// The share of its core the daemon used while `authz_cached_us` was measured: near 1.0
     /// when the load generator kept it saturated, as it is at its maximum throughput.
     pub server_busy: f64,
@@ -193,12 +190,6 @@ impl Calibration {
             h.batch_miss_overhead_us,
         )?;
         finite("http.new_token_extra_us".into(), h.new_token_extra_us)?;
-        if !(h.isolated_miss_extra_us.is_finite() && h.isolated_miss_extra_us >= 0.0) {
-            return Err(CalibrationError::Value {
-                field: "http.isolated_miss_extra_us".into(),
-                value: h.isolated_miss_extra_us,
-            });
-        }
         for (i, point) in h.miss_rate_extra.iter().enumerate() {
             if !(point.miss > 0.0 && point.miss < 1.0)
                 || h.miss_rate_extra[..i].iter().any(|p| p.miss >= point.miss)
@@ -223,28 +214,33 @@ impl Calibration {
 }
 
 impl HttpCost {
-    /// The extra CPU µs per miss at a miss ratio of `miss`: `isolated_miss_extra_us` for a
-    /// lone miss, falling linearly to 0 when every token misses.
+    /// The extra CPU µs per miss at a miss ratio of `miss`, read off the measured points: each
+    /// taken as at least 0 (noise; a miss is not cheaper than when every token misses), linear
+    /// between them, the lowest ratio's figure below it (a lone miss wakes the worker as one in
+    /// ten does), and falling linearly to 0 at a miss ratio of 1 (every token misses: the
+    /// reference the points are measured against). The cost is far from linear in the ratio:
+    /// on a 2-core VM a miss among 90 % hits costs some 60 µs more, one among 50 % nothing.
     pub fn miss_extra_us(&self, miss: f64) -> f64 {
-        self.isolated_miss_extra_us * (1.0 - miss.clamp(0.0, 1.0))
-    }
-
-    /// The fit of `isolated_miss_extra_us` to measured points: the extra per miss at ratio `m`
-    /// is modelled as `E · (1 - m)`; a point's error in request cost is `m` times its error in
-    /// extra, so points are weighted by `m²`. Negative fits (noise: a miss is never cheaper
-    /// than when every token misses) become 0.
-    pub fn fit_isolated_extra(points: &[MissRatePoint]) -> f64 {
-        let (mut num, mut den) = (0.0, 0.0);
-        for p in points {
-            let (w, x) = (p.miss * p.miss, 1.0 - p.miss);
-            num += w * x * p.extra_us;
-            den += w * x * x;
+        let miss = miss.clamp(0.0, 1.0);
+        let points: Vec<(f64, f64)> = self
+            .miss_rate_extra
+            .iter()
+            .map(|p| (p.miss, p.extra_us.max(0.0)))
+            .chain([(1.0, 0.0)])
+            .collect();
+        let mut below = (0.0, points[0].1);
+        for (m, extra) in points {
+            if miss <= m {
+                let (m0, e0) = below;
+                return if m > m0 {
+                    e0 + (extra - e0) * (miss - m0) / (m - m0)
+                } else {
+                    extra
+                };
+            }
+            below = (m, extra);
         }
-        if den > 0.0 {
-            (num / den).max(0.0)
-        } else {
-            0.0
-        }
+        0.0
     }
 }
 
@@ -295,7 +291,6 @@ pub(crate) mod tests {
                 batch_miss_overhead_us: 1.0,
                 new_token_extra_us: 0.0,
                 miss_rate_extra: Vec::new(),
-                isolated_miss_extra_us: 0.0,
                 server_busy: 1.0,
                 connections: 64,
                 client_threads: 1,
@@ -310,10 +305,10 @@ pub(crate) mod tests {
         assert_eq!(Calibration::from_json(&cal.to_json()).unwrap(), cal);
 
         let mut other = cal.clone();
-        other.format = 2;
+        other.format = 1;
         assert_eq!(
             Calibration::from_json(&other.to_json()),
-            Err(CalibrationError::Format(2))
+            Err(CalibrationError::Format(1))
         );
         let mut other = cal.clone();
         other.algorithms[0].alg = "none".into();
@@ -343,24 +338,27 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn the_extra_cost_of_scattered_misses_is_fitted_and_fades() {
+    fn the_extra_cost_of_scattered_misses_is_read_off_the_points() {
         let point = |miss: f64, extra_us: f64| MissRatePoint { miss, extra_us };
-        // Points on the line E · (1 - m) give E back.
-        let on_line = [point(0.1, 36.0), point(0.5, 20.0)];
-        assert!((HttpCost::fit_isolated_extra(&on_line) - 40.0).abs() < 1e-9);
-        // The point with more misses weighs more: its noise moves the cost less.
-        let noisy = [point(0.1, 90.0), point(0.5, 20.0)];
-        let fit = HttpCost::fit_isolated_extra(&noisy);
-        assert!(fit > 40.0 && fit < 60.0, "{fit}");
-        assert_eq!(HttpCost::fit_isolated_extra(&[point(0.5, -10.0)]), 0.0);
-        assert_eq!(HttpCost::fit_isolated_extra(&[]), 0.0);
-
         let mut http = sample().http;
+        // No points: nothing extra.
         assert_eq!(http.miss_extra_us(0.3), 0.0);
-        http.isolated_miss_extra_us = 40.0;
-        assert!((http.miss_extra_us(0.1) - 36.0).abs() < 1e-12);
-        assert!((http.miss_extra_us(0.75) - 10.0).abs() < 1e-12);
-        assert_eq!(http.miss_extra_us(1.0), 0.0);
+        let on_line = [point(0.1, 60.0), point(0.5, 20.0)];
+        http.miss_rate_extra = on_line.to_vec();
+        let near = |a: f64, b: f64| (a - b).abs() < 1e-9;
+        // At the points, below the lowest (held), between them, and down to 0 at 1.
+        assert!(near(http.miss_extra_us(0.1), 60.0));
+        assert!(near(http.miss_extra_us(0.01), 60.0));
+        assert!(near(http.miss_extra_us(0.0), 60.0));
+        assert!(near(http.miss_extra_us(0.3), 40.0));
+        assert!(near(http.miss_extra_us(0.5), 20.0));
+        assert!(near(http.miss_extra_us(0.75), 10.0));
+        assert!(near(http.miss_extra_us(1.0), 0.0));
+        // A point below 0 (noise) counts as 0.
+        http.miss_rate_extra = vec![point(0.1, 64.0), point(0.5, -15.0)];
+        assert!(near(http.miss_extra_us(0.5), 0.0));
+        assert!(near(http.miss_extra_us(0.3), 32.0));
+        assert!(near(http.miss_extra_us(0.9), 0.0));
 
         let mut cal = sample();
         cal.http = http;
@@ -372,7 +370,7 @@ pub(crate) mod tests {
             Err(CalibrationError::Value { .. })
         ));
         cal.http.miss_rate_extra.swap(0, 1);
-        cal.http.isolated_miss_extra_us = -1.0;
+        cal.http.miss_rate_extra[1].miss = 1.0;
         assert!(matches!(
             Calibration::from_json(&cal.to_json()),
             Err(CalibrationError::Value { .. })

@@ -10,7 +10,8 @@
 //!   the verification (`single_usᵢ`) and what the hop to the engine costs beyond it as
 //!   measured when every token misses, `new` is what a token never seen before costs more
 //!   (`HttpCost::new_token_extra_us`), and `extra` is what a miss costs more when misses are
-//!   scattered among hits (the engine's worker is woken for each): `isolated_miss_extra · h`,
+//!   scattered among hits (the engine's worker is woken for each), read off the measured
+//!   points by miss ratio,
 //!   see `HttpCost::miss_extra_us`;
 //! - `B` tokens per request (`/v1/verify`, batch B > 1):
 //!   `verify_fixed + B · (verify_per_token + (1 - h) · Σᵢ mᵢ · (batchedᵢ + batch_miss_overhead
@@ -540,12 +541,15 @@ mod tests {
         assert!((p.cpu_us_per_request - 50.0).abs() < 1e-12);
         // Scattered misses cost more: 10 µs more per miss at half misses.
         let mut slow = cal.clone();
-        slow.http.isolated_miss_extra_us = 20.0;
+        slow.http.miss_rate_extra = vec![crate::calibration::MissRatePoint {
+            miss: 0.5,
+            extra_us: 10.0,
+        }];
         let p = plan(&slow, &workload(1000.0, "RS256=1,ES256=1", 0.5, 1), 0.7).unwrap();
         assert!((p.cpu_us_per_request - 55.0).abs() < 1e-12);
         // New tokens cost more per miss, batched or not: 20 + 0.5 · (60 + 8) and
         // 30 + 10 · (2 + 81 + 8).
-        slow.http.isolated_miss_extra_us = 0.0;
+        slow.http.miss_rate_extra.clear();
         slow.http.new_token_extra_us = 8.0;
         let p = plan(&slow, &workload(1000.0, "RS256=1,ES256=1", 0.5, 1), 0.7).unwrap();
         assert!((p.cpu_us_per_request - 54.0).abs() < 1e-12);

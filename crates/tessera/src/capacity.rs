@@ -222,8 +222,8 @@ fn calibration_table(cal: &Calibration) -> String {
     }
     let _ = writeln!(
         out,
-        "model                a scattered miss costs {:.2} µs × the hit ratio more (fitted)",
-        h.isolated_miss_extra_us
+        "model                a scattered miss costs what these points say, linear between them, \
+         none below 0"
     );
     let core = h
         .server_core
