@@ -525,6 +525,35 @@ async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> Option<Ve
     Some(got)
 }
 
+/// POSTs `body` to `/v1/verify` with chunked transfer coding, `piece` bytes a chunk and `pause`
+/// between chunks, and reads the answer until the daemon closes. Writing stops at the first
+/// error: a daemon that refuses the body may close before it has all arrived.
+async fn verify_chunked(
+    addr: SocketAddr,
+    auth: &str,
+    body: &str,
+    piece: usize,
+    pause: Duration,
+) -> Vec<u8> {
+    let head = format!(
+        "POST /v1/verify HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(head.as_bytes()).await.expect("write");
+    for chunk in body.as_bytes().chunks(piece) {
+        let framed = [format!("{:x}\r\n", chunk.len()).as_bytes(), chunk, b"\r\n"].concat();
+        if stream.write_all(&framed).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(pause).await;
+    }
+    let _ = stream.write_all(b"0\r\n\r\n").await;
+    read_until_closed(&mut stream, STEP)
+        .await
+        .expect("the daemon answers")
+}
+
 /// The status code of a raw HTTP/1.1 answer, if there is one.
 fn raw_status(answer: &[u8]) -> Option<u16> {
     let text = String::from_utf8_lossy(answer);
@@ -1261,23 +1290,7 @@ async fn oversize_bodies_and_header_blocks_are_refused() {
     assert_eq!(reply.status, 413, "{}", reply.text());
 
     // Chunked, without a length: refused while reading.
-    let body = padded.to_string();
-    let head = format!(
-        "POST /v1/verify HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n\
-         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-    );
-    let mut stream = TcpStream::connect(daemon.addr).await.expect("connect");
-    stream.write_all(head.as_bytes()).await.expect("write");
-    for chunk in body.as_bytes().chunks(300) {
-        let framed = [format!("{:x}\r\n", chunk.len()).as_bytes(), chunk, b"\r\n"].concat();
-        if stream.write_all(&framed).await.is_err() {
-            break;
-        }
-    }
-    let _ = stream.write_all(b"0\r\n\r\n").await;
-    let answer = read_until_closed(&mut stream, STEP)
-        .await
-        .expect("the daemon answers");
+    let answer = verify_chunked(daemon.addr, &auth, &padded.to_string(), 300, Duration::ZERO).await;
     assert_eq!(
         raw_status(&answer),
         Some(413),
@@ -1286,22 +1299,8 @@ async fn oversize_bodies_and_header_blocks_are_refused() {
     );
 
     // Chunked and within the limit, in pieces that arrive one by one: joined and verified.
-    let body = small.to_string();
-    let head = format!(
-        "POST /v1/verify HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n\
-         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-    );
-    let mut stream = TcpStream::connect(daemon.addr).await.expect("connect");
-    stream.write_all(head.as_bytes()).await.expect("write");
-    for chunk in body.as_bytes().chunks(97) {
-        let framed = [format!("{:x}\r\n", chunk.len()).as_bytes(), chunk, b"\r\n"].concat();
-        stream.write_all(&framed).await.expect("write a chunk");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    stream.write_all(b"0\r\n\r\n").await.expect("write the end");
-    let answer = read_until_closed(&mut stream, STEP)
-        .await
-        .expect("the daemon answers");
+    let pause = Duration::from_millis(5);
+    let answer = verify_chunked(daemon.addr, &auth, &small.to_string(), 97, pause).await;
     assert_eq!(
         raw_status(&answer),
         Some(200),
