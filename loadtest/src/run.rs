@@ -164,6 +164,11 @@ fn stopped() -> bool {
     STOPPED_AT.get().is_some()
 }
 
+/// Where the measured window ends: at `end`, or where the run was interrupted if before it.
+fn window_end(end: Instant) -> Instant {
+    STOPPED_AT.get().map_or(end, |&at| at.min(end))
+}
+
 /// What a run measured.
 #[derive(Debug)]
 pub struct Measured {
@@ -254,7 +259,7 @@ fn drive<L: Lane>(plan: Plan, requests: Arc<[L::Request]>) -> anyhow::Result<Mea
             .map_err(|_| anyhow::anyhow!("a worker thread panicked"))??;
         total.merge(&recorder);
     }
-    let end = STOPPED_AT.get().map_or(clock.end, |&at| at.min(clock.end));
+    let end = window_end(clock.end);
     Ok(Measured {
         recorded: total,
         window: end.saturating_duration_since(clock.window),
@@ -473,7 +478,7 @@ fn worker<L: Lane>(
     // Open loop: the arrivals due in the window (up to an interruption) that no connection got
     // to.
     if plan.rate.is_some() {
-        let end = STOPPED_AT.get().map_or(clock.end, |&at| at.min(clock.end));
+        let end = window_end(clock.end);
         let mut rec = ctx.rec.borrow_mut();
         let mut ticket = ctx.ticket.get();
         loop {

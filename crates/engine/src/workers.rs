@@ -224,6 +224,14 @@ impl BatchReplies {
         })
     }
 
+    /// The place of the batch's `index`th token.
+    fn slot(self: &Arc<Self>, index: usize) -> Slot {
+        Slot {
+            batch: Arc::clone(self),
+            index,
+        }
+    }
+
     /// The verdicts in order, once every place is answered.
     async fn gather(&self) -> Vec<Result<Verified, EngineError>> {
         // `notify_one` keeps its wake-up for a waiter still to come: none is lost.
@@ -395,10 +403,7 @@ impl EngineHandle {
         policy: &Arc<Policy>,
         now: i64,
     ) -> Result<Verified, EngineError> {
-        match self.submit(token, policy, now) {
-            Submitted::Done(result) => result,
-            Submitted::Queued(reply) => reply.await.unwrap_or(Err(EngineError::Shutdown)),
-        }
+        self.submit(token, policy, now).answer().await
     }
 
     /// Verifies `token` with the issuer its header routes it to (see [`crate::Issuers::route`]).
@@ -424,14 +429,7 @@ impl EngineHandle {
                 return Err(EngineError::Invalid(e.code()));
             }
         };
-        let digest = TokenDigest::of(token);
-        if let Some(hit) = self.cached(&digest, policy, now) {
-            return hit;
-        }
-        match self.enqueue(token, digest, policy, now) {
-            Submitted::Done(result) => result,
-            Submitted::Queued(reply) => reply.await.unwrap_or(Err(EngineError::Shutdown)),
-        }
+        self.submit(token, policy, now).answer().await
     }
 
     /// Verifies several tokens, each with the issuer its header routes it to; the results come
@@ -458,10 +456,7 @@ impl EngineHandle {
         }
         let batch = BatchReplies::new(tokens.len());
         for (index, (route, token)) in routes.into_iter().zip(tokens).enumerate() {
-            let slot = Slot {
-                batch: Arc::clone(&batch),
-                index,
-            };
+            let slot = batch.slot(index);
             match route {
                 Ok(policy) => self.submit_to(token, policy, now, slot),
                 Err(e) => {
@@ -483,10 +478,7 @@ impl EngineHandle {
     ) -> Vec<Result<Verified, EngineError>> {
         let batch = BatchReplies::new(tokens.len());
         for (index, token) in tokens.iter().enumerate() {
-            let slot = Slot {
-                batch: Arc::clone(&batch),
-                index,
-            };
+            let slot = batch.slot(index);
             self.submit_to(token, policy, now, slot);
         }
         batch.gather().await
@@ -630,6 +622,15 @@ enum Submitted {
     Queued(oneshot::Receiver<Result<Verified, EngineError>>),
 }
 
+impl Submitted {
+    async fn answer(self) -> Result<Verified, EngineError> {
+        match self {
+            Submitted::Done(result) => result,
+            Submitted::Queued(reply) => reply.await.unwrap_or(Err(EngineError::Shutdown)),
+        }
+    }
+}
+
 /// Takes up to `shared.batch` jobs: the local queue first, then the injector, then the other
 /// workers' queues.
 fn take_batch(index: usize, shared: &Shared, local: &Worker<Job>, batch: &mut Vec<Job>) {
@@ -758,12 +759,7 @@ mod tests {
     #[test]
     fn a_batch_is_answered_in_order_once_every_place_is() {
         let batch = BatchReplies::new(3);
-        let slots: Vec<Slot> = (0..3)
-            .map(|index| Slot {
-                batch: Arc::clone(&batch),
-                index,
-            })
-            .collect();
+        let slots: Vec<Slot> = (0..3).map(|index| batch.slot(index)).collect();
         let mut slots = slots.into_iter();
         let (first, second, third) = (slots.next(), slots.next(), slots.next());
         // Answered from other threads, out of order; one place is dropped unanswered.
