@@ -135,8 +135,22 @@ impl KeySet {
         })
     }
 
-    /// Parses a JWK Set document (`{"keys": [...]}`).
+    /// Parses a JWK Set document (`{"keys": [...]}`) that the operator controls: a key that is
+    /// malformed, weak or private refuses the whole document. Keys of kinds this verifier does
+    /// not know are skipped (RFC 7517 section 5).
     pub fn from_jwks(json: &[u8]) -> Result<Jwks, KeySetError> {
+        KeySet::parse_jwks(json, false)
+    }
+
+    /// Parses a JWK Set document published by someone else (a remote `jwks_uri`): a key that
+    /// cannot be used (malformed, weak, carrying private members, or sharing its `kid` with
+    /// another key of the document) is skipped with its reason instead of refusing the others.
+    /// The document itself must still be a well-formed JWK Set.
+    pub fn from_published_jwks(json: &[u8]) -> Result<Jwks, KeySetError> {
+        KeySet::parse_jwks(json, true)
+    }
+
+    fn parse_jwks(json: &[u8], skip_unusable: bool) -> Result<Jwks, KeySetError> {
         let text = std::str::from_utf8(json).map_err(|_| KeySetError::NotUtf8)?;
         let mut keys_member = None;
         json::read_object::<JsonError>(text, JWKS_MAX_DEPTH, |name, value| {
@@ -153,10 +167,20 @@ impl KeySet {
         let mut skipped = Vec::new();
         for (index, entry) in entries.iter().enumerate() {
             let Value::Object(obj) = entry else {
+                let error = KeyError::Invalid("JWK is not an object");
+                if skip_unusable {
+                    let reason = SkipReason::Unusable(Box::new(error));
+                    skipped.push(SkippedKey {
+                        index,
+                        kid: None,
+                        reason,
+                    });
+                    continue;
+                }
                 return Err(KeySetError::Key {
                     index,
                     kid: None,
-                    error: KeyError::Invalid("JWK is not an object"),
+                    error,
                 });
             };
             let kid = match obj.get("kid") {
@@ -164,13 +188,42 @@ impl KeySet {
                 _ => None,
             };
             match parse_jwk(obj) {
-                Ok(Parsed::Key(key)) => keys.push(key),
+                Ok(Parsed::Key(key)) => keys.push((index, key)),
                 Ok(Parsed::Skip(reason)) => skipped.push(SkippedKey { index, kid, reason }),
+                Err(error) if skip_unusable => skipped.push(SkippedKey {
+                    index,
+                    kid,
+                    reason: SkipReason::Unusable(Box::new(error)),
+                }),
                 Err(error) => return Err(KeySetError::Key { index, kid, error }),
             }
         }
+        if skip_unusable {
+            // A kid two keys share cannot route a token to one of them: neither is used.
+            let mut uses: std::collections::HashMap<&str, usize> = Default::default();
+            for kid in keys.iter().filter_map(|(_, k)| k.kid()) {
+                *uses.entry(kid).or_default() += 1;
+            }
+            let shared: std::collections::HashSet<Box<str>> = uses
+                .into_iter()
+                .filter(|&(_, n)| n > 1)
+                .map(|(kid, _)| kid.into())
+                .collect();
+            if !shared.is_empty() {
+                let (ambiguous, unique) = keys
+                    .into_iter()
+                    .partition(|(_, k)| k.kid().is_some_and(|kid| shared.contains(kid)));
+                keys = unique;
+                skipped.extend(ambiguous.into_iter().map(|(index, key)| SkippedKey {
+                    index,
+                    kid: key.kid().map(Into::into),
+                    reason: SkipReason::SharedKid,
+                }));
+                skipped.sort_by_key(|s| s.index);
+            }
+        }
         Ok(Jwks {
-            keys: KeySet::new(keys)?,
+            keys: KeySet::new(keys.into_iter().map(|(_, k)| k).collect())?,
             skipped,
         })
     }
@@ -293,6 +346,11 @@ pub enum SkipReason {
     UnsupportedAlgorithm(Box<str>),
     /// The key type allows several algorithms (RSA, oct) and the key has no `alg` to pin one.
     AlgorithmRequired,
+    /// Only in a published key set ([`KeySet::from_published_jwks`]): the key is refused (weak,
+    /// malformed, carries private members).
+    Unusable(Box<KeyError>),
+    /// Only in a published key set: another key of the document has the same `kid`.
+    SharedKid,
 }
 
 impl fmt::Display for SkipReason {
@@ -306,6 +364,8 @@ impl fmt::Display for SkipReason {
             SkipReason::AlgorithmRequired => {
                 f.write_str("alg is required to pin this key type to one algorithm")
             }
+            SkipReason::Unusable(e) => write!(f, "{e}"),
+            SkipReason::SharedKid => f.write_str("another key of the set has the same kid"),
         }
     }
 }

@@ -175,6 +175,29 @@ pub fn verify(
     })
 }
 
+/// The `iss` that `token` claims, read without verifying anything: for routing a token to the
+/// issuer whose keys must verify it. Verification then requires that same `iss`, so what is read
+/// here only chooses which keys are tried. The payload must be strict base64url and a strict JSON
+/// object; `iss` must be a string.
+pub fn peek_issuer(token: impl AsRef<[u8]>, limits: &Limits) -> Result<String, Error> {
+    let parts = jws::Compact::split(token.as_ref(), limits)?;
+    let payload = crate::b64::decode(parts.payload).ok_or(Malformed::Base64(Segment::Payload))?;
+    let text = std::str::from_utf8(&payload).map_err(|_| Malformed::Utf8(Segment::Payload))?;
+    let mut iss = None;
+    json::read_object(text, limits.max_json_depth, |name, value| {
+        if name.eq_str("iss") {
+            iss = Some(value.as_str().map(|s| s.to_str().into_owned()));
+        }
+        Ok(())
+    })
+    .map_err(|e: JsonError| Malformed::Json(Segment::Payload, e))?;
+    match iss {
+        Some(Some(iss)) => Ok(iss),
+        Some(None) => Err(Error::InvalidClaim("iss must be a string")),
+        None => Err(Error::MissingClaim("iss".into())),
+    }
+}
+
 fn check_header(header: &Header<'_>, validation: &Validation) -> Result<(), Error> {
     if header
         .cty
