@@ -1616,7 +1616,7 @@ async fn sigterm_drains_requests_in_flight_and_exits_0() {
         .write_all(format!("{head}{first}").as_bytes())
         .await
         .expect("write");
-    assert_eq!(daemon.get("/readyz").await.text(), "ready\n");
+    assert_eq!(daemon.get("/readyz").await.json()["status"], "ready");
 
     let signalled = Instant::now();
     daemon.signal("-TERM");
@@ -1627,7 +1627,10 @@ async fn sigterm_drains_requests_in_flight_and_exits_0() {
         readyz = daemon.get("/readyz").await;
     }
     println!("/readyz {} after {:?}", readyz.status, signalled.elapsed());
-    assert_eq!((readyz.status, readyz.text().as_str()), (503, "draining\n"));
+    assert_eq!(
+        (readyz.status, readyz.json()["status"].clone()),
+        (503, json!("draining"))
+    );
     assert_eq!(daemon.get("/healthz").await.status, 200);
     // After the grace: no new connections.
     loop {
@@ -1782,7 +1785,11 @@ async fn metrics_discovery_health_and_logs_without_tokens() {
     let reply = daemon.get("/healthz").await;
     assert_eq!((reply.status, reply.text().as_str()), (200, "ok\n"));
     let reply = daemon.get("/readyz").await;
-    assert_eq!((reply.status, reply.text().as_str()), (200, "ready\n"));
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.json(),
+        json!({"status": "ready", "issuers": [{"issuer": ISS, "state": "keys", "keys": 1}]})
+    );
     let reply = daemon.get("/.well-known/jwks.json").await;
     assert_eq!(reply.status, 404, "no HSM, no JWKS");
     let reply = daemon.get("/.well-known/oauth-authorization-server").await;
@@ -1842,8 +1849,13 @@ async fn metrics_discovery_health_and_logs_without_tokens() {
     assert_eq!(requests("metrics", 405), 1.0);
     assert_eq!(
         m("tessera_verifications_total{outcome=\"invalid\",reason=\"bad_signature\"}"),
-        16.0,
-        "the stranger's token and the malformed one: signatures are checked first"
+        8.0,
+        "the stranger's token"
+    );
+    assert_eq!(
+        m("tessera_verifications_total{outcome=\"invalid\",reason=\"malformed\"}"),
+        8.0,
+        "the malformed one: its payload is read (strictly) to route it to its issuer"
     );
     assert_eq!(
         m("tessera_verifications_total{outcome=\"invalid\",reason=\"expired\"}"),
@@ -2121,4 +2133,137 @@ async fn an_idle_http2_connection_is_closed() {
     assert!(start.elapsed() >= Duration::from_millis(300));
     // The daemon still serves.
     assert_eq!(daemon.get("/healthz").await.status, 200);
+}
+
+// ---- issuers and their key sets ----
+
+/// Serves a JWK Set document that the test changes while the daemon runs.
+async fn serve_jwks(body: &str) -> (String, Arc<Mutex<String>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind key server");
+    let url = format!("http://{}/jwks.json", listener.local_addr().expect("addr"));
+    let document = Arc::new(Mutex::new(body.to_owned()));
+    let served = Arc::clone(&document);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let served = Arc::clone(&served);
+            let service = hyper::service::service_fn(move |_: Request<hyper::body::Incoming>| {
+                let body = served.lock().expect("document").clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from(
+                        body,
+                    ))))
+                }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+    (url, document)
+}
+
+/// Regression: one partner could take the daemon down. A partner publishing `{"keys":[]}`, a
+/// key server that does not answer, a partner using the same `kid` as another issuer, or one
+/// key tessera cannot use each stopped the start ("no usable keys", a failed fetch, "kid is
+/// published by both", a refused document), and a running daemon without keys for one issuer
+/// answered 503 on `/readyz`. Now each issuer stands on its own: the daemon starts and is ready
+/// while one issuer has keys, `/readyz` says how each stands, a shared `kid` is looked up within
+/// the issuer a token claims, and unusable keys are left out, logged and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_one_partner_cannot_take_the_daemon_down() {
+    let setup = Setup::new("partners");
+    let (empty_url, _empty) = serve_jwks(r#"{"keys":[]}"#).await;
+    // Partner B signs with a key it also calls k1 (the main issuer's kid), and publishes a weak
+    // RSA key next to it.
+    let partner = Issuer::new("k1");
+    let weak = format!(
+        r#"{{"kty":"RSA","alg":"RS256","kid":"weak","n":"{}","e":"AQAB"}}"#,
+        URL_SAFE_NO_PAD.encode([0xc5u8; 128])
+    );
+    let keys: Value = serde_json::from_str(&partner.jwks).expect("jwks");
+    let doc = format!(r#"{{"keys":[{},{weak}]}}"#, keys["keys"][0]);
+    let (partner_url, _partner_doc) = serve_jwks(&doc).await;
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_url = format!("http://{}/jwks.json", silent.local_addr().expect("addr"));
+    drop(silent); // nothing listens there
+    let rest = format!(
+        r#"[[issuers]]
+issuer = "https://empty.example"
+jwks_uri = "{empty_url}"
+
+[[issuers]]
+issuer = "https://partner.example"
+jwks_uri = "{partner_url}"
+
+[[issuers]]
+issuer = "https://down.example"
+jwks_uri = "{silent_url}"
+max_stale_s = 60
+"#
+    );
+    let daemon = setup.start("", "", &rest);
+    let auth = basic(CLIENT, SECRET);
+
+    let ready = daemon.get("/readyz").await;
+    assert_eq!(ready.status, 200, "{}", ready.text());
+    let states = ready.json();
+    assert_eq!(states["status"], "ready");
+    let state = |iss: &str| {
+        states["issuers"]
+            .as_array()
+            .expect("issuers")
+            .iter()
+            .find(|i| i["issuer"] == iss)
+            .cloned()
+            .unwrap_or_else(|| panic!("{iss} not in {states}"))
+    };
+    assert_eq!(state(ISS)["state"], "keys");
+    assert_eq!(
+        state("https://partner.example")["keys"],
+        1,
+        "{}",
+        daemon.stderr()
+    );
+    assert_eq!(state("https://empty.example")["state"], "no_keys");
+    let down = state("https://down.example");
+    assert_eq!(down["state"], "no_keys");
+    assert!(down["failing_since"].is_string(), "{down}");
+
+    // The same kid under two issuers: each issuer's tokens verify with its own key only.
+    let mine = setup.issuer.sign(&claims(json!({})));
+    let theirs = partner.sign(&claims(json!({"iss": "https://partner.example"})));
+    let forged = partner.sign(&claims(json!({})));
+    for (token, active) in [(&mine, true), (&theirs, true), (&forged, false)] {
+        let reply = daemon.introspect(Some(&auth), token).await;
+        assert_eq!(reply.json()["active"], active, "{}", reply.text());
+    }
+    let empty = setup
+        .issuer
+        .sign(&claims(json!({"iss": "https://empty.example"})));
+    let reply = daemon.introspect(Some(&auth), &empty).await;
+    assert_eq!(reply.json()["active"], false);
+
+    daemon.wait_for_log("published key left out");
+    let page = daemon.get("/metrics").await.text();
+    assert_eq!(
+        metric(
+            &page,
+            r#"tessera_keyset_skipped_keys{issuer="https://partner.example"}"#
+        ),
+        Some(1.0),
+        "{page}"
+    );
+    assert_eq!(
+        metric(
+            &page,
+            r#"tessera_issuer_keys{issuer="https://empty.example",state="no_keys"}"#
+        ),
+        Some(0.0),
+        "{page}"
+    );
+    let logs = daemon.stderr();
+    assert!(logs.contains("weak"), "{logs}");
 }

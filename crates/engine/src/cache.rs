@@ -239,9 +239,20 @@ impl<V> TokenCache<V> {
     }
 
     pub fn get_digest(&self, key: &TokenDigest, owner: u64, now: i64) -> Option<Cached<V>> {
+        self.get_digest_by(key, |o| o == owner, now)
+    }
+
+    /// The verdict remembered for the token with digest `key` at `now`, if its owner is one
+    /// that `owner` accepts and it is still alive.
+    pub fn get_digest_by(
+        &self,
+        key: &TokenDigest,
+        owner: impl Fn(u64) -> bool,
+        now: i64,
+    ) -> Option<Cached<V>> {
         let mut shard = self.shard(key);
         match shard.items.get(key) {
-            Some(item) if item.owner != owner => None,
+            Some(item) if !owner(item.owner) => None,
             Some(item) if now < item.until => Some(item.verdict.clone()),
             Some(_) => {
                 shard.remove(key);

@@ -1,19 +1,20 @@
 //! Trusted issuers: each binds its `iss`, its audiences, its algorithms and its keys into one
-//! [`Policy`]. A token is routed to an issuer by what its header says about its key (`kid`, or
-//! the algorithm when there is no `kid`), then verified with that issuer's keys *and* required to
-//! claim that issuer, so a key of issuer A never verifies a token claiming issuer B.
+//! [`Policy`]. A token is routed by the issuer it claims first (its `iss`, read unverified from
+//! the payload), then by its key within that issuer (`kid`, or the algorithm when there is no
+//! `kid`); verification then requires that same `iss`, so a key of issuer A never verifies a
+//! token claiming issuer B, and two issuers may use the same `kid` without meeting.
 //!
 //! Keys come from a JWKS document read once, from a remote `jwks_uri` ([`RemoteKeySet`]), or
 //! from a [`LocalKeySet`] its owner replaces (the daemon's HSM keys). Changed sets are applied by
-//! [`Issuers::sync`], which swaps the issuer's keys and evicts the cache entries of keys that
-//! left; [`Issuers::keep_fresh`] runs the refreshes in the background.
+//! [`Issuers::sync`], which swaps the issuer's keys and evicts the cache entries its old keys
+//! reached; each issuer's set is applied on its own, so one issuer's document never holds up
+//! another's. [`Issuers::keep_fresh`] runs the refreshes in the background.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use jose::{Algorithm, Error, KeySet, KeySetError, Limits, Validation};
+use jose::{Algorithm, Error, KeySet, KeySetError, Limits, SkippedKey, Validation};
 
 use crate::cache::TokenCache;
 use crate::remote::RemoteKeySet;
@@ -73,10 +74,11 @@ enum Dynamic {
 }
 
 impl Dynamic {
-    fn keys(&self) -> Arc<KeySet> {
+    /// The keys, and those of the same document that were left out.
+    fn document(&self) -> (Arc<KeySet>, Arc<[SkippedKey]>) {
         match self {
-            Dynamic::Remote(remote) => remote.keys(),
-            Dynamic::Local(local) => local.keys(),
+            Dynamic::Remote(remote) => remote.document(),
+            Dynamic::Local(local) => (local.keys(), Arc::new([])),
         }
     }
 
@@ -96,14 +98,9 @@ pub enum IssuersError {
         issuer: String,
         error: KeySetError,
     },
-    /// No key of this issuer fits its algorithms.
+    /// No key of this issuer's JWKS file fits its algorithms.
     NoKeys(String),
     DuplicateIssuer(String),
-    /// Two issuers publish the same `kid`: tokens could not be routed.
-    SharedKid {
-        kid: String,
-        issuers: (String, String),
-    },
 }
 
 impl std::fmt::Display for IssuersError {
@@ -112,11 +109,6 @@ impl std::fmt::Display for IssuersError {
             IssuersError::KeySet { issuer, error } => write!(f, "issuer {issuer:?}: {error}"),
             IssuersError::NoKeys(issuer) => write!(f, "issuer {issuer:?}: no usable keys"),
             IssuersError::DuplicateIssuer(issuer) => write!(f, "issuer {issuer:?} twice"),
-            IssuersError::SharedKid { kid, issuers } => write!(
-                f,
-                "kid {kid:?} is published by both {:?} and {:?}",
-                issuers.0, issuers.1
-            ),
         }
     }
 }
@@ -136,36 +128,55 @@ struct Issuer {
 #[derive(Debug, Default)]
 pub struct Issuers {
     issuers: Vec<Issuer>,
-    by_kid: RwLock<HashMap<String, usize>>,
+    /// Index in `issuers` by `iss`.
+    by_iss: HashMap<String, usize>,
+    /// The ids of the issuers' policies, sorted: whose cached verdicts a routed lookup may take.
+    owners: Vec<u64>,
     limits: Limits,
-    /// Unique per `Issuers`, and bumped at every change of routing: the per-thread memo of
-    /// routes is only believed for the same set and generation.
-    id: u64,
-    generation: AtomicU64,
-    refused: std::sync::Mutex<Vec<String>>,
 }
 
-/// Per thread, the last few routes taken: (issuers id, generation, encoded header, issuer).
-/// Routing is a function of the header and the key sets, and most traffic carries a handful of
-/// distinct headers: this spares parsing the header again and any shared lock.
-type RouteMemo = Vec<(u64, u64, Box<[u8]>, usize)>;
-const ROUTE_MEMO: usize = 8;
-/// Longer headers are not remembered.
-const MEMO_HEADER: usize = 512;
-thread_local! {
-    static ROUTES: std::cell::RefCell<RouteMemo> = const { std::cell::RefCell::new(Vec::new()) };
+/// How one issuer stands, for readiness and metrics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssuerState<'a> {
+    pub issuer: &'a str,
+    /// Keys in force.
+    pub keys: usize,
+    /// Whether the keys come from a `jwks_uri`.
+    pub remote: bool,
+    /// For how long fetches of the `jwks_uri` have been failing (`None`: the last one worked).
+    pub failing_for: Option<Duration>,
 }
-static ISSUERS_IDS: AtomicU64 = AtomicU64::new(1);
+
+impl IssuerState<'_> {
+    /// `keys` (fresh keys, or keys its owner keeps), `stale` (keys kept while fetches fail) or
+    /// `no_keys` (its tokens are refused).
+    pub fn status(&self) -> &'static str {
+        match (self.keys, self.failing_for) {
+            (0, _) => "no_keys",
+            (_, Some(_)) => "stale",
+            (_, None) => "keys",
+        }
+    }
+}
+
+/// A key set applied by [`Issuers::sync`].
+#[derive(Clone, Debug)]
+pub struct Applied<'a> {
+    pub issuer: &'a str,
+    /// Keys now in force.
+    pub keys: usize,
+    /// Keys of a published document left out, with the reason.
+    pub skipped: Arc<[SkippedKey]>,
+}
 
 impl Issuers {
-    /// Builds the set from each issuer's spec and key source.
+    /// Builds the set from each issuer's spec and key source. A JWKS file must hold a key that
+    /// fits the issuer's algorithms; remote and local sets may be empty for now (their issuer's
+    /// tokens are refused until they have keys).
     pub fn new(issuers: Vec<(IssuerSpec, KeySource)>) -> Result<Self, IssuersError> {
-        let mut set = Issuers {
-            id: ISSUERS_IDS.fetch_add(1, Ordering::Relaxed),
-            ..Issuers::default()
-        };
+        let mut set = Issuers::default();
         for (spec, source) in issuers {
-            if set.issuers.iter().any(|i| i.spec.issuer == spec.issuer) {
+            if set.by_iss.contains_key(&spec.issuer) {
                 return Err(IssuersError::DuplicateIssuer(spec.issuer));
             }
             let (keys, dynamic, applied) = match source {
@@ -174,7 +185,11 @@ impl Issuers {
                         issuer: spec.issuer.clone(),
                         error,
                     })?;
-                    (keep(&spec, parsed.keys.into_keys())?, None, None)
+                    let keys = keep(&spec, parsed.keys.into_keys())?;
+                    if keys.is_empty() {
+                        return Err(IssuersError::NoKeys(spec.issuer.clone()));
+                    }
+                    (keys, None, None)
                 }
                 KeySource::Remote(remote) => {
                     let current = remote.keys();
@@ -195,110 +210,73 @@ impl Issuers {
             };
             let mut validation = Validation::default().with_issuer(spec.issuer.clone());
             validation.audiences = spec.audiences.clone();
+            let policy = Arc::new(Policy::new(keys, validation));
+            set.owners.push(policy.id());
+            set.by_iss.insert(spec.issuer.clone(), set.issuers.len());
             set.issuers.push(Issuer {
-                policy: Arc::new(Policy::new(keys, validation)),
+                policy,
                 spec,
                 dynamic,
                 applied: RwLock::new(applied),
             });
         }
-        let keys: Vec<Arc<KeySet>> = set.issuers.iter().map(|i| i.policy.keys()).collect();
-        let map = set.kid_map(|i| &keys[i])?;
-        *set.by_kid.write().unwrap_or_else(|e| e.into_inner()) = map;
+        set.owners.sort_unstable();
         Ok(set)
     }
 
-    /// Routing by kid over each issuer's keys as `keys_of` gives them.
-    fn kid_map<'k>(
-        &self,
-        keys_of: impl Fn(usize) -> &'k KeySet,
-    ) -> Result<HashMap<String, usize>, IssuersError> {
-        let mut map: HashMap<String, usize> = HashMap::new();
-        for (index, issuer) in self.issuers.iter().enumerate() {
-            for key in keys_of(index).iter() {
-                let Some(kid) = key.kid() else { continue };
-                if let Some(&other) = map.get(kid) {
-                    return Err(IssuersError::SharedKid {
-                        kid: kid.into(),
-                        issuers: (
-                            self.issuers[other].spec.issuer.clone(),
-                            issuer.spec.issuer.clone(),
-                        ),
-                    });
-                }
-                map.insert(kid.into(), index);
-            }
-        }
-        Ok(map)
-    }
-
-    /// The issuer whose keys should verify `token`: by `kid`, or, without one, the only issuer
-    /// with a key for the token's algorithm.
+    /// The issuer whose keys should verify `token`: the one its `iss` names (read unverified;
+    /// verification requires the same `iss`), if that issuer has a key for it: the `kid`'s, or,
+    /// without a `kid`, one for the token's algorithm. `invalid_issuer` for an issuer not
+    /// trusted here, `unknown_key` for a key the issuer does not have (yet).
     pub fn route(&self, token: &[u8]) -> Result<&Arc<Policy>, Error> {
-        let header = token.split(|&b| b == b'.').next().unwrap_or(token);
-        let generation = self.generation.load(Ordering::Acquire);
-        let remembered = ROUTES.with(|memo| {
-            memo.borrow()
-                .iter()
-                .find(|(id, g, h, _)| *id == self.id && *g == generation && **h == *header)
-                .map(|&(_, _, _, index)| index)
-        });
-        if let Some(index) = remembered {
-            return Ok(&self.issuers[index].policy);
+        let index = self.issuer_of(token)?;
+        let policy = &self.issuers[index].policy;
+        let (alg, kid) = jose::jws::peek_key(token, &self.limits)?;
+        let keys = policy.keys();
+        let known = match &kid {
+            Some(kid) => keys.find_kid(kid).is_some(),
+            None => keys.iter().any(|k| k.alg() == alg),
+        };
+        if known {
+            Ok(policy)
+        } else {
+            Err(Error::UnknownKey)
         }
-        let index = self.route_index(token)?;
-        // Remembered only if routing did not change meanwhile (sync bumps the generation
-        // after swapping the routing map).
-        if header.len() <= MEMO_HEADER && self.generation.load(Ordering::Acquire) == generation {
-            ROUTES.with(|memo| {
-                let mut memo = memo.borrow_mut();
-                if memo.len() >= ROUTE_MEMO {
-                    memo.remove(0);
-                }
-                memo.push((self.id, generation, header.into(), index));
-            });
-        }
-        Ok(&self.issuers[index].policy)
     }
 
-    fn route_index(&self, token: &[u8]) -> Result<usize, Error> {
-        let (alg, kid) = jose::jws::peek_key(token, &self.limits)?;
-        match kid {
-            Some(kid) => self
-                .by_kid
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&kid)
-                .copied()
-                .ok_or(Error::UnknownKey),
-            None => {
-                let mut fits = self
-                    .issuers
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, i)| i.policy.keys().iter().any(|k| k.alg() == alg));
-                match (fits.next(), fits.next()) {
-                    (Some((index, _)), None) => Ok(index),
-                    (None, _) => Err(Error::UnknownKey),
-                    (Some(_), Some(_)) => Err(Error::AmbiguousKey),
-                }
-            }
-        }
+    /// The index of the issuer `token` claims.
+    fn issuer_of(&self, token: &[u8]) -> Result<usize, Error> {
+        let iss = jose::jwt::peek_issuer(token, &self.limits)?;
+        self.by_iss.get(&iss).copied().ok_or(Error::InvalidIssuer)
+    }
+
+    /// Whether `owner` is the policy id of one of these issuers: a verdict cached by that policy
+    /// is the verdict routing would reach (routing is a function of the token's `iss`, and an
+    /// issuer's cached verdicts are evicted when its keys change).
+    pub fn owns(&self, owner: u64) -> bool {
+        self.owners.binary_search(&owner).is_ok()
     }
 
     pub fn policies(&self) -> impl Iterator<Item = &Arc<Policy>> {
         self.issuers.iter().map(|i| &i.policy)
     }
 
-    /// Whether any issuer's keys come from a `jwks_uri`.
-    pub fn has_remote(&self) -> bool {
-        self.remotes().next().is_some()
+    /// Each issuer's state, in configuration order.
+    pub fn states(&self) -> impl Iterator<Item = IssuerState<'_>> {
+        self.issuers.iter().map(|i| {
+            let remote = i.dynamic.as_ref().and_then(Dynamic::remote);
+            IssuerState {
+                issuer: &i.spec.issuer,
+                keys: i.policy.keys().len(),
+                remote: remote.is_some(),
+                failing_for: remote.and_then(|r| r.failing_for()),
+            }
+        })
     }
 
-    fn remotes(&self) -> impl Iterator<Item = &Arc<RemoteKeySet>> {
-        self.issuers
-            .iter()
-            .filter_map(|i| i.dynamic.as_ref().and_then(Dynamic::remote))
+    /// Whether any issuer's keys come from a `jwks_uri`.
+    pub fn has_remote(&self) -> bool {
+        self.remote_sets().next().is_some()
     }
 
     /// The remote key sets, for metrics: `(issuer, set)`.
@@ -309,27 +287,47 @@ impl Issuers {
         })
     }
 
-    /// A token named an unknown `kid`: each remote key set may refetch (within its cool-down),
-    /// all at once, then the issuers pick up what changed. Returns whether anything changed.
-    pub async fn unknown_kid<V>(&self, cache: &TokenCache<V>) -> bool {
+    /// Tokens named keys their issuers lack: the remote key sets of those issuers (and only
+    /// those) may refetch, each within its cool-down, all at once; then the issuers pick up what
+    /// changed. Returns whether anything changed.
+    pub async fn unknown_kid<V>(&self, tokens: &[&[u8]], cache: &TokenCache<V>) -> bool {
+        let mut wanted: Vec<usize> = tokens
+            .iter()
+            .filter_map(|t| self.issuer_of(t).ok())
+            .filter(|&i| {
+                self.issuers[i]
+                    .dynamic
+                    .as_ref()
+                    .is_some_and(|d| d.remote().is_some())
+            })
+            .collect();
+        wanted.sort_unstable();
+        wanted.dedup();
         let mut fetches = tokio::task::JoinSet::new();
-        for remote in self.remotes() {
-            let remote = Arc::clone(remote);
-            fetches.spawn(async move { remote.unknown_kid().await });
+        for index in wanted {
+            if let Some(remote) = self.issuers[index]
+                .dynamic
+                .as_ref()
+                .and_then(Dynamic::remote)
+            {
+                let remote = Arc::clone(remote);
+                fetches.spawn(async move { remote.unknown_kid().await });
+            }
         }
         let mut fetched = false;
         while let Some(ran) = fetches.join_next().await {
             fetched |= ran.unwrap_or(false);
         }
-        // Within the cool-down nothing was fetched: nothing to apply, no write lock taken.
-        fetched && self.sync(cache)
+        // Within the cool-down nothing was fetched: nothing to apply.
+        fetched && !self.sync(cache).is_empty()
     }
 
-    /// Refreshes stale remote key sets, all at once (failures keep the stale keys), then
-    /// applies what changed, local key sets included.
-    pub async fn refresh<V>(&self, cache: &TokenCache<V>) -> bool {
+    /// Refreshes stale remote key sets, all at once (a failure keeps the stale keys until they
+    /// have been failing for their `max_stale`), then applies what changed, local key sets
+    /// included.
+    pub async fn refresh<V>(&self, cache: &TokenCache<V>) -> Vec<Applied<'_>> {
         let mut fetches = tokio::task::JoinSet::new();
-        for remote in self.remotes().filter(|r| r.is_stale()) {
+        for (_, remote) in self.remote_sets().filter(|(_, r)| r.is_stale()) {
             let remote = Arc::clone(remote);
             fetches.spawn(async move { remote.refresh().await });
         }
@@ -355,60 +353,35 @@ impl Issuers {
         })
     }
 
-    /// Applies remote and local key sets that changed since last applied: each changed issuer's
-    /// keys are swapped, every cache entry that issuer decided is evicted (a key may have left
-    /// or been replaced under the same kid, and tokens without a kid name no key), and routing
-    /// is rebuilt. Issuers are applied one by one: a set whose kids clash with another
-    /// issuer's is not applied (its keys in force stay; the others go ahead) and is named in
-    /// [`Issuers::refused`]. A set with no usable key is applied as empty: that issuer's tokens
-    /// are refused until it publishes keys again. Returns whether anything changed.
-    pub fn sync<V>(&self, cache: &TokenCache<V>) -> bool {
-        // Held throughout, so that concurrent syncs apply one after the other.
-        let mut by_kid = self.by_kid.write().unwrap_or_else(|e| e.into_inner());
-        let mut current: Vec<Arc<KeySet>> = self.issuers.iter().map(|i| i.policy.keys()).collect();
-        let mut applied_any = false;
-        let mut refused = Vec::new();
-        for (index, issuer) in self.issuers.iter().enumerate() {
+    /// Applies remote and local key sets that changed since last applied, each issuer on its
+    /// own: its keys are swapped and every cache entry it decided is evicted (a key may have
+    /// left or been replaced under the same kid, and tokens without a kid name no key). A set
+    /// with no usable key is applied as empty: that issuer's tokens are refused until it
+    /// publishes keys again. Returns what was applied.
+    pub fn sync<V>(&self, cache: &TokenCache<V>) -> Vec<Applied<'_>> {
+        let mut applied_now = Vec::new();
+        for issuer in &self.issuers {
             let Some(dynamic) = &issuer.dynamic else {
                 continue;
             };
-            let fetched = dynamic.keys();
-            let applied = issuer.applied.read().unwrap_or_else(|e| e.into_inner());
+            // Held while this issuer's set is swapped, so that concurrent syncs apply one after
+            // the other.
+            let mut applied = issuer.applied.write().unwrap_or_else(|e| e.into_inner());
+            let (fetched, skipped) = dynamic.document();
             if applied.as_ref().is_some_and(|a| Arc::ptr_eq(a, &fetched)) {
                 continue;
             }
-            drop(applied);
-            let keys = filter_set(&issuer.spec, &fetched).unwrap_or_default();
-            let previous = std::mem::replace(&mut current[index], Arc::new(keys));
-            match self.kid_map(|i| &current[i]) {
-                Ok(map) => {
-                    issuer.policy.set_keys(Arc::clone(&current[index]));
-                    cache.evict_owner(issuer.policy.id());
-                    *issuer.applied.write().unwrap_or_else(|e| e.into_inner()) = Some(fetched);
-                    *by_kid = map;
-                    applied_any = true;
-                }
-                Err(_) => {
-                    current[index] = previous;
-                    refused.push(issuer.spec.issuer.clone());
-                }
-            }
+            let keys = Arc::new(filter_set(&issuer.spec, &fetched).unwrap_or_default());
+            issuer.policy.set_keys(Arc::clone(&keys));
+            cache.evict_owner(issuer.policy.id());
+            *applied = Some(fetched);
+            applied_now.push(Applied {
+                issuer: &issuer.spec.issuer,
+                keys: keys.len(),
+                skipped,
+            });
         }
-        *self.refused.lock().unwrap_or_else(|e| e.into_inner()) = refused;
-        if applied_any {
-            // Routes remembered before this point are not believed any more.
-            self.generation.fetch_add(1, Ordering::AcqRel);
-        }
-        applied_any
-    }
-
-    /// Issuers whose latest key set was not applied at the last sync because its kids clash
-    /// with another issuer's (for logs and metrics).
-    pub fn refused(&self) -> Vec<String> {
-        self.refused
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        applied_now
     }
 }
 
@@ -422,9 +395,6 @@ fn keep(spec: &IssuerSpec, keys: Vec<jose::VerifyingKey>) -> Result<KeySet, Issu
         .into_iter()
         .filter(|k| spec.algorithms.is_empty() || spec.algorithms.contains(&k.alg()))
         .collect();
-    if keys.is_empty() {
-        return Err(IssuersError::NoKeys(spec.issuer.clone()));
-    }
     KeySet::new(keys).map_err(|error| IssuersError::KeySet {
         issuer: spec.issuer.clone(),
         error,

@@ -14,7 +14,9 @@ pub mod token;
 pub mod workers;
 
 pub use cache::{CacheConfig, CacheStats, Cached, Facts, TokenCache, TokenDigest};
-pub use issuers::{IssuerSpec, Issuers, IssuersError, KeySource, LocalKeySet};
+pub use issuers::{
+    Applied, IssuerSpec, IssuerState, Issuers, IssuersError, KeySource, LocalKeySet,
+};
 pub use remote::{RemoteConfig, RemoteError, RemoteKeySet};
 pub use token::Token;
 pub use workers::{Engine, EngineConfig, EngineError, EngineHandle, EngineStats, Policy, Verified};

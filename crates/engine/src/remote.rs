@@ -1,6 +1,12 @@
 //! Remote key sets: an issuer's `jwks_uri`, fetched over HTTPS (plain HTTP only for loopback
 //! unless allowed explicitly), cached for its `Cache-Control: max-age` (default 10 minutes),
-//! refreshed when stale, and kept stale when a refresh fails.
+//! refreshed when stale, and kept stale when a refresh fails, but not for ever: once refreshes
+//! have failed for longer than `max_stale`, the keys are dropped and the issuer's tokens refused
+//! until a fetch succeeds (fail closed).
+//!
+//! A published set is someone else's document: a key in it that cannot be used (weak, malformed,
+//! private, a `kid` shared within the document) is left out with its reason
+//! ([`RemoteKeySet::skipped`]) and the other keys are used.
 //!
 //! A token with an unknown `kid` may mean the issuer rotated: [`RemoteKeySet::unknown_kid`]
 //! refetches, but at most once per cool-down window (default 30 s) however many requests carry
@@ -17,7 +23,7 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use jose::KeySet;
+use jose::{KeySet, SkippedKey};
 
 /// Where and how to fetch.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,6 +41,8 @@ pub struct RemoteConfig {
     /// Whole request, headers and body.
     pub timeout: Duration,
     pub max_bytes: usize,
+    /// How long refreshes may keep failing before the keys are dropped.
+    pub max_stale: Duration,
 }
 
 impl RemoteConfig {
@@ -48,6 +56,7 @@ impl RemoteConfig {
             cooldown: Duration::from_secs(30),
             timeout: Duration::from_secs(5),
             max_bytes: 1 << 20,
+            max_stale: Duration::from_secs(86_400),
         }
     }
 }
@@ -89,11 +98,15 @@ type HttpsClient = Client<
 
 struct Fresh {
     keys: Arc<KeySet>,
+    /// The keys of the document that were left out, and why.
+    skipped: Arc<[SkippedKey]>,
     /// When the keys were fetched, and for how long they are fresh.
     fetched: Instant,
     max_age: Duration,
     /// SHA-256 of the document the keys came from.
     digest: Option<crate::TokenDigest>,
+    /// The first failed fetch since the last one that succeeded.
+    failing_since: Option<Instant>,
 }
 
 /// A JWK Set fetched from a URL and kept fresh.
@@ -106,6 +119,8 @@ pub struct RemoteKeySet {
     fetching: tokio::sync::Mutex<Option<Instant>>,
     fetches: std::sync::atomic::AtomicU64,
     failures: std::sync::atomic::AtomicU64,
+    /// How many times the keys were dropped for having been stale too long.
+    expirations: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for RemoteKeySet {
@@ -167,6 +182,14 @@ fn max_age(cache_control: Option<&str>) -> Option<Duration> {
 impl RemoteKeySet {
     /// Fetches the key set once; fails if the URL is refused or the first fetch fails.
     pub async fn new(config: RemoteConfig) -> Result<Self, RemoteError> {
+        let set = RemoteKeySet::unfetched(config)?;
+        set.fetch().await?;
+        Ok(set)
+    }
+
+    /// A set with no keys yet, stale at once: the first [`RemoteKeySet::refresh`] fetches it.
+    /// Fails only if the URL is refused.
+    pub fn unfetched(config: RemoteConfig) -> Result<Self, RemoteError> {
         let uri = check_url(&config)?;
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_webpki_roots()
@@ -180,21 +203,53 @@ impl RemoteKeySet {
             client,
             fresh: RwLock::new(Fresh {
                 keys: Arc::new(KeySet::default()),
+                skipped: Arc::new([]),
                 fetched: Instant::now(),
                 max_age: Duration::ZERO,
                 digest: None,
+                failing_since: None,
             }),
             fetching: tokio::sync::Mutex::new(None),
             fetches: std::sync::atomic::AtomicU64::new(0),
             failures: std::sync::atomic::AtomicU64::new(0),
+            expirations: std::sync::atomic::AtomicU64::new(0),
         };
-        set.fetch().await?;
         Ok(set)
     }
 
-    /// The keys as last fetched (stale ones too: a failed refresh keeps them).
+    /// The URL the keys come from.
+    pub fn url(&self) -> &str {
+        &self.config.url
+    }
+
+    /// The keys as last fetched (stale ones too: a failed refresh keeps them, until they have
+    /// been stale for `max_stale`).
     pub fn keys(&self) -> Arc<KeySet> {
         Arc::clone(&self.fresh.read().unwrap_or_else(|e| e.into_inner()).keys)
+    }
+
+    /// The keys of the current document that were left out, and why.
+    pub fn skipped(&self) -> Arc<[SkippedKey]> {
+        self.document().1
+    }
+
+    /// The keys in use and the keys of the same document that were left out.
+    pub fn document(&self) -> (Arc<KeySet>, Arc<[SkippedKey]>) {
+        let fresh = self.fresh.read().unwrap_or_else(|e| e.into_inner());
+        (Arc::clone(&fresh.keys), Arc::clone(&fresh.skipped))
+    }
+
+    /// For how long fetches have been failing (since the first failure after the last success);
+    /// `None` while the last fetch succeeded.
+    pub fn failing_for(&self) -> Option<Duration> {
+        let fresh = self.fresh.read().unwrap_or_else(|e| e.into_inner());
+        fresh.failing_since.map(|since| since.elapsed())
+    }
+
+    /// How many times the keys were dropped because refreshes had failed for longer than
+    /// `max_stale`.
+    pub fn expirations(&self) -> u64 {
+        self.expirations.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How many fetches were made (for metrics and tests).
@@ -251,8 +306,24 @@ impl RemoteKeySet {
         if result.is_err() {
             self.failures
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.failed();
         }
         result
+    }
+
+    /// A fetch failed: the keys stay, unless fetches have failed for longer than `max_stale`.
+    fn failed(&self) {
+        let mut fresh = self.fresh.write().unwrap_or_else(|e| e.into_inner());
+        let since = *fresh.failing_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= self.config.max_stale && !fresh.keys.is_empty() {
+            // A new (empty) set: the issuers see a change, swap it in and evict the verdicts its
+            // old keys reached. The next good document is applied whatever its digest.
+            fresh.keys = Arc::new(KeySet::default());
+            fresh.skipped = Arc::new([]);
+            fresh.digest = None;
+            self.expirations
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     async fn fetch_once(&self) -> Result<(), RemoteError> {
@@ -304,15 +375,19 @@ impl RemoteKeySet {
             // evict the issuer's cached verdicts).
             fresh.fetched = Instant::now();
             fresh.max_age = max_age;
+            fresh.failing_since = None;
             return Ok(());
         }
         drop(fresh);
-        let jwks = KeySet::from_jwks(&body).map_err(|e| RemoteError::KeySet(e.to_string()))?;
+        let jwks =
+            KeySet::from_published_jwks(&body).map_err(|e| RemoteError::KeySet(e.to_string()))?;
         *self.fresh.write().unwrap_or_else(|e| e.into_inner()) = Fresh {
             keys: Arc::new(jwks.keys),
+            skipped: jwks.skipped.into(),
             fetched: Instant::now(),
             max_age,
             digest: Some(digest),
+            failing_since: None,
         };
         Ok(())
     }

@@ -413,12 +413,16 @@ impl EngineHandle {
         issuers: &crate::Issuers,
         now: i64,
     ) -> Result<Verified, EngineError> {
+        let digest = TokenDigest::of(token);
+        if let Some(hit) = self.cached_routed(&digest, issuers, now) {
+            return hit;
+        }
         let mut routed = issuers.route(token);
-        // An unknown kid may mean an issuer rotated: let remote key sets refetch (each at most
+        // An unknown kid may mean its issuer rotated: let its remote key set refetch (at most
         // once per cool-down), then route again.
         if matches!(routed, Err(jose::Error::UnknownKey))
             && issuers.has_remote()
-            && issuers.unknown_kid(&self.shared.cache).await
+            && issuers.unknown_kid(&[token], &self.shared.cache).await
         {
             routed = issuers.route(token);
         }
@@ -429,7 +433,38 @@ impl EngineHandle {
                 return Err(EngineError::Invalid(e.code()));
             }
         };
-        self.submit(token, policy, now).answer().await
+        match self.cached(&digest, policy, now) {
+            Some(result) => result,
+            None => self.enqueue(token, digest, policy, now).answer().await,
+        }
+    }
+
+    /// A cached verification of the token with `digest` by one of `issuers`, answered before
+    /// routing: routing is a function of the token's `iss`, so the issuer whose policy verified
+    /// it is the one routing would reach again (its verdicts are evicted when its keys change).
+    /// Only valid verdicts: a refusal may have been cached under a policy the token was given
+    /// directly, so it is looked up after routing.
+    fn cached_routed(
+        &self,
+        digest: &TokenDigest,
+        issuers: &crate::Issuers,
+        now: i64,
+    ) -> Option<Result<Verified, EngineError>> {
+        let shared = &self.shared;
+        if shared.shutdown.load(Ordering::Relaxed) {
+            return Some(Err(EngineError::Shutdown));
+        }
+        match shared
+            .cache
+            .get_digest_by(digest, |owner| issuers.owns(owner), now)?
+        {
+            Cached::Valid(jwt) => {
+                shared.counters.valid(jwt.alg());
+                shared.counters.add(|s| &s.cache_hits, 1);
+                Some(Ok(jwt))
+            }
+            Cached::Invalid(_) => None,
+        }
     }
 
     /// Verifies several tokens, each with the issuer its header routes it to; the results come
@@ -441,25 +476,41 @@ impl EngineHandle {
         issuers: &crate::Issuers,
         now: i64,
     ) -> Vec<Result<Verified, EngineError>> {
-        let mut routes: Vec<_> = tokens.iter().map(|t| issuers.route(t)).collect();
-        let unknown =
-            |r: &Result<&Arc<Policy>, jose::Error>| matches!(r, Err(jose::Error::UnknownKey));
-        if routes.iter().any(unknown)
-            && issuers.has_remote()
-            && issuers.unknown_kid(&self.shared.cache).await
-        {
-            for (route, token) in routes.iter_mut().zip(tokens) {
-                if unknown(route) {
-                    *route = issuers.route(token);
+        // Each token is a cache hit, or routed to its issuer.
+        let mut steps: Vec<(TokenDigest, Step)> = tokens
+            .iter()
+            .map(|token| {
+                let digest = TokenDigest::of(token);
+                let step = match self.cached_routed(&digest, issuers, now) {
+                    Some(hit) => Step::Hit(hit),
+                    None => Step::Routed(issuers.route(token)),
+                };
+                (digest, step)
+            })
+            .collect();
+        let unknown = |step: &Step| matches!(step, Step::Routed(Err(jose::Error::UnknownKey)));
+        if issuers.has_remote() && steps.iter().any(|(_, s)| unknown(s)) {
+            let strangers: Vec<&[u8]> = tokens
+                .iter()
+                .zip(&steps)
+                .filter(|(_, (_, s))| unknown(s))
+                .map(|(t, _)| *t)
+                .collect();
+            if issuers.unknown_kid(&strangers, &self.shared.cache).await {
+                for ((_, step), token) in steps.iter_mut().zip(tokens) {
+                    if unknown(step) {
+                        *step = Step::Routed(issuers.route(token));
+                    }
                 }
             }
         }
         let batch = BatchReplies::new(tokens.len());
-        for (index, (route, token)) in routes.into_iter().zip(tokens).enumerate() {
+        for (index, ((digest, step), token)) in steps.into_iter().zip(tokens).enumerate() {
             let slot = batch.slot(index);
-            match route {
-                Ok(policy) => self.submit_to(token, policy, now, slot),
-                Err(e) => {
+            match step {
+                Step::Hit(hit) => slot.send(hit),
+                Step::Routed(Ok(policy)) => self.submit_digest_to(token, digest, policy, now, slot),
+                Step::Routed(Err(e)) => {
                     self.shared.counters.invalid(e.code());
                     slot.send(Err(EngineError::Invalid(e.code())));
                 }
@@ -494,7 +545,17 @@ impl EngineHandle {
 
     /// As `submit`, for one token of a batch: answered in its place.
     fn submit_to(&self, token: &[u8], policy: &Arc<Policy>, now: i64, slot: Slot) {
-        let digest = TokenDigest::of(token);
+        self.submit_digest_to(token, TokenDigest::of(token), policy, now, slot)
+    }
+
+    fn submit_digest_to(
+        &self,
+        token: &[u8],
+        digest: TokenDigest,
+        policy: &Arc<Policy>,
+        now: i64,
+        slot: Slot,
+    ) {
         if let Some(result) = self.cached(&digest, policy, now) {
             return slot.send(result);
         }
@@ -615,6 +676,12 @@ impl EngineHandle {
     pub fn cache(&self) -> &TokenCache<Token> {
         &self.shared.cache
     }
+}
+
+/// Where one token of a routed batch stands before it is queued.
+enum Step<'i> {
+    Hit(Result<Verified, EngineError>),
+    Routed(Result<&'i Arc<Policy>, jose::Error>),
 }
 
 enum Submitted {

@@ -275,41 +275,163 @@ async fn issuers_follow_their_remote_key_sets() {
     );
 }
 
-/// Regression: a refreshed set was applied before routing was checked. A remote issuer that
-/// starts publishing a kid another issuer owns must not take it: nothing is applied, and both
-/// issuers keep routing as before.
+/// Regression: a remote issuer that started publishing a `kid` another issuer uses had its
+/// refreshed sets refused at every sync (and a restart failed). Now each issuer's set is applied
+/// on its own and the `kid` is looked up within the issuer a token claims: both issuers' tokens
+/// verify with their own keys, and neither key verifies the other's tokens.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refreshed_set_that_clashes_is_not_applied() {
-    use engine::{CacheConfig, Issuers, KeySource, TokenCache};
+async fn regression_a_kid_another_issuer_uses_is_applied_and_kept_apart() {
+    use engine::{EngineError, Issuers, KeySource};
+    let (secret_a, secret_b) = (b"A".repeat(32), b"B".repeat(32));
     let server = serve(ok(&["k1"])).await;
     let remote = Arc::new(RemoteKeySet::new(config(&server.url)).await.expect("fetch"));
+    let (a_iss, b_iss) = ("https://a.example", "https://b.example");
     let issuers = Issuers::new(vec![
         (
-            spec("https://a.example"),
-            KeySource::Jwks(jwks(&["kA"]).into_bytes()),
+            spec(a_iss),
+            KeySource::Jwks(oct_jwks("kA", &secret_a).into_bytes()),
         ),
-        (
-            spec("https://b.example"),
-            KeySource::Remote(Arc::clone(&remote)),
-        ),
+        (spec(b_iss), KeySource::Remote(Arc::clone(&remote))),
     ])
     .expect("issuers");
-    let cache: TokenCache<jose::Jwt> = TokenCache::new(CacheConfig::default());
-    *server.answer.lock().unwrap() = ok(&["kA"]);
+    let engine = one_worker();
+    let handle = engine.handle();
+    let now = 1_800_000_000;
+    // B rotates to a key it calls kA; the first B token naming kA refetches B's set.
+    server.answer.lock().unwrap().body = oct_jwks("kA", &secret_b);
     tokio::time::sleep(Duration::from_millis(350)).await;
-    assert!(
-        !issuers.unknown_kid(&cache).await,
-        "the clashing set is not applied"
+    let verdict = |secret: &[u8], iss: &str| {
+        let token = hs256_with(secret, Some("kA"), iss);
+        let handle = handle.clone();
+        let issuers = &issuers;
+        async move {
+            handle
+                .verify_routed(token.as_bytes(), issuers, now)
+                .await
+                .map(|_| ())
+        }
+    };
+    assert_eq!(
+        verdict(&secret_b, b_iss).await,
+        Ok(()),
+        "B's new key is applied"
     );
-    assert_eq!(kids(&remote), ["kA"], "fetched...");
-    let b = issuers
-        .route(hs256("k1", "https://b.example").as_bytes())
-        .expect("k1 still routes");
-    assert_eq!(b.validation.issuer.as_deref(), Some("https://b.example"));
-    let a = issuers
-        .route(hs256("kA", "https://a.example").as_bytes())
-        .expect("kA still routes");
-    assert_eq!(a.validation.issuer.as_deref(), Some("https://a.example"));
+    assert_eq!(kids(&remote), ["kA"]);
+    assert_eq!(verdict(&secret_a, a_iss).await, Ok(()), "A keeps its kA");
+    assert_eq!(
+        verdict(&secret_a, b_iss).await,
+        Err(EngineError::Invalid("bad_signature"))
+    );
+    assert_eq!(
+        verdict(&secret_b, a_iss).await,
+        Err(EngineError::Invalid("bad_signature"))
+    );
+    // A token naming an unknown kid of A does not make B refetch.
+    let hits = server.hits.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let stranger = hs256_with(&secret_a, Some("nope"), a_iss);
+    let r = handle
+        .verify_routed(stranger.as_bytes(), &issuers, now)
+        .await;
+    assert_eq!(r.err(), Some(EngineError::Invalid("unknown_key")));
+    assert_eq!(
+        server.hits.load(Ordering::SeqCst),
+        hits,
+        "B was not fetched"
+    );
+}
+
+/// Regression: one key tessera cannot use (RSA under 2048 bits, private members, a `kid` twice,
+/// an entry that is not an object) made the whole refreshed document refused, and the old keys
+/// stayed trusted. Now the document is applied without those keys, which are listed with their
+/// reasons.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_unusable_published_keys_are_left_out_not_the_set() {
+    let weak_rsa = format!(
+        r#"{{"kty":"RSA","alg":"RS256","kid":"weak","n":"{}","e":"AQAB"}}"#,
+        jose::b64::encode(&[0xc5; 128])
+    );
+    let private_ec = r#"{"kty":"EC","crv":"P-256","kid":"private","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0","d":"jpsQnnGQmL-YBIffH1136cLNjCBpHo8bSs-mQsg6Pt4"}"#;
+    let good = r#"{"kty":"oct","alg":"HS256","kid":"good","k":"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY"}"#;
+    let twin = r#"{"kty":"oct","alg":"HS256","kid":"twin","k":"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY"}"#;
+    let body = format!(
+        r#"{{"keys":[{weak_rsa},{private_ec},{good},{twin},{twin},{{"kty":"XYZ","kid":"odd"}},7]}}"#
+    );
+    let server = serve(Answer { body, ..ok(&[]) }).await;
+    let set = RemoteKeySet::new(config(&server.url))
+        .await
+        .expect("a document with unusable keys is still a key set");
+    assert_eq!(kids(&set), ["good"]);
+    let skipped: Vec<(usize, String)> = set
+        .skipped()
+        .iter()
+        .map(|s| (s.index, s.reason.to_string()))
+        .collect();
+    let indexes: Vec<usize> = skipped.iter().map(|s| s.0).collect();
+    assert_eq!(indexes, [0, 1, 3, 4, 5, 6], "{skipped:?}");
+    assert!(skipped[0].1.contains("weak"), "{skipped:?}");
+    assert!(skipped[1].1.contains("private"), "{skipped:?}");
+    assert!(skipped[2].1.contains("same kid"), "{skipped:?}");
+    assert!(skipped[4].1.contains("XYZ"), "{skipped:?}");
+    // A broken document is still refused as a whole, and the keys in force stay.
+    server.answer.lock().unwrap().body = "{\"keys\":[".into();
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert!(set.unknown_kid().await);
+    assert_eq!(kids(&set), ["good"]);
+}
+
+/// Keys kept while refreshes fail are dropped once refreshes have failed for longer than
+/// `max_stale` (fail closed): the issuer's tokens, cached verdicts included, are refused until
+/// a fetch succeeds, and then verify again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_keys_expire_after_max_stale() {
+    use engine::{EngineError, Issuers, KeySource};
+    let mut answer = ok(&["k1"]);
+    answer.cache_control = Some("max-age=0".into());
+    let server = serve(answer).await;
+    let mut cfg = config(&server.url);
+    cfg.max_stale = Duration::from_millis(400);
+    let remote = Arc::new(RemoteKeySet::new(cfg).await.expect("fetch"));
+    let iss = "https://issuer.example";
+    let issuers =
+        Issuers::new(vec![(spec(iss), KeySource::Remote(Arc::clone(&remote)))]).expect("issuers");
+    let engine = one_worker();
+    let handle = engine.handle();
+    let now = 1_800_000_000;
+    let token = hs256("k1", iss);
+    let verdict = || async {
+        handle
+            .verify_routed(token.as_bytes(), &issuers, now)
+            .await
+            .map(|_| ())
+    };
+    assert_eq!(verdict().await, Ok(()));
+    assert_eq!(issuers.states().next().map(|s| s.status()), Some("keys"));
+
+    server.answer.lock().unwrap().status = 503;
+    issuers.refresh(handle.cache()).await;
+    assert!(remote.failing_for().is_some());
+    assert_eq!(kids(&remote), ["k1"], "stale keys are kept for a while");
+    assert_eq!(verdict().await, Ok(()));
+    assert_eq!(issuers.states().next().map(|s| s.status()), Some("stale"));
+
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let applied = issuers.refresh(handle.cache()).await;
+    assert_eq!(applied.len(), 1, "the empty set is applied");
+    assert_eq!(remote.expirations(), 1);
+    assert!(remote.keys().is_empty());
+    assert_eq!(issuers.states().next().map(|s| s.status()), Some("no_keys"));
+    assert_eq!(
+        verdict().await,
+        Err(EngineError::Invalid("unknown_key")),
+        "the cached verdict went with the keys"
+    );
+
+    server.answer.lock().unwrap().status = 200;
+    issuers.refresh(handle.cache()).await;
+    assert_eq!(kids(&remote), ["k1"]);
+    assert!(remote.failing_for().is_none());
+    assert_eq!(verdict().await, Ok(()), "a good fetch brings the keys back");
 }
 
 /// In the background, with no request asking: a remote set is refetched when its
@@ -442,46 +564,4 @@ async fn a_replaced_key_takes_every_verdict_of_its_issuer_with_it() {
         .verify_routed(hs256_with(new, Some("k1"), iss).as_bytes(), &issuers, now)
         .await
         .expect("the new key verifies");
-}
-
-/// Regression: a kid clash in one issuer's refreshed set stopped every other issuer's update.
-/// Now only the clashing set waits; the others are applied.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_clash_in_one_issuer_does_not_hold_up_the_others() {
-    use engine::{CacheConfig, Issuers, KeySource, TokenCache};
-    let (a, b) = (serve(ok(&["a1"])).await, serve(ok(&["b1"])).await);
-    let ra = Arc::new(RemoteKeySet::new(config(&a.url)).await.expect("fetch a"));
-    let rb = Arc::new(RemoteKeySet::new(config(&b.url)).await.expect("fetch b"));
-    let issuers = Issuers::new(vec![
-        (
-            spec("https://a.example"),
-            KeySource::Remote(Arc::clone(&ra)),
-        ),
-        (
-            spec("https://b.example"),
-            KeySource::Remote(Arc::clone(&rb)),
-        ),
-    ])
-    .expect("issuers");
-    let cache: TokenCache<jose::Jwt> = TokenCache::new(CacheConfig::default());
-    // A rotates a1 -> a2; B starts publishing a2 as well.
-    *a.answer.lock().unwrap() = ok(&["a2"]);
-    *b.answer.lock().unwrap() = ok(&["b1", "a2"]);
-    tokio::time::sleep(Duration::from_millis(350)).await;
-    assert!(issuers.unknown_kid(&cache).await, "A's rotation is applied");
-    let routed = issuers
-        .route(hs256("a2", "https://a.example").as_bytes())
-        .expect("a2 routes");
-    assert_eq!(
-        routed.validation.issuer.as_deref(),
-        Some("https://a.example")
-    );
-    assert!(issuers
-        .route(hs256("a1", "https://a.example").as_bytes())
-        .is_err());
-    assert_eq!(issuers.refused(), ["https://b.example"]);
-    let b1 = issuers
-        .route(hs256("b1", "https://b.example").as_bytes())
-        .expect("B keeps its keys in force");
-    assert_eq!(b1.validation.issuer.as_deref(), Some("https://b.example"));
 }

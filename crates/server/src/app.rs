@@ -27,7 +27,8 @@ pub enum StartError {
         issuer: String,
         error: String,
     },
-    /// An issuer's `jwks_uri` could not be fetched at start.
+    /// An issuer's `jwks_uri` is refused (a fetch that fails at start is not an error: that
+    /// issuer has no keys until one succeeds).
     Remote {
         issuer: String,
         error: String,
@@ -150,15 +151,15 @@ impl App {
                 KeysFrom::Url {
                     url,
                     dangerous_allow_http,
+                    max_stale,
                 } => {
                     let mut remote = RemoteConfig::new(url.clone());
                     remote.dangerous_allow_http = *dangerous_allow_http;
-                    let set = RemoteKeySet::new(remote)
-                        .await
-                        .map_err(|e| StartError::Remote {
-                            issuer: name.clone(),
-                            error: e.to_string(),
-                        })?;
+                    remote.max_stale = *max_stale;
+                    let set = RemoteKeySet::unfetched(remote).map_err(|e| StartError::Remote {
+                        issuer: name.clone(),
+                        error: e.to_string(),
+                    })?;
                     KeySource::Remote(Arc::new(set))
                 }
                 KeysFrom::Hsm => match &signer {
@@ -170,6 +171,25 @@ impl App {
             };
             sources.push((issuer.spec.clone(), source));
         }
+        // Every key server at once. One partner's key server being down must not stop the
+        // daemon: that issuer's tokens are refused until a fetch succeeds (`/readyz` says so).
+        let mut first_fetches = tokio::task::JoinSet::new();
+        for (spec, source) in &sources {
+            if let KeySource::Remote(remote) = source {
+                let (issuer, remote) = (spec.issuer.clone(), Arc::clone(remote));
+                first_fetches.spawn(async move { (issuer, remote.refresh().await) });
+            }
+        }
+        while let Some(fetched) = first_fetches.join_next().await {
+            if let Ok((issuer, Err(e))) = fetched {
+                tracing::warn!(
+                    issuer,
+                    cause = %e,
+                    "jwks_uri not fetched at start; this issuer's tokens are refused until a \
+                     fetch succeeds"
+                );
+            }
+        }
         for issuer in &config.issuers {
             if issuer.spec.audiences.is_empty() {
                 tracing::warn!(
@@ -179,6 +199,14 @@ impl App {
             }
         }
         let issuers = Arc::new(Issuers::new(sources).map_err(StartError::Issuers)?);
+        let mut skips = SkipLog::default();
+        skips.log_new(&issuers);
+        for state in issuers.states().filter(|s| s.keys == 0) {
+            tracing::warn!(
+                issuer = state.issuer,
+                "no usable keys: this issuer's tokens are refused"
+            );
+        }
         let engine = Engine::start(config.engine);
         let handle = engine.handle();
         let refresher = spawn_refresh(
@@ -186,6 +214,7 @@ impl App {
             handle.clone(),
             signer.clone(),
             config.refresh_every,
+            skips,
         );
         let tls = match &config.tls {
             Some(files) => Some(crate::tls::acceptor(files).map_err(StartError::Tls)?),
@@ -234,9 +263,11 @@ impl App {
         self.phase.store(phase as u8, Ordering::SeqCst);
     }
 
-    /// Whether every issuer has keys to verify with.
+    /// Whether at least one issuer has keys to verify with: the daemon is of use. One issuer
+    /// without keys (a partner publishing an empty set, its key server down for longer than
+    /// `max_stale_s`) refuses that issuer's tokens, not the daemon's readiness.
     pub fn has_keys(&self) -> bool {
-        self.issuers.policies().all(|p| !p.keys().is_empty())
+        self.issuers.states().any(|s| s.keys > 0)
     }
 }
 
@@ -253,6 +284,46 @@ fn read_bounded(path: &std::path::Path, limit: u64) -> std::io::Result<Vec<u8>> 
     Ok(doc)
 }
 
+/// The skipped keys of each remote issuer's document, as last logged: each document's skips are
+/// logged once, whichever path (the refresh, an unknown `kid`) fetched it.
+#[derive(Default)]
+struct SkipLog {
+    logged: Vec<Arc<[jose::SkippedKey]>>,
+    expirations: Vec<u64>,
+}
+
+impl SkipLog {
+    fn log_new(&mut self, issuers: &Issuers) {
+        let remotes: Vec<_> = issuers.remote_sets().collect();
+        self.logged.resize_with(remotes.len(), || Arc::new([]));
+        self.expirations.resize(remotes.len(), 0);
+        for (i, (issuer, remote)) in remotes.into_iter().enumerate() {
+            let skipped = remote.skipped();
+            if !Arc::ptr_eq(&skipped, &self.logged[i]) {
+                for key in skipped.iter() {
+                    tracing::warn!(
+                        issuer,
+                        kid = key.kid.as_deref().unwrap_or("(none)"),
+                        index = key.index,
+                        reason = %key.reason,
+                        "published key left out"
+                    );
+                }
+                self.logged[i] = skipped;
+            }
+            let expirations = remote.expirations();
+            if expirations != self.expirations[i] {
+                tracing::error!(
+                    issuer,
+                    "keys dropped: refreshes have failed for longer than max_stale_s; this \
+                     issuer's tokens are refused until a fetch succeeds"
+                );
+                self.expirations[i] = expirations;
+            }
+        }
+    }
+}
+
 /// Every `every`: the HSM keys are re-read (lifecycle transitions, keys added by the CLI), then
 /// stale remote sets refetched, and what changed applied.
 fn spawn_refresh(
@@ -260,6 +331,7 @@ fn spawn_refresh(
     engine: EngineHandle,
     signer: Option<Arc<Signer>>,
     every: Duration,
+    mut skips: SkipLog,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(every);
@@ -277,18 +349,21 @@ fn spawn_refresh(
                     Err(e) => tracing::error!(cause = %e, "HSM reload task failed"),
                 }
             }
-            if issuers.refresh(engine.cache()).await {
-                tracing::info!("key sets changed");
-            }
-            for issuer in issuers.refused() {
-                tracing::warn!(
-                    issuer,
-                    "new key set not applied: a kid in it belongs to another issuer"
+            for applied in issuers.refresh(engine.cache()).await {
+                tracing::info!(
+                    issuer = applied.issuer,
+                    keys = applied.keys,
+                    "key set applied"
                 );
             }
-            for (issuer, remote) in issuers.remote_sets() {
-                if remote.is_stale() {
-                    tracing::warn!(issuer, failures = remote.failures(), "serving stale keys");
+            skips.log_new(&issuers);
+            for state in issuers.states() {
+                if let (Some(failing), true) = (state.failing_for, state.keys > 0) {
+                    tracing::warn!(
+                        issuer = state.issuer,
+                        failing_s = failing.as_secs(),
+                        "serving stale keys"
+                    );
                 }
             }
         }

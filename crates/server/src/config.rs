@@ -149,6 +149,8 @@ pub enum KeysFrom {
     Url {
         url: String,
         dangerous_allow_http: bool,
+        /// How long refreshes may fail before the keys are dropped (fail closed).
+        max_stale: Duration,
     },
     /// This daemon's own HSM keys.
     Hsm,
@@ -317,6 +319,7 @@ struct FileIssuer {
     hsm: bool,
     #[serde(default)]
     dangerous_allow_http: bool,
+    max_stale_s: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -530,6 +533,12 @@ impl Config {
                     ConfigError::new(field("algorithms"), format!("unknown algorithm {name:?}"))
                 })?);
             }
+            if f.max_stale_s.is_some() && f.jwks_uri.is_none() {
+                return Err(ConfigError::new(
+                    field("max_stale_s"),
+                    "applies only to keys from jwks_uri",
+                ));
+            }
             let keys = match (f.jwks_file, f.jwks_uri, f.hsm) {
                 (Some(path), None, false) => KeysFrom::File(relative(path)),
                 (None, Some(url), false) => {
@@ -537,6 +546,11 @@ impl Config {
                     KeysFrom::Url {
                         url,
                         dangerous_allow_http: f.dangerous_allow_http,
+                        max_stale: Duration::from_secs(positive_u64(
+                            &field("max_stale_s"),
+                            f.max_stale_s,
+                            DEFAULT_MAX_STALE_S,
+                        )?),
                     }
                 }
                 (None, None, true) => {
@@ -651,6 +665,7 @@ impl Config {
             KeysFrom::Url {
                 url: jwks.into(),
                 dangerous_allow_http: false,
+                max_stale: Duration::from_secs(DEFAULT_MAX_STALE_S),
             }
         } else {
             KeysFrom::File(jwks.into())
@@ -697,6 +712,9 @@ fn positive(field: &str, value: Option<usize>, default: usize) -> Result<usize, 
         Some(n) => Ok(n),
     }
 }
+
+/// How long a remote issuer's refreshes may fail before its keys are dropped: a day.
+const DEFAULT_MAX_STALE_S: u64 = 86_400;
 
 fn positive_u64(field: &str, value: Option<u64>, default: u64) -> Result<u64, ConfigError> {
     match value {

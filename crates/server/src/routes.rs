@@ -915,13 +915,38 @@ fn jwks(app: &App, request: &Request<Incoming>) -> Result<Reply, Refusal> {
     Ok(r)
 }
 
+/// Ready while serving and at least one issuer has keys; the body says how each issuer stands
+/// (`keys`, `stale` with `failing_since`, or `no_keys`), so that one issuer without keys is seen
+/// without taking the daemon out of its load balancer.
 fn readyz(app: &App) -> Reply {
-    match app.phase() {
-        Phase::Ready if app.has_keys() => text(StatusCode::OK, "ready\n"),
-        Phase::Ready => text(StatusCode::SERVICE_UNAVAILABLE, "no keys\n"),
-        Phase::Starting => text(StatusCode::SERVICE_UNAVAILABLE, "starting\n"),
-        Phase::Draining => text(StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
+    let (status, word) = match app.phase() {
+        Phase::Ready if app.has_keys() => (StatusCode::OK, "ready"),
+        Phase::Ready => (StatusCode::SERVICE_UNAVAILABLE, "no_keys"),
+        Phase::Starting => (StatusCode::SERVICE_UNAVAILABLE, "starting"),
+        Phase::Draining => (StatusCode::SERVICE_UNAVAILABLE, "draining"),
+    };
+    let now = crate::unix_now();
+    let mut out = format!("{{\"status\":\"{word}\",\"issuers\":[");
+    for (i, state) in app.issuers.states().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"issuer\":");
+        jose::json::write_str(&mut out, state.issuer);
+        out.push_str(&format!(
+            ",\"state\":\"{}\",\"keys\":{}",
+            state.status(),
+            state.keys
+        ));
+        if let Some(failing) = state.failing_for {
+            let since = now.saturating_sub(failing.as_secs() as i64);
+            out.push_str(",\"failing_since\":");
+            jose::json::write_str(&mut out, &jose::date::rfc3339(since));
+        }
+        out.push('}');
     }
+    out.push_str("]}");
+    json(status, out, Some("no-store"))
 }
 
 /// A Prometheus label value, quoted: backslash, double quote and line feed escaped.
@@ -1041,6 +1066,49 @@ fn metrics(app: &App) -> Reply {
             let _ = writeln!(
                 out,
                 "tessera_keyset_fetches_total{{issuer={label},result=\"error\"}} {failures}"
+            );
+        }
+        family(
+            out,
+            "tessera_keyset_skipped_keys",
+            "gauge",
+            "Keys of an issuer's current published set left out as unusable (see the log).",
+        );
+        for (issuer, remote) in app.issuers.remote_sets() {
+            let label = prometheus_label(issuer);
+            let skipped = remote.skipped().len();
+            let _ = writeln!(
+                out,
+                "tessera_keyset_skipped_keys{{issuer={label}}} {skipped}"
+            );
+        }
+        family(
+            out,
+            "tessera_keyset_expirations_total",
+            "counter",
+            "Times an issuer's keys were dropped after failing refreshes for max_stale_s.",
+        );
+        for (issuer, remote) in app.issuers.remote_sets() {
+            let label = prometheus_label(issuer);
+            let n = remote.expirations();
+            let _ = writeln!(
+                out,
+                "tessera_keyset_expirations_total{{issuer={label}}} {n}"
+            );
+        }
+        family(
+            out,
+            "tessera_issuer_keys",
+            "gauge",
+            "Keys in force per issuer, with its state (keys, stale, no_keys).",
+        );
+        for state in app.issuers.states() {
+            let label = prometheus_label(state.issuer);
+            let _ = writeln!(
+                out,
+                "tessera_issuer_keys{{issuer={label},state=\"{}\"}} {}",
+                state.status(),
+                state.keys
             );
         }
     });
