@@ -369,6 +369,106 @@ fn pins_come_only_from_the_environment_or_a_file() {
     }
 }
 
+#[test]
+fn pin_files_open_to_group_or_others_are_refused() {
+    let token = Token::new("pin-mode");
+    let pin = token.dir.join("pin");
+    for mode in [0o644, 0o640, 0o604, 0o620, 0o602] {
+        set_mode(&pin, mode);
+        let out = token.run(&["keys", "list"]);
+        assert_eq!(out.status.code(), Some(2), "mode {mode:o}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!(
+                "PIN file {}: mode {mode:04o} is too open; chmod 600 it",
+                pin.display()
+            )),
+            "{err}"
+        );
+        assert!(!err.contains("test-pin-1234"));
+    }
+    // `hsm init` reads its two PIN files under the same rule.
+    let so_pin = token.dir.join("so-pin");
+    set_mode(&so_pin, 0o644);
+    set_mode(&pin, 0o600);
+    let out = token.run(&[
+        "hsm",
+        "init",
+        "--token",
+        "other",
+        "--so-pin-file",
+        so_pin.to_str().expect("UTF-8"),
+        "--pin-file",
+        pin.to_str().expect("UTF-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mode 0644 is too open"));
+    // Owner-only modes are accepted.
+    for mode in [0o600, 0o400] {
+        set_mode(&pin, mode);
+        token.ok(&["keys", "list"]);
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// A stand-in PKCS#11 module: a shared library whose constructor records, when it is loaded
+/// into tessera, whether `TESSERA_HSM_PIN` is still in the process environment, then leaves
+/// tessera to fail for want of `C_GetFunctionList`. The module is the one piece of foreign code
+/// tessera runs in its process, and what it sees is what any process it spawned would inherit.
+const PROBE_MODULE: &str = r#"
+#include <stdio.h>
+#include <stdlib.h>
+__attribute__((constructor)) static void probe(void) {
+    const char *out = getenv("PIN_PROBE_OUT");
+    FILE *f = out ? fopen(out, "w") : NULL;
+    if (!f) return;
+    fputs(getenv("TESSERA_HSM_PIN") ? "visible" : "absent", f);
+    fclose(f);
+}
+"#;
+
+#[test]
+fn hsm_pin_variable_is_removed_once_read() {
+    let token = Token::new("pin-env");
+    let source = token.write("probe.c", PROBE_MODULE);
+    let module = token.dir.join("probe.so");
+    let cc = Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&module)
+        .arg(&source)
+        .output()
+        .expect("a C compiler (cc) to build the probe module");
+    assert!(
+        cc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
+    let seen = token.dir.join("seen");
+    let module = module.to_str().expect("UTF-8 path");
+    for args in [
+        &["keys", "list", "--module", module][..],
+        &["token", "sign", "--claims", "{}", "--module", module],
+        &["serve", "--dev", "--listen", "127.0.0.1:0"],
+    ] {
+        let _ = std::fs::remove_file(&seen);
+        let out = token
+            .command(args)
+            .env("TESSERA_HSM_PIN", "test-pin-1234")
+            .env("TESSERA_HSM_MODULE", module)
+            .env("PIN_PROBE_OUT", &seen)
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let seen = std::fs::read_to_string(&seen)
+            .unwrap_or_else(|e| panic!("{args:?}: the probe module was not loaded: {e}"));
+        assert_eq!(seen, "absent", "{args:?}");
+    }
+}
+
 /// Several threads sign at once through one `Hsm` and its session pool. PKCS#11 reads its
 /// configuration from the environment once per process, so the test runs its signing half in a
 /// child process of this test binary, with the child's own `SOFTHSM2_CONF`.

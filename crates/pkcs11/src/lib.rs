@@ -72,6 +72,8 @@ pub enum HsmError {
     TokenNotFound(String),
     /// The PIN could not be read (configuration).
     Pin(String),
+    /// The PIN file may be read or written by its group or others (configuration).
+    PinFileMode { path: PathBuf, mode: u32 },
     /// The token refused the PIN.
     Login(CkError),
     /// A PKCS#11 call failed.
@@ -96,6 +98,11 @@ impl fmt::Display for HsmError {
             HsmError::Module(m) => write!(f, "PKCS#11 module: {m}"),
             HsmError::TokenNotFound(label) => write!(f, "no token labelled {label:?}"),
             HsmError::Pin(m) => write!(f, "PIN: {m}"),
+            HsmError::PinFileMode { path, mode } => write!(
+                f,
+                "PIN file {}: mode {mode:04o} is too open; chmod 600 it",
+                path.display()
+            ),
             HsmError::Login(e) => write!(f, "login refused: {e}"),
             HsmError::Pkcs11 { op, error } => write!(f, "{op}: {error}"),
             HsmError::KeyNotFound(kid) => write!(f, "no key with kid {kid:?}"),

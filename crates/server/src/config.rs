@@ -132,8 +132,10 @@ impl Default for LogConfig {
 pub struct HsmSettings {
     pub module: PathBuf,
     pub token: String,
-    /// The PIN file; `TESSERA_HSM_PIN` takes precedence.
+    /// The PIN file; `pin` takes precedence.
     pub pin_file: Option<PathBuf>,
+    /// The PIN the binary took from `TESSERA_HSM_PIN` at start; never read from the file.
+    pub pin: Option<pkcs11::Pin>,
     pub sessions: usize,
     pub publish_delay: i64,
     pub retention: i64,
@@ -510,6 +512,7 @@ impl Config {
                     module: h.module.unwrap_or_else(|| SOFTHSM_MODULE.into()),
                     token: h.token,
                     pin_file: h.pin_file.map(relative),
+                    pin: None,
                     sessions: positive("hsm.sessions", h.sessions, 4)?,
                     publish_delay,
                     retention,

@@ -72,8 +72,8 @@ const PREFERENCE: [Algorithm; 5] = [
 impl Signer {
     /// Logs in to the token, creates the development key if asked, and reads the keys.
     pub fn open(settings: &HsmSettings, now: i64) -> Result<Signer, SignerError> {
-        let pin = if std::env::var_os("TESSERA_HSM_PIN").is_some() {
-            Pin::from_env("TESSERA_HSM_PIN")?
+        let pin = if let Some(pin) = &settings.pin {
+            pin.clone()
         } else if let Some(file) = &settings.pin_file {
             Pin::from_file(file)?
         } else {

@@ -14,6 +14,9 @@ use jose::json::{self, JsonError};
 use jose::{Algorithm, SigningInput};
 use pkcs11::{Hsm, HsmConfig, KeyInfo, KeySpec, KeyState, Lifecycle, Pin, Policy};
 
+/// The PIN taken from `TESSERA_HSM_PIN` at the start of `main`, if it was set.
+pub type EnvPin = Option<Result<Pin, pkcs11::HsmError>>;
+
 /// Where the HSM is. The PIN comes from `TESSERA_HSM_PIN` or the file `--pin-file` names,
 /// never from the command line.
 #[derive(Debug, Args)]
@@ -49,9 +52,10 @@ pub struct HsmArgs {
 }
 
 impl HsmArgs {
-    fn pin(&self) -> anyhow::Result<Pin> {
-        if std::env::var_os("TESSERA_HSM_PIN").is_some() {
-            return Ok(Pin::from_env("TESSERA_HSM_PIN")?);
+    /// The PIN `main` took from `TESSERA_HSM_PIN`, else the PIN file's.
+    fn pin(&self, env_pin: EnvPin) -> anyhow::Result<Pin> {
+        if let Some(pin) = env_pin {
+            return Ok(pin?);
         }
         match &self.pin_file {
             Some(path) => Ok(Pin::from_file(path)?),
@@ -59,8 +63,8 @@ impl HsmArgs {
         }
     }
 
-    fn open(&self) -> anyhow::Result<Hsm> {
-        let mut config = HsmConfig::new(&self.module, &self.token, self.pin()?);
+    fn open(&self, env_pin: EnvPin) -> anyhow::Result<Hsm> {
+        let mut config = HsmConfig::new(&self.module, &self.token, self.pin(env_pin)?);
         config.sessions = 1;
         Hsm::open(&config).with_context(|| format!("token {:?}", self.token))
     }
@@ -186,14 +190,14 @@ pub fn hsm(command: HsmCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
+pub fn keys(command: KeysCommand, env_pin: EnvPin) -> anyhow::Result<ExitCode> {
     match command {
-        KeysCommand::Generate(args) => generate(&args, false),
-        KeysCommand::Rotate(args) => generate(&args, true),
+        KeysCommand::Generate(args) => generate(&args, false, env_pin),
+        KeysCommand::Rotate(args) => generate(&args, true, env_pin),
         KeysCommand::List { hsm, json } => {
             let now = hsm.now()?;
             let policy = hsm.policy();
-            let keys = hsm.open()?.advance(&policy, now)?;
+            let keys = hsm.open(env_pin)?.advance(&policy, now)?;
             if json {
                 let rows: Vec<String> = keys.iter().map(|k| key_json(k, &policy, now)).collect();
                 println!("[{}]", rows.join(","));
@@ -222,7 +226,7 @@ pub fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
         }
         KeysCommand::Retire { hsm, kid } => {
             let now = hsm.now()?;
-            let token = hsm.open()?;
+            let token = hsm.open(env_pin)?;
             let keys = token.advance(&hsm.policy(), now)?;
             let key = keys
                 .iter()
@@ -245,7 +249,7 @@ pub fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
         KeysCommand::Jwks { hsm } => {
             let now = hsm.now()?;
             let policy = hsm.policy();
-            let keys = hsm.open()?.advance(&policy, now)?;
+            let keys = hsm.open(env_pin)?.advance(&policy, now)?;
             let published: Vec<String> = keys
                 .iter()
                 .filter(|k| policy.published(&k.life, now))
@@ -269,14 +273,14 @@ fn key_json(k: &KeyInfo, policy: &Policy, now: i64) -> String {
     )
 }
 
-fn generate(args: &GenerateArgs, rotate: bool) -> anyhow::Result<ExitCode> {
+fn generate(args: &GenerateArgs, rotate: bool, env_pin: EnvPin) -> anyhow::Result<ExitCode> {
     let alg = algorithm(&args.alg)?;
     let mut spec = KeySpec::new(alg)?;
     if args.bits != 2048 {
         spec = spec.with_rsa_bits(args.bits)?;
     }
     let now = args.hsm.now()?;
-    let token = args.hsm.open()?;
+    let token = args.hsm.open(env_pin)?;
     let keys = token.advance(&args.hsm.policy(), now)?;
     let has_active = keys
         .iter()
@@ -314,7 +318,7 @@ fn duration(text: &str) -> anyhow::Result<i64> {
         .ok_or_else(|| anyhow!("duration {text:?} out of range"))
 }
 
-pub fn token(command: TokenCommand) -> anyhow::Result<ExitCode> {
+pub fn token(command: TokenCommand, env_pin: EnvPin) -> anyhow::Result<ExitCode> {
     let TokenCommand::Sign(args) = command;
     let claims_text = match args.claims.strip_prefix('@') {
         Some(path) => std::fs::read_to_string(path).with_context(|| format!("--claims @{path}"))?,
@@ -332,7 +336,7 @@ pub fn token(command: TokenCommand) -> anyhow::Result<ExitCode> {
     }
     let claims = complete_claims(&claims_text, now, ttl)?;
 
-    let token = args.hsm.open()?;
+    let token = args.hsm.open(env_pin)?;
     let keys = token.advance(&args.hsm.policy(), now)?;
     let active = keys.iter().filter(|k| k.life.state == KeyState::Active);
     let key = match (&args.kid, &args.alg) {
