@@ -245,15 +245,22 @@ fn private_keys_are_sensitive_and_never_extractable() {
 #[test]
 fn rotation_publishes_before_it_signs_and_retires_after() {
     let token = Token::new("rotate");
-    let delay = "--publish-delay";
+    // The timing is the token's: every later command, and a daemon, follow it.
+    token.ok(&[
+        "keys",
+        "policy",
+        "--publish-delay",
+        "600",
+        "--retention",
+        "3600",
+    ]);
     let old: Value =
         serde_json::from_str(&token.ok(&["keys", "generate", "--alg", "ES256", "--now", "1000"]))
             .expect("JSON");
     assert_eq!(old["state"], "active");
-    let new: Value = serde_json::from_str(&token.ok(&[
-        "keys", "rotate", "--alg", "ES256", delay, "600", "--now", "2000",
-    ]))
-    .expect("JSON");
+    let new: Value =
+        serde_json::from_str(&token.ok(&["keys", "rotate", "--alg", "ES256", "--now", "2000"]))
+            .expect("JSON");
     assert_eq!(new["state"], "pending");
     let (old_kid, new_kid) = (
         old["kid"].as_str().expect("kid"),
@@ -262,7 +269,7 @@ fn rotation_publishes_before_it_signs_and_retires_after() {
 
     let kid_of = |now: &str| {
         let jwt = token.ok(&[
-            "token", "sign", "--alg", "ES256", "--claims", "{}", delay, "600", "--now", now,
+            "token", "sign", "--alg", "ES256", "--claims", "{}", "--now", now,
         ]);
         let header: Value =
             serde_json::from_slice(&b64(jwt.split('.').next().expect("header"))).expect("header");
@@ -270,16 +277,7 @@ fn rotation_publishes_before_it_signs_and_retires_after() {
     };
     // Published at once, signing only after the publish delay.
     let published = |now: &str| -> Vec<String> {
-        let text = token.ok(&[
-            "keys",
-            "jwks",
-            delay,
-            "600",
-            "--retention",
-            "3600",
-            "--now",
-            now,
-        ]);
+        let text = token.ok(&["keys", "jwks", "--now", now]);
         let doc: Value = serde_json::from_str(&text).expect("JSON");
         doc["keys"]
             .as_array()
@@ -323,6 +321,66 @@ fn rotation_publishes_before_it_signs_and_retires_after() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no active ES256 key"));
+}
+
+/// The keys as `keys list --json` shows them: (kid, state, since), sorted by kid.
+fn states(token: &Token, args: &[&str]) -> Vec<(String, String, i64)> {
+    let list: Value =
+        serde_json::from_str(&token.ok(&[&["keys", "list", "--json"], args].concat()))
+            .expect("JSON");
+    list.as_array()
+        .expect("array")
+        .iter()
+        .map(|k| {
+            (
+                k["kid"].as_str().expect("kid").to_owned(),
+                k["state"].as_str().expect("state").to_owned(),
+                k["since"].as_i64().expect("since"),
+            )
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+#[test]
+fn read_only_commands_with_a_future_now_write_nothing() {
+    let token = Token::new("read-only");
+    let kid = |json: String| -> String {
+        serde_json::from_str::<Value>(&json).expect("JSON")["kid"]
+            .as_str()
+            .expect("kid")
+            .to_owned()
+    };
+    let old = kid(token.ok(&["keys", "generate", "--alg", "ES256"]));
+    let new = kid(token.ok(&["keys", "rotate", "--alg", "ES256"]));
+    let before = states(&token, &[]);
+    let state_of = |list: &[(String, String, i64)], kid: &str| -> (String, i64) {
+        let k = list.iter().find(|k| k.0 == kid).expect("listed");
+        (k.1.clone(), k.2)
+    };
+    assert_eq!(state_of(&before, &old).0, "active");
+    let (pending, since) = state_of(&before, &new);
+    assert_eq!(pending, "pending");
+    // In 2033 the rotation is long done: the pending key signs, the old one is retired since
+    // the end of the publish delay, and is no longer published.
+    let far = "2000000000";
+    let future = states(&token, &["--now", far]);
+    let ripe = since + 900;
+    assert_eq!(state_of(&future, &old), ("retired".to_owned(), ripe));
+    assert_eq!(state_of(&future, &new), ("active".to_owned(), ripe));
+    assert_eq!(jwks(&token, far).len(), 1);
+    token.ok(&["token", "sign", "--claims", "{}", "--now", far]);
+    // None of that was written to the token.
+    assert_eq!(states(&token, &[]), before);
+    assert_eq!(jwks(&token, &unix_now().to_string()).len(), 2);
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64
 }
 
 #[test]

@@ -1,8 +1,10 @@
 //! `tessera hsm`, `tessera keys` and `tessera token`: signing keys in a PKCS#11 HSM.
 //!
-//! Every command that reads the keys first applies the lifecycle transitions that are due
-//! (pending keys past the publish delay become active, the keys they replace retire), so the
-//! CLI and the daemon see one lifecycle, kept on the token itself.
+//! The lifecycle (each key's state in its label, the publish delay and retention in a data
+//! object) is kept on the token itself, so the CLI and the daemon see one lifecycle. Commands
+//! that only read (`keys list`, `keys jwks`, `token sign`) compute the states at `--now` without
+//! writing anything; commands that change keys (`generate`, `rotate`, `retire`, `policy`) first
+//! write the transitions that are due.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,22 +32,6 @@ pub struct HsmArgs {
     /// File whose first line is the user PIN (used when TESSERA_HSM_PIN is not set).
     #[arg(long, env = "TESSERA_HSM_PIN_FILE", value_name = "FILE")]
     pin_file: Option<PathBuf>,
-    /// Seconds a new key is published before it signs (at least the verifiers' JWKS cache time).
-    #[arg(
-        long,
-        env = "TESSERA_PUBLISH_DELAY",
-        value_name = "SECS",
-        default_value_t = 900
-    )]
-    publish_delay: u32,
-    /// Seconds a retired key stays published; also the longest token lifetime allowed.
-    #[arg(
-        long,
-        env = "TESSERA_RETENTION",
-        value_name = "SECS",
-        default_value_t = 86_400
-    )]
-    retention: u32,
     /// Act as if the time were this (seconds since the Unix epoch).
     #[arg(long, value_name = "UNIX")]
     now: Option<i64>,
@@ -67,13 +53,6 @@ impl HsmArgs {
         let mut config = HsmConfig::new(&self.module, &self.token, self.pin(env_pin)?);
         config.sessions = 1;
         Hsm::open(&config).with_context(|| format!("token {:?}", self.token))
-    }
-
-    fn policy(&self) -> Policy {
-        Policy {
-            publish_delay: i64::from(self.publish_delay),
-            retention: i64::from(self.retention),
-        }
     }
 
     fn now(&self) -> anyhow::Result<i64> {
@@ -124,6 +103,19 @@ pub enum KeysCommand {
     Jwks {
         #[command(flatten)]
         hsm: HsmArgs,
+    },
+    /// Print the lifecycle timing kept on the token, or change it: the CLI and the daemon both
+    /// follow it.
+    Policy {
+        #[command(flatten)]
+        hsm: HsmArgs,
+        /// Seconds a new key is published before it signs (at least the verifiers' JWKS cache
+        /// time).
+        #[arg(long, value_name = "SECS")]
+        publish_delay: Option<u32>,
+        /// Seconds a retired key stays published; also the longest token lifetime allowed.
+        #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u32).range(1..))]
+        retention: Option<u32>,
     },
 }
 
@@ -196,8 +188,7 @@ pub fn keys(command: KeysCommand, env_pin: EnvPin) -> anyhow::Result<ExitCode> {
         KeysCommand::Rotate(args) => generate(&args, true, env_pin),
         KeysCommand::List { hsm, json } => {
             let now = hsm.now()?;
-            let policy = hsm.policy();
-            let keys = hsm.open(env_pin)?.advance(&policy, now)?;
+            let (policy, keys) = hsm.open(env_pin)?.keys_at(now)?;
             if json {
                 let rows: Vec<String> = keys.iter().map(|k| key_json(k, &policy, now)).collect();
                 println!("[{}]", rows.join(","));
@@ -227,7 +218,7 @@ pub fn keys(command: KeysCommand, env_pin: EnvPin) -> anyhow::Result<ExitCode> {
         KeysCommand::Retire { hsm, kid } => {
             let now = hsm.now()?;
             let token = hsm.open(env_pin)?;
-            let keys = token.advance(&hsm.policy(), now)?;
+            let (_, keys) = token.advance(now)?;
             let key = keys
                 .iter()
                 .find(|k| k.kid == kid)
@@ -248,14 +239,37 @@ pub fn keys(command: KeysCommand, env_pin: EnvPin) -> anyhow::Result<ExitCode> {
         }
         KeysCommand::Jwks { hsm } => {
             let now = hsm.now()?;
-            let policy = hsm.policy();
-            let keys = hsm.open(env_pin)?.advance(&policy, now)?;
+            let (policy, keys) = hsm.open(env_pin)?.keys_at(now)?;
             let published: Vec<String> = keys
                 .iter()
                 .filter(|k| policy.published(&k.life, now))
                 .map(KeyInfo::jwk)
                 .collect();
             println!("{{\"keys\":[{}]}}", published.join(","));
+            Ok(ExitCode::SUCCESS)
+        }
+        KeysCommand::Policy {
+            hsm,
+            publish_delay,
+            retention,
+        } => {
+            let token = hsm.open(env_pin)?;
+            let mut policy = token.policy()?;
+            if publish_delay.is_some() || retention.is_some() {
+                // The transitions due under the old timing are written under it.
+                token.advance(hsm.now()?)?;
+                if let Some(delay) = publish_delay {
+                    policy.publish_delay = i64::from(delay);
+                }
+                if let Some(retention) = retention {
+                    policy.retention = i64::from(retention);
+                }
+                token.set_policy(&policy)?;
+            }
+            println!(
+                r#"{{"publish_delay":{},"retention":{}}}"#,
+                policy.publish_delay, policy.retention
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -281,7 +295,7 @@ fn generate(args: &GenerateArgs, rotate: bool, env_pin: EnvPin) -> anyhow::Resul
     }
     let now = args.hsm.now()?;
     let token = args.hsm.open(env_pin)?;
-    let keys = token.advance(&args.hsm.policy(), now)?;
+    let (policy, keys) = token.advance(now)?;
     let has_active = keys
         .iter()
         .any(|k| k.life.alg == alg && k.life.state == KeyState::Active);
@@ -293,7 +307,7 @@ fn generate(args: &GenerateArgs, rotate: bool, env_pin: EnvPin) -> anyhow::Resul
         KeyState::Active
     };
     let key = token.generate(spec, state, now)?;
-    println!("{}", key_json(&key, &args.hsm.policy(), now));
+    println!("{}", key_json(&key, &policy, now));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -326,18 +340,18 @@ pub fn token(command: TokenCommand, env_pin: EnvPin) -> anyhow::Result<ExitCode>
     };
     let now = args.hsm.now()?;
     let ttl = duration(&args.ttl)?;
-    if ttl > i64::from(args.hsm.retention) {
+    let token = args.hsm.open(env_pin)?;
+    let (policy, keys) = token.keys_at(now)?;
+    if ttl > policy.retention {
         bail!(
             "--ttl {} exceeds the retention of {} s: a retired key would stop being published \
              while its tokens are still valid",
             args.ttl,
-            args.hsm.retention
+            policy.retention
         );
     }
     let claims = complete_claims(&claims_text, now, ttl)?;
 
-    let token = args.hsm.open(env_pin)?;
-    let keys = token.advance(&args.hsm.policy(), now)?;
     let active = keys.iter().filter(|k| k.life.state == KeyState::Active);
     let key = match (&args.kid, &args.alg) {
         (Some(kid), _) => {

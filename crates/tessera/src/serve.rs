@@ -179,8 +179,6 @@ fn dev(config: &mut Config, public_url: &str) -> anyhow::Result<()> {
         pin_file,
         pin: None,
         sessions: 4,
-        publish_delay: 900,
-        retention: 86_400,
         ensure_key: Some(jose::Algorithm::ES256),
     });
     config.issuers = vec![IssuerConfig {
