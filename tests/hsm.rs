@@ -376,6 +376,49 @@ fn read_only_commands_with_a_future_now_write_nothing() {
     assert_eq!(jwks(&token, &unix_now().to_string()).len(), 2);
 }
 
+#[test]
+fn explicit_exp_beyond_the_retention_is_refused() {
+    let token = Token::new("exp-bound");
+    token.ok(&["keys", "policy", "--retention", "3600"]);
+    token.ok(&["keys", "generate", "--alg", "EdDSA", "--now", "1000"]);
+    let sign = |claims: &str, ttl: &str| {
+        token.run(&[
+            "token", "sign", "--claims", claims, "--ttl", ttl, "--now", "1000",
+        ])
+    };
+    // Regression: an `exp` in the claims skipped the bound that `--ttl` has.
+    for (claims, ttl) in [
+        (r#"{"exp":4601}"#, "1m"),
+        (r#"{"exp":4600.5}"#, "1m"),
+        (r#"{"exp":1e300}"#, "1m"),
+        (r#"{"sub":"a"}"#, "3601"),
+    ] {
+        let out = sign(claims, ttl);
+        assert_eq!(out.status.code(), Some(2), "{claims} --ttl {ttl}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("retention of 3600 s"), "{claims}: {err}");
+        assert!(out.stdout.is_empty());
+    }
+    // An `exp` verifiers would refuse is refused here too.
+    for claims in [r#"{"exp":"4600"}"#, r#"{"exp":null}"#] {
+        let out = sign(claims, "1m");
+        assert_eq!(out.status.code(), Some(2), "{claims}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("NumericDate"));
+    }
+    for (claims, ttl) in [
+        (r#"{"exp":4600}"#, "1m"),
+        ("{}", "1h"),
+        (r#"{"exp":10}"#, "1m"),
+    ] {
+        let out = sign(claims, ttl);
+        assert!(
+            out.status.success(),
+            "{claims}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -350,7 +350,7 @@ pub fn token(command: TokenCommand, env_pin: EnvPin) -> anyhow::Result<ExitCode>
             policy.retention
         );
     }
-    let claims = complete_claims(&claims_text, now, ttl)?;
+    let claims = complete_claims(&claims_text, now, ttl, policy.retention)?;
 
     let active = keys.iter().filter(|k| k.life.state == KeyState::Active);
     let key = match (&args.kid, &args.alg) {
@@ -386,16 +386,31 @@ pub fn token(command: TokenCommand, env_pin: EnvPin) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
-/// The claims with `iat`, `exp` and `jti` added where absent.
-fn complete_claims(text: &str, now: i64, ttl: i64) -> anyhow::Result<String> {
-    let (mut iat, mut exp, mut jti) = (false, false, false);
-    let object = json::read_object::<JsonError>(text, 16, |name, _| {
+/// The claims with `iat`, `exp` and `jti` added where absent. An `exp` of the claims must be a
+/// NumericDate at most `retention` seconds after `now`, as `--ttl` must be.
+fn complete_claims(text: &str, now: i64, ttl: i64, retention: i64) -> anyhow::Result<String> {
+    let (mut iat, mut exp, mut jti) = (false, None, false);
+    let object = json::read_object::<JsonError>(text, 16, |name, value| {
         iat |= name.eq_str("iat");
-        exp |= name.eq_str("exp");
+        if name.eq_str("exp") {
+            exp = Some(match value {
+                json::Value::Number(n) => n.as_f64(),
+                _ => None,
+            });
+        }
         jti |= name.eq_str("jti");
         Ok(())
     })
     .map_err(|e| anyhow!("--claims: {e}"))?;
+    match exp {
+        Some(None) => bail!("--claims: exp must be a NumericDate (seconds since the epoch)"),
+        Some(Some(exp)) if exp - now as f64 > retention as f64 => bail!(
+            "--claims: exp {exp} is {} s after now, beyond the retention of {retention} s: a \
+             retired key would stop being published while the token is still valid",
+            exp - now as f64
+        ),
+        _ => {}
+    }
     let mut out = json::minify(object.as_json());
     out.pop(); // the closing brace
     let mut add = |member: String| {
@@ -407,7 +422,7 @@ fn complete_claims(text: &str, now: i64, ttl: i64) -> anyhow::Result<String> {
     if !iat {
         add(format!("\"iat\":{now}"));
     }
-    if !exp {
+    if exp.is_none() {
         add(format!("\"exp\":{}", now + ttl));
     }
     if !jti {
@@ -437,17 +452,33 @@ mod tests {
     }
 
     #[test]
+    fn explicit_exp_is_bounded_by_the_retention() {
+        assert!(complete_claims(r#"{"exp":160}"#, 100, 1, 60).is_ok());
+        for bad in [
+            r#"{"exp":161}"#,
+            r#"{"exp":160.001}"#,
+            r#"{"exp":1e308}"#,
+            r#"{"exp":1e400}"#,
+            r#"{"exp":"150"}"#,
+            r#"{"exp":[150]}"#,
+            r#"{"exp":true}"#,
+        ] {
+            assert!(complete_claims(bad, 100, 1, 60).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn claims_are_completed_without_overriding() {
-        let c = complete_claims(r#"{ "sub": "alice" }"#, 100, 60).unwrap();
+        let c = complete_claims(r#"{ "sub": "alice" }"#, 100, 60, 60).unwrap();
         assert!(
             c.starts_with(r#"{"sub":"alice","iat":100,"exp":160,"jti":""#),
             "{c}"
         );
-        let c = complete_claims(r#"{"iat":5,"exp":6,"jti":"x"}"#, 100, 60).unwrap();
+        let c = complete_claims(r#"{"iat":5,"exp":6,"jti":"x"}"#, 100, 60, 60).unwrap();
         assert_eq!(c, r#"{"iat":5,"exp":6,"jti":"x"}"#);
-        let c = complete_claims("{}", 1, 1).unwrap();
+        let c = complete_claims("{}", 1, 1, 1).unwrap();
         assert!(c.starts_with(r#"{"iat":1,"exp":2,"jti":"#), "{c}");
-        assert!(complete_claims(r#"{"a":1,"a":2}"#, 1, 1).is_err());
-        assert!(complete_claims("[1]", 1, 1).is_err());
+        assert!(complete_claims(r#"{"a":1,"a":2}"#, 1, 1, 1).is_err());
+        assert!(complete_claims("[1]", 1, 1, 1).is_err());
     }
 }
