@@ -42,7 +42,8 @@ run: toolchain hsm-deps
 	  printf '%-34s exit %s  %s\n' "$$f" "$$code" "$$out"; \
 	  case "$$f:$$code" in */valid.jwt:0) ;; */valid.jwt:*) exit 1 ;; *:1) ;; *) exit 1 ;; esac; \
 	done
-	@set -e; export SOFTHSM2_CONF=$$(hsm/setup.sh $(BIN)) TESSERA_HSM_PIN_FILE=hsm/dev-pin; \
+	@set -e; chmod 600 hsm/dev-pin hsm/dev-so-pin; \
+	  export SOFTHSM2_CONF=$$(hsm/setup.sh $(BIN)) TESSERA_HSM_PIN_FILE=hsm/dev-pin; \
 	  echo "== development HSM token: SOFTHSM2_CONF=$$SOFTHSM2_CONF"; \
 	  $(BIN) keys list | grep -q ' ES256 *active ' || $(BIN) keys generate --alg ES256 >/dev/null; \
 	  $(BIN) keys list; \

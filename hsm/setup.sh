@@ -18,6 +18,9 @@ module=/usr/lib/softhsm/libsofthsm2.so
 
 "$here/install.sh"
 
+# git stores no read bits: tessera refuses PIN files that group or others may read.
+chmod 600 "$here/dev-pin" "$here/dev-so-pin"
+
 dir="$here/tokens/$name"
 mkdir -p "$dir/store"
 sed "s|@TOKENDIR@|$dir/store|" "$here/softhsm2.conf.in" > "$dir/softhsm2.conf"

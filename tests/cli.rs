@@ -272,6 +272,44 @@ fn stdin_mode_exits_0_only_when_every_token_is_valid() {
 }
 
 #[test]
+fn empty_stdin_is_not_all_valid() {
+    let dir = Scratch::new("cli-no-token");
+    let issuer = Issuer::new();
+    let jwks = dir.write("jwks.json", &issuer.jwks);
+    for input in [&b""[..], b"\n", b"\n\r\n  \n\t\n"] {
+        for cmd in [&["verify"][..], &["jws", "verify"]] {
+            let args = [cmd, &["--jwks", path_str(&jwks), "-"]].concat();
+            let out = tessera(&args, input);
+            assert_eq!(code(&out), 2, "{args:?} with {input:?}");
+            assert!(
+                out.stdout.is_empty(),
+                "{args:?} with {input:?}: no verdicts"
+            );
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("no token"), "{args:?}: {err}");
+        }
+    }
+    // Blank lines next to a token still get their verdicts, in order.
+    let token = issuer.sign(&claims(""));
+    let out = tessera(
+        &[
+            "verify",
+            "--jwks",
+            path_str(&jwks),
+            "--now",
+            &NOW.to_string(),
+        ],
+        format!("\n{token}\n\n").as_bytes(),
+    );
+    assert_eq!(code(&out), 1);
+    let v = verdicts(&out);
+    assert_eq!(
+        [&v[0]["valid"], &v[1]["valid"], &v[2]["valid"]],
+        [false, true, false]
+    );
+}
+
+#[test]
 fn now_and_leeway_decide_expiry() {
     let dir = Scratch::new("cli-clock");
     let issuer = Issuer::new();

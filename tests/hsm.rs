@@ -245,15 +245,22 @@ fn private_keys_are_sensitive_and_never_extractable() {
 #[test]
 fn rotation_publishes_before_it_signs_and_retires_after() {
     let token = Token::new("rotate");
-    let delay = "--publish-delay";
+    // The timing is the token's: every later command, and a daemon, follow it.
+    token.ok(&[
+        "keys",
+        "policy",
+        "--publish-delay",
+        "600",
+        "--retention",
+        "3600",
+    ]);
     let old: Value =
         serde_json::from_str(&token.ok(&["keys", "generate", "--alg", "ES256", "--now", "1000"]))
             .expect("JSON");
     assert_eq!(old["state"], "active");
-    let new: Value = serde_json::from_str(&token.ok(&[
-        "keys", "rotate", "--alg", "ES256", delay, "600", "--now", "2000",
-    ]))
-    .expect("JSON");
+    let new: Value =
+        serde_json::from_str(&token.ok(&["keys", "rotate", "--alg", "ES256", "--now", "2000"]))
+            .expect("JSON");
     assert_eq!(new["state"], "pending");
     let (old_kid, new_kid) = (
         old["kid"].as_str().expect("kid"),
@@ -262,7 +269,7 @@ fn rotation_publishes_before_it_signs_and_retires_after() {
 
     let kid_of = |now: &str| {
         let jwt = token.ok(&[
-            "token", "sign", "--alg", "ES256", "--claims", "{}", delay, "600", "--now", now,
+            "token", "sign", "--alg", "ES256", "--claims", "{}", "--now", now,
         ]);
         let header: Value =
             serde_json::from_slice(&b64(jwt.split('.').next().expect("header"))).expect("header");
@@ -270,16 +277,7 @@ fn rotation_publishes_before_it_signs_and_retires_after() {
     };
     // Published at once, signing only after the publish delay.
     let published = |now: &str| -> Vec<String> {
-        let text = token.ok(&[
-            "keys",
-            "jwks",
-            delay,
-            "600",
-            "--retention",
-            "3600",
-            "--now",
-            now,
-        ]);
+        let text = token.ok(&["keys", "jwks", "--now", now]);
         let doc: Value = serde_json::from_str(&text).expect("JSON");
         doc["keys"]
             .as_array()
@@ -325,6 +323,109 @@ fn rotation_publishes_before_it_signs_and_retires_after() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no active ES256 key"));
 }
 
+/// The keys as `keys list --json` shows them: (kid, state, since), sorted by kid.
+fn states(token: &Token, args: &[&str]) -> Vec<(String, String, i64)> {
+    let list: Value =
+        serde_json::from_str(&token.ok(&[&["keys", "list", "--json"], args].concat()))
+            .expect("JSON");
+    list.as_array()
+        .expect("array")
+        .iter()
+        .map(|k| {
+            (
+                k["kid"].as_str().expect("kid").to_owned(),
+                k["state"].as_str().expect("state").to_owned(),
+                k["since"].as_i64().expect("since"),
+            )
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+#[test]
+fn read_only_commands_with_a_future_now_write_nothing() {
+    let token = Token::new("read-only");
+    let kid = |json: String| -> String {
+        serde_json::from_str::<Value>(&json).expect("JSON")["kid"]
+            .as_str()
+            .expect("kid")
+            .to_owned()
+    };
+    let old = kid(token.ok(&["keys", "generate", "--alg", "ES256"]));
+    let new = kid(token.ok(&["keys", "rotate", "--alg", "ES256"]));
+    let before = states(&token, &[]);
+    let state_of = |list: &[(String, String, i64)], kid: &str| -> (String, i64) {
+        let k = list.iter().find(|k| k.0 == kid).expect("listed");
+        (k.1.clone(), k.2)
+    };
+    assert_eq!(state_of(&before, &old).0, "active");
+    let (pending, since) = state_of(&before, &new);
+    assert_eq!(pending, "pending");
+    // In 2033 the rotation is long done: the pending key signs, the old one is retired since
+    // the end of the publish delay, and is no longer published.
+    let far = "2000000000";
+    let future = states(&token, &["--now", far]);
+    let ripe = since + 900;
+    assert_eq!(state_of(&future, &old), ("retired".to_owned(), ripe));
+    assert_eq!(state_of(&future, &new), ("active".to_owned(), ripe));
+    assert_eq!(jwks(&token, far).len(), 1);
+    token.ok(&["token", "sign", "--claims", "{}", "--now", far]);
+    // None of that was written to the token.
+    assert_eq!(states(&token, &[]), before);
+    assert_eq!(jwks(&token, &unix_now().to_string()).len(), 2);
+}
+
+#[test]
+fn explicit_exp_beyond_the_retention_is_refused() {
+    let token = Token::new("exp-bound");
+    token.ok(&["keys", "policy", "--retention", "3600"]);
+    token.ok(&["keys", "generate", "--alg", "EdDSA", "--now", "1000"]);
+    let sign = |claims: &str, ttl: &str| {
+        token.run(&[
+            "token", "sign", "--claims", claims, "--ttl", ttl, "--now", "1000",
+        ])
+    };
+    // Regression: an `exp` in the claims skipped the bound that `--ttl` has.
+    for (claims, ttl) in [
+        (r#"{"exp":4601}"#, "1m"),
+        (r#"{"exp":4600.5}"#, "1m"),
+        (r#"{"exp":1e300}"#, "1m"),
+        (r#"{"sub":"a"}"#, "3601"),
+    ] {
+        let out = sign(claims, ttl);
+        assert_eq!(out.status.code(), Some(2), "{claims} --ttl {ttl}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("retention of 3600 s"), "{claims}: {err}");
+        assert!(out.stdout.is_empty());
+    }
+    // An `exp` verifiers would refuse is refused here too.
+    for claims in [r#"{"exp":"4600"}"#, r#"{"exp":null}"#] {
+        let out = sign(claims, "1m");
+        assert_eq!(out.status.code(), Some(2), "{claims}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("NumericDate"));
+    }
+    for (claims, ttl) in [
+        (r#"{"exp":4600}"#, "1m"),
+        ("{}", "1h"),
+        (r#"{"exp":10}"#, "1m"),
+    ] {
+        let out = sign(claims, ttl);
+        assert!(
+            out.status.success(),
+            "{claims}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64
+}
+
 #[test]
 fn pins_come_only_from_the_environment_or_a_file() {
     let token = Token::new("pins");
@@ -366,6 +467,106 @@ fn pins_come_only_from_the_environment_or_a_file() {
         assert_eq!(out.status.code(), Some(2));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("no key with kid"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn pin_files_open_to_group_or_others_are_refused() {
+    let token = Token::new("pin-mode");
+    let pin = token.dir.join("pin");
+    for mode in [0o644, 0o640, 0o604, 0o620, 0o602] {
+        set_mode(&pin, mode);
+        let out = token.run(&["keys", "list"]);
+        assert_eq!(out.status.code(), Some(2), "mode {mode:o}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!(
+                "PIN file {}: mode {mode:04o} is too open; chmod 600 it",
+                pin.display()
+            )),
+            "{err}"
+        );
+        assert!(!err.contains("test-pin-1234"));
+    }
+    // `hsm init` reads its two PIN files under the same rule.
+    let so_pin = token.dir.join("so-pin");
+    set_mode(&so_pin, 0o644);
+    set_mode(&pin, 0o600);
+    let out = token.run(&[
+        "hsm",
+        "init",
+        "--token",
+        "other",
+        "--so-pin-file",
+        so_pin.to_str().expect("UTF-8"),
+        "--pin-file",
+        pin.to_str().expect("UTF-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mode 0644 is too open"));
+    // Owner-only modes are accepted.
+    for mode in [0o600, 0o400] {
+        set_mode(&pin, mode);
+        token.ok(&["keys", "list"]);
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// A stand-in PKCS#11 module: a shared library whose constructor records, when it is loaded
+/// into tessera, whether `TESSERA_HSM_PIN` is still in the process environment, then leaves
+/// tessera to fail for want of `C_GetFunctionList`. The module is the one piece of foreign code
+/// tessera runs in its process, and what it sees is what any process it spawned would inherit.
+const PROBE_MODULE: &str = r#"
+#include <stdio.h>
+#include <stdlib.h>
+__attribute__((constructor)) static void probe(void) {
+    const char *out = getenv("PIN_PROBE_OUT");
+    FILE *f = out ? fopen(out, "w") : NULL;
+    if (!f) return;
+    fputs(getenv("TESSERA_HSM_PIN") ? "visible" : "absent", f);
+    fclose(f);
+}
+"#;
+
+#[test]
+fn hsm_pin_variable_is_removed_once_read() {
+    let token = Token::new("pin-env");
+    let source = token.write("probe.c", PROBE_MODULE);
+    let module = token.dir.join("probe.so");
+    let cc = Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&module)
+        .arg(&source)
+        .output()
+        .expect("a C compiler (cc) to build the probe module");
+    assert!(
+        cc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
+    let seen = token.dir.join("seen");
+    let module = module.to_str().expect("UTF-8 path");
+    for args in [
+        &["keys", "list", "--module", module][..],
+        &["token", "sign", "--claims", "{}", "--module", module],
+        &["serve", "--dev", "--listen", "127.0.0.1:0"],
+    ] {
+        let _ = std::fs::remove_file(&seen);
+        let out = token
+            .command(args)
+            .env("TESSERA_HSM_PIN", "test-pin-1234")
+            .env("TESSERA_HSM_MODULE", module)
+            .env("PIN_PROBE_OUT", &seen)
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let seen = std::fs::read_to_string(&seen)
+            .unwrap_or_else(|e| panic!("{args:?}: the probe module was not loaded: {e}"));
+        assert_eq!(seen, "absent", "{args:?}");
     }
 }
 

@@ -865,6 +865,82 @@ async fn dev_mode_signs_introspection_answers_with_its_published_key() {
     );
 }
 
+/// The publish delay and retention are the token's, so the daemon signs with the key that the
+/// CLI reports active, whatever either was started with.
+#[tokio::test]
+async fn daemon_and_cli_agree_on_the_active_key() {
+    let token = Token::new("agree");
+    let now = unix_now();
+    let old = token.ok(&[
+        "keys",
+        "generate",
+        "--alg",
+        "ES256",
+        "--now",
+        &(now - 7200).to_string(),
+    ]);
+    let new = token.ok(&[
+        "keys",
+        "rotate",
+        "--alg",
+        "ES256",
+        "--now",
+        &(now - 600).to_string(),
+    ]);
+    let kid = |json: &str| -> String {
+        serde_json::from_str::<Value>(json).expect("JSON")["kid"]
+            .as_str()
+            .expect("kid")
+            .to_owned()
+    };
+    let (old, new) = (kid(&old), kid(&new));
+    let active = || -> String {
+        let list: Value =
+            serde_json::from_str(&token.ok(&["keys", "list", "--json"])).expect("JSON");
+        let active: Vec<&Value> = list
+            .as_array()
+            .expect("array")
+            .iter()
+            .filter(|k| k["state"] == "active")
+            .collect();
+        assert_eq!(active.len(), 1, "{list}");
+        active[0]["kid"].as_str().expect("kid").to_owned()
+    };
+    // The default publish delay (900 s) has not passed since the rotation.
+    assert_eq!(active(), old);
+    // A shorter delay, kept on the token: the CLI sees the rotation done...
+    let policy = token.ok(&[
+        "keys",
+        "policy",
+        "--publish-delay",
+        "300",
+        "--retention",
+        "3600",
+    ]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&policy).expect("JSON"),
+        json!({"publish_delay": 300, "retention": 3600})
+    );
+    assert_eq!(active(), new);
+    // ... and so does the daemon, which has no lifecycle settings of its own.
+    let daemon = Daemon::spawn(token.command(&["serve", "--dev", "--listen", "127.0.0.1:0"]));
+    let access = token.ok(&["token", "sign", "--alg", "ES256", "--claims", "{}"]);
+    let reply = daemon
+        .introspect_with(
+            Some(&basic("dev", "dev-secret")),
+            access.trim(),
+            &[("accept", "application/token-introspection+jwt")],
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let header = b64_json(reply.text().split('.').next().expect("header"));
+    assert_eq!(header["kid"], new.as_str());
+    assert_eq!(
+        b64_json(access.split('.').next().expect("header"))["kid"],
+        new.as_str()
+    );
+}
+
 // ---- batch verify ----
 
 /// Regression: the first requests of a client are refused with 503 while another check of the

@@ -39,8 +39,21 @@ impl TokenDir {
             ),
         )
         .expect("write softhsm2.conf");
-        std::fs::write(dir.join("pin"), "bench-pin-1234\n").expect("write the PIN file");
-        std::fs::write(dir.join("so-pin"), "bench-so-pin-5678\n").expect("write the SO PIN file");
+        // PIN files must be the owner's alone (mode 0600), or they are refused.
+        for (name, pin) in [
+            ("pin", "bench-pin-1234\n"),
+            ("so-pin", "bench-so-pin-5678\n"),
+        ] {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(dir.join(name))
+                .and_then(|mut f| f.write_all(pin.as_bytes()))
+                .expect("write a PIN file");
+        }
         TokenDir { dir }
     }
 

@@ -63,8 +63,8 @@ impl SoftHsm {
             ),
         )
         .expect("softhsm2.conf");
-        std::fs::write(dir.join("pin"), "test-pin-1234\n").expect("pin");
-        std::fs::write(dir.join("so-pin"), "test-so-pin-5678\n").expect("so pin");
+        write_private(&dir.join("pin"), "test-pin-1234\n");
+        write_private(&dir.join("so-pin"), "test-so-pin-5678\n");
         let hsm = SoftHsm { dir, label };
         let (so, pin) = (hsm.dir.join("so-pin"), hsm.dir.join("pin"));
         let mut init = Command::new(env!("CARGO_BIN_EXE_tessera"));
@@ -97,6 +97,20 @@ impl Drop for SoftHsm {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Writes a file only its owner may read or write (mode 0600), as PIN files must be.
+pub fn write_private(path: &Path, contents: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(contents.as_bytes()))
+        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
 
 /// Runs `command` with `stdin` written to it (output captured), killing it if it takes longer

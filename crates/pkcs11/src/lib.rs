@@ -6,7 +6,8 @@
 //! bounded pool of open sessions so that several threads sign at once. Private keys are generated
 //! inside the token as private, sensitive, never extractable, sign-only objects; public keys are
 //! read back and published as JWKs whose `kid` is the RFC 7638 thumbprint, also stored as the
-//! key pair's `CKA_ID`. The lifecycle state lives in the key pair's `CKA_LABEL` ([`lifecycle`]).
+//! key pair's `CKA_ID`. The lifecycle state lives in the key pair's `CKA_LABEL`, its timing in a
+//! data object beside them ([`lifecycle`]).
 
 #![forbid(unsafe_code)]
 
@@ -72,6 +73,8 @@ pub enum HsmError {
     TokenNotFound(String),
     /// The PIN could not be read (configuration).
     Pin(String),
+    /// The PIN file may be read or written by its group or others (configuration).
+    PinFileMode { path: PathBuf, mode: u32 },
     /// The token refused the PIN.
     Login(CkError),
     /// A PKCS#11 call failed.
@@ -96,6 +99,11 @@ impl fmt::Display for HsmError {
             HsmError::Module(m) => write!(f, "PKCS#11 module: {m}"),
             HsmError::TokenNotFound(label) => write!(f, "no token labelled {label:?}"),
             HsmError::Pin(m) => write!(f, "PIN: {m}"),
+            HsmError::PinFileMode { path, mode } => write!(
+                f,
+                "PIN file {}: mode {mode:04o} is too open; chmod 600 it",
+                path.display()
+            ),
             HsmError::Login(e) => write!(f, "login refused: {e}"),
             HsmError::Pkcs11 { op, error } => write!(f, "{op}: {error}"),
             HsmError::KeyNotFound(kid) => write!(f, "no key with kid {kid:?}"),
@@ -631,6 +639,21 @@ fn generate_on(
     })
 }
 
+/// The policy's data object, if the token has one; two are an error.
+fn find_policy(session: &Session) -> Result<Option<ObjectHandle>, HsmError> {
+    let found = session
+        .find_objects(&[
+            Attribute::Class(ObjectClass::DATA),
+            Attribute::Label(POLICY_LABEL.as_bytes().to_vec()),
+        ])
+        .map_err(ck("C_FindObjects"))?;
+    match found[..] {
+        [] => Ok(None),
+        [one] => Ok(Some(one)),
+        _ => Err(HsmError::Token(format!("several {POLICY_LABEL:?} objects"))),
+    }
+}
+
 /// Every tessera key pair visible in `session` (labels parsed, public halves read back).
 fn list_keys(session: &Session, generation: u64) -> Result<Vec<KeyInfo>, HsmError> {
     let privates = session
@@ -684,16 +707,80 @@ fn list_keys(session: &Session, generation: u64) -> Result<Vec<KeyInfo>, HsmErro
     Ok(keys)
 }
 
+/// `CKA_LABEL` of the data object that holds the lifecycle [`Policy`].
+const POLICY_LABEL: &str = "tessera lifecycle policy";
+
 impl Hsm {
-    /// Applies the lifecycle transitions due at `now` and returns the keys as they stand.
-    pub fn advance(&self, policy: &Policy, now: i64) -> Result<Vec<KeyInfo>, HsmError> {
+    /// The keys in the states they have at `now` under the token's policy, and that policy.
+    /// Computed from the labels: nothing is written to the token.
+    pub fn keys_at(&self, now: i64) -> Result<(Policy, Vec<KeyInfo>), HsmError> {
+        self.lifecycle_at(now, false)
+    }
+
+    /// Like [`Hsm::keys_at`], and writes the transitions due at `now` into the labels.
+    pub fn advance(&self, now: i64) -> Result<(Policy, Vec<KeyInfo>), HsmError> {
+        self.lifecycle_at(now, true)
+    }
+
+    fn lifecycle_at(&self, now: i64, write: bool) -> Result<(Policy, Vec<KeyInfo>), HsmError> {
+        let policy = self.policy()?;
         let mut keys = self.keys()?;
         let lives: Vec<Lifecycle> = keys.iter().map(|k| k.life).collect();
-        for (i, life) in lifecycle::plan(&lives, policy, now) {
-            self.set_life(&keys[i], life)?;
+        for (i, life) in lifecycle::plan(&lives, &policy, now) {
+            if write {
+                self.set_life(&keys[i], life)?;
+            }
             keys[i].life = life;
         }
-        Ok(keys)
+        Ok((policy, keys))
+    }
+
+    /// The lifecycle policy stored on the token; the default when none is.
+    pub fn policy(&self) -> Result<Policy, HsmError> {
+        self.run(|c| {
+            c.with_session(|session| {
+                let Some(handle) = find_policy(session)? else {
+                    return Ok(Policy::default());
+                };
+                let value = session
+                    .get_attributes(handle, &[AttributeType::Value])
+                    .map_err(ck("C_GetAttributeValue"))?
+                    .into_iter()
+                    .find_map(|a| match a {
+                        Attribute::Value(v) => Some(v),
+                        _ => None,
+                    })
+                    .unwrap_or_default();
+                std::str::from_utf8(&value)
+                    .ok()
+                    .and_then(Policy::parse)
+                    .ok_or_else(|| HsmError::Token(format!("malformed {POLICY_LABEL:?} object")))
+            })
+        })
+    }
+
+    /// Stores `policy` on the token, for every process that opens it.
+    pub fn set_policy(&self, policy: &Policy) -> Result<(), HsmError> {
+        let value = Attribute::Value(policy.value().into_bytes());
+        self.run(|c| {
+            c.with_session(|session| match find_policy(session)? {
+                Some(handle) => session
+                    .update_attributes(handle, std::slice::from_ref(&value))
+                    .map_err(ck("C_SetAttributeValue")),
+                None => session
+                    .create_object(&[
+                        Attribute::Class(ObjectClass::DATA),
+                        Attribute::Token(true),
+                        Attribute::Private(true),
+                        Attribute::Modifiable(true),
+                        Attribute::Label(POLICY_LABEL.as_bytes().to_vec()),
+                        Attribute::Application(b"tessera".to_vec()),
+                        value.clone(),
+                    ])
+                    .map(drop)
+                    .map_err(ck("C_CreateObject")),
+            })
+        })
     }
 
     /// Signs `message` with `key`, returning the signature in JWS form (raw `r‖s` for ECDSA).

@@ -3,9 +3,12 @@
 //! published).
 //!
 //! The state lives on the token, in the `CKA_LABEL` of each key pair
-//! (`tessera alg=ES256 state=active since=1767225600`), so the CLI and the daemon see the same
+//! (`tessera alg=ES256 state=active since=1767225600`), and so does its timing, the [`Policy`]
+//! (a data object, `publish_delay=900 retention=86400`), so the CLI and the daemon see the same
 //! lifecycle and it survives restarts with nothing beside the token. All transitions are pure
-//! functions of the labels and the clock, in [`plan`].
+//! functions of the labels, the policy and the clock, in [`plan`]: a transition takes effect
+//! when it falls due, whether or not anything writes it then, so reading the keys at some time
+//! needs no write, and every reader computes the same states.
 
 use std::fmt;
 
@@ -99,6 +102,32 @@ impl Default for Policy {
 }
 
 impl Policy {
+    /// The policy as the token's data object stores it.
+    pub fn value(&self) -> String {
+        format!(
+            "publish_delay={} retention={}",
+            self.publish_delay, self.retention
+        )
+    }
+
+    /// Parses a value written by [`Policy::value`]; `None` when malformed or out of range (a
+    /// negative delay, a retention under one second).
+    pub fn parse(value: &str) -> Option<Self> {
+        let (mut publish_delay, mut retention) = (None, None);
+        for field in value.split(' ') {
+            match field.split_once('=')? {
+                ("publish_delay", v) if publish_delay.is_none() => publish_delay = v.parse().ok(),
+                ("retention", v) if retention.is_none() => retention = v.parse().ok(),
+                _ => return None,
+            }
+        }
+        let policy = Policy {
+            publish_delay: publish_delay?,
+            retention: retention?,
+        };
+        (policy.publish_delay >= 0 && policy.retention > 0).then_some(policy)
+    }
+
     /// Whether a key in `life` belongs in the published JWKS at `now`.
     pub fn published(&self, life: &Lifecycle, now: i64) -> bool {
         match life.state {
@@ -109,11 +138,14 @@ impl Policy {
 }
 
 /// The label changes due at `now`: for each algorithm, the newest pending key that has been
-/// published for `publish_delay` becomes active, and the key it replaces is retired.
+/// published for `publish_delay` becomes active, and the key it replaces is retired, both as of
+/// the moment the delay ran out, not `now`: the result does not depend on when it is computed,
+/// and applying it (writing it to the token) changes no state that any reader sees.
 pub fn plan(keys: &[Lifecycle], policy: &Policy, now: i64) -> Vec<(usize, Lifecycle)> {
     let mut changes = Vec::new();
     for (i, key) in keys.iter().enumerate() {
-        if key.state != KeyState::Pending || now < key.since.saturating_add(policy.publish_delay) {
+        let ripe = key.since.saturating_add(policy.publish_delay);
+        if key.state != KeyState::Pending || now < ripe {
             continue;
         }
         // Only the newest ripe pending key of its algorithm is promoted.
@@ -132,7 +164,8 @@ pub fn plan(keys: &[Lifecycle], policy: &Policy, now: i64) -> Vec<(usize, Lifecy
                     j,
                     Lifecycle {
                         state: KeyState::Retired,
-                        since: now,
+                        // Not before it became active (made so after the pending key).
+                        since: ripe.max(other.since),
                         ..*other
                     },
                 ));
@@ -142,12 +175,21 @@ pub fn plan(keys: &[Lifecycle], policy: &Policy, now: i64) -> Vec<(usize, Lifecy
             i,
             Lifecycle {
                 state: KeyState::Active,
-                since: now,
+                since: ripe,
                 ..*key
             },
         ));
     }
     changes
+}
+
+/// The keys' lifecycles as they stand at `now`: `keys` with the changes of [`plan`] applied.
+pub fn at(keys: &[Lifecycle], policy: &Policy, now: i64) -> Vec<Lifecycle> {
+    let mut lives = keys.to_vec();
+    for (i, life) in plan(keys, policy, now) {
+        lives[i] = life;
+    }
+    lives
 }
 
 #[cfg(test)]
@@ -212,7 +254,50 @@ mod tests {
         ];
         assert_eq!(
             plan(&keys, &policy, 100),
-            [(1, life(Algorithm::EdDSA, KeyState::Active, 100))]
+            [(1, life(Algorithm::EdDSA, KeyState::Active, 15))]
         );
+    }
+
+    #[test]
+    fn reading_the_states_later_gives_the_same_transitions() {
+        let policy = Policy::default();
+        let keys = [
+            life(Algorithm::ES256, KeyState::Active, 0),
+            life(Algorithm::ES256, KeyState::Pending, 1000),
+        ];
+        let due = plan(&keys, &policy, 1900);
+        // Regression: looked at in 2033, the rotation was dated 2033.
+        assert_eq!(plan(&keys, &policy, 2_000_000_000), due);
+        assert_eq!(
+            at(&keys, &policy, 2_000_000_000),
+            [
+                life(Algorithm::ES256, KeyState::Retired, 1900),
+                life(Algorithm::ES256, KeyState::Active, 1900),
+            ]
+        );
+        assert!(!policy.published(&at(&keys, &policy, 1900 + 86_400)[0], 1900 + 86_400));
+        // Applied, the plan has nothing more to do.
+        assert!(plan(&at(&keys, &policy, 1900), &policy, 2_000_000_000).is_empty());
+    }
+
+    #[test]
+    fn policies_round_trip() {
+        let policy = Policy {
+            publish_delay: 0,
+            retention: 3600,
+        };
+        assert_eq!(policy.value(), "publish_delay=0 retention=3600");
+        assert_eq!(Policy::parse(&policy.value()), Some(policy));
+        for bad in [
+            "",
+            "publish_delay=1",
+            "publish_delay=-1 retention=5",
+            "publish_delay=1 retention=0",
+            "publish_delay=1 retention=5 retention=6",
+            "publish_delay=1 retention=5 x=1",
+            "publish_delay=1  retention=5",
+        ] {
+            assert_eq!(Policy::parse(bad), None, "{bad}");
+        }
     }
 }

@@ -2,6 +2,9 @@
 //! printed.
 
 use std::fmt;
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use cryptoki::types::AuthPin;
@@ -13,20 +16,41 @@ use crate::HsmError;
 pub struct Pin(String);
 
 impl Pin {
-    /// The PIN in environment variable `var`.
-    pub fn from_env(var: &str) -> Result<Self, HsmError> {
-        match std::env::var(var) {
+    /// Takes the PIN in environment variable `var` out of the process environment: the
+    /// variable is removed whatever it holds, so that nothing this process loads (the PKCS#11
+    /// module) or spawns can read it. `None` when it is not set.
+    ///
+    /// Removing a variable is only sound while no other thread runs (another thread may read
+    /// the environment at the same moment): call this at the start of `main`.
+    pub fn take_env(var: &str) -> Option<Result<Self, HsmError>> {
+        let value = std::env::var_os(var)?;
+        std::env::remove_var(var);
+        Some(match value.into_string() {
             Ok(pin) if !pin.is_empty() => Ok(Pin(pin)),
-            _ => Err(HsmError::Pin(format!(
-                "environment variable {var} is not set"
+            Ok(_) => Err(HsmError::Pin(format!(
+                "environment variable {var} is empty"
             ))),
-        }
+            Err(_) => Err(HsmError::Pin(format!(
+                "environment variable {var} is not UTF-8"
+            ))),
+        })
     }
 
-    /// The PIN in `path`: its first line, without the line end.
+    /// The PIN in `path`: its first line, without the line end. Like ssh with private keys,
+    /// a file that its group or others may read or write is refused.
     pub fn from_file(path: &Path) -> Result<Self, HsmError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| HsmError::Pin(format!("{}: {e}", path.display())))?;
+        let failed = |e: std::io::Error| HsmError::Pin(format!("{}: {e}", path.display()));
+        let mut file = File::open(path).map_err(failed)?;
+        // The mode of the file opened, not of whatever the path names a moment later.
+        let mode = file.metadata().map_err(failed)?.mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            return Err(HsmError::PinFileMode {
+                path: path.to_owned(),
+                mode,
+            });
+        }
+        let mut text = String::new();
+        file.read_to_string(&mut text).map_err(failed)?;
         let pin = text.lines().next().unwrap_or_default();
         if pin.is_empty() {
             return Err(HsmError::Pin(format!("{}: empty PIN", path.display())));
@@ -38,6 +62,16 @@ impl Pin {
         AuthPin::from(self.0.clone())
     }
 }
+
+/// Compared in constant time (the daemon's `HsmSettings`, which may hold one, derive equality).
+impl PartialEq for Pin {
+    fn eq(&self, other: &Self) -> bool {
+        aws_lc_rs::constant_time::verify_slices_are_equal(self.0.as_bytes(), other.0.as_bytes())
+            .is_ok()
+    }
+}
+
+impl Eq for Pin {}
 
 impl fmt::Debug for Pin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -132,11 +132,11 @@ impl Default for LogConfig {
 pub struct HsmSettings {
     pub module: PathBuf,
     pub token: String,
-    /// The PIN file; `TESSERA_HSM_PIN` takes precedence.
+    /// The PIN file; `pin` takes precedence.
     pub pin_file: Option<PathBuf>,
+    /// The PIN the binary took from `TESSERA_HSM_PIN` at start; never read from the file.
+    pub pin: Option<pkcs11::Pin>,
     pub sessions: usize,
-    pub publish_delay: i64,
-    pub retention: i64,
     /// Create an active key of this algorithm at start when the token has no active key of it
     /// (development mode).
     pub ensure_key: Option<Algorithm>,
@@ -498,24 +498,31 @@ impl Config {
                 if h.token.is_empty() {
                     return Err(ConfigError::new("hsm.token", "must not be empty"));
                 }
-                let publish_delay = h.publish_delay_s.unwrap_or(900);
-                let retention = h.retention_s.unwrap_or(86_400);
-                if publish_delay < 0 {
-                    return Err(ConfigError::new(
+                // The lifecycle timing is kept on the token, where the CLI reads it too.
+                for (field, set, flag) in [
+                    (
                         "hsm.publish_delay_s",
-                        "must not be negative",
-                    ));
-                }
-                if retention <= 0 {
-                    return Err(ConfigError::new("hsm.retention_s", "must be positive"));
+                        h.publish_delay_s.is_some(),
+                        "--publish-delay",
+                    ),
+                    ("hsm.retention_s", h.retention_s.is_some(), "--retention"),
+                ] {
+                    if set {
+                        return Err(ConfigError::new(
+                            field,
+                            format!(
+                                "is kept on the token, so that the CLI and the daemon agree: \
+                                 remove it and run `tessera keys policy {flag} SECS`"
+                            ),
+                        ));
+                    }
                 }
                 Some(HsmSettings {
                     module: h.module.unwrap_or_else(|| SOFTHSM_MODULE.into()),
                     token: h.token,
                     pin_file: h.pin_file.map(relative),
+                    pin: None,
                     sessions: positive("hsm.sessions", h.sessions, 4)?,
-                    publish_delay,
-                    retention,
                     ensure_key: None,
                 })
             }
@@ -770,6 +777,12 @@ mod tests {
                 .starts_with("issuers[0].algorithms:")
         );
         assert!(err("[[issuers]]\nissuer = \"a\"\nhsm = true").starts_with("issuers[0].hsm:"));
+        // The lifecycle timing is the token's, shared with the CLI.
+        for field in ["publish_delay_s", "retention_s"] {
+            let e = err(&format!("[hsm]\ntoken = \"t\"\n{field} = 60"));
+            assert!(e.starts_with(&format!("hsm.{field}:")), "{e}");
+            assert!(e.contains("tessera keys policy"), "{e}");
+        }
         assert!(err("[[clients]]\nid = \"c\"\nsecret_hash = \"plain\"")
             .starts_with("clients[0].secret_hash:"));
         assert!(err("[[authz.routes]]\nprefix = \"api\"").starts_with("authz.routes[0].prefix:"));

@@ -6,7 +6,9 @@ use std::sync::{Arc, RwLock};
 
 use engine::LocalKeySet;
 use jose::{Algorithm, KeySet, SigningInput};
-use pkcs11::{Hsm, HsmConfig, HsmError, KeyInfo, KeySpec, KeyState, Pin};
+use pkcs11::{
+    lifecycle, Hsm, HsmConfig, HsmError, KeyInfo, KeySpec, KeyState, Lifecycle, Pin, Policy,
+};
 
 use crate::config::HsmSettings;
 
@@ -42,6 +44,8 @@ impl From<HsmError> for SignerError {
 
 #[derive(Debug)]
 struct Published {
+    /// The lifecycle timing, as the token holds it.
+    policy: Policy,
     keys: Vec<KeyInfo>,
     jwks: Arc<str>,
 }
@@ -49,7 +53,6 @@ struct Published {
 /// The HSM keys as the daemon serves them.
 pub struct Signer {
     hsm: Hsm,
-    policy: pkcs11::Policy,
     published: RwLock<Published>,
     local: Arc<LocalKeySet>,
 }
@@ -72,8 +75,8 @@ const PREFERENCE: [Algorithm; 5] = [
 impl Signer {
     /// Logs in to the token, creates the development key if asked, and reads the keys.
     pub fn open(settings: &HsmSettings, now: i64) -> Result<Signer, SignerError> {
-        let pin = if std::env::var_os("TESSERA_HSM_PIN").is_some() {
-            Pin::from_env("TESSERA_HSM_PIN")?
+        let pin = if let Some(pin) = &settings.pin {
+            pin.clone()
         } else if let Some(file) = &settings.pin_file {
             Pin::from_file(file)?
         } else {
@@ -82,12 +85,8 @@ impl Signer {
         let mut config = HsmConfig::new(&settings.module, &settings.token, pin);
         config.sessions = settings.sessions;
         let hsm = Hsm::open(&config)?;
-        let policy = pkcs11::Policy {
-            publish_delay: settings.publish_delay,
-            retention: settings.retention,
-        };
         if let Some(alg) = settings.ensure_key {
-            let keys = hsm.advance(&policy, now)?;
+            let (_, keys) = hsm.advance(now)?;
             if !keys
                 .iter()
                 .any(|k| k.life.alg == alg && k.life.state == KeyState::Active)
@@ -98,8 +97,8 @@ impl Signer {
         }
         let signer = Signer {
             hsm,
-            policy,
             published: RwLock::new(Published {
+                policy: Policy::default(),
                 keys: Vec::new(),
                 jwks: Arc::from("{\"keys\":[]}"),
             }),
@@ -109,13 +108,14 @@ impl Signer {
         Ok(signer)
     }
 
-    /// Applies due lifecycle transitions and re-reads the keys: the JWKS and the local key set
-    /// follow. Returns whether the published set changed.
+    /// Applies due lifecycle transitions and re-reads the keys and the lifecycle policy (both
+    /// kept on the token, shared with the CLI): the JWKS and the local key set follow. Returns
+    /// whether the published set changed.
     pub fn reload(&self, now: i64) -> Result<bool, SignerError> {
-        let keys = self.hsm.advance(&self.policy, now)?;
+        let (policy, keys) = self.hsm.advance(now)?;
         let jwks: Vec<String> = keys
             .iter()
-            .filter(|k| self.policy.published(&k.life, now))
+            .filter(|k| policy.published(&k.life, now))
             .map(KeyInfo::jwk)
             .collect();
         let jwks = format!("{{\"keys\":[{}]}}", jwks.join(","));
@@ -130,6 +130,7 @@ impl Signer {
             self.local.set(set);
         }
         *published = Published {
+            policy,
             keys,
             jwks: jwks.into(),
         };
@@ -166,19 +167,23 @@ impl Signer {
             .collect()
     }
 
-    /// Signs `claims` (a JSON object) with the preferred active key: a compact JWS.
+    /// Signs `claims` (a JSON object) with the preferred key active at this moment (a
+    /// rotation that fell due since the last reload counts): a compact JWS.
     pub fn sign(&self, claims: &str, typ: &str) -> Result<String, SignerError> {
         let key = {
             let published = self.published.read().unwrap_or_else(|e| e.into_inner());
+            let lives: Vec<Lifecycle> = published.keys.iter().map(|k| k.life).collect();
+            let lives = lifecycle::at(&lives, &published.policy, crate::unix_now());
             PREFERENCE
                 .iter()
                 .find_map(|alg| {
                     published
                         .keys
                         .iter()
-                        .rfind(|k| k.life.alg == *alg && k.life.state == KeyState::Active)
+                        .zip(&lives)
+                        .rfind(|(_, life)| life.alg == *alg && life.state == KeyState::Active)
                 })
-                .cloned()
+                .map(|(key, _)| key.clone())
                 .ok_or(SignerError::NoActiveKey)?
         };
         let header = jose::jws::header_json(key.life.alg, Some(&key.kid), Some(typ));

@@ -1,8 +1,10 @@
 //! `tessera hsm`, `tessera keys` and `tessera token`: signing keys in a PKCS#11 HSM.
 //!
-//! Every command that reads the keys first applies the lifecycle transitions that are due
-//! (pending keys past the publish delay become active, the keys they replace retire), so the
-//! CLI and the daemon see one lifecycle, kept on the token itself.
+//! The lifecycle (each key's state in its label, the publish delay and retention in a data
+//! object) is kept on the token itself, so the CLI and the daemon see one lifecycle. Commands
+//! that only read (`keys list`, `keys jwks`, `token sign`) compute the states at `--now` without
+//! writing anything; commands that change keys (`generate`, `rotate`, `retire`, `policy`) first
+//! write the transitions that are due.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,6 +15,9 @@ use clap::{Args, Subcommand};
 use jose::json::{self, JsonError};
 use jose::{Algorithm, SigningInput};
 use pkcs11::{Hsm, HsmConfig, KeyInfo, KeySpec, KeyState, Lifecycle, Pin, Policy};
+
+/// The PIN taken from `TESSERA_HSM_PIN` at the start of `main`, if it was set.
+pub type EnvPin = Option<Result<Pin, pkcs11::HsmError>>;
 
 /// Where the HSM is. The PIN comes from `TESSERA_HSM_PIN` or the file `--pin-file` names,
 /// never from the command line.
@@ -27,31 +32,16 @@ pub struct HsmArgs {
     /// File whose first line is the user PIN (used when TESSERA_HSM_PIN is not set).
     #[arg(long, env = "TESSERA_HSM_PIN_FILE", value_name = "FILE")]
     pin_file: Option<PathBuf>,
-    /// Seconds a new key is published before it signs (at least the verifiers' JWKS cache time).
-    #[arg(
-        long,
-        env = "TESSERA_PUBLISH_DELAY",
-        value_name = "SECS",
-        default_value_t = 900
-    )]
-    publish_delay: u32,
-    /// Seconds a retired key stays published; also the longest token lifetime allowed.
-    #[arg(
-        long,
-        env = "TESSERA_RETENTION",
-        value_name = "SECS",
-        default_value_t = 86_400
-    )]
-    retention: u32,
     /// Act as if the time were this (seconds since the Unix epoch).
     #[arg(long, value_name = "UNIX")]
     now: Option<i64>,
 }
 
 impl HsmArgs {
-    fn pin(&self) -> anyhow::Result<Pin> {
-        if std::env::var_os("TESSERA_HSM_PIN").is_some() {
-            return Ok(Pin::from_env("TESSERA_HSM_PIN")?);
+    /// The PIN `main` took from `TESSERA_HSM_PIN`, else the PIN file's.
+    fn pin(&self, env_pin: EnvPin) -> anyhow::Result<Pin> {
+        if let Some(pin) = env_pin {
+            return Ok(pin?);
         }
         match &self.pin_file {
             Some(path) => Ok(Pin::from_file(path)?),
@@ -59,17 +49,10 @@ impl HsmArgs {
         }
     }
 
-    fn open(&self) -> anyhow::Result<Hsm> {
-        let mut config = HsmConfig::new(&self.module, &self.token, self.pin()?);
+    fn open(&self, env_pin: EnvPin) -> anyhow::Result<Hsm> {
+        let mut config = HsmConfig::new(&self.module, &self.token, self.pin(env_pin)?);
         config.sessions = 1;
         Hsm::open(&config).with_context(|| format!("token {:?}", self.token))
-    }
-
-    fn policy(&self) -> Policy {
-        Policy {
-            publish_delay: i64::from(self.publish_delay),
-            retention: i64::from(self.retention),
-        }
     }
 
     fn now(&self) -> anyhow::Result<i64> {
@@ -120,6 +103,19 @@ pub enum KeysCommand {
     Jwks {
         #[command(flatten)]
         hsm: HsmArgs,
+    },
+    /// Print the lifecycle timing kept on the token, or change it: the CLI and the daemon both
+    /// follow it.
+    Policy {
+        #[command(flatten)]
+        hsm: HsmArgs,
+        /// Seconds a new key is published before it signs (at least the verifiers' JWKS cache
+        /// time).
+        #[arg(long, value_name = "SECS")]
+        publish_delay: Option<u32>,
+        /// Seconds a retired key stays published; also the longest token lifetime allowed.
+        #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u32).range(1..))]
+        retention: Option<u32>,
     },
 }
 
@@ -186,14 +182,13 @@ pub fn hsm(command: HsmCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
+pub fn keys(command: KeysCommand, env_pin: EnvPin) -> anyhow::Result<ExitCode> {
     match command {
-        KeysCommand::Generate(args) => generate(&args, false),
-        KeysCommand::Rotate(args) => generate(&args, true),
+        KeysCommand::Generate(args) => generate(&args, false, env_pin),
+        KeysCommand::Rotate(args) => generate(&args, true, env_pin),
         KeysCommand::List { hsm, json } => {
             let now = hsm.now()?;
-            let policy = hsm.policy();
-            let keys = hsm.open()?.advance(&policy, now)?;
+            let (policy, keys) = hsm.open(env_pin)?.keys_at(now)?;
             if json {
                 let rows: Vec<String> = keys.iter().map(|k| key_json(k, &policy, now)).collect();
                 println!("[{}]", rows.join(","));
@@ -222,8 +217,8 @@ pub fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
         }
         KeysCommand::Retire { hsm, kid } => {
             let now = hsm.now()?;
-            let token = hsm.open()?;
-            let keys = token.advance(&hsm.policy(), now)?;
+            let token = hsm.open(env_pin)?;
+            let (_, keys) = token.advance(now)?;
             let key = keys
                 .iter()
                 .find(|k| k.kid == kid)
@@ -244,14 +239,37 @@ pub fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
         }
         KeysCommand::Jwks { hsm } => {
             let now = hsm.now()?;
-            let policy = hsm.policy();
-            let keys = hsm.open()?.advance(&policy, now)?;
+            let (policy, keys) = hsm.open(env_pin)?.keys_at(now)?;
             let published: Vec<String> = keys
                 .iter()
                 .filter(|k| policy.published(&k.life, now))
                 .map(KeyInfo::jwk)
                 .collect();
             println!("{{\"keys\":[{}]}}", published.join(","));
+            Ok(ExitCode::SUCCESS)
+        }
+        KeysCommand::Policy {
+            hsm,
+            publish_delay,
+            retention,
+        } => {
+            let token = hsm.open(env_pin)?;
+            let mut policy = token.policy()?;
+            if publish_delay.is_some() || retention.is_some() {
+                // The transitions due under the old timing are written under it.
+                token.advance(hsm.now()?)?;
+                if let Some(delay) = publish_delay {
+                    policy.publish_delay = i64::from(delay);
+                }
+                if let Some(retention) = retention {
+                    policy.retention = i64::from(retention);
+                }
+                token.set_policy(&policy)?;
+            }
+            println!(
+                r#"{{"publish_delay":{},"retention":{}}}"#,
+                policy.publish_delay, policy.retention
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -269,15 +287,15 @@ fn key_json(k: &KeyInfo, policy: &Policy, now: i64) -> String {
     )
 }
 
-fn generate(args: &GenerateArgs, rotate: bool) -> anyhow::Result<ExitCode> {
+fn generate(args: &GenerateArgs, rotate: bool, env_pin: EnvPin) -> anyhow::Result<ExitCode> {
     let alg = algorithm(&args.alg)?;
     let mut spec = KeySpec::new(alg)?;
     if args.bits != 2048 {
         spec = spec.with_rsa_bits(args.bits)?;
     }
     let now = args.hsm.now()?;
-    let token = args.hsm.open()?;
-    let keys = token.advance(&args.hsm.policy(), now)?;
+    let token = args.hsm.open(env_pin)?;
+    let (policy, keys) = token.advance(now)?;
     let has_active = keys
         .iter()
         .any(|k| k.life.alg == alg && k.life.state == KeyState::Active);
@@ -289,7 +307,7 @@ fn generate(args: &GenerateArgs, rotate: bool) -> anyhow::Result<ExitCode> {
         KeyState::Active
     };
     let key = token.generate(spec, state, now)?;
-    println!("{}", key_json(&key, &args.hsm.policy(), now));
+    println!("{}", key_json(&key, &policy, now));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -314,7 +332,7 @@ fn duration(text: &str) -> anyhow::Result<i64> {
         .ok_or_else(|| anyhow!("duration {text:?} out of range"))
 }
 
-pub fn token(command: TokenCommand) -> anyhow::Result<ExitCode> {
+pub fn token(command: TokenCommand, env_pin: EnvPin) -> anyhow::Result<ExitCode> {
     let TokenCommand::Sign(args) = command;
     let claims_text = match args.claims.strip_prefix('@') {
         Some(path) => std::fs::read_to_string(path).with_context(|| format!("--claims @{path}"))?,
@@ -322,18 +340,18 @@ pub fn token(command: TokenCommand) -> anyhow::Result<ExitCode> {
     };
     let now = args.hsm.now()?;
     let ttl = duration(&args.ttl)?;
-    if ttl > i64::from(args.hsm.retention) {
+    let token = args.hsm.open(env_pin)?;
+    let (policy, keys) = token.keys_at(now)?;
+    if ttl > policy.retention {
         bail!(
             "--ttl {} exceeds the retention of {} s: a retired key would stop being published \
              while its tokens are still valid",
             args.ttl,
-            args.hsm.retention
+            policy.retention
         );
     }
-    let claims = complete_claims(&claims_text, now, ttl)?;
+    let claims = complete_claims(&claims_text, now, ttl, policy.retention)?;
 
-    let token = args.hsm.open()?;
-    let keys = token.advance(&args.hsm.policy(), now)?;
     let active = keys.iter().filter(|k| k.life.state == KeyState::Active);
     let key = match (&args.kid, &args.alg) {
         (Some(kid), _) => {
@@ -368,16 +386,31 @@ pub fn token(command: TokenCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The claims with `iat`, `exp` and `jti` added where absent.
-fn complete_claims(text: &str, now: i64, ttl: i64) -> anyhow::Result<String> {
-    let (mut iat, mut exp, mut jti) = (false, false, false);
-    let object = json::read_object::<JsonError>(text, 16, |name, _| {
+/// The claims with `iat`, `exp` and `jti` added where absent. An `exp` of the claims must be a
+/// NumericDate at most `retention` seconds after `now`, as `--ttl` must be.
+fn complete_claims(text: &str, now: i64, ttl: i64, retention: i64) -> anyhow::Result<String> {
+    let (mut iat, mut exp, mut jti) = (false, None, false);
+    let object = json::read_object::<JsonError>(text, 16, |name, value| {
         iat |= name.eq_str("iat");
-        exp |= name.eq_str("exp");
+        if name.eq_str("exp") {
+            exp = Some(match value {
+                json::Value::Number(n) => n.as_f64(),
+                _ => None,
+            });
+        }
         jti |= name.eq_str("jti");
         Ok(())
     })
     .map_err(|e| anyhow!("--claims: {e}"))?;
+    match exp {
+        Some(None) => bail!("--claims: exp must be a NumericDate (seconds since the epoch)"),
+        Some(Some(exp)) if exp - now as f64 > retention as f64 => bail!(
+            "--claims: exp {exp} is {} s after now, beyond the retention of {retention} s: a \
+             retired key would stop being published while the token is still valid",
+            exp - now as f64
+        ),
+        _ => {}
+    }
     let mut out = json::minify(object.as_json());
     out.pop(); // the closing brace
     let mut add = |member: String| {
@@ -389,7 +422,7 @@ fn complete_claims(text: &str, now: i64, ttl: i64) -> anyhow::Result<String> {
     if !iat {
         add(format!("\"iat\":{now}"));
     }
-    if !exp {
+    if exp.is_none() {
         add(format!("\"exp\":{}", now + ttl));
     }
     if !jti {
@@ -419,17 +452,33 @@ mod tests {
     }
 
     #[test]
+    fn explicit_exp_is_bounded_by_the_retention() {
+        assert!(complete_claims(r#"{"exp":160}"#, 100, 1, 60).is_ok());
+        for bad in [
+            r#"{"exp":161}"#,
+            r#"{"exp":160.001}"#,
+            r#"{"exp":1e308}"#,
+            r#"{"exp":1e400}"#,
+            r#"{"exp":"150"}"#,
+            r#"{"exp":[150]}"#,
+            r#"{"exp":true}"#,
+        ] {
+            assert!(complete_claims(bad, 100, 1, 60).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn claims_are_completed_without_overriding() {
-        let c = complete_claims(r#"{ "sub": "alice" }"#, 100, 60).unwrap();
+        let c = complete_claims(r#"{ "sub": "alice" }"#, 100, 60, 60).unwrap();
         assert!(
             c.starts_with(r#"{"sub":"alice","iat":100,"exp":160,"jti":""#),
             "{c}"
         );
-        let c = complete_claims(r#"{"iat":5,"exp":6,"jti":"x"}"#, 100, 60).unwrap();
+        let c = complete_claims(r#"{"iat":5,"exp":6,"jti":"x"}"#, 100, 60, 60).unwrap();
         assert_eq!(c, r#"{"iat":5,"exp":6,"jti":"x"}"#);
-        let c = complete_claims("{}", 1, 1).unwrap();
+        let c = complete_claims("{}", 1, 1, 1).unwrap();
         assert!(c.starts_with(r#"{"iat":1,"exp":2,"jti":"#), "{c}");
-        assert!(complete_claims(r#"{"a":1,"a":2}"#, 1, 1).is_err());
-        assert!(complete_claims("[1]", 1, 1).is_err());
+        assert!(complete_claims(r#"{"a":1,"a":2}"#, 1, 1, 1).is_err());
+        assert!(complete_claims("[1]", 1, 1, 1).is_err());
     }
 }

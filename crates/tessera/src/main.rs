@@ -75,6 +75,9 @@ enum JwsCommand {
 }
 
 fn main() -> ExitCode {
+    // First, while this is the only thread: the PIN leaves the environment, so that neither
+    // the PKCS#11 module nor anything spawned can read it there.
+    let env_pin = pkcs11::Pin::take_env("TESSERA_HSM_PIN");
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Verify(args) => verify::verify(args),
@@ -82,9 +85,9 @@ fn main() -> ExitCode {
             command: JwsCommand::Verify(args),
         } => verify::jws_verify(args),
         Command::Hsm { command } => keys::hsm(command),
-        Command::Keys { command } => keys::keys(command),
-        Command::Token { command } => keys::token(command),
-        Command::Serve(args) => serve::serve(args),
+        Command::Keys { command } => keys::keys(command, env_pin),
+        Command::Token { command } => keys::token(command, env_pin),
+        Command::Serve(args) => serve::serve(args, env_pin),
         Command::Config { command } => serve::config(command),
         Command::Client { command } => serve::client(command),
         Command::Calibrate(args) => capacity::calibrate(args),

@@ -11,6 +11,8 @@ use clap::{Args, Subcommand};
 use server::config::{HsmSettings, IssuerConfig, KeysFrom};
 use server::{Config, LogFormat, SecretHash};
 
+use crate::keys::EnvPin;
+
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// The configuration file (TOML; see examples/tessera.toml).
@@ -94,7 +96,8 @@ pub fn client(command: ClientCommand) -> anyhow::Result<ExitCode> {
 
 use std::io::Read as _;
 
-pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+pub fn serve(args: ServeArgs, env_pin: EnvPin) -> anyhow::Result<ExitCode> {
+    let env_pin = env_pin.transpose()?;
     let mut config = match (&args.config, &args.jwks, args.dev) {
         (Some(file), _, _) => Config::load(file).with_context(|| format!("{}", file.display()))?,
         (None, Some(jwks), _) => Config::quick(
@@ -146,6 +149,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             }
             dev(&mut config, &public_url)?;
         }
+        if let Some(hsm) = &mut config.hsm {
+            hsm.pin = env_pin;
+        }
         let app = server::App::start(&config, public_url.clone()).await?;
         // Installed before the line below: a signal sent as soon as it appears must drain.
         let shutdown = shutdown_signal()?;
@@ -171,9 +177,8 @@ fn dev(config: &mut Config, public_url: &str) -> anyhow::Result<()> {
         module: env("TESSERA_HSM_MODULE", server::config::SOFTHSM_MODULE).into(),
         token: env("TESSERA_HSM_TOKEN", "tessera-dev"),
         pin_file,
+        pin: None,
         sessions: 4,
-        publish_delay: 900,
-        retention: 86_400,
         ensure_key: Some(jose::Algorithm::ES256),
     });
     config.issuers = vec![IssuerConfig {

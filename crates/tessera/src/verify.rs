@@ -3,7 +3,8 @@
 //! Valid: exit 0 and `{"valid": true, "header": {...}, "claims": {...}}` (or `"payload"`).
 //! Invalid: exit 1 and `{"valid": false, "error": CODE, "detail": TEXT}`.
 //! Usage or configuration error: exit 2 and a message on stderr.
-//! With `-` (or no token), tokens are read from stdin one per line, one verdict line each.
+//! With `-` (or no token), tokens are read from stdin one per line, one verdict line each;
+//! input without a token (empty, or blank lines only) is a usage error.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
@@ -105,7 +106,21 @@ fn run(
     } else {
         let mut input = BufReader::with_capacity(64 * 1024, io::stdin().lock());
         let mut line = Vec::new();
+        // Blank lines are no tokens: their verdicts wait for the first token, so that input
+        // with none (an empty file) is an error, not "all valid".
+        let (mut any_token, mut blanks) = (false, 0usize);
         while let Some(len) = read_line(&mut input, &mut line, limits.max_token_len)? {
+            if line.iter().all(u8::is_ascii_whitespace) && len <= limits.max_token_len {
+                if !any_token {
+                    blanks += 1;
+                    continue;
+                }
+            } else if !any_token {
+                any_token = true;
+                for _ in 0..blanks {
+                    all_valid &= check(b"", &mut out)?;
+                }
+            }
             let valid = if len > limits.max_token_len {
                 write_invalid(
                     &mut out,
@@ -122,6 +137,9 @@ fn run(
             if !input.buffer().contains(&b'\n') {
                 out.flush()?;
             }
+        }
+        if !any_token {
+            bail!("no token on stdin (empty input or blank lines only)");
         }
     }
     out.flush()?;
