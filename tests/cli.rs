@@ -308,6 +308,41 @@ fn now_and_leeway_decide_expiry() {
     ));
 }
 
+/// Regression: `exp: 1e20` verified through the CLI. NumericDates outside 1970 to year 9999
+/// are invalid claims.
+#[test]
+fn numeric_dates_outside_1970_to_9999_are_invalid_claims() {
+    let dir = Scratch::new("cli-dates");
+    let issuer = Issuer::new();
+    let jwks = dir.write("jwks.json", &issuer.jwks);
+    let now = NOW.to_string();
+    let cases = [
+        (r#"{"exp":253402300799}"#.to_string(), true),
+        (format!(r#"{{"exp":{}.5,"nbf":0}}"#, NOW + 60), true),
+        (r#"{"exp":1e20}"#.into(), false),
+        (r#"{"exp":253402300800}"#.into(), false),
+        (format!(r#"{{"exp":{},"nbf":-1}}"#, NOW + 60), false),
+        (format!(r#"{{"exp":{},"iat":1e20}}"#, NOW + 60), false),
+    ];
+    let stdin: String = cases
+        .iter()
+        .map(|(claims, _)| issuer.sign(claims) + "\n")
+        .collect();
+    let out = tessera(
+        &["verify", "--jwks", path_str(&jwks), "--now", &now, "-"],
+        stdin.as_bytes(),
+    );
+    assert_eq!(code(&out), 1, "{}", String::from_utf8_lossy(&out.stderr));
+    let v = verdicts(&out);
+    assert_eq!(v.len(), cases.len());
+    for ((claims, valid), verdict) in cases.iter().zip(&v) {
+        assert_eq!(verdict["valid"], *valid, "{claims}: {verdict}");
+        if !valid {
+            assert_eq!(verdict["error"], "invalid_claim", "{claims}: {verdict}");
+        }
+    }
+}
+
 #[test]
 fn jws_verify_checks_only_the_signature() {
     let dir = Scratch::new("cli-jws");

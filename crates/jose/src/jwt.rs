@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 use std::sync::OnceLock;
 
+use crate::date::MAX_NUMERIC_DATE;
 use crate::json::{self, JsonError, JsonStr, Kind, Span, Value};
 use crate::jws::{self, Header, Limits};
 use crate::{Algorithm, Error, KeySet, Malformed, Segment};
@@ -224,12 +225,19 @@ impl From<JsonError> for ClaimsError {
     }
 }
 
-fn numeric_date(value: Value<'_>, what: &'static str) -> Result<f64, ClaimsError> {
-    match value {
-        Value::Number(n) => n.as_f64(),
-        _ => None,
+/// A NumericDate claim: a JSON number in `0..=MAX_NUMERIC_DATE` (fractions allowed).
+fn numeric_date(
+    value: Value<'_>,
+    wrong_type: &'static str,
+    out_of_range: &'static str,
+) -> Result<f64, ClaimsError> {
+    let Value::Number(n) = value else {
+        return Err(ClaimsError::Token(Error::InvalidClaim(wrong_type)));
+    };
+    match n.as_f64() {
+        Some(date) if (0.0..=MAX_NUMERIC_DATE as f64).contains(&date) => Ok(date),
+        _ => Err(ClaimsError::Token(Error::InvalidClaim(out_of_range))),
     }
-    .ok_or(ClaimsError::Token(Error::InvalidClaim(what)))
 }
 
 fn string_claim<'a>(value: Value<'a>, what: &'static str) -> Result<JsonStr<'a>, ClaimsError> {
@@ -242,9 +250,27 @@ fn validate_claims(text: &str, v: &Validation, now: i64) -> Result<(), Error> {
     let mut reg = Registered::default();
     let walk = json::read_object(text, v.limits.max_json_depth, |name, value| {
         match name.to_str().as_bytes() {
-            b"exp" => reg.exp = Some(numeric_date(value, "exp must be a NumericDate")?),
-            b"nbf" => reg.nbf = Some(numeric_date(value, "nbf must be a NumericDate")?),
-            b"iat" => reg.iat = Some(numeric_date(value, "iat must be a NumericDate")?),
+            b"exp" => {
+                reg.exp = Some(numeric_date(
+                    value,
+                    "exp must be a NumericDate",
+                    "exp must lie between 1970 and the end of 9999",
+                )?)
+            }
+            b"nbf" => {
+                reg.nbf = Some(numeric_date(
+                    value,
+                    "nbf must be a NumericDate",
+                    "nbf must lie between 1970 and the end of 9999",
+                )?)
+            }
+            b"iat" => {
+                reg.iat = Some(numeric_date(
+                    value,
+                    "iat must be a NumericDate",
+                    "iat must lie between 1970 and the end of 9999",
+                )?)
+            }
             b"iss" => reg.iss = Some(string_claim(value, "iss must be a string")?),
             b"sub" => {
                 string_claim(value, "sub must be a string")?;
