@@ -83,7 +83,7 @@ pub enum Error {
     Expired,
     /// `nbf` (or, with a maximum lifetime, `iat`) lies in the future.
     NotYetValid,
-    /// `exp - iat` exceeds the maximum lifetime.
+    /// `exp - iat` (without `iat`: `exp - now`) exceeds the maximum lifetime.
     LifetimeExceeded,
     MissingClaim(Box<str>),
     /// A claim has the wrong JSON type.
@@ -164,7 +164,9 @@ impl fmt::Display for Error {
             Error::BadSignature => f.write_str("signature does not verify"),
             Error::Expired => f.write_str("token has expired (exp)"),
             Error::NotYetValid => f.write_str("token is not valid yet (nbf or iat)"),
-            Error::LifetimeExceeded => f.write_str("exp - iat exceeds the maximum lifetime"),
+            Error::LifetimeExceeded => {
+                f.write_str("exp - iat (or exp - now, without iat) exceeds the maximum lifetime")
+            }
             Error::MissingClaim(name) => write!(f, "required claim {name} is missing"),
             Error::InvalidClaim(what) => write!(f, "invalid claim: {what}"),
             Error::InvalidIssuer => f.write_str("iss does not match the expected issuer"),

@@ -26,7 +26,8 @@ pub struct Validation {
     pub require_exp: bool,
     /// Claims that must be present, whatever their value.
     pub required_claims: Vec<String>,
-    /// The longest lifetime accepted, `exp - iat`, in seconds; requires `iat`.
+    /// The longest lifetime accepted, in seconds: `exp - iat`, or without `iat`, `exp - now`
+    /// (the leeway allowed). Requires `exp`.
     pub max_lifetime: Option<u64>,
     pub limits: Limits,
 }
@@ -310,12 +311,14 @@ fn validate_claims(text: &str, v: &Validation, now: i64) -> Result<(), Error> {
         return Err(Error::NotYetValid);
     }
     if let Some(max) = v.max_lifetime {
-        let iat = reg.iat.ok_or_else(|| Error::MissingClaim("iat".into()))?;
         let exp = reg.exp.ok_or_else(|| Error::MissingClaim("exp".into()))?;
-        if now + leeway < iat {
-            return Err(Error::NotYetValid);
-        }
-        if exp - iat > max as f64 {
+        let lifetime = match reg.iat {
+            Some(iat) if now + leeway < iat => return Err(Error::NotYetValid),
+            Some(iat) => exp - iat,
+            // Without iat the token may have been issued up to the leeway from now.
+            None => exp - now - leeway,
+        };
+        if lifetime > max as f64 {
             return Err(Error::LifetimeExceeded);
         }
     }
