@@ -343,6 +343,38 @@ fn numeric_dates_outside_1970_to_9999_are_invalid_claims() {
     }
 }
 
+/// Regression: an RFC 9701 introspection response with `exp` verified as an access token. It
+/// is refused with or without `--typ`; `jws verify` still checks its signature.
+#[test]
+fn introspection_responses_are_refused_as_access_tokens() {
+    let dir = Scratch::new("cli-introspection");
+    let issuer = Issuer::new();
+    let jwks = dir.write("jwks.json", &issuer.jwks);
+    let now = NOW.to_string();
+    let answer = issuer.sign_raw(
+        r#"{"alg":"EdDSA","kid":"k1","typ":"application/token-introspection+jwt"}"#,
+        &claims(r#","token_introspection":{"active":true,"sub":"alice"}"#),
+    );
+    for typ in [
+        &[][..],
+        &["--typ", "at+jwt"],
+        &["--typ", "token-introspection+jwt"],
+    ] {
+        let mut args = vec!["verify", "--jwks", path_str(&jwks), "--now", &now];
+        args.extend_from_slice(typ);
+        args.push(&answer);
+        let out = tessera(&args, b"");
+        assert_eq!(code(&out), 1, "{typ:?}");
+        assert_eq!(
+            verdicts(&out)[0]["error"],
+            "introspection_response",
+            "{typ:?}"
+        );
+    }
+    let out = tessera(&["jws", "verify", "--jwks", path_str(&jwks), &answer], b"");
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 #[test]
 fn jws_verify_checks_only_the_signature() {
     let dir = Scratch::new("cli-jws");

@@ -177,12 +177,22 @@ pub fn verify(
     })
 }
 
+/// The `typ` of RFC 9701 introspection responses: signed by an authorization server for a
+/// resource server, never an access token, so [`verify`] refuses it whatever the policy.
+pub const INTROSPECTION_RESPONSE: &str = "token-introspection+jwt";
+
 fn check_header(header: &Header<'_>, validation: &Validation) -> Result<(), Error> {
     if header
         .cty
         .is_some_and(|cty| media_type_is(&cty.to_str(), "jwt"))
     {
         return Err(Error::NestedToken);
+    }
+    if header
+        .typ
+        .is_some_and(|typ| media_type_is(&typ.to_str(), INTROSPECTION_RESPONSE))
+    {
+        return Err(Error::IntrospectionResponse);
     }
     if let Some(expected) = &validation.typ {
         let typ = header.typ.ok_or(Error::InvalidType)?;
@@ -194,7 +204,7 @@ fn check_header(header: &Header<'_>, validation: &Validation) -> Result<(), Erro
 }
 
 /// RFC 7515 4.1.9: media type names compare without case, and `application/` may be left out.
-fn media_type_is(value: &str, expected: &str) -> bool {
+pub fn media_type_is(value: &str, expected: &str) -> bool {
     fn short(s: &str) -> &str {
         match s.get(..12) {
             Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &s[12..],

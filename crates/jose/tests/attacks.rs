@@ -1337,6 +1337,44 @@ fn nested_tokens_and_explicit_typing() {
     );
 }
 
+/// Regression: an RFC 9701 introspection response (`typ: token-introspection+jwt`) signed by a
+/// trusted key verified as an access token when it carried `exp` and the policy did not ask
+/// for explicit typing. It is refused whatever the policy, in any spelling of its media type.
+#[test]
+fn introspection_responses_are_not_access_tokens() {
+    let signer = Signer::hs256();
+    let keys = key_set_of(&[(&signer, "k")]);
+    let payload = claims(r#""token_introspection":{"active":true,"sub":"alice"}"#);
+    let with = |typ: &str| {
+        signer.token(
+            &format!(r#"{{"alg":"HS256","kid":"k","typ":"{typ}"}}"#),
+            &payload,
+        )
+    };
+    let mut typed = Validation::default();
+    typed.typ = Some("token-introspection+jwt".into());
+    for typ in [
+        "token-introspection+jwt",
+        "application/token-introspection+jwt",
+        "Application/Token-Introspection+JWT",
+        "TOKEN-INTROSPECTION+JWT",
+        r#"token-introspection\u002bjwt"#,
+    ] {
+        let token = with(typ);
+        // The signature is fine: as a plain JWS (how its recipient checks it) it verifies, and
+        // the first header becomes the key set's memo, so memo hits are covered below too.
+        jws::verify(&token, &keys, &Limits::default()).expect("introspection response as JWS");
+        for v in [&Validation::default(), &typed] {
+            let e = jwt::verify(&token, &keys, v, NOW).expect_err(typ);
+            assert_eq!(e, Error::IntrospectionResponse, "typ {typ}");
+            assert_eq!(e.code(), "introspection_response");
+        }
+    }
+    for typ in ["token-introspection", "x-token-introspection+jwt", "at+jwt"] {
+        verify_ok(&with(typ), &keys);
+    }
+}
+
 /// The error of a refused key set.
 fn key_set_refused(jwks: &str) -> KeySetError {
     match KeySet::from_jwks(jwks.as_bytes()) {
