@@ -375,6 +375,64 @@ fn introspection_responses_are_refused_as_access_tokens() {
     assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// `--max-lifetime` refuses tokens that live longer: `exp - iat`, or `exp - now` without `iat`.
+#[test]
+fn max_lifetime_bounds_a_tokens_lifetime() {
+    let dir = Scratch::new("cli-lifetime");
+    let issuer = Issuer::new();
+    let jwks = dir.write("jwks.json", &issuer.jwks);
+    let now = NOW.to_string();
+    let cases = [
+        (format!(r#"{{"iat":{NOW},"exp":{}}}"#, NOW + 300), "valid"),
+        (
+            format!(r#"{{"iat":{NOW},"exp":{}}}"#, NOW + 301),
+            "lifetime_exceeded",
+        ),
+        (format!(r#"{{"exp":{}}}"#, NOW + 300), "valid"),
+        (
+            format!(r#"{{"exp":{}}}"#, NOW + 86_400),
+            "lifetime_exceeded",
+        ),
+    ];
+    for (claims, expected) in &cases {
+        let token = issuer.sign(claims);
+        let out = tessera(
+            &[
+                "verify",
+                "--jwks",
+                path_str(&jwks),
+                "--now",
+                &now,
+                "--leeway",
+                "0",
+                "--max-lifetime",
+                "300",
+                &token,
+            ],
+            b"",
+        );
+        let v = &verdicts(&out)[0];
+        if *expected == "valid" {
+            assert_eq!(code(&out), 0, "{claims}: {v}");
+        } else {
+            assert_eq!(code(&out), 1, "{claims}: {v}");
+            assert_eq!(v["error"], *expected, "{claims}");
+        }
+    }
+    let out = tessera(
+        &[
+            "verify",
+            "--jwks",
+            path_str(&jwks),
+            "--max-lifetime",
+            "0",
+            "-",
+        ],
+        b"",
+    );
+    assert_eq!(code(&out), 2, "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 #[test]
 fn jws_verify_checks_only_the_signature() {
     let dir = Scratch::new("cli-jws");

@@ -128,8 +128,11 @@ impl Issuer {
     }
 
     fn sign(&self, claims: &Value) -> String {
-        let header =
-            jose::jws::header_json(jose::Algorithm::ES256, Some(&self.kid), Some("at+jwt"));
+        self.sign_typed("at+jwt", claims)
+    }
+
+    fn sign_typed(&self, typ: &str, claims: &Value) -> String {
+        let header = jose::jws::header_json(jose::Algorithm::ES256, Some(&self.kid), Some(typ));
         let input = jose::SigningInput::new(header.as_bytes(), claims.to_string().as_bytes());
         let signature = self
             .key
@@ -1957,6 +1960,118 @@ async fn quick_mode_trusts_one_issuer_and_has_no_callers() {
             .introspect(Some(&basic(CLIENT, SECRET)), &token)
             .await,
     );
+}
+
+/// Quick mode's `--typ` and `--max-lifetime` reach the issuer's policy.
+#[tokio::test]
+async fn quick_mode_requires_typ_and_bounds_lifetime() {
+    let dir = Scratch::new("quick-policy");
+    let issuer = Issuer::new("q1");
+    let jwks = dir.write("jwks.json", &issuer.jwks);
+    let quick = |extra: &[&str]| {
+        let mut args = vec![
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--jwks",
+            path_str(&jwks),
+            "--iss",
+            ISS,
+        ];
+        args.extend_from_slice(extra);
+        tessera(&args)
+    };
+    let daemon = Daemon::spawn(quick(&["--typ", "at+jwt", "--max-lifetime", "600"]));
+    let now = unix_now();
+    for (token, status) in [
+        (issuer.sign(&claims(json!({}))), 200),
+        (issuer.sign_typed("JWT", &claims(json!({}))), 401),
+        (issuer.sign(&claims(json!({"exp": now + 3600}))), 401),
+        (
+            issuer.sign(&claims(json!({"iat": null, "exp": now + 3600}))),
+            401,
+        ),
+        (issuer.sign(&claims(json!({"iat": null}))), 200),
+    ] {
+        let bearer = format!("Bearer {token}");
+        let reply = daemon
+            .call("GET", "/v1/authz/orders", &[("authorization", &bearer)], "")
+            .await;
+        assert_eq!(
+            reply.status,
+            status,
+            "{}",
+            b64_json(token.split('.').nth(1).unwrap())
+        );
+    }
+    drop(daemon);
+    for (extra, named) in [
+        (&["--max-lifetime", "0"][..], "--max-lifetime"),
+        (&["--typ", ""], "--typ"),
+        (&["--typ", "application/token-introspection+jwt"], "--typ"),
+    ] {
+        let out = run(quick(extra), b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {err}");
+        assert!(err.contains(named), "{extra:?}: {err}");
+        assert!(out.stdout.is_empty(), "no listening line");
+    }
+}
+
+/// `[[issuers]]` `typ`, `required_claims` and `max_lifetime_s` reach the issuer's policy, and
+/// bad values are refused naming the field.
+#[tokio::test]
+async fn issuer_typ_required_claims_and_max_lifetime_are_enforced() {
+    let setup = Setup::new("issuer-policy");
+    let policy = "typ = \"application/at+jwt\"\nrequired_claims = [\"sub\", \"jti\"]\nmax_lifetime_s = 600\n";
+    let config = setup.config("", "", "").replace(
+        "jwks_file = \"jwks.json\"\n",
+        &format!("jwks_file = \"jwks.json\"\n{policy}"),
+    );
+    assert!(config.contains(policy));
+    let file = setup.dir.write("tessera.toml", &config);
+    let daemon = Daemon::spawn(tessera(&["serve", "--config", path_str(&file)]));
+    let now = unix_now();
+    let issuer = &setup.issuer;
+    for (token, active) in [
+        (issuer.sign(&claims(json!({}))), true),
+        (issuer.sign_typed("JWT", &claims(json!({}))), false),
+        (issuer.sign(&claims(json!({"jti": null}))), false),
+        (issuer.sign(&claims(json!({"sub": null}))), false),
+        (issuer.sign(&claims(json!({"exp": now + 3600}))), false),
+        (
+            issuer.sign(&claims(json!({"iat": null, "exp": now + 3600}))),
+            false,
+        ),
+    ] {
+        let reply = daemon
+            .introspect(Some(&basic(CLIENT, SECRET)), &token)
+            .await;
+        assert_eq!(
+            reply.json()["active"],
+            active,
+            "{}",
+            b64_json(token.split('.').nth(1).unwrap())
+        );
+    }
+    drop(daemon);
+
+    for (line, field) in [
+        ("max_lifetime_s = 0", "issuers[0].max_lifetime_s"),
+        ("typ = \"\"", "issuers[0].typ"),
+        ("typ = \"token-introspection+jwt\"", "issuers[0].typ"),
+        (
+            "required_claims = [\"sub\", \"\"]",
+            "issuers[0].required_claims",
+        ),
+    ] {
+        let bad = config.replace(policy, &format!("{line}\n"));
+        let file = setup.dir.write("bad.toml", &bad);
+        let out = run(tessera(&["config", "check", path_str(&file)]), b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{line}: {err}");
+        assert!(err.contains(field), "{line}: {err}");
+    }
 }
 
 // ---- configuration ----
