@@ -868,6 +868,101 @@ async fn dev_mode_signs_introspection_answers_with_its_published_key() {
     );
 }
 
+/// Regression: with a `public_url` ending in `/`, RFC 8414 named the issuer without the slash
+/// and RFC 9701 answers were signed with it, two different strings. And an RFC 9701 answer
+/// (`typ: token-introspection+jwt`) verified as an access token wherever its issuer's keys are
+/// trusted and it carried `exp`.
+#[tokio::test]
+async fn rfc9701_answers_carry_the_discovery_issuer_and_are_not_access_tokens() {
+    let token = Token::new("rfc9701");
+    token.ok(&["keys", "generate", "--alg", "ES256"]);
+    let setup = Setup::new("rfc9701");
+    let pin = token.0.dir.join("pin");
+    let config = setup.config(
+        "public_url = \"https://tessera.example/\"",
+        "",
+        &format!(
+            "[hsm]\ntoken = \"{LABEL}\"\npin_file = \"{}\"\n\n\
+             [[issuers]]\nissuer = \"https://tessera.example\"\nhsm = true\n",
+            pin.display()
+        ),
+    );
+    let file = setup.dir.write("tessera.toml", &config);
+    let daemon = Daemon::spawn(token.command(&["serve", "--config", path_str(&file)]));
+
+    let discovery = daemon
+        .get("/.well-known/oauth-authorization-server")
+        .await
+        .json();
+    assert_eq!(
+        discovery["issuer"], "https://tessera.example",
+        "{discovery}"
+    );
+    assert_eq!(
+        discovery["jwks_uri"],
+        "https://tessera.example/.well-known/jwks.json"
+    );
+    let access = setup.issuer.sign(&claims(json!({})));
+    let reply = daemon
+        .introspect_with(
+            Some(&basic(CLIENT, SECRET)),
+            &access,
+            &[("accept", "application/token-introspection+jwt")],
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let answer = reply.text();
+    let body = b64_json(answer.split('.').nth(1).expect("payload"));
+    assert_eq!(body["iss"], discovery["issuer"], "{body}");
+    assert_eq!(body["token_introspection"]["active"], true, "{body}");
+
+    // Downstream, the answer verifies as a JWS, never as an access token.
+    let jwks = daemon.get("/.well-known/jwks.json").await;
+    let jwks = setup.dir.write("daemon-jwks.json", &jwks.text());
+    let out = run(
+        tessera(&["jws", "verify", "--jwks", path_str(&jwks), &answer]),
+        b"",
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = run(
+        tessera(&[
+            "verify",
+            "--jwks",
+            path_str(&jwks),
+            "--iss",
+            "https://tessera.example",
+            &answer,
+        ]),
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let verdict: Value = serde_json::from_slice(&out.stdout).expect("verdict");
+    assert_eq!(verdict["error"], "introspection_response", "{verdict}");
+
+    // Nor does the daemon take one, even with exp, from an issuer it trusts.
+    let typed = setup
+        .issuer
+        .sign_typed("application/token-introspection+jwt", &claims(json!({})));
+    let bearer = format!("Bearer {typed}");
+    let reply = daemon
+        .call("GET", "/v1/authz/orders", &[("authorization", &bearer)], "")
+        .await;
+    assert_bearer(
+        &reply,
+        401,
+        "Bearer realm=\"tessera\", error=\"invalid_token\"",
+    );
+    let reply = daemon
+        .introspect(Some(&basic(CLIENT, SECRET)), &typed)
+        .await;
+    assert_eq!(reply.json(), json!({"active": false}));
+}
+
 // ---- batch verify ----
 
 /// Regression: the first requests of a client are refused with 503 while another check of the
