@@ -346,6 +346,131 @@ fn now_and_leeway_decide_expiry() {
     ));
 }
 
+/// Regression: `exp: 1e20` verified through the CLI. NumericDates outside 1970 to year 9999
+/// are invalid claims.
+#[test]
+fn numeric_dates_outside_1970_to_9999_are_invalid_claims() {
+    let dir = Scratch::new("cli-dates");
+    let issuer = Issuer::new();
+    let jwks = dir.write("jwks.json", &issuer.jwks);
+    let now = NOW.to_string();
+    let cases = [
+        (r#"{"exp":253402300799}"#.to_string(), true),
+        (format!(r#"{{"exp":{}.5,"nbf":0}}"#, NOW + 60), true),
+        (r#"{"exp":1e20}"#.into(), false),
+        (r#"{"exp":253402300800}"#.into(), false),
+        (format!(r#"{{"exp":{},"nbf":-1}}"#, NOW + 60), false),
+        (format!(r#"{{"exp":{},"iat":1e20}}"#, NOW + 60), false),
+    ];
+    let stdin: String = cases
+        .iter()
+        .map(|(claims, _)| issuer.sign(claims) + "\n")
+        .collect();
+    let out = tessera(
+        &["verify", "--jwks", path_str(&jwks), "--now", &now, "-"],
+        stdin.as_bytes(),
+    );
+    assert_eq!(code(&out), 1, "{}", String::from_utf8_lossy(&out.stderr));
+    let v = verdicts(&out);
+    assert_eq!(v.len(), cases.len());
+    for ((claims, valid), verdict) in cases.iter().zip(&v) {
+        assert_eq!(verdict["valid"], *valid, "{claims}: {verdict}");
+        if !valid {
+            assert_eq!(verdict["error"], "invalid_claim", "{claims}: {verdict}");
+        }
+    }
+}
+
+/// Regression: an RFC 9701 introspection response with `exp` verified as an access token. It
+/// is refused with or without `--typ`; `jws verify` still checks its signature.
+#[test]
+fn introspection_responses_are_refused_as_access_tokens() {
+    let dir = Scratch::new("cli-introspection");
+    let issuer = Issuer::new();
+    let jwks = dir.write("jwks.json", &issuer.jwks);
+    let now = NOW.to_string();
+    let answer = issuer.sign_raw(
+        r#"{"alg":"EdDSA","kid":"k1","typ":"application/token-introspection+jwt"}"#,
+        &claims(r#","token_introspection":{"active":true,"sub":"alice"}"#),
+    );
+    for typ in [
+        &[][..],
+        &["--typ", "at+jwt"],
+        &["--typ", "token-introspection+jwt"],
+    ] {
+        let mut args = vec!["verify", "--jwks", path_str(&jwks), "--now", &now];
+        args.extend_from_slice(typ);
+        args.push(&answer);
+        let out = tessera(&args, b"");
+        assert_eq!(code(&out), 1, "{typ:?}");
+        assert_eq!(
+            verdicts(&out)[0]["error"],
+            "introspection_response",
+            "{typ:?}"
+        );
+    }
+    let out = tessera(&["jws", "verify", "--jwks", path_str(&jwks), &answer], b"");
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `--max-lifetime` refuses tokens that live longer: `exp - iat`, or `exp - now` without `iat`.
+#[test]
+fn max_lifetime_bounds_a_tokens_lifetime() {
+    let dir = Scratch::new("cli-lifetime");
+    let issuer = Issuer::new();
+    let jwks = dir.write("jwks.json", &issuer.jwks);
+    let now = NOW.to_string();
+    let cases = [
+        (format!(r#"{{"iat":{NOW},"exp":{}}}"#, NOW + 300), "valid"),
+        (
+            format!(r#"{{"iat":{NOW},"exp":{}}}"#, NOW + 301),
+            "lifetime_exceeded",
+        ),
+        (format!(r#"{{"exp":{}}}"#, NOW + 300), "valid"),
+        (
+            format!(r#"{{"exp":{}}}"#, NOW + 86_400),
+            "lifetime_exceeded",
+        ),
+    ];
+    for (claims, expected) in &cases {
+        let token = issuer.sign(claims);
+        let out = tessera(
+            &[
+                "verify",
+                "--jwks",
+                path_str(&jwks),
+                "--now",
+                &now,
+                "--leeway",
+                "0",
+                "--max-lifetime",
+                "300",
+                &token,
+            ],
+            b"",
+        );
+        let v = &verdicts(&out)[0];
+        if *expected == "valid" {
+            assert_eq!(code(&out), 0, "{claims}: {v}");
+        } else {
+            assert_eq!(code(&out), 1, "{claims}: {v}");
+            assert_eq!(v["error"], *expected, "{claims}");
+        }
+    }
+    let out = tessera(
+        &[
+            "verify",
+            "--jwks",
+            path_str(&jwks),
+            "--max-lifetime",
+            "0",
+            "-",
+        ],
+        b"",
+    );
+    assert_eq!(code(&out), 2, "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 #[test]
 fn jws_verify_checks_only_the_signature() {
     let dir = Scratch::new("cli-jws");

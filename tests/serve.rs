@@ -128,8 +128,11 @@ impl Issuer {
     }
 
     fn sign(&self, claims: &Value) -> String {
-        let header =
-            jose::jws::header_json(jose::Algorithm::ES256, Some(&self.kid), Some("at+jwt"));
+        self.sign_typed("at+jwt", claims)
+    }
+
+    fn sign_typed(&self, typ: &str, claims: &Value) -> String {
+        let header = jose::jws::header_json(jose::Algorithm::ES256, Some(&self.kid), Some(typ));
         let input = jose::SigningInput::new(header.as_bytes(), claims.to_string().as_bytes());
         let signature = self
             .key
@@ -939,6 +942,101 @@ async fn daemon_and_cli_agree_on_the_active_key() {
         b64_json(access.split('.').next().expect("header"))["kid"],
         new.as_str()
     );
+}
+
+/// Regression: with a `public_url` ending in `/`, RFC 8414 named the issuer without the slash
+/// and RFC 9701 answers were signed with it, two different strings. And an RFC 9701 answer
+/// (`typ: token-introspection+jwt`) verified as an access token wherever its issuer's keys are
+/// trusted and it carried `exp`.
+#[tokio::test]
+async fn rfc9701_answers_carry_the_discovery_issuer_and_are_not_access_tokens() {
+    let token = Token::new("rfc9701");
+    token.ok(&["keys", "generate", "--alg", "ES256"]);
+    let setup = Setup::new("rfc9701");
+    let pin = token.0.dir.join("pin");
+    let config = setup.config(
+        "public_url = \"https://tessera.example/\"",
+        "",
+        &format!(
+            "[hsm]\ntoken = \"{LABEL}\"\npin_file = \"{}\"\n\n\
+             [[issuers]]\nissuer = \"https://tessera.example\"\nhsm = true\n",
+            pin.display()
+        ),
+    );
+    let file = setup.dir.write("tessera.toml", &config);
+    let daemon = Daemon::spawn(token.command(&["serve", "--config", path_str(&file)]));
+
+    let discovery = daemon
+        .get("/.well-known/oauth-authorization-server")
+        .await
+        .json();
+    assert_eq!(
+        discovery["issuer"], "https://tessera.example",
+        "{discovery}"
+    );
+    assert_eq!(
+        discovery["jwks_uri"],
+        "https://tessera.example/.well-known/jwks.json"
+    );
+    let access = setup.issuer.sign(&claims(json!({})));
+    let reply = daemon
+        .introspect_with(
+            Some(&basic(CLIENT, SECRET)),
+            &access,
+            &[("accept", "application/token-introspection+jwt")],
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let answer = reply.text();
+    let body = b64_json(answer.split('.').nth(1).expect("payload"));
+    assert_eq!(body["iss"], discovery["issuer"], "{body}");
+    assert_eq!(body["token_introspection"]["active"], true, "{body}");
+
+    // Downstream, the answer verifies as a JWS, never as an access token.
+    let jwks = daemon.get("/.well-known/jwks.json").await;
+    let jwks = setup.dir.write("daemon-jwks.json", &jwks.text());
+    let out = run(
+        tessera(&["jws", "verify", "--jwks", path_str(&jwks), &answer]),
+        b"",
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = run(
+        tessera(&[
+            "verify",
+            "--jwks",
+            path_str(&jwks),
+            "--iss",
+            "https://tessera.example",
+            &answer,
+        ]),
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let verdict: Value = serde_json::from_slice(&out.stdout).expect("verdict");
+    assert_eq!(verdict["error"], "introspection_response", "{verdict}");
+
+    // Nor does the daemon take one, even with exp, from an issuer it trusts.
+    let typed = setup
+        .issuer
+        .sign_typed("application/token-introspection+jwt", &claims(json!({})));
+    let bearer = format!("Bearer {typed}");
+    let reply = daemon
+        .call("GET", "/v1/authz/orders", &[("authorization", &bearer)], "")
+        .await;
+    assert_bearer(
+        &reply,
+        401,
+        "Bearer realm=\"tessera\", error=\"invalid_token\"",
+    );
+    let reply = daemon
+        .introspect(Some(&basic(CLIENT, SECRET)), &typed)
+        .await;
+    assert_eq!(reply.json(), json!({"active": false}));
 }
 
 // ---- batch verify ----
@@ -2045,6 +2143,118 @@ async fn quick_mode_trusts_one_issuer_and_has_no_callers() {
             .introspect(Some(&basic(CLIENT, SECRET)), &token)
             .await,
     );
+}
+
+/// Quick mode's `--typ` and `--max-lifetime` reach the issuer's policy.
+#[tokio::test]
+async fn quick_mode_requires_typ_and_bounds_lifetime() {
+    let dir = Scratch::new("quick-policy");
+    let issuer = Issuer::new("q1");
+    let jwks = dir.write("jwks.json", &issuer.jwks);
+    let quick = |extra: &[&str]| {
+        let mut args = vec![
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--jwks",
+            path_str(&jwks),
+            "--iss",
+            ISS,
+        ];
+        args.extend_from_slice(extra);
+        tessera(&args)
+    };
+    let daemon = Daemon::spawn(quick(&["--typ", "at+jwt", "--max-lifetime", "600"]));
+    let now = unix_now();
+    for (token, status) in [
+        (issuer.sign(&claims(json!({}))), 200),
+        (issuer.sign_typed("JWT", &claims(json!({}))), 401),
+        (issuer.sign(&claims(json!({"exp": now + 3600}))), 401),
+        (
+            issuer.sign(&claims(json!({"iat": null, "exp": now + 3600}))),
+            401,
+        ),
+        (issuer.sign(&claims(json!({"iat": null}))), 200),
+    ] {
+        let bearer = format!("Bearer {token}");
+        let reply = daemon
+            .call("GET", "/v1/authz/orders", &[("authorization", &bearer)], "")
+            .await;
+        assert_eq!(
+            reply.status,
+            status,
+            "{}",
+            b64_json(token.split('.').nth(1).unwrap())
+        );
+    }
+    drop(daemon);
+    for (extra, named) in [
+        (&["--max-lifetime", "0"][..], "--max-lifetime"),
+        (&["--typ", ""], "--typ"),
+        (&["--typ", "application/token-introspection+jwt"], "--typ"),
+    ] {
+        let out = run(quick(extra), b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {err}");
+        assert!(err.contains(named), "{extra:?}: {err}");
+        assert!(out.stdout.is_empty(), "no listening line");
+    }
+}
+
+/// `[[issuers]]` `typ`, `required_claims` and `max_lifetime_s` reach the issuer's policy, and
+/// bad values are refused naming the field.
+#[tokio::test]
+async fn issuer_typ_required_claims_and_max_lifetime_are_enforced() {
+    let setup = Setup::new("issuer-policy");
+    let policy = "typ = \"application/at+jwt\"\nrequired_claims = [\"sub\", \"jti\"]\nmax_lifetime_s = 600\n";
+    let config = setup.config("", "", "").replace(
+        "jwks_file = \"jwks.json\"\n",
+        &format!("jwks_file = \"jwks.json\"\n{policy}"),
+    );
+    assert!(config.contains(policy));
+    let file = setup.dir.write("tessera.toml", &config);
+    let daemon = Daemon::spawn(tessera(&["serve", "--config", path_str(&file)]));
+    let now = unix_now();
+    let issuer = &setup.issuer;
+    for (token, active) in [
+        (issuer.sign(&claims(json!({}))), true),
+        (issuer.sign_typed("JWT", &claims(json!({}))), false),
+        (issuer.sign(&claims(json!({"jti": null}))), false),
+        (issuer.sign(&claims(json!({"sub": null}))), false),
+        (issuer.sign(&claims(json!({"exp": now + 3600}))), false),
+        (
+            issuer.sign(&claims(json!({"iat": null, "exp": now + 3600}))),
+            false,
+        ),
+    ] {
+        let reply = daemon
+            .introspect(Some(&basic(CLIENT, SECRET)), &token)
+            .await;
+        assert_eq!(
+            reply.json()["active"],
+            active,
+            "{}",
+            b64_json(token.split('.').nth(1).unwrap())
+        );
+    }
+    drop(daemon);
+
+    for (line, field) in [
+        ("max_lifetime_s = 0", "issuers[0].max_lifetime_s"),
+        ("typ = \"\"", "issuers[0].typ"),
+        ("typ = \"token-introspection+jwt\"", "issuers[0].typ"),
+        (
+            "required_claims = [\"sub\", \"\"]",
+            "issuers[0].required_claims",
+        ),
+    ] {
+        let bad = config.replace(policy, &format!("{line}\n"));
+        let file = setup.dir.write("bad.toml", &bad);
+        let out = run(tessera(&["config", "check", path_str(&file)]), b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{line}: {err}");
+        assert!(err.contains(field), "{line}: {err}");
+    }
 }
 
 // ---- configuration ----

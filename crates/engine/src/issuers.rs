@@ -21,7 +21,7 @@ use crate::remote::RemoteKeySet;
 use crate::Policy;
 
 /// One trusted issuer, as configured.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct IssuerSpec {
     /// The exact `iss` its tokens carry.
     pub issuer: String,
@@ -29,6 +29,25 @@ pub struct IssuerSpec {
     pub audiences: Vec<String>,
     /// Algorithms this issuer signs with; keys for others are left out. Empty means all.
     pub algorithms: Vec<Algorithm>,
+    /// The header `typ` its tokens must carry (`at+jwt` for RFC 9068 access tokens), compared
+    /// without case and with an optional `application/` prefix; `None`: not checked.
+    pub typ: Option<String>,
+    /// Claims its tokens must carry, whatever their value.
+    pub required_claims: Vec<String>,
+    /// The longest lifetime accepted, in seconds: `exp - iat`, or `exp - now` without `iat`.
+    pub max_lifetime: Option<u64>,
+}
+
+impl IssuerSpec {
+    /// The claims policy of this issuer's tokens.
+    pub fn validation(&self) -> Validation {
+        let mut validation = Validation::default().with_issuer(self.issuer.clone());
+        validation.audiences = self.audiences.clone();
+        validation.typ = self.typ.clone();
+        validation.required_claims = self.required_claims.clone();
+        validation.max_lifetime = self.max_lifetime;
+        validation
+    }
 }
 
 /// Where an issuer's keys come from.
@@ -208,9 +227,7 @@ impl Issuers {
                     )
                 }
             };
-            let mut validation = Validation::default().with_issuer(spec.issuer.clone());
-            validation.audiences = spec.audiences.clone();
-            let policy = Arc::new(Policy::new(keys, validation));
+            let policy = Arc::new(Policy::new(keys, spec.validation()));
             set.owners.push(policy.id());
             set.by_iss.insert(spec.issuer.clone(), set.issuers.len());
             set.issuers.push(Issuer {

@@ -45,6 +45,7 @@ fn spec(issuer: &str, audiences: &[&str], algorithms: &[Algorithm]) -> IssuerSpe
         issuer: issuer.into(),
         audiences: audiences.iter().map(|a| a.to_string()).collect(),
         algorithms: algorithms.to_vec(),
+        ..IssuerSpec::default()
     }
 }
 
@@ -323,5 +324,41 @@ fn regression_a_kidless_token_keeps_verifying_when_another_issuer_has_its_algori
             &a.token(None, &claims("https://b.example", "x"))
         ),
         Err(EngineError::Invalid("bad_signature"))
+    );
+}
+
+/// An issuer's `typ`, required claims and maximum lifetime are part of its policy: the engine
+/// refuses its tokens that lack them.
+#[test]
+fn an_issuers_typ_required_claims_and_max_lifetime_are_its_policy() {
+    let a = Es256::new();
+    let spec = IssuerSpec {
+        typ: Some("at+jwt".into()),
+        required_claims: vec!["jti".into()],
+        max_lifetime: Some(600),
+        ..spec("https://a.example", &["api"], &[])
+    };
+    let issuers = Issuers::new(vec![(spec.clone(), jwks(&[a.jwk("a1")]))]).expect("issuers");
+    let policy = issuers.policies().next().expect("one policy");
+    assert_eq!(policy.validation, spec.validation());
+    let v = &policy.validation;
+    assert_eq!(v.issuer.as_deref(), Some("https://a.example"));
+    assert_eq!(v.audiences, ["api"]);
+    assert_eq!(v.typ.as_deref(), Some("at+jwt"));
+    assert_eq!(v.required_claims, ["jti"]);
+    assert_eq!(v.max_lifetime, Some(600));
+    let engine = Engine::start(EngineConfig {
+        workers: 1,
+        pin: false,
+        ..EngineConfig::default()
+    });
+    // No typ: refused before the claims are read.
+    assert_eq!(
+        verify(
+            &engine,
+            &issuers,
+            &a.token(Some("a1"), &claims("https://a.example", "api"))
+        ),
+        Err(EngineError::Invalid("invalid_type"))
     );
 }

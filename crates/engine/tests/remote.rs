@@ -216,8 +216,7 @@ fn hs256(kid: &str, iss: &str) -> String {
 fn spec(iss: &str) -> engine::IssuerSpec {
     engine::IssuerSpec {
         issuer: iss.into(),
-        audiences: Vec::new(),
-        algorithms: Vec::new(),
+        ..engine::IssuerSpec::default()
     }
 }
 

@@ -1,5 +1,10 @@
-//! NumericDate (RFC 7519 section 2: seconds since 1970-01-01T00:00:00Z, leap seconds ignored) as
-//! text, for people: key lifetimes, reports, calibration files.
+//! NumericDate (RFC 7519 section 2: seconds since 1970-01-01T00:00:00Z, leap seconds ignored):
+//! the range a token's dates must lie in, and dates as text, for people: key lifetimes,
+//! reports, calibration files.
+
+/// The latest NumericDate a token may carry: 9999-12-31T23:59:59Z. Token dates lie in
+/// `0..=MAX_NUMERIC_DATE`; later ones (`1e20`) and negative ones are no real token's dates.
+pub const MAX_NUMERIC_DATE: i64 = 253_402_300_799;
 
 /// `2026-01-01T00:00:00Z` for a NumericDate: RFC 3339 in UTC, the proleptic Gregorian calendar
 /// (dates before 1970 too).
@@ -36,5 +41,6 @@ mod tests {
         assert_eq!(rfc3339(1_798_761_599), "2026-12-31T23:59:59Z");
         assert_eq!(rfc3339(4_107_542_400), "2100-03-01T00:00:00Z");
         assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
+        assert_eq!(rfc3339(MAX_NUMERIC_DATE), "9999-12-31T23:59:59Z");
     }
 }

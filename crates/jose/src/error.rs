@@ -70,6 +70,9 @@ pub enum Error {
     NestedToken,
     /// Explicit typing was required and `typ` does not match.
     InvalidType,
+    /// `typ: token-introspection+jwt`: an RFC 9701 introspection response, which is never an
+    /// access token, whatever the policy.
+    IntrospectionResponse,
     /// No key matches the `kid`, or no key is pinned to the token's algorithm.
     UnknownKey,
     /// No `kid` and several keys fit the algorithm.
@@ -83,7 +86,7 @@ pub enum Error {
     Expired,
     /// `nbf` (or, with a maximum lifetime, `iat`) lies in the future.
     NotYetValid,
-    /// `exp - iat` exceeds the maximum lifetime.
+    /// `exp - iat` (without `iat`: `exp - now`) exceeds the maximum lifetime.
     LifetimeExceeded,
     MissingClaim(Box<str>),
     /// A claim has the wrong JSON type.
@@ -94,7 +97,7 @@ pub enum Error {
 
 impl Error {
     /// Every code [`Error::code`] returns.
-    pub const CODES: [&'static str; 18] = [
+    pub const CODES: [&'static str; 19] = [
         "too_large",
         "malformed",
         "unsupported_algorithm",
@@ -102,6 +105,7 @@ impl Error {
         "unsupported_critical_header",
         "nested_token",
         "invalid_type",
+        "introspection_response",
         "unknown_key",
         "ambiguous_key",
         "key_algorithm_mismatch",
@@ -125,6 +129,7 @@ impl Error {
             Error::UnsupportedCritical => "unsupported_critical_header",
             Error::NestedToken => "nested_token",
             Error::InvalidType => "invalid_type",
+            Error::IntrospectionResponse => "introspection_response",
             Error::UnknownKey => "unknown_key",
             Error::AmbiguousKey => "ambiguous_key",
             Error::KeyAlgorithmMismatch { .. } => "key_algorithm_mismatch",
@@ -154,6 +159,9 @@ impl fmt::Display for Error {
             }
             Error::NestedToken => f.write_str("nested tokens (cty JWT) are not accepted"),
             Error::InvalidType => f.write_str("typ does not match the required type"),
+            Error::IntrospectionResponse => f.write_str(
+                "typ token-introspection+jwt: an introspection response is not an access token",
+            ),
             Error::UnknownKey => f.write_str("no key in the key set matches the token"),
             Error::AmbiguousKey => {
                 f.write_str("token has no kid and several keys fit its algorithm")
@@ -164,7 +172,9 @@ impl fmt::Display for Error {
             Error::BadSignature => f.write_str("signature does not verify"),
             Error::Expired => f.write_str("token has expired (exp)"),
             Error::NotYetValid => f.write_str("token is not valid yet (nbf or iat)"),
-            Error::LifetimeExceeded => f.write_str("exp - iat exceeds the maximum lifetime"),
+            Error::LifetimeExceeded => {
+                f.write_str("exp - iat (or exp - now, without iat) exceeds the maximum lifetime")
+            }
             Error::MissingClaim(name) => write!(f, "required claim {name} is missing"),
             Error::InvalidClaim(what) => write!(f, "invalid claim: {what}"),
             Error::InvalidIssuer => f.write_str("iss does not match the expected issuer"),

@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 use std::sync::OnceLock;
 
+use crate::date::MAX_NUMERIC_DATE;
 use crate::json::{self, JsonError, JsonStr, Kind, Span, Value};
 use crate::jws::{self, Header, Limits};
 use crate::{Algorithm, Error, KeySet, Malformed, Segment};
@@ -25,7 +26,8 @@ pub struct Validation {
     pub require_exp: bool,
     /// Claims that must be present, whatever their value.
     pub required_claims: Vec<String>,
-    /// The longest lifetime accepted, `exp - iat`, in seconds; requires `iat`.
+    /// The longest lifetime accepted, in seconds: `exp - iat`, or without `iat`, `exp - now`
+    /// (the leeway allowed). Requires `exp`.
     pub max_lifetime: Option<u64>,
     pub limits: Limits,
 }
@@ -198,12 +200,22 @@ pub fn peek_issuer(token: impl AsRef<[u8]>, limits: &Limits) -> Result<String, E
     }
 }
 
+/// The `typ` of RFC 9701 introspection responses: signed by an authorization server for a
+/// resource server, never an access token, so [`verify`] refuses it whatever the policy.
+pub const INTROSPECTION_RESPONSE: &str = "token-introspection+jwt";
+
 fn check_header(header: &Header<'_>, validation: &Validation) -> Result<(), Error> {
     if header
         .cty
         .is_some_and(|cty| media_type_is(&cty.to_str(), "jwt"))
     {
         return Err(Error::NestedToken);
+    }
+    if header
+        .typ
+        .is_some_and(|typ| media_type_is(&typ.to_str(), INTROSPECTION_RESPONSE))
+    {
+        return Err(Error::IntrospectionResponse);
     }
     if let Some(expected) = &validation.typ {
         let typ = header.typ.ok_or(Error::InvalidType)?;
@@ -215,7 +227,7 @@ fn check_header(header: &Header<'_>, validation: &Validation) -> Result<(), Erro
 }
 
 /// RFC 7515 4.1.9: media type names compare without case, and `application/` may be left out.
-fn media_type_is(value: &str, expected: &str) -> bool {
+pub fn media_type_is(value: &str, expected: &str) -> bool {
     fn short(s: &str) -> &str {
         match s.get(..12) {
             Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &s[12..],
@@ -247,12 +259,19 @@ impl From<JsonError> for ClaimsError {
     }
 }
 
-fn numeric_date(value: Value<'_>, what: &'static str) -> Result<f64, ClaimsError> {
-    match value {
-        Value::Number(n) => n.as_f64(),
-        _ => None,
+/// A NumericDate claim: a JSON number in `0..=MAX_NUMERIC_DATE` (fractions allowed).
+fn numeric_date(
+    value: Value<'_>,
+    wrong_type: &'static str,
+    out_of_range: &'static str,
+) -> Result<f64, ClaimsError> {
+    let Value::Number(n) = value else {
+        return Err(ClaimsError::Token(Error::InvalidClaim(wrong_type)));
+    };
+    match n.as_f64() {
+        Some(date) if (0.0..=MAX_NUMERIC_DATE as f64).contains(&date) => Ok(date),
+        _ => Err(ClaimsError::Token(Error::InvalidClaim(out_of_range))),
     }
-    .ok_or(ClaimsError::Token(Error::InvalidClaim(what)))
 }
 
 fn string_claim<'a>(value: Value<'a>, what: &'static str) -> Result<JsonStr<'a>, ClaimsError> {
@@ -265,9 +284,27 @@ fn validate_claims(text: &str, v: &Validation, now: i64) -> Result<(), Error> {
     let mut reg = Registered::default();
     let walk = json::read_object(text, v.limits.max_json_depth, |name, value| {
         match name.to_str().as_bytes() {
-            b"exp" => reg.exp = Some(numeric_date(value, "exp must be a NumericDate")?),
-            b"nbf" => reg.nbf = Some(numeric_date(value, "nbf must be a NumericDate")?),
-            b"iat" => reg.iat = Some(numeric_date(value, "iat must be a NumericDate")?),
+            b"exp" => {
+                reg.exp = Some(numeric_date(
+                    value,
+                    "exp must be a NumericDate",
+                    "exp must lie between 1970 and the end of 9999",
+                )?)
+            }
+            b"nbf" => {
+                reg.nbf = Some(numeric_date(
+                    value,
+                    "nbf must be a NumericDate",
+                    "nbf must lie between 1970 and the end of 9999",
+                )?)
+            }
+            b"iat" => {
+                reg.iat = Some(numeric_date(
+                    value,
+                    "iat must be a NumericDate",
+                    "iat must lie between 1970 and the end of 9999",
+                )?)
+            }
             b"iss" => reg.iss = Some(string_claim(value, "iss must be a string")?),
             b"sub" => {
                 string_claim(value, "sub must be a string")?;
@@ -307,12 +344,14 @@ fn validate_claims(text: &str, v: &Validation, now: i64) -> Result<(), Error> {
         return Err(Error::NotYetValid);
     }
     if let Some(max) = v.max_lifetime {
-        let iat = reg.iat.ok_or_else(|| Error::MissingClaim("iat".into()))?;
         let exp = reg.exp.ok_or_else(|| Error::MissingClaim("exp".into()))?;
-        if now + leeway < iat {
-            return Err(Error::NotYetValid);
-        }
-        if exp - iat > max as f64 {
+        let lifetime = match reg.iat {
+            Some(iat) if now + leeway < iat => return Err(Error::NotYetValid),
+            Some(iat) => exp - iat,
+            // Without iat the token may have been issued up to the leeway from now.
+            None => exp - now - leeway,
+        };
+        if lifetime > max as f64 {
             return Err(Error::LifetimeExceeded);
         }
     }

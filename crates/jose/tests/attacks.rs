@@ -862,6 +862,52 @@ fn wrong_claim_types_and_time_checks() {
     }
 }
 
+/// Regression: `exp: 1e20` verified (as a token valid for ever), and negative or far-future
+/// NumericDates were taken at face value. `exp`, `nbf` and `iat` outside
+/// 0..=253402300799 (1970 to the end of year 9999) are invalid claims.
+#[test]
+fn numeric_dates_outside_1970_to_9999_are_invalid_claims() {
+    let signer = Signer::hs256();
+    let keys = key_set_of(&[(&signer, "k")]);
+    let v = Validation::default();
+    let exp = NOW + 600;
+    let ok = |text: &str| {
+        jwt::verify(signer.jwt(Some("k"), text), &keys, &v, NOW)
+            .unwrap_or_else(|e| panic!("{text}: refused ({}): {e}", e.code()))
+    };
+    let err = |text: &str| claims_refused(&signer.jwt(Some("k"), text), &keys, &v);
+
+    ok(r#"{"exp":253402300799}"#);
+    ok(r#"{"exp":2.53402300799e11}"#);
+    ok(&format!(r#"{{"exp":{exp}.5,"nbf":0,"iat":0.0}}"#));
+    ok(&format!(r#"{{"exp":{exp},"nbf":-0,"iat":{NOW}.25}}"#));
+
+    for text in [
+        r#"{"exp":1e20}"#.to_string(),
+        r#"{"exp":1E300}"#.into(),
+        r#"{"exp":100000000000000000000}"#.into(),
+        r#"{"exp":253402300800}"#.into(),
+        r#"{"exp":253402300799.5}"#.into(),
+        r#"{"exp":-1}"#.into(),
+        r#"{"exp":-1e20}"#.into(),
+        format!(r#"{{"exp":{exp},"nbf":-1}}"#),
+        format!(r#"{{"exp":{exp},"nbf":-0.5}}"#),
+        format!(r#"{{"exp":{exp},"nbf":1e20}}"#),
+        format!(r#"{{"exp":{exp},"iat":-1}}"#),
+        format!(r#"{{"exp":{exp},"iat":1e20}}"#),
+        format!(r#"{{"exp":{exp},"iat":253402300800}}"#),
+    ] {
+        let e = err(&text);
+        assert_eq!(e.code(), "invalid_claim", "{text}: {e}");
+    }
+
+    // Also where the policy would not look at the claim otherwise.
+    let mut lenient = Validation::default();
+    lenient.require_exp = false;
+    let e = claims_refused(&signer.jwt(Some("k"), r#"{"nbf":1e300}"#), &keys, &lenient);
+    assert_eq!(e.code(), "invalid_claim", "{e}");
+}
+
 #[test]
 fn issuer_and_audience_near_misses() {
     let signer = Signer::hs256();
@@ -1289,6 +1335,44 @@ fn nested_tokens_and_explicit_typing() {
         code(jwt::verify(with(r#","typ":1"#), &keys, &typed, NOW)),
         "invalid_header"
     );
+}
+
+/// Regression: an RFC 9701 introspection response (`typ: token-introspection+jwt`) signed by a
+/// trusted key verified as an access token when it carried `exp` and the policy did not ask
+/// for explicit typing. It is refused whatever the policy, in any spelling of its media type.
+#[test]
+fn introspection_responses_are_not_access_tokens() {
+    let signer = Signer::hs256();
+    let keys = key_set_of(&[(&signer, "k")]);
+    let payload = claims(r#""token_introspection":{"active":true,"sub":"alice"}"#);
+    let with = |typ: &str| {
+        signer.token(
+            &format!(r#"{{"alg":"HS256","kid":"k","typ":"{typ}"}}"#),
+            &payload,
+        )
+    };
+    let mut typed = Validation::default();
+    typed.typ = Some("token-introspection+jwt".into());
+    for typ in [
+        "token-introspection+jwt",
+        "application/token-introspection+jwt",
+        "Application/Token-Introspection+JWT",
+        "TOKEN-INTROSPECTION+JWT",
+        r#"token-introspection\u002bjwt"#,
+    ] {
+        let token = with(typ);
+        // The signature is fine: as a plain JWS (how its recipient checks it) it verifies, and
+        // the first header becomes the key set's memo, so memo hits are covered below too.
+        jws::verify(&token, &keys, &Limits::default()).expect("introspection response as JWS");
+        for v in [&Validation::default(), &typed] {
+            let e = jwt::verify(&token, &keys, v, NOW).expect_err(typ);
+            assert_eq!(e, Error::IntrospectionResponse, "typ {typ}");
+            assert_eq!(e.code(), "introspection_response");
+        }
+    }
+    for typ in ["token-introspection", "x-token-introspection+jwt", "at+jwt"] {
+        verify_ok(&with(typ), &keys);
+    }
 }
 
 /// The error of a refused key set.

@@ -154,7 +154,7 @@ fn every_algorithm_round_trips() {
 }
 
 #[test]
-fn maximum_lifetime_needs_iat_and_bounds_exp_minus_iat() {
+fn maximum_lifetime_bounds_exp_minus_iat() {
     let (signer, jwk) = key_for(Algorithm::EdDSA);
     let keys = KeySet::from_jwks(format!(r#"{{"keys":[{jwk}]}}"#).as_bytes())
         .unwrap()
@@ -177,13 +177,50 @@ fn maximum_lifetime_needs_iat_and_bounds_exp_minus_iat() {
         Err("lifetime_exceeded")
     );
     assert_eq!(
-        check(&format!(r#"{{"exp":{}}}"#, NOW + 60)),
-        Err("missing_claim")
-    );
-    assert_eq!(
         check(&format!(r#"{{"iat":{},"exp":{}}}"#, NOW + 120, NOW + 300)),
         Err("not_yet_valid")
     );
+}
+
+/// Regression: with a maximum lifetime, a token without `iat` was refused as `missing_claim`
+/// whatever its `exp`. Without `iat`, `exp` may lie at most the maximum lifetime (plus the
+/// leeway) after now.
+#[test]
+fn maximum_lifetime_without_iat_bounds_exp_from_now() {
+    let (signer, jwk) = key_for(Algorithm::EdDSA);
+    let keys = KeySet::from_jwks(format!(r#"{{"keys":[{jwk}]}}"#).as_bytes())
+        .unwrap()
+        .keys;
+    let mut policy = Validation::default();
+    policy.max_lifetime = Some(600);
+    let check = |claims: &str, policy: &Validation| {
+        let token = sign(Algorithm::EdDSA, &*signer, None, claims);
+        jose::jwt::verify(&token, &keys, policy, NOW)
+            .map(|_| ())
+            .map_err(|e| e.code())
+    };
+    let leeway = Validation::DEFAULT_LEEWAY as i64;
+    for (exp, verdict) in [
+        (NOW + 60, Ok(())),
+        (NOW + 600, Ok(())),
+        (NOW + 600 + leeway, Ok(())),
+        (NOW + 601 + leeway, Err("lifetime_exceeded")),
+        (NOW + 86_400 * 365 * 100, Err("lifetime_exceeded")),
+    ] {
+        assert_eq!(
+            check(&format!(r#"{{"exp":{exp}}}"#), &policy),
+            verdict,
+            "exp {exp}"
+        );
+    }
+    policy.leeway = 0;
+    assert_eq!(
+        check(&format!(r#"{{"exp":{}}}"#, NOW + 601), &policy),
+        Err("lifetime_exceeded")
+    );
+    // Without exp there is nothing to bound.
+    policy.require_exp = false;
+    assert_eq!(check(r#"{"sub":"s"}"#, &policy), Err("missing_claim"));
 }
 
 #[test]

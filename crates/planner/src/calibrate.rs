@@ -623,13 +623,13 @@ fn config(jwks: &std::path::Path, cache: CacheConfig) -> Result<server::Config, 
     let path = jwks
         .to_str()
         .ok_or_else(|| CalibrateError::Setup("a temporary path that is not UTF-8".into()))?;
-    let mut config = server::Config::quick(
-        ([127, 0, 0, 1], 0).into(),
-        path,
-        fixtures::ISSUER,
-        vec![fixtures::AUDIENCE.to_string()],
-    )
-    .map_err(|e| CalibrateError::Setup(e.to_string()))?;
+    let issuer = server::config::IssuerSpec {
+        issuer: fixtures::ISSUER.into(),
+        audiences: vec![fixtures::AUDIENCE.to_string()],
+        ..server::config::IssuerSpec::default()
+    };
+    let mut config = server::Config::quick(([127, 0, 0, 1], 0).into(), path, issuer)
+        .map_err(|e| CalibrateError::Setup(e.to_string()))?;
     config.engine = EngineConfig {
         workers: 1,
         pin: true,

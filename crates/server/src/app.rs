@@ -88,7 +88,8 @@ pub struct App {
     pub signer: Option<Arc<Signer>>,
     pub authz: Authz,
     pub metrics: Metrics,
-    /// The issuer identifier and base URL of this daemon.
+    /// The issuer identifier and base URL of this daemon, without a trailing `/`: the `issuer`
+    /// of the RFC 8414 document and the `iss` of RFC 9701 answers, one string for both.
     pub public_url: String,
     /// The RFC 8414 metadata document.
     pub discovery: String,
@@ -118,6 +119,7 @@ impl App {
     /// Opens the HSM, loads or fetches every issuer's keys, starts the engine and the background
     /// refresh. Must run inside a Tokio runtime.
     pub async fn start(config: &Config, public_url: String) -> Result<Arc<App>, StartError> {
+        let public_url = public_url.trim_end_matches('/').to_owned();
         let signer = match &config.hsm {
             Some(settings) => {
                 let settings = settings.clone();
@@ -370,9 +372,8 @@ fn spawn_refresh(
     })
 }
 
-/// RFC 8414 metadata, listing only what this daemon has.
+/// RFC 8414 metadata, listing only what this daemon has; `public_url` has no trailing `/`.
 fn discovery(public_url: &str, signer: Option<&Signer>, has_clients: bool) -> String {
-    let public_url = public_url.trim_end_matches('/');
     let mut out = String::from("{\"issuer\":");
     jose::json::write_str(&mut out, public_url);
     if has_clients {

@@ -320,6 +320,10 @@ struct FileIssuer {
     #[serde(default)]
     dangerous_allow_http: bool,
     max_stale_s: Option<u64>,
+    typ: Option<String>,
+    #[serde(default)]
+    required_claims: Vec<String>,
+    max_lifetime_s: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -573,11 +577,29 @@ impl Config {
                     ))
                 }
             };
+            if let Some(typ) = &f.typ {
+                check_typ(&field("typ"), typ)?;
+            }
+            if f.required_claims.iter().any(String::is_empty) {
+                return Err(ConfigError::new(
+                    field("required_claims"),
+                    "claim names must not be empty",
+                ));
+            }
+            if f.max_lifetime_s == Some(0) {
+                return Err(ConfigError::new(
+                    field("max_lifetime_s"),
+                    "must be positive",
+                ));
+            }
             issuers.push(IssuerConfig {
                 spec: IssuerSpec {
                     issuer: f.issuer,
                     audiences: f.audiences,
                     algorithms,
+                    typ: f.typ,
+                    required_claims: f.required_claims,
+                    max_lifetime: f.max_lifetime_s,
                 },
                 keys,
             });
@@ -660,13 +682,9 @@ impl Config {
         })
     }
 
-    /// One trusted issuer, no callers, no route rules (`tessera serve --jwks --iss --aud`).
-    pub fn quick(
-        listen: SocketAddr,
-        jwks: &str,
-        issuer: &str,
-        audiences: Vec<String>,
-    ) -> Result<Config, ConfigError> {
+    /// One trusted issuer, no callers, no route rules (`tessera serve --jwks --iss --aud --typ
+    /// --max-lifetime`).
+    pub fn quick(listen: SocketAddr, jwks: &str, spec: IssuerSpec) -> Result<Config, ConfigError> {
         let keys = if jwks.starts_with("https://") || jwks.starts_with("http://") {
             check_url("--jwks", jwks)?;
             KeysFrom::Url {
@@ -677,19 +695,18 @@ impl Config {
         } else {
             KeysFrom::File(jwks.into())
         };
-        if issuer.is_empty() {
+        if spec.issuer.is_empty() {
             return Err(ConfigError::new("--iss", "must not be empty"));
+        }
+        if let Some(typ) = &spec.typ {
+            check_typ("--typ", typ)?;
+        }
+        if spec.max_lifetime == Some(0) {
+            return Err(ConfigError::new("--max-lifetime", "must be positive"));
         }
         Ok(Config {
             listen,
-            issuers: vec![IssuerConfig {
-                spec: IssuerSpec {
-                    issuer: issuer.into(),
-                    audiences,
-                    algorithms: Vec::new(),
-                },
-                keys,
-            }],
+            issuers: vec![IssuerConfig { spec, keys }],
             ..Config::empty(listen)
         })
     }
@@ -729,6 +746,24 @@ fn positive_u64(field: &str, value: Option<u64>, default: u64) -> Result<u64, Co
         Some(0) => Err(ConfigError::new(field, "must be positive")),
         Some(n) => Ok(n),
     }
+}
+
+/// A required `typ`: a media type name, and not that of introspection responses, which are
+/// never accepted as tokens.
+fn check_typ(field: &str, typ: &str) -> Result<(), ConfigError> {
+    if typ.is_empty() || !typ.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ConfigError::new(
+            field,
+            format!("{typ:?} is not a media type such as \"at+jwt\""),
+        ));
+    }
+    if jose::jwt::media_type_is(typ, jose::jwt::INTROSPECTION_RESPONSE) {
+        return Err(ConfigError::new(
+            field,
+            format!("{typ:?} is the type of introspection responses, which are never accepted"),
+        ));
+    }
+    Ok(())
 }
 
 fn check_url(field: &str, url: &str) -> Result<(), ConfigError> {
@@ -798,5 +833,44 @@ mod tests {
         );
         assert!(err("[[issuers]]\nissuer = \"a\"\njwks_uri = \"ftp://x\"")
             .starts_with("issuers[0].jwks_uri:"));
+    }
+
+    #[test]
+    fn issuer_typ_required_claims_and_max_lifetime_reach_the_spec() {
+        let issuer = "[[issuers]]\nissuer = \"a\"\njwks_file = \"x\"\n";
+        let parse = |extra: &str| Config::parse(&format!("{issuer}{extra}"), Path::new("."));
+        let config = parse(
+            "typ = \"at+jwt\"\nrequired_claims = [\"sub\", \"jti\"]\nmax_lifetime_s = 3600\n",
+        )
+        .expect("valid");
+        let spec = &config.issuers[0].spec;
+        assert_eq!(spec.typ.as_deref(), Some("at+jwt"));
+        assert_eq!(spec.required_claims, ["sub", "jti"]);
+        assert_eq!(spec.max_lifetime, Some(3600));
+        let spec = &parse("").expect("valid").issuers[0].spec;
+        assert_eq!(
+            (
+                spec.typ.as_ref(),
+                spec.required_claims.len(),
+                spec.max_lifetime
+            ),
+            (None, 0, None)
+        );
+
+        for (extra, field) in [
+            ("max_lifetime_s = 0", "issuers[0].max_lifetime_s:"),
+            ("max_lifetime_s = -1", "max_lifetime_s"),
+            ("typ = \"\"", "issuers[0].typ:"),
+            ("typ = \"at + jwt\"", "issuers[0].typ:"),
+            ("typ = \"token-introspection+jwt\"", "issuers[0].typ:"),
+            (
+                "typ = \"Application/Token-Introspection+JWT\"",
+                "issuers[0].typ:",
+            ),
+            ("required_claims = [\"\"]", "issuers[0].required_claims:"),
+        ] {
+            let err = parse(extra).expect_err(extra).to_string();
+            assert!(err.contains(field), "{extra}: {err}");
+        }
     }
 }

@@ -335,7 +335,8 @@ async fn introspect(app: &App, request: Request<Incoming>) -> Result<Reply, Refu
     }
     // Made from a String: always UTF-8, so never lossy.
     let answer = String::from_utf8_lossy(&answer);
-    // RFC 9701: the answer inside a JWT signed by this daemon's key.
+    // RFC 9701: the answer inside a JWT signed by this daemon's key, its `iss` the RFC 8414
+    // `issuer`.
     let mut claims = String::from("{\"iss\":");
     jose::json::write_str(&mut claims, &app.public_url);
     claims.push_str(",\"aud\":");
@@ -344,10 +345,11 @@ async fn introspect(app: &App, request: Request<Incoming>) -> Result<Reply, Refu
         ",\"iat\":{now},\"token_introspection\":{answer}}}"
     ));
     let signer = app.signer.clone().ok_or(Refusal::NotAcceptable)?;
-    let signed =
-        tokio::task::spawn_blocking(move || signer.sign(&claims, "token-introspection+jwt"))
-            .await
-            .map_err(|_| Refusal::Internal)?;
+    let signed = tokio::task::spawn_blocking(move || {
+        signer.sign(&claims, jose::jwt::INTROSPECTION_RESPONSE)
+    })
+    .await
+    .map_err(|_| Refusal::Internal)?;
     match signed {
         Ok(jwt) => {
             app.metrics

@@ -32,9 +32,15 @@ pub struct ServeArgs {
     /// ...for tokens from this issuer...
     #[arg(long, value_name = "ISS", requires = "jwks")]
     iss: Option<String>,
-    /// ...with one of these audiences (repeatable; none: not checked).
+    /// ...with one of these audiences (repeatable; none: not checked)...
     #[arg(long, value_name = "AUD", requires = "jwks")]
     aud: Vec<String>,
+    /// ...carrying this header `typ`, e.g. `at+jwt` (RFC 9068; none: not checked)...
+    #[arg(long, value_name = "TYP", requires = "jwks")]
+    typ: Option<String>,
+    /// ...and living at most this long: `exp - iat`, or `exp - now` without `iat`.
+    #[arg(long, value_name = "SECS", requires = "jwks")]
+    max_lifetime: Option<u64>,
     /// Development mode: sign with the development SoftHSM token (creating an ES256 key if it has
     /// none), trust its own keys, and accept the introspection client `dev` / `dev-secret`.
     #[arg(long)]
@@ -103,8 +109,13 @@ pub fn serve(args: ServeArgs, env_pin: EnvPin) -> anyhow::Result<ExitCode> {
         (None, Some(jwks), _) => Config::quick(
             args.listen.unwrap_or(([127, 0, 0, 1], 8080).into()),
             jwks,
-            args.iss.as_deref().unwrap_or_default(),
-            args.aud.clone(),
+            server::config::IssuerSpec {
+                issuer: args.iss.clone().unwrap_or_default(),
+                audiences: args.aud.clone(),
+                typ: args.typ.clone(),
+                max_lifetime: args.max_lifetime,
+                ..server::config::IssuerSpec::default()
+            },
         )?,
         (None, None, true) => Config::empty(([127, 0, 0, 1], 8080).into()),
         (None, None, false) => {
@@ -196,8 +207,7 @@ fn dev(config: &mut Config, public_url: &str) -> anyhow::Result<()> {
 fn engine_spec(issuer: &str) -> server::config::IssuerSpec {
     server::config::IssuerSpec {
         issuer: issuer.into(),
-        audiences: Vec::new(),
-        algorithms: Vec::new(),
+        ..server::config::IssuerSpec::default()
     }
 }
 

@@ -42,6 +42,9 @@ pub struct VerifyArgs {
     /// Required token type (`typ`), e.g. `at+jwt` (RFC 9068).
     #[arg(long, value_name = "TYP")]
     typ: Option<String>,
+    /// The longest lifetime accepted, in seconds: `exp - iat`, or `exp - now` without `iat`.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    max_lifetime: Option<u64>,
     /// Clock skew tolerated on exp, nbf and iat, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = Validation::DEFAULT_LEEWAY)]
     leeway: u64,
@@ -56,6 +59,7 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     validation.issuer = args.iss;
     validation.audiences = args.aud;
     validation.typ = args.typ;
+    validation.max_lifetime = args.max_lifetime;
     validation.leeway = args.leeway;
     let now = match args.now {
         Some(now) => now,
