@@ -2089,6 +2089,50 @@ async fn forward_auth_reads_only_the_configured_gateways_headers() {
     assert_eq!(empty.status, 400, "{empty:?}");
 }
 
+/// Regression: route prefixes were compared byte for byte, so `GET /ORDERS/ADMIN` escaped the
+/// `/orders/admin` rule (and `POST /Orders` the write rule), although Express, ASP.NET/IIS and
+/// others route every spelling to the same handler. `path_case = "sensitive"` keeps the old
+/// comparison for backends that route them apart.
+#[tokio::test]
+async fn route_prefix_bypass_by_letter_case() {
+    let setup = Setup::new("authz-case");
+    let daemon = setup.start("", "workers = 1", ROUTES);
+    let reader = setup.issuer.sign(&claims(json!({})));
+    let scope_error = |scope: &str| {
+        format!("Bearer realm=\"tessera\", error=\"insufficient_scope\", scope=\"{scope}\"")
+    };
+    for c in [
+        Convention::Forwarded,
+        Convention::Original,
+        Convention::Envoy,
+    ] {
+        for spelling in ["/ORDERS/ADMIN", "/Orders/Admin/users", "/orders/%41dmin"] {
+            let reply = daemon.authz(c, "GET", spelling, Some(&reader)).await;
+            assert_bearer(&reply, 403, &scope_error("orders:admin"));
+        }
+        let reply = daemon.authz(c, "POST", "/Orders/7", Some(&reader)).await;
+        assert_bearer(&reply, 403, &scope_error("orders:write"));
+        // What the rules let through is answered as before.
+        let reply = daemon.authz(c, "GET", "/ORDERS/7", Some(&reader)).await;
+        assert_eq!(reply.status, 200, "{c:?}: {reply:?}");
+        assert_eq!(reply.header("x-auth-scope"), Some("orders:read profile"));
+    }
+
+    let sensitive = setup.start(
+        "",
+        "workers = 1",
+        &format!("[authz]\npath_case = \"sensitive\"\n{ROUTES}"),
+    );
+    let reply = sensitive
+        .authz(Convention::Forwarded, "GET", "/ORDERS/ADMIN", Some(&reader))
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let reply = sensitive
+        .authz(Convention::Forwarded, "GET", "/orders/admin", Some(&reader))
+        .await;
+    assert_bearer(&reply, 403, &scope_error("orders:admin"));
+}
+
 /// Regression: an HTTP/2 connection that stayed open with nothing to do was never closed, so
 /// idle clients could take every connection slot. It is closed after `idle_timeout_ms`.
 #[tokio::test]

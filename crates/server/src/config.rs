@@ -206,6 +206,32 @@ pub struct AuthzConfig {
     /// Refuse (403) requests no route matches; by default a valid token is enough.
     pub deny_unmatched: bool,
     pub original_from: OriginalFrom,
+    pub path_case: PathCase,
+}
+
+/// How route prefixes are compared with the request's path.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PathCase {
+    /// ASCII case folded: `/Admin` falls under a `/admin` rule, as Express, ASP.NET/IIS and
+    /// others route them to the same handler.
+    #[default]
+    Insensitive,
+    /// Byte for byte, for backends that route `/Admin` and `/admin` apart.
+    Sensitive,
+}
+
+impl PathCase {
+    /// Whether `path` starts with `prefix` under this comparison.
+    pub fn has_prefix(self, path: &str, prefix: &str) -> bool {
+        match self {
+            PathCase::Sensitive => path.starts_with(prefix),
+            PathCase::Insensitive => path
+                .as_bytes()
+                .get(..prefix.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes())),
+        }
+    }
 }
 
 /// Where `/v1/authz` reads the original request's method and URI.
@@ -333,6 +359,8 @@ struct FileAuthz {
     deny_unmatched: bool,
     #[serde(default)]
     original_from: OriginalFrom,
+    #[serde(default)]
+    path_case: PathCase,
     #[serde(default)]
     headers: FileHeaders,
     #[serde(default)]
@@ -634,6 +662,7 @@ impl Config {
                 routes,
                 deny_unmatched: a.deny_unmatched,
                 original_from: a.original_from,
+                path_case: a.path_case,
             },
             refresh_every,
         })

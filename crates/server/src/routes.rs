@@ -839,7 +839,7 @@ fn authorize(
     let route = rules
         .routes
         .iter()
-        .filter(|r| path.starts_with(r.prefix.as_str()))
+        .filter(|r| rules.path_case.has_prefix(path, &r.prefix))
         .filter(|r| {
             r.methods.is_empty() || r.methods.iter().any(|m| m.eq_ignore_ascii_case(method))
         })
