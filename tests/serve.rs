@@ -2089,6 +2089,61 @@ async fn forward_auth_reads_only_the_configured_gateways_headers() {
     assert_eq!(empty.status, 400, "{empty:?}");
 }
 
+/// Regression: under `original_from = "any"`, half a header family was completed from the
+/// `/v1/authz` request itself. nginx sends its auth sub-request as `GET`, so behind the nginx
+/// manual's recipe (`X-Original-URI` alone) a `DELETE` was judged as a `GET`. Half a family is
+/// now refused (400), as it already was where the gateway is named.
+#[tokio::test]
+async fn half_a_header_family_takes_the_subrequest_method() {
+    let setup = Setup::new("authz-half");
+    let daemon = setup.start("", "workers = 1", ROUTES);
+    let bearer = format!("Bearer {}", setup.issuer.sign(&claims(json!({}))));
+    for half in [
+        [("x-original-uri", "/orders/1")],
+        [("x-forwarded-uri", "/orders/1")],
+        [("x-original-method", "GET")],
+        [("x-forwarded-method", "GET")],
+    ] {
+        let mut headers = vec![("authorization", bearer.as_str())];
+        headers.extend(half);
+        let reply = daemon.call("GET", "/v1/authz", &headers, "").await;
+        assert_eq!(reply.status, 400, "{half:?}: {reply:?}");
+        assert_eq!(
+            reply.json(),
+            json!({"error": "missing_forwarded_headers"}),
+            "{half:?}"
+        );
+    }
+    // One half of each family is no whole one either.
+    let reply = daemon
+        .call(
+            "GET",
+            "/v1/authz",
+            &[
+                ("authorization", &bearer),
+                ("x-forwarded-method", "GET"),
+                ("x-original-uri", "/orders/1"),
+            ],
+            "",
+        )
+        .await;
+    assert_eq!(reply.status, 400, "{reply:?}");
+    // A whole family, or none (the Envoy form), is read as before.
+    let reply = daemon
+        .authz(
+            Convention::Original,
+            "DELETE",
+            "/orders/1",
+            Some(&bearer[7..]),
+        )
+        .await;
+    assert_eq!(reply.status, 403, "{reply:?}");
+    let reply = daemon
+        .authz(Convention::Envoy, "GET", "/orders/1", Some(&bearer[7..]))
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+}
+
 /// Regression: route prefixes were compared byte for byte, so `GET /ORDERS/ADMIN` escaped the
 /// `/orders/admin` rule (and `POST /Orders` the write rule), although Express, ASP.NET/IIS and
 /// others route every spelling to the same handler. `path_case = "sensitive"` keeps the old

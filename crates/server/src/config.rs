@@ -238,7 +238,7 @@ impl PathCase {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 pub enum OriginalFrom {
     /// `X-Forwarded-Method`/`-Uri` or `X-Original-Method`/`-URI`, whichever is present (both
-    /// present and different: refused), else the request itself.
+    /// present and different, or one header of a pair alone: refused), else the request itself.
     #[default]
     #[serde(rename = "any")]
     Any,

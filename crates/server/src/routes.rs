@@ -613,6 +613,7 @@ impl<'a> Identity<'a> {
 /// together from one header family, `X-Forwarded-*` (Traefik, Caddy) or `X-Original-*` (nginx),
 /// or from the request itself with `/v1/authz` stripped (Envoy). When both families are present
 /// they must agree: a client may have sent one of them through a gateway that sets the other.
+/// Half a family (a method without a URI, or the reverse) is refused.
 fn original(
     request: &Request<Incoming>,
     from: OriginalFrom,
@@ -656,8 +657,9 @@ fn original(
             (false, false) => None,
         },
     };
-    if let Some((None, _) | (_, None)) = family.filter(|_| from != OriginalFrom::Any) {
-        // The configured gateway sets both; a request without them did not come through it.
+    if let Some((None, _) | (_, None)) = family {
+        // Gateways set both. Half a family did not come whole from one: completing it from the
+        // request itself would judge nginx's sub-request method (always GET) for a DELETE.
         return Err(Refusal::BadRequest("missing_forwarded_headers"));
     }
     let (method, uri) = family.unwrap_or((None, None));
