@@ -2089,6 +2089,85 @@ async fn forward_auth_reads_only_the_configured_gateways_headers() {
     assert_eq!(empty.status, 400, "{empty:?}");
 }
 
+/// Regression: `scope` was split on spaces and passed on as it came, so a token with
+/// `"scope": "orders:read\tadmin"` met an `orders:read` rule and reached the backend with a tab
+/// in `X-Auth-Scope`, which a backend splitting on whitespace reads as a second scope, `admin`
+/// (an `scp` item with a space was left out, the rest kept). A `scope` or `scp` that is not
+/// RFC 6749 scope-tokens (`%x21 / %x23-5B / %x5D-7E`) split by single spaces now makes the
+/// token invalid for forward-auth, whatever the route, and inactive for introspection.
+#[tokio::test]
+async fn scope_with_a_tab_reads_as_another_scope_downstream() {
+    let setup = Setup::new("authz-scope");
+    let daemon = setup.start("", "workers = 1", ROUTES);
+    let auth = basic(CLIENT, SECRET);
+    let invalid = "Bearer realm=\"tessera\", error=\"invalid_token\"";
+    for (what, extra) in [
+        ("a tab", json!({"scope": "orders:read\tadmin"})),
+        ("a newline", json!({"scope": "orders:read\nadmin"})),
+        ("a quote", json!({"scope": "orders:read \"admin\""})),
+        ("a backslash", json!({"scope": "orders:read ad\\min"})),
+        ("two spaces", json!({"scope": "orders:read  admin"})),
+        ("a trailing space", json!({"scope": "orders:read "})),
+        ("non-ASCII", json!({"scope": "orders:read caf\u{e9}"})),
+        (
+            "an scp item with a tab",
+            json!({"scope": null, "scp": ["orders:read", "orders:write\tadmin"]}),
+        ),
+        (
+            "an scp item with a space",
+            json!({"scope": null, "scp": ["orders:read", "orders:write admin"]}),
+        ),
+        (
+            "an empty scp item",
+            json!({"scope": null, "scp": ["orders:read", ""]}),
+        ),
+        (
+            "an scp string with a tab",
+            json!({"scope": null, "scp": "orders:read\tadmin"}),
+        ),
+        (
+            "a clean scope beside a bad scp",
+            json!({"scope": "orders:read", "scp": ["admin\tx"]}),
+        ),
+    ] {
+        let token = setup.issuer.sign(&claims(extra));
+        // A route that needs orders:read, and a path without rules: the token passes neither.
+        for (method, path) in [("GET", "/orders/1"), ("PUT", "/public/x")] {
+            let reply = daemon
+                .authz(Convention::Forwarded, method, path, Some(&token))
+                .await;
+            assert_eq!(reply.status, 401, "{what}, {method} {path}: {reply:?}");
+            assert_bearer(&reply, 401, invalid);
+            assert!(reply.header("x-auth-scope").is_none(), "{what}");
+        }
+        let reply = daemon.introspect(Some(&auth), &token).await;
+        assert_eq!(reply.json(), json!({"active": false}), "{what}");
+    }
+    // Every scope-token character passes, and is copied as it came.
+    let odd = "!#$%&'()*+,-./09:;<=>?@AZ[]^_`az{|}~ orders:read";
+    let token = setup.issuer.sign(&claims(json!({"scope": odd})));
+    let reply = daemon
+        .authz(Convention::Forwarded, "GET", "/orders/1", Some(&token))
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.header("x-auth-scope"), Some(odd));
+    assert_eq!(
+        daemon.introspect(Some(&auth), &token).await.json()["scope"],
+        odd
+    );
+    let token = setup
+        .issuer
+        .sign(&claims(json!({"scope": null, "scp": ["orders:read", "a"]})));
+    let reply = daemon
+        .authz(Convention::Forwarded, "GET", "/orders/1", Some(&token))
+        .await;
+    assert_eq!(
+        reply.header("x-auth-scope"),
+        Some("orders:read a"),
+        "{reply:?}"
+    );
+}
+
 /// Regression: under `original_from = "any"`, half a header family was completed from the
 /// `/v1/authz` request itself. nginx sends its auth sub-request as `GET`, so behind the nginx
 /// manual's recipe (`X-Original-URI` alone) a `DELETE` was judged as a `GET`. Half a family is

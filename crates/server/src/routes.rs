@@ -322,13 +322,19 @@ async fn introspect(app: &App, request: Request<Incoming>) -> Result<Reply, Refu
         .verify_routed(token.as_bytes(), &app.issuers, now)
         .await;
     let answer = match verdict(token.as_bytes(), result)? {
-        Ok(jwt) => Answers::with(&jwt, |answers| {
-            answers
-                .introspection
-                .get_or_init(|| Bytes::from(active_answer(&jwt)))
-                .clone()
-        }),
-        Err(_) => Bytes::from_static(b"{\"active\":false}"),
+        Ok(jwt) => {
+            let answer = Answers::with(&jwt, |answers| {
+                answers
+                    .introspection
+                    .get_or_init(|| active_answer(&jwt).map_or(INACTIVE, Bytes::from))
+                    .clone()
+            });
+            if answer == INACTIVE {
+                log_refusal(token.as_bytes(), "invalid_scope");
+            }
+            answer
+        }
+        Err(_) => INACTIVE,
     };
     if !wants_jwt {
         return Ok(json(StatusCode::OK, answer, Some("no-store")));
@@ -372,8 +378,13 @@ async fn introspect(app: &App, request: Request<Incoming>) -> Result<Reply, Refu
     }
 }
 
-/// `{"active":true, ...}` with the RFC 7662 members the token has, in one pass over the claims.
-fn active_answer(jwt: &jose::Jwt) -> String {
+const INACTIVE: Bytes = Bytes::from_static(b"{\"active\":false}");
+
+/// `{"active":true, ...}` with the RFC 7662 members the token has, in one pass over the claims;
+/// `None` when its scopes are not scope-tokens (`Identity::scopes`): a resource server that
+/// splits `scope` on whitespace would read other scopes than the issuer granted.
+fn active_answer(jwt: &jose::Jwt) -> Option<String> {
+    Identity::of(jwt).scopes()?;
     let mut out = String::with_capacity(64 + jwt.claims_json().len());
     out.push_str("{\"active\":true");
     let mut client_id = false;
@@ -395,7 +406,7 @@ fn active_answer(jwt: &jose::Jwt) -> String {
         push_member(&mut out, "client_id", azp);
     }
     out.push_str(",\"token_type\":\"Bearer\"}");
-    out
+    Some(out)
 }
 
 fn push_member(out: &mut String, name: &str, value: Value<'_>) {
@@ -500,9 +511,10 @@ impl Answers {
 }
 
 /// The identity headers of `/v1/authz`, values only (the names are configured), and the scopes
-/// its route rules check.
+/// its route rules check: `None` when the token's scopes are not scope-tokens
+/// ([`Identity::scopes`]), which makes the token invalid for forward-auth.
 struct AuthzAnswer {
-    scopes: Vec<String>,
+    scopes: Option<Vec<String>>,
     subject: Option<HeaderValue>,
     scope: Option<HeaderValue>,
     client_id: Option<HeaderValue>,
@@ -518,10 +530,17 @@ impl AuthzAnswer {
             Cow::Borrowed(v) => HeaderValue::from_str(v).ok(),
         };
         let identity = Identity::of(jwt);
-        let scopes: Vec<String> = identity.scopes().into_iter().map(Cow::into_owned).collect();
+        let scopes: Option<Vec<String>> = identity
+            .scopes()
+            .map(|scopes| scopes.into_iter().map(Cow::into_owned).collect());
         AuthzAnswer {
             subject: value(Identity::text(identity.sub)),
-            scope: value((!scopes.is_empty()).then(|| Cow::Owned(scopes.join(" ")))),
+            scope: value(
+                scopes
+                    .as_ref()
+                    .filter(|scopes| !scopes.is_empty())
+                    .map(|scopes| Cow::Owned(scopes.join(" "))),
+            ),
             client_id: value(
                 Identity::text(identity.client_id).or_else(|| Identity::text(identity.azp)),
             ),
@@ -574,37 +593,47 @@ impl<'a> Identity<'a> {
         value?.as_str().map(|s| s.to_str())
     }
 
-    /// `scope` (space-separated, RFC 8693 and RFC 9068) or `scp` (an array, or a
-    /// space-separated string as some issuers write it).
-    fn scopes(&self) -> Vec<Cow<'a, str>> {
-        let words = |s: Cow<'a, str>| -> Vec<Cow<'a, str>> {
-            match s {
-                Cow::Borrowed(s) => s
-                    .split(' ')
-                    .filter(|w| !w.is_empty())
-                    .map(Cow::Borrowed)
-                    .collect(),
-                Cow::Owned(s) => s
-                    .split(' ')
-                    .filter(|w| !w.is_empty())
-                    .map(|w| Cow::Owned(w.to_string()))
-                    .collect(),
-            }
+    /// `scope` (RFC 6749 scope-tokens separated by single spaces, as RFC 8693 and RFC 9068 use
+    /// it) or else `scp` (an array of scope-tokens, or a string like `scope`, as some issuers
+    /// write it). `None` when either claim, read as scopes, holds anything else (a tab, a
+    /// newline, a quote, an empty item): a backend that splits on whitespace would read other
+    /// scopes than the route rules saw.
+    fn scopes(&self) -> Option<Vec<Cow<'a, str>>> {
+        // An empty string names no scope.
+        let words = |s: Cow<'a, str>| -> Option<Vec<Cow<'a, str>>> {
+            let words: Vec<Cow<'a, str>> = match s {
+                Cow::Borrowed("") => Vec::new(),
+                Cow::Borrowed(s) => s.split(' ').map(Cow::Borrowed).collect(),
+                Cow::Owned(s) if s.is_empty() => Vec::new(),
+                Cow::Owned(s) => s.split(' ').map(|w| Cow::Owned(w.to_string())).collect(),
+            };
+            words.iter().all(|w| is_scope_token(w)).then_some(words)
         };
-        if let Some(scope) = Identity::text(self.scope) {
-            return words(scope);
-        }
-        match self.scp {
-            // An item with a space in it would read as several scopes downstream: left out.
-            Some(Value::Array(items)) => items
-                .iter()
-                .filter_map(|v| v.as_str().map(|s| s.to_str()))
-                .filter(|s| !s.is_empty() && !s.contains([' ', '\t']))
-                .collect(),
-            Some(Value::String(s)) => words(s.to_str()),
-            _ => Vec::new(),
+        let scp = match self.scp {
+            Some(Value::Array(items)) => {
+                let items = items.iter().map(|v| v.as_str().map(|s| s.to_str()));
+                Some(
+                    items
+                        .map(|item| item.filter(|s| is_scope_token(s)))
+                        .collect::<Option<Vec<_>>>()?,
+                )
+            }
+            Some(Value::String(s)) => Some(words(s.to_str())?),
+            _ => None,
+        };
+        match Identity::text(self.scope) {
+            Some(scope) => words(scope),
+            None => Some(scp.unwrap_or_default()),
         }
     }
+}
+
+/// An RFC 6749 section 3.3 scope-token: one or more of `%x21 / %x23-5B / %x5D-7E` (visible
+/// ASCII but `"` and `\`).
+fn is_scope_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E))
 }
 
 // ---- /v1/authz (forward-auth) ----
@@ -836,7 +865,12 @@ fn authorize(
     jwt: &jose::Jwt,
     answer: &AuthzAnswer,
 ) -> Reply {
-    let held = &answer.scopes;
+    // Scopes that a backend could read otherwise than the rules do: no rule may see them and
+    // no header may carry them, whatever the route.
+    let Some(held) = &answer.scopes else {
+        log_refusal(token.as_bytes(), "invalid_scope");
+        return invalid_token();
+    };
     let rules = &app.authz.config;
     let route = rules
         .routes
