@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use aws_lc_rs::digest::{digest, SHA256};
@@ -184,6 +185,8 @@ pub struct Clients {
     decoy: Arc<SecretHash>,
     /// Unique per `Clients`, for the per-thread memo.
     id: u64,
+    /// Secret hashes computed so far (`tessera_client_secret_hashes_total`).
+    hashes: Arc<AtomicU64>,
 }
 
 /// Per request thread, the last credentials this thread saw verified: (whose, digest, client).
@@ -214,7 +217,13 @@ impl Clients {
                 static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
                 NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             },
+            hashes: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Secret hashes computed so far (each a full PBKDF2 run).
+    pub fn hashes(&self) -> u64 {
+        self.hashes.load(Ordering::Relaxed)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -249,8 +258,12 @@ impl Clients {
         }
         // The permit goes with the hash: a client that disconnects does not free its turn
         // while the hash still runs.
+        let hashes = Arc::clone(&self.hashes);
         let ok = tokio::task::spawn_blocking(move || {
-            let ok = secrets.iter().any(|secret| hash.verify(secret.as_bytes()));
+            let ok = secrets.iter().any(|secret| {
+                hashes.fetch_add(1, Ordering::Relaxed);
+                hash.verify(secret.as_bytes())
+            });
             drop(permit);
             ok
         })

@@ -980,6 +980,17 @@ fn metrics(app: &App) -> Reply {
     use crate::metrics::family;
     use std::fmt::Write as _;
     let body = app.metrics.render(|out| {
+        family(
+            out,
+            "tessera_client_secret_hashes_total",
+            "counter",
+            "Callers' secrets hashed (PBKDF2 runs) to check them.",
+        );
+        let _ = writeln!(
+            out,
+            "tessera_client_secret_hashes_total {}",
+            app.clients.hashes()
+        );
         let s = app.engine.stats();
         family(
             out,
