@@ -904,6 +904,46 @@ async fn concurrent_first_requests_of_one_client_are_all_answered() {
     assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
 }
 
+/// Regression: `client_secret_basic` secrets were tried both form-decoded and as sent, so a
+/// wrong secret with a `+` or a `%` cost two PBKDF2 runs. RFC 6749 section 2.3.1 form-encodes
+/// the client id and secret: they are decoded once, and each attempt costs one hash at most.
+#[tokio::test]
+async fn a_secret_with_plus_or_percent_costs_two_hashes() {
+    const ODD: &str = "p+ss%word 1";
+    let setup = Setup::new("auth-one-hash");
+    let rest = format!(
+        "[[clients]]\nid = \"odd\"\nsecret_hash = \"{}\"\n",
+        hash_secret(ODD)
+    );
+    let daemon = setup.start("", "workers = 1", &rest);
+    let token = setup.issuer.sign(&claims(json!({})));
+    let hashes = || async {
+        let page = daemon.get("/metrics").await.text();
+        metric(&page, "tessera_client_secret_hashes_total").expect("hash count")
+    };
+    let encoded = "p%2Bss%25word+1";
+    for (what, id, secret, status, cost) in [
+        ("the secret, form-encoded", "odd", encoded, 200, 1.0),
+        ("a wrong secret with +", "odd", "wrong+guess", 401, 1.0),
+        ("a wrong secret with %", "odd", "wrong%2Bguess", 401, 1.0),
+        ("an unknown client", "nobody", "wrong+guess%21", 401, 1.0),
+        // Read once, as RFC 6749 says: a secret sent unencoded is another secret.
+        ("the secret, half encoded", "odd", "p+ss%25word+1", 401, 1.0),
+        (
+            "the secret as typed (no single reading)",
+            "odd",
+            ODD,
+            401,
+            0.0,
+        ),
+    ] {
+        let before = hashes().await;
+        let reply = daemon.introspect(Some(&basic(id, secret)), &token).await;
+        assert_eq!(reply.status, status, "{what}: {}", reply.text());
+        assert_eq!(hashes().await - before, cost, "{what}");
+    }
+}
+
 /// Awaits several futures of the current task at once.
 async fn join_all<F: std::future::Future<Output = Reply>>(futures: Vec<F>) -> Vec<Reply> {
     let mut pending: Vec<_> = futures.into_iter().map(Box::pin).collect();
