@@ -73,8 +73,18 @@ fn run(cmd: Command, stdin: &[u8]) -> Output {
 
 /// `secret_hash` for the configuration, made by the CLI from the secret on stdin.
 fn hash_secret(secret: &str) -> String {
+    hash_secret_with(secret, 1000)
+}
+
+/// `secret_hash` with this many PBKDF2 iterations.
+fn hash_secret_with(secret: &str, iterations: u32) -> String {
     let out = run(
-        tessera(&["client", "hash-secret", "--iterations", "1000"]),
+        tessera(&[
+            "client",
+            "hash-secret",
+            "--iterations",
+            &iterations.to_string(),
+        ]),
         format!("{secret}\n").as_bytes(),
     );
     assert!(
@@ -86,7 +96,10 @@ fn hash_secret(secret: &str) -> String {
         .expect("UTF-8")
         .trim()
         .to_owned();
-    assert!(hash.starts_with("pbkdf2-sha256$1000$"), "{hash}");
+    assert!(
+        hash.starts_with(&format!("pbkdf2-sha256${iterations}$")),
+        "{hash}"
+    );
     hash
 }
 
@@ -915,7 +928,8 @@ async fn a_secret_with_plus_or_percent_costs_two_hashes() {
         "[[clients]]\nid = \"odd\"\nsecret_hash = \"{}\"\n",
         hash_secret(ODD)
     );
-    let daemon = setup.start("", "workers = 1", &rest);
+    // Room for every wrong secret below from this one address.
+    let daemon = setup.start("auth_failure_burst = 100", "workers = 1", &rest);
     let token = setup.issuer.sign(&claims(json!({})));
     let hashes = || async {
         let page = daemon.get("/metrics").await.text();
@@ -941,6 +955,145 @@ async fn a_secret_with_plus_or_percent_costs_two_hashes() {
         let reply = daemon.introspect(Some(&basic(id, secret)), &token).await;
         assert_eq!(reply.status, status, "{what}: {}", reply.text());
         assert_eq!(hashes().await - before, cost, "{what}");
+    }
+}
+
+/// Regression: every wrong secret cost a PBKDF2 run, two at a time, whoever sent it, so 100
+/// connections sending wrong secrets kept the checks busy and a legitimate caller's first
+/// introspection waited 3.4 to 5 s, up to the 503 line. Failed attempts are now limited per
+/// source address: beyond a small bucket the flood is answered 429 with `Retry-After`, without
+/// a hash, and the caller, from another address, is answered within 1 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_secret_flood_delays_a_legitimate_first_introspection() {
+    let setup = Setup::new("auth-flood");
+    // Each check about 50 ms here (a sixth of the default 600 000 iterations): a queue of a
+    // hundred still takes seconds.
+    let rest = format!(
+        "[[clients]]\nid = \"costly\"\nsecret_hash = \"{}\"\n",
+        hash_secret_with(SECRET, 100_000)
+    );
+    let daemon = setup.start("", "workers = 1", &rest);
+    let token = setup.issuer.sign(&claims(json!({})));
+    let flood = Flood::start(
+        daemon.addr,
+        [127, 0, 0, 2],
+        &basic("costly", "wrong"),
+        &token,
+    );
+    // Until the flood is refused (or, without a limit, has filled the queue).
+    let start = Instant::now();
+    while flood.throttled() == 0 && start.elapsed() < Duration::from_secs(1) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let asked = Instant::now();
+    let reply = daemon
+        .introspect(Some(&basic("costly", SECRET)), &token)
+        .await;
+    let took = asked.elapsed();
+    // The flood goes on a while: refused, not hashed.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (statuses, retry_after) = flood.stop().await;
+    println!(
+        "first introspection during the flood: {} in {took:?}; flood answers {statuses:?}",
+        reply.status
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert!(statuses.get(&429).is_some_and(|&n| n > 0), "{statuses:?}");
+    assert!(
+        retry_after
+            .as_deref()
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|s| s >= 1),
+        "Retry-After: {retry_after:?}"
+    );
+    // What the flood cost: a bucket's worth of hashes, not one per request.
+    let page = daemon.get("/metrics").await.text();
+    let hashes = metric(&page, "tessera_client_secret_hashes_total").expect("hash count");
+    let wrong: usize = statuses.values().sum();
+    assert!(
+        hashes < 20.0 && wrong > 100,
+        "{hashes} hashes for {wrong} wrong secrets"
+    );
+}
+
+/// A flood's answers by status, and the last `Retry-After`.
+type FloodAnswers = (std::collections::BTreeMap<u16, usize>, Option<String>);
+
+/// Connections from one source address that send wrong secrets to `/introspect` until stopped,
+/// each its next request 50 ms after an answer.
+struct Flood {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    seen: Arc<Mutex<FloodAnswers>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Flood {
+    const CONNECTIONS: usize = 100;
+
+    fn start(addr: SocketAddr, from: [u8; 4], auth: &str, token: &str) -> Self {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(FloodAnswers::default()));
+        let tasks = (0..Self::CONNECTIONS)
+            .map(|_| {
+                let (stop, seen) = (Arc::clone(&stop), Arc::clone(&seen));
+                let (auth, body) = (auth.to_owned(), format!("token={token}"));
+                tokio::spawn(async move {
+                    let headers = [
+                        ("authorization", auth.as_str()),
+                        ("content-type", "application/x-www-form-urlencoded"),
+                    ];
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+                        socket
+                            .bind(SocketAddr::from((from, 0)))
+                            .expect("bind the source address");
+                        let Ok(stream) = socket.connect(addr).await else {
+                            continue;
+                        };
+                        let Ok((mut sender, conn)) =
+                            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+                        else {
+                            continue;
+                        };
+                        tokio::spawn(conn);
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            let req = request("POST", addr, "/introspect", &headers, &body);
+                            let Ok(response) = sender.send_request(req).await else {
+                                break;
+                            };
+                            let reply = collect(response).await;
+                            {
+                                let mut seen = seen.lock().expect("flood log");
+                                *seen.0.entry(reply.status).or_insert(0) += 1;
+                                if let Some(v) = reply.header("retry-after") {
+                                    seen.1 = Some(v.to_owned());
+                                }
+                            }
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                })
+            })
+            .collect();
+        Flood { stop, seen, tasks }
+    }
+
+    /// Answers 429 so far.
+    fn throttled(&self) -> usize {
+        let seen = self.seen.lock().expect("flood log");
+        seen.0.get(&429).copied().unwrap_or(0)
+    }
+
+    /// Stops the flood: its answers by status, and the last `Retry-After`.
+    async fn stop(self) -> FloodAnswers {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for task in self.tasks {
+            task.abort();
+            let _ = task.await;
+        }
+        let seen = self.seen.lock().expect("flood log");
+        seen.clone()
     }
 }
 

@@ -3,6 +3,7 @@
 //! `invalid_token`); logs and metrics get the precise reason, with tokens as fingerprints.
 
 use std::borrow::Cow;
+use std::net::IpAddr;
 use std::sync::OnceLock;
 
 use base64::Engine as _;
@@ -35,10 +36,16 @@ pub fn endpoint(path: &str) -> Endpoint {
     }
 }
 
-pub async fn handle(app: &App, endpoint: Endpoint, request: Request<Incoming>) -> Reply {
+/// Answers `request`, which came from `peer`.
+pub async fn handle(
+    app: &App,
+    endpoint: Endpoint,
+    request: Request<Incoming>,
+    peer: IpAddr,
+) -> Reply {
     let result = match endpoint {
-        Endpoint::Introspect => introspect(app, request).await,
-        Endpoint::Verify => verify(app, request).await,
+        Endpoint::Introspect => introspect(app, request, peer).await,
+        Endpoint::Verify => verify(app, request, peer).await,
         Endpoint::Authz => Ok(authz(app, &request).await),
         Endpoint::Jwks => jwks(app, &request),
         Endpoint::Discovery => only_get(&request).map(|()| {
@@ -92,6 +99,14 @@ impl Refusal {
                 r
             }
             Refusal::Client(AuthError::Busy) => Refusal::Overloaded.reply(),
+            Refusal::Client(AuthError::Throttled(wait)) => {
+                let mut r = error(StatusCode::TOO_MANY_REQUESTS, "too_many_requests");
+                // Whole seconds, rounded up: never 0, which would invite a retry at once.
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+                r
+            }
             Refusal::Client(_) => {
                 // RFC 6749 section 5.2: invalid_client with a Basic challenge.
                 let mut r = error(StatusCode::UNAUTHORIZED, "invalid_client");
@@ -219,20 +234,33 @@ fn media_type_is(headers: &HeaderMap, expected: &str) -> bool {
         .is_some_and(|t| t.trim().eq_ignore_ascii_case(expected))
 }
 
-async fn caller(app: &App, request: &Request<Incoming>) -> Result<std::sync::Arc<str>, Refusal> {
+async fn caller(
+    app: &App,
+    request: &Request<Incoming>,
+    peer: IpAddr,
+) -> Result<std::sync::Arc<str>, Refusal> {
     let authorization = request
         .headers()
         .get(header::AUTHORIZATION)
         .map(HeaderValue::as_bytes);
-    app.clients.authenticate(authorization).await.map_err(|e| {
-        if e != AuthError::Busy {
-            app.metrics
-                .client_auth_failures
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::info!(reason = ?e, "caller refused");
-        }
-        Refusal::Client(e)
-    })
+    app.clients
+        .authenticate(authorization, peer)
+        .await
+        .map_err(|e| {
+            if e != AuthError::Busy {
+                app.metrics
+                    .client_auth_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                match e {
+                    // A flood is answered cheaply: not a log line each.
+                    AuthError::Throttled(_) => {
+                        tracing::debug!(%peer, "caller throttled after failed attempts")
+                    }
+                    _ => tracing::info!(reason = ?e, %peer, "caller refused"),
+                }
+            }
+            Refusal::Client(e)
+        })
 }
 
 /// A short SHA-256 fingerprint of a token, for logs.
@@ -285,11 +313,11 @@ const INTROSPECTED: [&str; 9] = [
     "jti",
 ];
 
-async fn introspect(app: &App, request: Request<Incoming>) -> Result<Reply, Refusal> {
+async fn introspect(app: &App, request: Request<Incoming>, peer: IpAddr) -> Result<Reply, Refusal> {
     if request.method() != Method::POST {
         return Err(Refusal::Method("POST"));
     }
-    let client = caller(app, &request).await?;
+    let client = caller(app, &request, peer).await?;
     let wants_jwt = request
         .headers()
         .get_all(header::ACCEPT)
@@ -433,11 +461,11 @@ struct VerifyRequest {
     audience: Option<String>,
 }
 
-async fn verify(app: &App, request: Request<Incoming>) -> Result<Reply, Refusal> {
+async fn verify(app: &App, request: Request<Incoming>, peer: IpAddr) -> Result<Reply, Refusal> {
     if request.method() != Method::POST {
         return Err(Refusal::Method("POST"));
     }
-    caller(app, &request).await?;
+    caller(app, &request, peer).await?;
     if !media_type_is(request.headers(), "application/json") {
         return Err(Refusal::UnsupportedMediaType);
     }
