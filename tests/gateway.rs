@@ -363,8 +363,10 @@ fn find_or_install_nginx() -> Result<PathBuf, String> {
 enum AuthConf {
     /// the README (Gateways, nginx): X-Original-URI and X-Original-Method set, X-Forwarded-* cleared.
     Documented,
-    /// The nginx manual's recipe: X-Original-URI and X-Original-Method only.
+    /// X-Original-URI and X-Original-Method only, X-Forwarded-* not cleared.
     Minimal,
+    /// The nginx manual's recipe: X-Original-URI alone.
+    UriOnly,
 }
 
 /// The nginx configuration of the README (Gateways, nginx), with every path inside `dir`.
@@ -376,7 +378,13 @@ fn nginx_conf(dir: &Path, port: u16, tessera: SocketAddr, backend: u16, auth: Au
             proxy_set_header X-Forwarded-Uri \"\";
             proxy_set_header X-Forwarded-Method \"\";"
         }
-        AuthConf::Minimal => "",
+        AuthConf::Minimal | AuthConf::UriOnly => "",
+    };
+    let method = match auth {
+        AuthConf::Documented | AuthConf::Minimal => {
+            "proxy_set_header X-Original-Method $request_method;"
+        }
+        AuthConf::UriOnly => "",
     };
     format!(
         r#"# One process, in the foreground, so that the test can stop it with one kill.
@@ -424,7 +432,7 @@ http {{
             proxy_pass_request_body off;
             proxy_set_header Content-Length "";
             proxy_set_header X-Original-URI $request_uri;
-            proxy_set_header X-Original-Method $request_method;
+            {method}
             {clear_forwarded}
         }}
     }}
@@ -955,6 +963,54 @@ async fn route_rule_bypass_by_encoded_or_dot_segment_path() {
         "paths that reach /admin without the admin scope:\n{}",
         let_through.join("\n")
     );
+}
+
+/// nginx sends its auth sub-request as `GET` whatever the client's method. Behind the nginx
+/// manual's recipe, which sets `X-Original-URI` alone, tessera took the method from that
+/// sub-request, so a reader's `DELETE /orders/42` was judged as `GET /orders/42` and reached
+/// the backend. Half a header family is now refused (nginx answers 500), and the documented
+/// configuration, which sends both headers, has the `DELETE` judged as a `DELETE`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_delete_judged_as_the_subrequest_get() {
+    let issuer = Issuer::new();
+    let reader = issuer.sign(&claims(r#","sub":"bob","scope":"orders:read""#));
+    let writer = issuer.sign(&claims(r#","sub":"carol","scope":"orders:write""#));
+
+    let stack = Stack::with_routes("uri-only", &issuer, ROUTES, AuthConf::UriOnly).await;
+    stack
+        .assert_refused(
+            "DELETE behind X-Original-URI alone",
+            "DELETE",
+            "/orders/42",
+            Some(&reader),
+            &[],
+            StatusCode::INTERNAL_SERVER_ERROR,
+        )
+        .await;
+    drop(stack);
+
+    let stack = Stack::with_routes("delete", &issuer, ROUTES, AuthConf::Documented).await;
+    stack
+        .assert_refused(
+            "a reader's DELETE",
+            "DELETE",
+            "/orders/42",
+            Some(&reader),
+            &[],
+            StatusCode::FORBIDDEN,
+        )
+        .await;
+    let (answer, seen) = stack
+        .assert_allowed("a writer's DELETE", "DELETE", "/orders/42", &writer, &[])
+        .await;
+    assert_eq!(answer.body, "carol");
+    assert_eq!(
+        (seen.method.as_str(), seen.uri.as_str()),
+        ("DELETE", "/orders/42")
+    );
+    stack
+        .assert_allowed("a reader's GET", "GET", "/orders/42", &reader, &[])
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

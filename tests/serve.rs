@@ -73,8 +73,18 @@ fn run(cmd: Command, stdin: &[u8]) -> Output {
 
 /// `secret_hash` for the configuration, made by the CLI from the secret on stdin.
 fn hash_secret(secret: &str) -> String {
+    hash_secret_with(secret, 1000)
+}
+
+/// `secret_hash` with this many PBKDF2 iterations.
+fn hash_secret_with(secret: &str, iterations: u32) -> String {
     let out = run(
-        tessera(&["client", "hash-secret", "--iterations", "1000"]),
+        tessera(&[
+            "client",
+            "hash-secret",
+            "--iterations",
+            &iterations.to_string(),
+        ]),
         format!("{secret}\n").as_bytes(),
     );
     assert!(
@@ -86,7 +96,10 @@ fn hash_secret(secret: &str) -> String {
         .expect("UTF-8")
         .trim()
         .to_owned();
-    assert!(hash.starts_with("pbkdf2-sha256$1000$"), "{hash}");
+    assert!(
+        hash.starts_with(&format!("pbkdf2-sha256${iterations}$")),
+        "{hash}"
+    );
     hash
 }
 
@@ -1076,6 +1089,186 @@ async fn concurrent_first_requests_of_one_client_are_all_answered() {
     let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
     println!("six concurrent first requests: {statuses:?}");
     assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+}
+
+/// Regression: `client_secret_basic` secrets were tried both form-decoded and as sent, so a
+/// wrong secret with a `+` or a `%` cost two PBKDF2 runs. RFC 6749 section 2.3.1 form-encodes
+/// the client id and secret: they are decoded once, and each attempt costs one hash at most.
+#[tokio::test]
+async fn a_secret_with_plus_or_percent_costs_two_hashes() {
+    const ODD: &str = "p+ss%word 1";
+    let setup = Setup::new("auth-one-hash");
+    let rest = format!(
+        "[[clients]]\nid = \"odd\"\nsecret_hash = \"{}\"\n",
+        hash_secret(ODD)
+    );
+    // Room for every wrong secret below from this one address.
+    let daemon = setup.start("auth_failure_burst = 100", "workers = 1", &rest);
+    let token = setup.issuer.sign(&claims(json!({})));
+    let hashes = || async {
+        let page = daemon.get("/metrics").await.text();
+        metric(&page, "tessera_client_secret_hashes_total").expect("hash count")
+    };
+    let encoded = "p%2Bss%25word+1";
+    for (what, id, secret, status, cost) in [
+        ("the secret, form-encoded", "odd", encoded, 200, 1.0),
+        ("a wrong secret with +", "odd", "wrong+guess", 401, 1.0),
+        ("a wrong secret with %", "odd", "wrong%2Bguess", 401, 1.0),
+        ("an unknown client", "nobody", "wrong+guess%21", 401, 1.0),
+        // Read once, as RFC 6749 says: a secret sent unencoded is another secret.
+        ("the secret, half encoded", "odd", "p+ss%25word+1", 401, 1.0),
+        (
+            "the secret as typed (no single reading)",
+            "odd",
+            ODD,
+            401,
+            0.0,
+        ),
+    ] {
+        let before = hashes().await;
+        let reply = daemon.introspect(Some(&basic(id, secret)), &token).await;
+        assert_eq!(reply.status, status, "{what}: {}", reply.text());
+        assert_eq!(hashes().await - before, cost, "{what}");
+    }
+}
+
+/// Regression: every wrong secret cost a PBKDF2 run, two at a time, whoever sent it, so 100
+/// connections sending wrong secrets kept the checks busy and a legitimate caller's first
+/// introspection waited 3.4 to 5 s, up to the 503 line. Failed attempts are now limited per
+/// source address: beyond a small bucket the flood is answered 429 with `Retry-After`, without
+/// a hash, and the caller, from another address, is answered within 1 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_secret_flood_delays_a_legitimate_first_introspection() {
+    let setup = Setup::new("auth-flood");
+    // Each check about 50 ms here (a sixth of the default 600 000 iterations): a queue of a
+    // hundred still takes seconds.
+    let rest = format!(
+        "[[clients]]\nid = \"costly\"\nsecret_hash = \"{}\"\n",
+        hash_secret_with(SECRET, 100_000)
+    );
+    let daemon = setup.start("", "workers = 1", &rest);
+    let token = setup.issuer.sign(&claims(json!({})));
+    let flood = Flood::start(
+        daemon.addr,
+        [127, 0, 0, 2],
+        &basic("costly", "wrong"),
+        &token,
+    );
+    // Until the flood is refused (or, without a limit, has filled the queue).
+    let start = Instant::now();
+    while flood.throttled() == 0 && start.elapsed() < Duration::from_secs(1) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let asked = Instant::now();
+    let reply = daemon
+        .introspect(Some(&basic("costly", SECRET)), &token)
+        .await;
+    let took = asked.elapsed();
+    // The flood goes on a while: refused, not hashed.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (statuses, retry_after) = flood.stop().await;
+    println!(
+        "first introspection during the flood: {} in {took:?}; flood answers {statuses:?}",
+        reply.status
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert!(statuses.get(&429).is_some_and(|&n| n > 0), "{statuses:?}");
+    assert!(
+        retry_after
+            .as_deref()
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|s| s >= 1),
+        "Retry-After: {retry_after:?}"
+    );
+    // What the flood cost: a bucket's worth of hashes, not one per request.
+    let page = daemon.get("/metrics").await.text();
+    let hashes = metric(&page, "tessera_client_secret_hashes_total").expect("hash count");
+    let wrong: usize = statuses.values().sum();
+    assert!(
+        hashes < 20.0 && wrong > 100,
+        "{hashes} hashes for {wrong} wrong secrets"
+    );
+}
+
+/// A flood's answers by status, and the last `Retry-After`.
+type FloodAnswers = (std::collections::BTreeMap<u16, usize>, Option<String>);
+
+/// Connections from one source address that send wrong secrets to `/introspect` until stopped,
+/// each its next request 50 ms after an answer.
+struct Flood {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    seen: Arc<Mutex<FloodAnswers>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Flood {
+    const CONNECTIONS: usize = 100;
+
+    fn start(addr: SocketAddr, from: [u8; 4], auth: &str, token: &str) -> Self {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(FloodAnswers::default()));
+        let tasks = (0..Self::CONNECTIONS)
+            .map(|_| {
+                let (stop, seen) = (Arc::clone(&stop), Arc::clone(&seen));
+                let (auth, body) = (auth.to_owned(), format!("token={token}"));
+                tokio::spawn(async move {
+                    let headers = [
+                        ("authorization", auth.as_str()),
+                        ("content-type", "application/x-www-form-urlencoded"),
+                    ];
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+                        socket
+                            .bind(SocketAddr::from((from, 0)))
+                            .expect("bind the source address");
+                        let Ok(stream) = socket.connect(addr).await else {
+                            continue;
+                        };
+                        let Ok((mut sender, conn)) =
+                            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+                        else {
+                            continue;
+                        };
+                        tokio::spawn(conn);
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            let req = request("POST", addr, "/introspect", &headers, &body);
+                            let Ok(response) = sender.send_request(req).await else {
+                                break;
+                            };
+                            let reply = collect(response).await;
+                            {
+                                let mut seen = seen.lock().expect("flood log");
+                                *seen.0.entry(reply.status).or_insert(0) += 1;
+                                if let Some(v) = reply.header("retry-after") {
+                                    seen.1 = Some(v.to_owned());
+                                }
+                            }
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                })
+            })
+            .collect();
+        Flood { stop, seen, tasks }
+    }
+
+    /// Answers 429 so far.
+    fn throttled(&self) -> usize {
+        let seen = self.seen.lock().expect("flood log");
+        seen.0.get(&429).copied().unwrap_or(0)
+    }
+
+    /// Stops the flood: its answers by status, and the last `Retry-After`.
+    async fn stop(self) -> FloodAnswers {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for task in self.tasks {
+            task.abort();
+            let _ = task.await;
+        }
+        let seen = self.seen.lock().expect("flood log");
+        seen.clone()
+    }
 }
 
 /// Awaits several futures of the current task at once.
@@ -2385,6 +2578,184 @@ async fn forward_auth_reads_only_the_configured_gateways_headers() {
         .call("GET", "/v1/authz", &[("authorization", "Bearer ")], "")
         .await;
     assert_eq!(empty.status, 400, "{empty:?}");
+}
+
+/// Regression: `scope` was split on spaces and passed on as it came, so a token with
+/// `"scope": "orders:read\tadmin"` met an `orders:read` rule and reached the backend with a tab
+/// in `X-Auth-Scope`, which a backend splitting on whitespace reads as a second scope, `admin`
+/// (an `scp` item with a space was left out, the rest kept). A `scope` or `scp` that is not
+/// RFC 6749 scope-tokens (`%x21 / %x23-5B / %x5D-7E`) split by single spaces now makes the
+/// token invalid for forward-auth, whatever the route, and inactive for introspection.
+#[tokio::test]
+async fn scope_with_a_tab_reads_as_another_scope_downstream() {
+    let setup = Setup::new("authz-scope");
+    let daemon = setup.start("", "workers = 1", ROUTES);
+    let auth = basic(CLIENT, SECRET);
+    let invalid = "Bearer realm=\"tessera\", error=\"invalid_token\"";
+    for (what, extra) in [
+        ("a tab", json!({"scope": "orders:read\tadmin"})),
+        ("a newline", json!({"scope": "orders:read\nadmin"})),
+        ("a quote", json!({"scope": "orders:read \"admin\""})),
+        ("a backslash", json!({"scope": "orders:read ad\\min"})),
+        ("two spaces", json!({"scope": "orders:read  admin"})),
+        ("a trailing space", json!({"scope": "orders:read "})),
+        ("non-ASCII", json!({"scope": "orders:read caf\u{e9}"})),
+        (
+            "an scp item with a tab",
+            json!({"scope": null, "scp": ["orders:read", "orders:write\tadmin"]}),
+        ),
+        (
+            "an scp item with a space",
+            json!({"scope": null, "scp": ["orders:read", "orders:write admin"]}),
+        ),
+        (
+            "an empty scp item",
+            json!({"scope": null, "scp": ["orders:read", ""]}),
+        ),
+        (
+            "an scp string with a tab",
+            json!({"scope": null, "scp": "orders:read\tadmin"}),
+        ),
+        (
+            "a clean scope beside a bad scp",
+            json!({"scope": "orders:read", "scp": ["admin\tx"]}),
+        ),
+    ] {
+        let token = setup.issuer.sign(&claims(extra));
+        // A route that needs orders:read, and a path without rules: the token passes neither.
+        for (method, path) in [("GET", "/orders/1"), ("PUT", "/public/x")] {
+            let reply = daemon
+                .authz(Convention::Forwarded, method, path, Some(&token))
+                .await;
+            assert_eq!(reply.status, 401, "{what}, {method} {path}: {reply:?}");
+            assert_bearer(&reply, 401, invalid);
+            assert!(reply.header("x-auth-scope").is_none(), "{what}");
+        }
+        let reply = daemon.introspect(Some(&auth), &token).await;
+        assert_eq!(reply.json(), json!({"active": false}), "{what}");
+    }
+    // Every scope-token character passes, and is copied as it came.
+    let odd = "!#$%&'()*+,-./09:;<=>?@AZ[]^_`az{|}~ orders:read";
+    let token = setup.issuer.sign(&claims(json!({"scope": odd})));
+    let reply = daemon
+        .authz(Convention::Forwarded, "GET", "/orders/1", Some(&token))
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.header("x-auth-scope"), Some(odd));
+    assert_eq!(
+        daemon.introspect(Some(&auth), &token).await.json()["scope"],
+        odd
+    );
+    let token = setup
+        .issuer
+        .sign(&claims(json!({"scope": null, "scp": ["orders:read", "a"]})));
+    let reply = daemon
+        .authz(Convention::Forwarded, "GET", "/orders/1", Some(&token))
+        .await;
+    assert_eq!(
+        reply.header("x-auth-scope"),
+        Some("orders:read a"),
+        "{reply:?}"
+    );
+}
+
+/// Regression: under `original_from = "any"`, half a header family was completed from the
+/// `/v1/authz` request itself. nginx sends its auth sub-request as `GET`, so behind the nginx
+/// manual's recipe (`X-Original-URI` alone) a `DELETE` was judged as a `GET`. Half a family is
+/// now refused (400), as it already was where the gateway is named.
+#[tokio::test]
+async fn half_a_header_family_takes_the_subrequest_method() {
+    let setup = Setup::new("authz-half");
+    let daemon = setup.start("", "workers = 1", ROUTES);
+    let bearer = format!("Bearer {}", setup.issuer.sign(&claims(json!({}))));
+    for half in [
+        [("x-original-uri", "/orders/1")],
+        [("x-forwarded-uri", "/orders/1")],
+        [("x-original-method", "GET")],
+        [("x-forwarded-method", "GET")],
+    ] {
+        let mut headers = vec![("authorization", bearer.as_str())];
+        headers.extend(half);
+        let reply = daemon.call("GET", "/v1/authz", &headers, "").await;
+        assert_eq!(reply.status, 400, "{half:?}: {reply:?}");
+        assert_eq!(
+            reply.json(),
+            json!({"error": "missing_forwarded_headers"}),
+            "{half:?}"
+        );
+    }
+    // One half of each family is no whole one either.
+    let reply = daemon
+        .call(
+            "GET",
+            "/v1/authz",
+            &[
+                ("authorization", &bearer),
+                ("x-forwarded-method", "GET"),
+                ("x-original-uri", "/orders/1"),
+            ],
+            "",
+        )
+        .await;
+    assert_eq!(reply.status, 400, "{reply:?}");
+    // A whole family, or none (the Envoy form), is read as before.
+    let reply = daemon
+        .authz(
+            Convention::Original,
+            "DELETE",
+            "/orders/1",
+            Some(&bearer[7..]),
+        )
+        .await;
+    assert_eq!(reply.status, 403, "{reply:?}");
+    let reply = daemon
+        .authz(Convention::Envoy, "GET", "/orders/1", Some(&bearer[7..]))
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+}
+
+/// Regression: route prefixes were compared byte for byte, so `GET /ORDERS/ADMIN` escaped the
+/// `/orders/admin` rule (and `POST /Orders` the write rule), although Express, ASP.NET/IIS and
+/// others route every spelling to the same handler. `path_case = "sensitive"` keeps the old
+/// comparison for backends that route them apart.
+#[tokio::test]
+async fn route_prefix_bypass_by_letter_case() {
+    let setup = Setup::new("authz-case");
+    let daemon = setup.start("", "workers = 1", ROUTES);
+    let reader = setup.issuer.sign(&claims(json!({})));
+    let scope_error = |scope: &str| {
+        format!("Bearer realm=\"tessera\", error=\"insufficient_scope\", scope=\"{scope}\"")
+    };
+    for c in [
+        Convention::Forwarded,
+        Convention::Original,
+        Convention::Envoy,
+    ] {
+        for spelling in ["/ORDERS/ADMIN", "/Orders/Admin/users", "/orders/%41dmin"] {
+            let reply = daemon.authz(c, "GET", spelling, Some(&reader)).await;
+            assert_bearer(&reply, 403, &scope_error("orders:admin"));
+        }
+        let reply = daemon.authz(c, "POST", "/Orders/7", Some(&reader)).await;
+        assert_bearer(&reply, 403, &scope_error("orders:write"));
+        // What the rules let through is answered as before.
+        let reply = daemon.authz(c, "GET", "/ORDERS/7", Some(&reader)).await;
+        assert_eq!(reply.status, 200, "{c:?}: {reply:?}");
+        assert_eq!(reply.header("x-auth-scope"), Some("orders:read profile"));
+    }
+
+    let sensitive = setup.start(
+        "",
+        "workers = 1",
+        &format!("[authz]\npath_case = \"sensitive\"\n{ROUTES}"),
+    );
+    let reply = sensitive
+        .authz(Convention::Forwarded, "GET", "/ORDERS/ADMIN", Some(&reader))
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let reply = sensitive
+        .authz(Convention::Forwarded, "GET", "/orders/admin", Some(&reader))
+        .await;
+    assert_bearer(&reply, 403, &scope_error("orders:admin"));
 }
 
 /// Regression: an HTTP/2 connection that stayed open with nothing to do was never closed, so

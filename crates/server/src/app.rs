@@ -240,7 +240,7 @@ impl App {
             limits: config.limits,
             engine: handle,
             issuers,
-            clients: Clients::new(&config.clients),
+            clients: Clients::new(&config.clients, config.limits.auth_failures),
             signer,
             authz,
             metrics: Metrics::default(),

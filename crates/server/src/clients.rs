@@ -3,18 +3,23 @@
 //!
 //! A hash costs hundreds of milliseconds by design, so a verified credential is remembered (by
 //! the SHA-256 of the whole header value, bounded) and hash checks run on the blocking pool,
-//! a few at a time: a flood of wrong secrets cannot take the request threads.
+//! a few at a time: a flood of wrong secrets cannot take the request threads. Failed checks are
+//! limited per source address ([`Failures`]), so that a flood cannot keep the few checks busy
+//! either.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use aws_lc_rs::digest::{digest, SHA256};
 use aws_lc_rs::pbkdf2;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::Engine as _;
 
-use crate::config::Client;
+use crate::config::{Client, FailureLimit};
 
 /// `pbkdf2-sha256$ITERATIONS$SALT$HASH`, salt and hash in unpadded base64url.
 #[derive(Clone, PartialEq, Eq)]
@@ -164,6 +169,8 @@ pub enum AuthError {
     Refused,
     /// Too many hash checks are running: try again later.
     Busy,
+    /// This source address failed too often: try again after this long.
+    Throttled(Duration),
 }
 
 /// Most remembered credentials; the memory is cleared when full.
@@ -184,6 +191,9 @@ pub struct Clients {
     decoy: Arc<SecretHash>,
     /// Unique per `Clients`, for the per-thread memo.
     id: u64,
+    /// Secret hashes computed so far (`tessera_client_secret_hashes_total`).
+    hashes: Arc<AtomicU64>,
+    failures: Arc<Failures>,
 }
 
 /// Per request thread, the last credentials this thread saw verified: (whose, digest, client).
@@ -195,7 +205,7 @@ thread_local! {
 }
 
 impl Clients {
-    pub fn new(clients: &[Client]) -> Self {
+    pub fn new(clients: &[Client], failures: FailureLimit) -> Self {
         Clients {
             clients: clients
                 .iter()
@@ -214,15 +224,26 @@ impl Clients {
                 static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
                 NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             },
+            hashes: Arc::new(AtomicU64::new(0)),
+            failures: Arc::new(Failures::new(failures, SOURCES)),
         }
+    }
+
+    /// Secret hashes computed so far (each a full PBKDF2 run).
+    pub fn hashes(&self) -> u64 {
+        self.hashes.load(Ordering::Relaxed)
     }
 
     pub fn is_empty(&self) -> bool {
         self.clients.is_empty()
     }
 
-    /// The client id the `Authorization` header value proves.
-    pub async fn authenticate(&self, authorization: Option<&[u8]>) -> Result<Arc<str>, AuthError> {
+    /// The client id the `Authorization` header value proves, sent from `peer`.
+    pub async fn authenticate(
+        &self,
+        authorization: Option<&[u8]>,
+        peer: IpAddr,
+    ) -> Result<Arc<str>, AuthError> {
         let value = authorization.ok_or(AuthError::Missing)?;
         let key: [u8; 32] = digest(&SHA256, value)
             .as_ref()
@@ -231,13 +252,26 @@ impl Clients {
         if let Some(id) = self.remembered(&key) {
             return Ok(id);
         }
-        let (id, secrets) = parse_basic(value).ok_or(AuthError::Refused)?;
+        let (id, secret) = parse_basic(value).ok_or(AuthError::Refused)?;
         // An unknown client costs the same hash as a known one, so that the time taken does
         // not tell which client ids exist.
         let (hash, known) = match self.clients.get(&id) {
             Some(hash) => (Arc::clone(hash), true),
             None => (Arc::clone(&self.decoy), false),
         };
+        // One check at a time per source address: a flood from one address holds at most one
+        // of the checks, and a caller's concurrent first requests wait for the first one's
+        // verdict (remembered when right) instead of spending hashes and failures.
+        let (source, turn) = self.failures.turn(peer, Instant::now());
+        let turn = tokio::time::timeout(CHECK_WAIT, turn.lock_owned())
+            .await
+            .map_err(|_| AuthError::Busy)?;
+        if let Some(id) = self.remembered(&key) {
+            return Ok(id);
+        }
+        self.failures
+            .allowed(source, Instant::now())
+            .map_err(AuthError::Throttled)?;
         // Checks wait their turn, for a bounded time; one that waited may find its credential
         // verified meanwhile by a request that carried the same header.
         let permit = tokio::time::timeout(CHECK_WAIT, Arc::clone(&self.checks).acquire_owned())
@@ -247,15 +281,25 @@ impl Clients {
         if let Some(id) = self.remembered(&key) {
             return Ok(id);
         }
-        // The permit goes with the hash: a client that disconnects does not free its turn
-        // while the hash still runs.
-        let ok = tokio::task::spawn_blocking(move || {
-            let ok = secrets.iter().any(|secret| hash.verify(secret.as_bytes()));
+        // The permit and the source's turn go with the hash: a client that disconnects frees
+        // neither while the hash still runs, nor escapes the charge of a failed check.
+        let hashes = Arc::clone(&self.hashes);
+        let failures = Arc::clone(&self.failures);
+        let checked = tokio::task::spawn_blocking(move || {
+            hashes.fetch_add(1, Ordering::Relaxed);
+            let ok = hash.verify(secret.as_bytes());
+            if !ok || !known {
+                failures.charge(source, Instant::now());
+            }
             drop(permit);
-            ok
+            // The source's turn is given up once a right credential is remembered (below), so
+            // that requests waiting with the same header find it there.
+            (ok, turn)
         })
-        .await
-        .unwrap_or(false);
+        .await;
+        let Ok((ok, _turn)) = checked else {
+            return Err(AuthError::Refused);
+        };
         if !ok || !known {
             return Err(AuthError::Refused);
         }
@@ -296,10 +340,145 @@ impl Clients {
     }
 }
 
-/// `Basic base64(urlencode(id) ":" urlencode(secret))` → (id, the secret's readings): RFC 6749
-/// asks clients to form-encode both, but many (`curl -u`) do not, so a secret that decodes
-/// differently is tried both ways.
-fn parse_basic(value: &[u8]) -> Option<(String, Vec<String>)> {
+/// Most source addresses whose failures are remembered one by one (about 3 MiB); beyond, new
+/// sources share one bucket until idle ones are forgotten.
+const SOURCES: usize = 65_536;
+/// Idle sources are looked for at most this often when the map is full.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// Whose failures share a bucket: an IPv4 address, an IPv6 /64 (what one host or site is
+/// commonly given), or every source that found the map full.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+enum Source {
+    V4(std::net::Ipv4Addr),
+    V6(u64),
+    Overflow,
+}
+
+impl Source {
+    fn of(peer: IpAddr) -> Self {
+        match peer.to_canonical() {
+            IpAddr::V4(v4) => Source::V4(v4),
+            IpAddr::V6(v6) => Source::V6((v6.to_bits() >> 64) as u64),
+        }
+    }
+}
+
+/// Failed caller authentications per source, as token buckets kept in the generic cell rate
+/// form: one instant per source, the time at which its bucket is full again. A source may
+/// fail `burst` times at once, then once per `refill`; its checks run one at a time (its
+/// turn), so that it cannot start more checks than its bucket allows. Bounded in memory: at
+/// most `capacity` sources (plus the shared overflow bucket); idle sources with full buckets
+/// are forgotten when room is needed.
+#[derive(Debug)]
+pub(crate) struct Failures {
+    limit: FailureLimit,
+    capacity: usize,
+    state: Mutex<FailureMap>,
+}
+
+#[derive(Debug, Default)]
+struct FailureMap {
+    sources: HashMap<Source, SourceState>,
+    swept: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct SourceState {
+    /// When the bucket is full again.
+    full_at: Instant,
+    /// Held while one of the source's checks runs.
+    turn: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Failures {
+    fn new(limit: FailureLimit, capacity: usize) -> Self {
+        Failures {
+            limit,
+            capacity,
+            state: Mutex::new(FailureMap::default()),
+        }
+    }
+
+    /// `peer`'s source (the overflow source when the map is full) and its turn.
+    fn turn(&self, peer: IpAddr, now: Instant) -> (Source, Arc<tokio::sync::Mutex<()>>) {
+        let source = Source::of(peer);
+        let mut map = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let source = if map.sources.contains_key(&source) || map.has_room(self.capacity, now) {
+            source
+        } else {
+            Source::Overflow
+        };
+        let state = map.sources.entry(source).or_insert_with(|| SourceState {
+            full_at: now,
+            turn: Arc::default(),
+        });
+        (source, Arc::clone(&state.turn))
+    }
+
+    /// Whether `source` may fail once more now, or how long until it may.
+    fn allowed(&self, source: Source, now: Instant) -> Result<(), Duration> {
+        let FailureLimit { burst, refill } = self.limit;
+        let map = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(state) = map.sources.get(&source) else {
+            return Ok(());
+        };
+        // Empty while the bucket is full again only after `burst` or more refills.
+        let empty_until = state
+            .full_at
+            .checked_sub(refill * burst.saturating_sub(1))
+            .unwrap_or(now);
+        if empty_until > now {
+            return Err(empty_until - now);
+        }
+        Ok(())
+    }
+
+    /// Counts a failed check of `source`.
+    fn charge(&self, source: Source, now: Instant) {
+        let mut map = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(state) = map.sources.get_mut(&source) {
+            state.full_at = state.full_at.max(now) + self.limit.refill;
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .sources
+            .len()
+    }
+}
+
+impl FailureMap {
+    /// Whether a new source fits: when the map is full, idle sources whose buckets are full
+    /// again are forgotten (at most once per [`SWEEP_EVERY`], so that rotating addresses cannot
+    /// make every attempt scan the map).
+    fn has_room(&mut self, capacity: usize, now: Instant) -> bool {
+        if self.sources.len() < capacity {
+            return true;
+        }
+        if self
+            .swept
+            .is_some_and(|swept| now.saturating_duration_since(swept) < SWEEP_EVERY)
+        {
+            return false;
+        }
+        self.swept = Some(now);
+        self.sources.retain(|source, state| {
+            *source == Source::Overflow || state.full_at > now || Arc::strong_count(&state.turn) > 1
+        });
+        self.sources.len() < capacity
+    }
+}
+
+/// `Basic base64(urlencode(id) ":" urlencode(secret))` → (id, secret), each form-decoded once as
+/// RFC 6749 section 2.3.1 says. A secret is one hash: trying other readings of it (as sent, for
+/// clients that do not encode, such as `curl -u`) would make every wrong secret with a `+` or a
+/// `%` cost two.
+fn parse_basic(value: &[u8]) -> Option<(String, String)> {
     let value = std::str::from_utf8(value).ok()?;
     let (scheme, rest) = value.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
@@ -310,14 +489,10 @@ fn parse_basic(value: &[u8]) -> Option<(String, Vec<String>)> {
         .ok()?;
     let decoded = String::from_utf8(decoded).ok()?;
     let (id, secret) = decoded.split_once(':')?;
-    let mut secrets = Vec::with_capacity(2);
-    if let Some(form) = crate::form::decode(secret.as_bytes()) {
-        secrets.push(form.into_owned());
-    }
-    if secrets.first().is_none_or(|form| form != secret) {
-        secrets.push(secret.to_string());
-    }
-    Some((crate::form::decode(id.as_bytes())?.into_owned(), secrets))
+    Some((
+        crate::form::decode(id.as_bytes())?.into_owned(),
+        crate::form::decode(secret.as_bytes())?.into_owned(),
+    ))
 }
 
 #[cfg(test)]
@@ -352,19 +527,16 @@ mod tests {
         let header = format!("Basic {}", b64("my%20client:p%3Ass+word"));
         assert_eq!(
             parse_basic(header.as_bytes()),
-            Some((
-                "my client".into(),
-                vec!["p:ss word".into(), "p%3Ass+word".into()]
-            ))
+            Some(("my client".into(), "p:ss word".into()))
         );
         assert_eq!(
             parse_basic(format!("basic {}", b64("a:b")).as_bytes()),
-            Some(("a".into(), vec!["b".into()]))
+            Some(("a".into(), "b".into()))
         );
-        // Not form-encoded at all: the raw secret is still a reading.
+        // One reading only: a secret that is not form-encoded has none.
         assert_eq!(
             parse_basic(format!("Basic {}", b64("a:100%")).as_bytes()),
-            Some(("a".into(), vec!["100%".into()]))
+            None
         );
         assert_eq!(parse_basic(b"Bearer abc"), None);
         assert_eq!(
@@ -376,28 +548,152 @@ mod tests {
 
     #[tokio::test]
     async fn clients_are_authenticated_and_remembered() {
-        let clients = Clients::new(&[Client {
-            id: "gw".into(),
-            secret: SecretHash::new(b"pw", 1000).unwrap(),
-        }]);
+        let clients = Clients::new(
+            &[Client {
+                id: "gw".into(),
+                secret: SecretHash::new(b"pw", 1000).unwrap(),
+            }],
+            FailureLimit {
+                burst: 100,
+                ..FailureLimit::default()
+            },
+        );
+        let peer = IpAddr::from([127, 0, 0, 1]);
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
         let good = format!("Basic {}", b64("gw:pw"));
-        assert_eq!(clients.authenticate(None).await, Err(AuthError::Missing));
         assert_eq!(
-            clients.authenticate(Some(good.as_bytes())).await.as_deref(),
+            clients.authenticate(None, peer).await,
+            Err(AuthError::Missing)
+        );
+        assert_eq!(
+            clients
+                .authenticate(Some(good.as_bytes()), peer)
+                .await
+                .as_deref(),
             Ok("gw")
         );
         assert_eq!(
-            clients.authenticate(Some(good.as_bytes())).await.as_deref(),
+            clients
+                .authenticate(Some(good.as_bytes()), peer)
+                .await
+                .as_deref(),
             Ok("gw")
         );
         for bad in ["gw:PW", "other:pw", "gw:"] {
             let header = format!("Basic {}", b64(bad));
             assert_eq!(
-                clients.authenticate(Some(header.as_bytes())).await,
+                clients.authenticate(Some(header.as_bytes()), peer).await,
                 Err(AuthError::Refused),
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn failures_are_limited_per_source_within_bounded_memory() {
+        let limit = FailureLimit {
+            burst: 3,
+            refill: Duration::from_millis(500),
+        };
+        let failures = Failures::new(limit, 4);
+        // One failed check of `peer` at `now`, if it is allowed.
+        let fail = |peer: IpAddr, now: Instant| {
+            let (source, _turn) = failures.turn(peer, now);
+            failures.allowed(source, now)?;
+            failures.charge(source, now);
+            Ok::<(), Duration>(())
+        };
+        let t0 = Instant::now();
+        let a = IpAddr::from([192, 0, 2, 1]);
+        // A burst; then refused with the wait for one refill.
+        for _ in 0..3 {
+            fail(a, t0).unwrap();
+        }
+        assert_eq!(fail(a, t0), Err(Duration::from_millis(500)));
+        // Another source has its own bucket.
+        let b = IpAddr::from([192, 0, 2, 2]);
+        fail(b, t0).unwrap();
+        // One refill later, one more failure.
+        let t1 = t0 + Duration::from_millis(500);
+        fail(a, t1).unwrap();
+        assert!(fail(a, t1).is_err());
+        // Successes are not counted.
+        let t2 = t1 + Duration::from_secs(10);
+        for _ in 0..10 {
+            let (source, _turn) = failures.turn(a, t2);
+            failures.allowed(source, t2).unwrap();
+        }
+        for _ in 0..3 {
+            fail(a, t2).unwrap();
+        }
+        assert!(fail(a, t2).is_err());
+        // An IPv6 /64 is one source; an IPv4-mapped address is its IPv4 address.
+        let v6 = |last: u16| IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, last]);
+        for last in 0..3 {
+            fail(v6(last), t0).unwrap();
+        }
+        assert!(fail(v6(9), t0).is_err());
+        let mapped = IpAddr::from([0, 0, 0, 0, 0, 0xffff, 0xc000, 0x0201]);
+        assert!(fail(mapped, t2).is_err());
+        // Rotating addresses: the map stays bounded and the newcomers share one bucket.
+        for i in 0..100u8 {
+            let _ = fail(IpAddr::from([198, 51, 100, i]), t2);
+        }
+        assert!(failures.len() <= 4 + 1, "{}", failures.len());
+        assert!(fail(IpAddr::from([198, 51, 100, 200]), t2).is_err());
+        // Once their buckets are full again, idle sources make room.
+        let later = t2 + Duration::from_secs(60);
+        let c = IpAddr::from([203, 0, 113, 1]);
+        fail(c, later).unwrap();
+        fail(c, later).unwrap();
+        assert!(failures.len() <= 2, "{}", failures.len());
+    }
+
+    #[tokio::test]
+    async fn concurrent_first_requests_cost_one_hash() {
+        let clients = Arc::new(Clients::new(
+            &[Client {
+                id: "gw".into(),
+                secret: SecretHash::new(b"pw", 1000).unwrap(),
+            }],
+            FailureLimit {
+                burst: 1,
+                ..FailureLimit::default()
+            },
+        ));
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let good = format!("Basic {}", b64("gw:pw"));
+        let peer = IpAddr::from([127, 0, 0, 1]);
+        let tasks: Vec<_> = (0..6)
+            .map(|_| {
+                let (clients, good) = (Arc::clone(&clients), good.clone());
+                tokio::spawn(async move { clients.authenticate(Some(good.as_bytes()), peer).await })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await.unwrap().as_deref(), Ok("gw"));
+        }
+        assert_eq!(clients.hashes(), 1);
+        // A wrong secret empties this source's bucket of one: the next is refused unhashed.
+        let wrong = format!("Basic {}", b64("gw:nope"));
+        assert_eq!(
+            clients.authenticate(Some(wrong.as_bytes()), peer).await,
+            Err(AuthError::Refused)
+        );
+        assert!(matches!(
+            clients
+                .authenticate(Some(b"Basic Z3c6bm9wZTI="), peer)
+                .await,
+            Err(AuthError::Throttled(_))
+        ));
+        assert_eq!(clients.hashes(), 2);
+        // Remembered credentials are not checked again, throttled source or not.
+        assert_eq!(
+            clients
+                .authenticate(Some(good.as_bytes()), peer)
+                .await
+                .as_deref(),
+            Ok("gw")
+        );
     }
 }

@@ -85,6 +85,28 @@ pub struct Limits {
     pub shutdown_grace: Duration,
     /// ...then in-flight requests get this long to finish.
     pub drain_timeout: Duration,
+    /// Failed caller authentications allowed per source address.
+    pub auth_failures: FailureLimit,
+}
+
+/// A token bucket of failed caller authentications (wrong secrets, unknown clients) per source
+/// address (IPv6: per /64): `burst` at once, then one more each `refill`. Beyond it the caller
+/// gets 429 without a hash being computed. A source's checks run one at a time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FailureLimit {
+    pub burst: u32,
+    pub refill: Duration,
+}
+
+impl Default for FailureLimit {
+    fn default() -> Self {
+        // A flood from one address, at 600 000 iterations (about 0.3 s a hash), spends about a
+        // second of one check at its start, then a third of one check's time.
+        FailureLimit {
+            burst: 3,
+            refill: Duration::from_millis(500),
+        }
+    }
 }
 
 impl Default for Limits {
@@ -99,6 +121,7 @@ impl Default for Limits {
             batch_max_tokens: 256,
             shutdown_grace: Duration::ZERO,
             drain_timeout: Duration::from_secs(10),
+            auth_failures: FailureLimit::default(),
         }
     }
 }
@@ -208,13 +231,39 @@ pub struct AuthzConfig {
     /// Refuse (403) requests no route matches; by default a valid token is enough.
     pub deny_unmatched: bool,
     pub original_from: OriginalFrom,
+    pub path_case: PathCase,
+}
+
+/// How route prefixes are compared with the request's path.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PathCase {
+    /// ASCII case folded: `/Admin` falls under a `/admin` rule, as Express, ASP.NET/IIS and
+    /// others route them to the same handler.
+    #[default]
+    Insensitive,
+    /// Byte for byte, for backends that route `/Admin` and `/admin` apart.
+    Sensitive,
+}
+
+impl PathCase {
+    /// Whether `path` starts with `prefix` under this comparison.
+    pub fn has_prefix(self, path: &str, prefix: &str) -> bool {
+        match self {
+            PathCase::Sensitive => path.starts_with(prefix),
+            PathCase::Insensitive => path
+                .as_bytes()
+                .get(..prefix.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes())),
+        }
+    }
 }
 
 /// Where `/v1/authz` reads the original request's method and URI.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 pub enum OriginalFrom {
     /// `X-Forwarded-Method`/`-Uri` or `X-Original-Method`/`-URI`, whichever is present (both
-    /// present and different: refused), else the request itself.
+    /// present and different, or one header of a pair alone: refused), else the request itself.
     #[default]
     #[serde(rename = "any")]
     Any,
@@ -265,6 +314,8 @@ struct FileServer {
     shutdown_grace_ms: Option<u64>,
     drain_timeout_ms: Option<u64>,
     refresh_interval_s: Option<u64>,
+    auth_failure_burst: Option<u32>,
+    auth_failure_refill_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -340,6 +391,8 @@ struct FileAuthz {
     deny_unmatched: bool,
     #[serde(default)]
     original_from: OriginalFrom,
+    #[serde(default)]
+    path_case: PathCase,
     #[serde(default)]
     headers: FileHeaders,
     #[serde(default)]
@@ -420,7 +473,23 @@ impl Config {
             )?,
             shutdown_grace: ms(s.shutdown_grace_ms, d.shutdown_grace),
             drain_timeout: ms(s.drain_timeout_ms, d.drain_timeout),
+            auth_failures: FailureLimit {
+                burst: s.auth_failure_burst.unwrap_or(d.auth_failures.burst),
+                refill: ms(s.auth_failure_refill_ms, d.auth_failures.refill),
+            },
         };
+        if limits.auth_failures.burst == 0 {
+            return Err(ConfigError::new(
+                "server.auth_failure_burst",
+                "must be positive",
+            ));
+        }
+        if limits.auth_failures.refill.is_zero() {
+            return Err(ConfigError::new(
+                "server.auth_failure_refill_ms",
+                "must be positive",
+            ));
+        }
         if limits.header_read_timeout.is_zero() {
             return Err(ConfigError::new(
                 "server.header_read_timeout_ms",
@@ -677,6 +746,7 @@ impl Config {
                 routes,
                 deny_unmatched: a.deny_unmatched,
                 original_from: a.original_from,
+                path_case: a.path_case,
             },
             refresh_every,
         })
@@ -806,6 +876,9 @@ mod tests {
         };
         assert!(err("[server]\nlisten = \"nope\"").starts_with("server.listen:"));
         assert!(err("[server]\nmax_body_bytes = 0").starts_with("server.max_body_bytes:"));
+        assert!(err("[server]\nauth_failure_burst = 0").starts_with("server.auth_failure_burst:"));
+        assert!(err("[server]\nauth_failure_refill_ms = 0")
+            .starts_with("server.auth_failure_refill_ms:"));
         assert!(err("[[issuers]]\nissuer = \"a\"").starts_with("issuers[0]:"));
         assert!(
             err("[[issuers]]\nissuer = \"a\"\njwks_file = \"x\"\nalgorithms = [\"none\"]")

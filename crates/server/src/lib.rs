@@ -90,7 +90,7 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
         let (Ok(permit), accepted) = accepted else {
             break;
         };
-        let (stream, _peer) = match accepted {
+        let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors and the like: back off rather than spin.
@@ -123,7 +123,7 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
                     let app = Arc::clone(&app);
                     let busy = Busy::start(&activity, request.version());
                     async move {
-                        let reply = serve_request(&app, request).await;
+                        let reply = serve_request(&app, request, peer.ip()).await;
                         drop(busy);
                         Ok::<_, Infallible>(reply)
                     }
@@ -260,14 +260,18 @@ async fn supervise<F: Future>(connection: F, activity: &Activity, limits: &confi
     .await;
 }
 
-/// One request: routed, bounded in time, counted.
-async fn serve_request(app: &App, request: Request<Incoming>) -> routes::Reply {
+/// One request from `peer`: routed, bounded in time, counted.
+async fn serve_request(
+    app: &App,
+    request: Request<Incoming>,
+    peer: std::net::IpAddr,
+) -> routes::Reply {
     let start = Instant::now();
     let endpoint = routes::endpoint(request.uri().path());
     // No timer per request: only a body can be held up by its client, and reading one is
     // bounded (routes::body); everything else waits at most for the engine, whose admission
     // is bounded, or for the HSM, whose sessions are.
-    let reply = routes::handle(app, endpoint, request).await;
+    let reply = routes::handle(app, endpoint, request, peer).await;
     app.metrics
         .request(endpoint, reply.status().as_u16(), start.elapsed());
     reply

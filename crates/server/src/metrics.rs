@@ -49,8 +49,8 @@ impl Endpoint {
 }
 
 /// Status codes counted one by one; the rest by class.
-const STATUSES: [u16; 14] = [
-    200, 400, 401, 403, 404, 405, 406, 408, 413, 415, 431, 500, 503, 504,
+const STATUSES: [u16; 15] = [
+    200, 400, 401, 403, 404, 405, 406, 408, 413, 415, 429, 431, 500, 503, 504,
 ];
 const SLOTS: usize = STATUSES.len() + 1;
 /// Latency bucket bounds, in microseconds.

@@ -3,6 +3,7 @@
 //! `invalid_token`); logs and metrics get the precise reason, with tokens as fingerprints.
 
 use std::borrow::Cow;
+use std::net::IpAddr;
 use std::sync::OnceLock;
 
 use base64::Engine as _;
@@ -35,10 +36,16 @@ pub fn endpoint(path: &str) -> Endpoint {
     }
 }
 
-pub async fn handle(app: &App, endpoint: Endpoint, request: Request<Incoming>) -> Reply {
+/// Answers `request`, which came from `peer`.
+pub async fn handle(
+    app: &App,
+    endpoint: Endpoint,
+    request: Request<Incoming>,
+    peer: IpAddr,
+) -> Reply {
     let result = match endpoint {
-        Endpoint::Introspect => introspect(app, request).await,
-        Endpoint::Verify => verify(app, request).await,
+        Endpoint::Introspect => introspect(app, request, peer).await,
+        Endpoint::Verify => verify(app, request, peer).await,
         Endpoint::Authz => Ok(authz(app, &request).await),
         Endpoint::Jwks => jwks(app, &request),
         Endpoint::Discovery => only_get(&request).map(|()| {
@@ -92,6 +99,14 @@ impl Refusal {
                 r
             }
             Refusal::Client(AuthError::Busy) => Refusal::Overloaded.reply(),
+            Refusal::Client(AuthError::Throttled(wait)) => {
+                let mut r = error(StatusCode::TOO_MANY_REQUESTS, "too_many_requests");
+                // Whole seconds, rounded up: never 0, which would invite a retry at once.
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+                r
+            }
             Refusal::Client(_) => {
                 // RFC 6749 section 5.2: invalid_client with a Basic challenge.
                 let mut r = error(StatusCode::UNAUTHORIZED, "invalid_client");
@@ -219,20 +234,33 @@ fn media_type_is(headers: &HeaderMap, expected: &str) -> bool {
         .is_some_and(|t| t.trim().eq_ignore_ascii_case(expected))
 }
 
-async fn caller(app: &App, request: &Request<Incoming>) -> Result<std::sync::Arc<str>, Refusal> {
+async fn caller(
+    app: &App,
+    request: &Request<Incoming>,
+    peer: IpAddr,
+) -> Result<std::sync::Arc<str>, Refusal> {
     let authorization = request
         .headers()
         .get(header::AUTHORIZATION)
         .map(HeaderValue::as_bytes);
-    app.clients.authenticate(authorization).await.map_err(|e| {
-        if e != AuthError::Busy {
-            app.metrics
-                .client_auth_failures
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::info!(reason = ?e, "caller refused");
-        }
-        Refusal::Client(e)
-    })
+    app.clients
+        .authenticate(authorization, peer)
+        .await
+        .map_err(|e| {
+            if e != AuthError::Busy {
+                app.metrics
+                    .client_auth_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                match e {
+                    // A flood is answered cheaply: not a log line each.
+                    AuthError::Throttled(_) => {
+                        tracing::debug!(%peer, "caller throttled after failed attempts")
+                    }
+                    _ => tracing::info!(reason = ?e, %peer, "caller refused"),
+                }
+            }
+            Refusal::Client(e)
+        })
 }
 
 /// A short SHA-256 fingerprint of a token, for logs.
@@ -285,11 +313,11 @@ const INTROSPECTED: [&str; 9] = [
     "jti",
 ];
 
-async fn introspect(app: &App, request: Request<Incoming>) -> Result<Reply, Refusal> {
+async fn introspect(app: &App, request: Request<Incoming>, peer: IpAddr) -> Result<Reply, Refusal> {
     if request.method() != Method::POST {
         return Err(Refusal::Method("POST"));
     }
-    let client = caller(app, &request).await?;
+    let client = caller(app, &request, peer).await?;
     let wants_jwt = request
         .headers()
         .get_all(header::ACCEPT)
@@ -322,13 +350,19 @@ async fn introspect(app: &App, request: Request<Incoming>) -> Result<Reply, Refu
         .verify_routed(token.as_bytes(), &app.issuers, now)
         .await;
     let answer = match verdict(token.as_bytes(), result)? {
-        Ok(jwt) => Answers::with(&jwt, |answers| {
-            answers
-                .introspection
-                .get_or_init(|| Bytes::from(active_answer(&jwt)))
-                .clone()
-        }),
-        Err(_) => Bytes::from_static(b"{\"active\":false}"),
+        Ok(jwt) => {
+            let answer = Answers::with(&jwt, |answers| {
+                answers
+                    .introspection
+                    .get_or_init(|| active_answer(&jwt).map_or(INACTIVE, Bytes::from))
+                    .clone()
+            });
+            if answer == INACTIVE {
+                log_refusal(token.as_bytes(), "invalid_scope");
+            }
+            answer
+        }
+        Err(_) => INACTIVE,
     };
     if !wants_jwt {
         return Ok(json(StatusCode::OK, answer, Some("no-store")));
@@ -374,8 +408,13 @@ async fn introspect(app: &App, request: Request<Incoming>) -> Result<Reply, Refu
     }
 }
 
-/// `{"active":true, ...}` with the RFC 7662 members the token has, in one pass over the claims.
-fn active_answer(jwt: &jose::Jwt) -> String {
+const INACTIVE: Bytes = Bytes::from_static(b"{\"active\":false}");
+
+/// `{"active":true, ...}` with the RFC 7662 members the token has, in one pass over the claims;
+/// `None` when its scopes are not scope-tokens (`Identity::scopes`): a resource server that
+/// splits `scope` on whitespace would read other scopes than the issuer granted.
+fn active_answer(jwt: &jose::Jwt) -> Option<String> {
+    Identity::of(jwt).scopes()?;
     let mut out = String::with_capacity(64 + jwt.claims_json().len());
     out.push_str("{\"active\":true");
     let mut client_id = false;
@@ -397,7 +436,7 @@ fn active_answer(jwt: &jose::Jwt) -> String {
         push_member(&mut out, "client_id", azp);
     }
     out.push_str(",\"token_type\":\"Bearer\"}");
-    out
+    Some(out)
 }
 
 fn push_member(out: &mut String, name: &str, value: Value<'_>) {
@@ -424,11 +463,11 @@ struct VerifyRequest {
     audience: Option<String>,
 }
 
-async fn verify(app: &App, request: Request<Incoming>) -> Result<Reply, Refusal> {
+async fn verify(app: &App, request: Request<Incoming>, peer: IpAddr) -> Result<Reply, Refusal> {
     if request.method() != Method::POST {
         return Err(Refusal::Method("POST"));
     }
-    caller(app, &request).await?;
+    caller(app, &request, peer).await?;
     if !media_type_is(request.headers(), "application/json") {
         return Err(Refusal::UnsupportedMediaType);
     }
@@ -502,9 +541,10 @@ impl Answers {
 }
 
 /// The identity headers of `/v1/authz`, values only (the names are configured), and the scopes
-/// its route rules check.
+/// its route rules check: `None` when the token's scopes are not scope-tokens
+/// ([`Identity::scopes`]), which makes the token invalid for forward-auth.
 struct AuthzAnswer {
-    scopes: Vec<String>,
+    scopes: Option<Vec<String>>,
     subject: Option<HeaderValue>,
     scope: Option<HeaderValue>,
     client_id: Option<HeaderValue>,
@@ -520,10 +560,17 @@ impl AuthzAnswer {
             Cow::Borrowed(v) => HeaderValue::from_str(v).ok(),
         };
         let identity = Identity::of(jwt);
-        let scopes: Vec<String> = identity.scopes().into_iter().map(Cow::into_owned).collect();
+        let scopes: Option<Vec<String>> = identity
+            .scopes()
+            .map(|scopes| scopes.into_iter().map(Cow::into_owned).collect());
         AuthzAnswer {
             subject: value(Identity::text(identity.sub)),
-            scope: value((!scopes.is_empty()).then(|| Cow::Owned(scopes.join(" ")))),
+            scope: value(
+                scopes
+                    .as_ref()
+                    .filter(|scopes| !scopes.is_empty())
+                    .map(|scopes| Cow::Owned(scopes.join(" "))),
+            ),
             client_id: value(
                 Identity::text(identity.client_id).or_else(|| Identity::text(identity.azp)),
             ),
@@ -576,37 +623,47 @@ impl<'a> Identity<'a> {
         value?.as_str().map(|s| s.to_str())
     }
 
-    /// `scope` (space-separated, RFC 8693 and RFC 9068) or `scp` (an array, or a
-    /// space-separated string as some issuers write it).
-    fn scopes(&self) -> Vec<Cow<'a, str>> {
-        let words = |s: Cow<'a, str>| -> Vec<Cow<'a, str>> {
-            match s {
-                Cow::Borrowed(s) => s
-                    .split(' ')
-                    .filter(|w| !w.is_empty())
-                    .map(Cow::Borrowed)
-                    .collect(),
-                Cow::Owned(s) => s
-                    .split(' ')
-                    .filter(|w| !w.is_empty())
-                    .map(|w| Cow::Owned(w.to_string()))
-                    .collect(),
-            }
+    /// `scope` (RFC 6749 scope-tokens separated by single spaces, as RFC 8693 and RFC 9068 use
+    /// it) or else `scp` (an array of scope-tokens, or a string like `scope`, as some issuers
+    /// write it). `None` when either claim, read as scopes, holds anything else (a tab, a
+    /// newline, a quote, an empty item): a backend that splits on whitespace would read other
+    /// scopes than the route rules saw.
+    fn scopes(&self) -> Option<Vec<Cow<'a, str>>> {
+        // An empty string names no scope.
+        let words = |s: Cow<'a, str>| -> Option<Vec<Cow<'a, str>>> {
+            let words: Vec<Cow<'a, str>> = match s {
+                Cow::Borrowed("") => Vec::new(),
+                Cow::Borrowed(s) => s.split(' ').map(Cow::Borrowed).collect(),
+                Cow::Owned(s) if s.is_empty() => Vec::new(),
+                Cow::Owned(s) => s.split(' ').map(|w| Cow::Owned(w.to_string())).collect(),
+            };
+            words.iter().all(|w| is_scope_token(w)).then_some(words)
         };
-        if let Some(scope) = Identity::text(self.scope) {
-            return words(scope);
-        }
-        match self.scp {
-            // An item with a space in it would read as several scopes downstream: left out.
-            Some(Value::Array(items)) => items
-                .iter()
-                .filter_map(|v| v.as_str().map(|s| s.to_str()))
-                .filter(|s| !s.is_empty() && !s.contains([' ', '\t']))
-                .collect(),
-            Some(Value::String(s)) => words(s.to_str()),
-            _ => Vec::new(),
+        let scp = match self.scp {
+            Some(Value::Array(items)) => {
+                let items = items.iter().map(|v| v.as_str().map(|s| s.to_str()));
+                Some(
+                    items
+                        .map(|item| item.filter(|s| is_scope_token(s)))
+                        .collect::<Option<Vec<_>>>()?,
+                )
+            }
+            Some(Value::String(s)) => Some(words(s.to_str())?),
+            _ => None,
+        };
+        match Identity::text(self.scope) {
+            Some(scope) => words(scope),
+            None => Some(scp.unwrap_or_default()),
         }
     }
+}
+
+/// An RFC 6749 section 3.3 scope-token: one or more of `%x21 / %x23-5B / %x5D-7E` (visible
+/// ASCII but `"` and `\`).
+fn is_scope_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E))
 }
 
 // ---- /v1/authz (forward-auth) ----
@@ -615,6 +672,7 @@ impl<'a> Identity<'a> {
 /// together from one header family, `X-Forwarded-*` (Traefik, Caddy) or `X-Original-*` (nginx),
 /// or from the request itself with `/v1/authz` stripped (Envoy). When both families are present
 /// they must agree: a client may have sent one of them through a gateway that sets the other.
+/// Half a family (a method without a URI, or the reverse) is refused.
 fn original(
     request: &Request<Incoming>,
     from: OriginalFrom,
@@ -658,8 +716,9 @@ fn original(
             (false, false) => None,
         },
     };
-    if let Some((None, _) | (_, None)) = family.filter(|_| from != OriginalFrom::Any) {
-        // The configured gateway sets both; a request without them did not come through it.
+    if let Some((None, _) | (_, None)) = family {
+        // Gateways set both. Half a family did not come whole from one: completing it from the
+        // request itself would judge nginx's sub-request method (always GET) for a DELETE.
         return Err(Refusal::BadRequest("missing_forwarded_headers"));
     }
     let (method, uri) = family.unwrap_or((None, None));
@@ -836,12 +895,17 @@ fn authorize(
     jwt: &jose::Jwt,
     answer: &AuthzAnswer,
 ) -> Reply {
-    let held = &answer.scopes;
+    // Scopes that a backend could read otherwise than the rules do: no rule may see them and
+    // no header may carry them, whatever the route.
+    let Some(held) = &answer.scopes else {
+        log_refusal(token.as_bytes(), "invalid_scope");
+        return invalid_token();
+    };
     let rules = &app.authz.config;
     let route = rules
         .routes
         .iter()
-        .filter(|r| path.starts_with(r.prefix.as_str()))
+        .filter(|r| rules.path_case.has_prefix(path, &r.prefix))
         .filter(|r| {
             r.methods.is_empty() || r.methods.iter().any(|m| m.eq_ignore_ascii_case(method))
         })
@@ -971,6 +1035,17 @@ fn metrics(app: &App) -> Reply {
     use crate::metrics::family;
     use std::fmt::Write as _;
     let body = app.metrics.render(|out| {
+        family(
+            out,
+            "tessera_client_secret_hashes_total",
+            "counter",
+            "Callers' secrets hashed (PBKDF2 runs) to check them.",
+        );
+        let _ = writeln!(
+            out,
+            "tessera_client_secret_hashes_total {}",
+            app.clients.hashes()
+        );
         let s = app.engine.stats();
         family(
             out,
