@@ -6,9 +6,7 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
     EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING,
 };
-use engine::{
-    CacheConfig, Engine, EngineConfig, EngineError, IssuerSpec, Issuers, IssuersError, KeySource,
-};
+use engine::{Engine, EngineConfig, EngineError, IssuerSpec, Issuers, IssuersError, KeySource};
 use jose::{b64, jws, Algorithm, SigningInput};
 
 const NOW: i64 = 1_800_000_000;
@@ -57,6 +55,15 @@ fn claims(iss: &str, aud: &str) -> String {
     format!(r#"{{"iss":"{iss}","aud":"{aud}","exp":{}}}"#, NOW + 60)
 }
 
+/// An engine with `workers` unpinned workers.
+fn engine(workers: usize) -> Engine {
+    Engine::start(EngineConfig {
+        workers,
+        pin: false,
+        ..EngineConfig::default()
+    })
+}
+
 fn verify(engine: &Engine, issuers: &Issuers, token: &str) -> Result<(), EngineError> {
     tokio::runtime::Builder::new_current_thread()
         .build()
@@ -83,12 +90,7 @@ fn a_key_of_one_issuer_never_verifies_a_token_claiming_another() {
         ),
     ])
     .expect("issuers");
-    let engine = Engine::start(EngineConfig {
-        workers: 1,
-        pin: false,
-        cache: CacheConfig::default(),
-        ..EngineConfig::default()
-    });
+    let engine = engine(1);
     assert_eq!(
         verify(
             &engine,
@@ -205,11 +207,7 @@ fn routed_batches_answer_in_order_with_each_issuers_verdict() {
         (spec("https://b.example", &[], &[]), jwks(&[b.jwk("b1")])),
     ])
     .expect("issuers");
-    let engine = Engine::start(EngineConfig {
-        workers: 2,
-        pin: false,
-        ..EngineConfig::default()
-    });
+    let engine = engine(2);
     let mut tokens = Vec::new();
     let mut expected = Vec::new();
     for i in 0..40 {
@@ -260,11 +258,7 @@ fn regression_the_same_kid_under_two_issuers_is_not_an_error() {
         (spec("https://b.example", &[], &[]), jwks(&[b.jwk("1")])),
     ])
     .expect("the same kid under two issuers is accepted");
-    let engine = Engine::start(EngineConfig {
-        workers: 1,
-        pin: false,
-        ..EngineConfig::default()
-    });
+    let engine = engine(1);
     let verdict = |signer: &Es256, iss: &str| {
         verify(
             &engine,
@@ -290,11 +284,7 @@ fn regression_the_same_kid_under_two_issuers_is_not_an_error() {
 #[test]
 fn regression_a_kidless_token_keeps_verifying_when_another_issuer_has_its_algorithm() {
     let (a, b) = (Es256::new(), Es256::new());
-    let engine = Engine::start(EngineConfig {
-        workers: 1,
-        pin: false,
-        ..EngineConfig::default()
-    });
+    let engine = engine(1);
     let token = a.token(None, &claims("https://a.example", "x"));
     let alone = Issuers::new(vec![(
         spec("https://a.example", &[], &[]),
@@ -347,11 +337,7 @@ fn an_issuers_typ_required_claims_and_max_lifetime_are_its_policy() {
     assert_eq!(v.typ.as_deref(), Some("at+jwt"));
     assert_eq!(v.required_claims, ["jti"]);
     assert_eq!(v.max_lifetime, Some(600));
-    let engine = Engine::start(EngineConfig {
-        workers: 1,
-        pin: false,
-        ..EngineConfig::default()
-    });
+    let engine = engine(1);
     // No typ: refused before the claims are read.
     assert_eq!(
         verify(
