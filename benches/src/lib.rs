@@ -4,6 +4,8 @@
 //!
 //! Everything here runs outside the timed loops; setup panics on any failure.
 
+#![forbid(unsafe_code)]
+
 pub mod hsm;
 pub mod ratios;
 pub mod units;

@@ -5,6 +5,8 @@
 //!
 //!   engine-rate [--alg ES256] [--workers N] [--batch 64] [--seconds 5] [--callers 8]
 
+#![forbid(unsafe_code)]
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -10,6 +10,8 @@
 //! that a script can start it on port 0 and read the port back. It stops on SIGINT or SIGTERM.
 //! `benches/scripts/http.sh` measures the daemon against it with wrk.
 
+#![forbid(unsafe_code)]
+
 use std::convert::Infallible;
 use std::io::Write;
 use std::net::SocketAddr;

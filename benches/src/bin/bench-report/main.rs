@@ -19,6 +19,8 @@
 //! A source not given is said to be absent from the report; the targets it would have measured
 //! are listed as not in this report.
 
+#![forbid(unsafe_code)]
+
 mod criterion;
 mod machine;
 mod render;
