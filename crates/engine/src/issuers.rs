@@ -8,7 +8,7 @@
 //! from a [`LocalKeySet`] its owner replaces (the daemon's HSM keys). Changed sets are applied by
 //! [`Issuers::sync`], which swaps the issuer's keys and evicts the cache entries its old keys
 //! reached; each issuer's set is applied on its own, so one issuer's document never holds up
-//! another's. [`Issuers::keep_fresh`] runs the refreshes in the background.
+//! another's. [`crate::EngineHandle::keep_fresh`] runs the refreshes in the background.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -17,8 +17,8 @@ use std::time::Duration;
 use jose::{Algorithm, Error, KeySet, KeySetError, Limits, SkippedKey, Validation};
 
 use crate::cache::TokenCache;
+use crate::policy::Policy;
 use crate::remote::RemoteKeySet;
-use crate::Policy;
 
 /// One trusted issuer, as configured.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -350,24 +350,6 @@ impl Issuers {
         }
         while fetches.join_next().await.is_some() {}
         self.sync(cache)
-    }
-
-    /// Runs [`Issuers::refresh`] every `every` on the current Tokio runtime, until the task is
-    /// aborted: remote key sets are refetched when their `Cache-Control` age runs out, and
-    /// local key set changes reach verification within `every`.
-    pub fn keep_fresh(
-        issuers: Arc<Issuers>,
-        engine: crate::EngineHandle,
-        every: Duration,
-    ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(every);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticks.tick().await;
-                issuers.refresh(engine.cache()).await;
-            }
-        })
     }
 
     /// Applies remote and local key sets that changed since last applied, each issuer on its

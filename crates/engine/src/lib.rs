@@ -8,15 +8,24 @@
 #![forbid(unsafe_code)]
 
 pub mod cache;
+mod engine;
+mod error;
 pub mod issuers;
+mod policy;
 pub mod remote;
+mod replies;
+mod shared;
+mod stats;
 pub mod token;
-pub mod workers;
+mod worker;
 
 pub use cache::{CacheConfig, CacheStats, Cached, Facts, TokenCache, TokenDigest};
+pub use engine::{Engine, EngineConfig, EngineHandle};
+pub use error::EngineError;
 pub use issuers::{
     Applied, IssuerSpec, IssuerState, Issuers, IssuersError, KeySource, LocalKeySet,
 };
+pub use policy::Policy;
 pub use remote::{RemoteConfig, RemoteError, RemoteKeySet};
-pub use token::Token;
-pub use workers::{Engine, EngineConfig, EngineError, EngineHandle, EngineStats, Policy, Verified};
+pub use stats::EngineStats;
+pub use token::{Token, Verified};

@@ -50,6 +50,9 @@ impl std::fmt::Debug for Token {
     }
 }
 
+/// A verified token, shared between the cache and callers.
+pub type Verified = std::sync::Arc<Token>;
+
 #[cfg(test)]
 mod tests {
     use super::*;

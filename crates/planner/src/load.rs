@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use crate::cpu::Clock;
 
 /// Names of the service's threads (runtime and blocking pool) and of the engine's workers.
-pub const SERVER_THREADS: [&str; 2] = ["tcal-server", "tessera-verify"];
+pub const SERVER_THREADS: [&str; 2] = ["tcal-server", engine::EngineConfig::THREAD_PREFIX];
 
 /// The service, running on its own thread until dropped.
 pub struct Server {

@@ -548,7 +548,7 @@ impl Config {
             },
         };
 
-        let capacity = engine.workers.saturating_mul(engine.queue_per_worker);
+        let capacity = engine.capacity();
         if limits.batch_max_tokens > capacity {
             return Err(ConfigError::new(
                 "server.batch_max_tokens",

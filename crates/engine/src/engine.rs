@@ -1,0 +1,464 @@
+//! The engine: its configuration, its workers' threads (one per core, pinned when asked, fed
+//! through a lock-free injector queue; the loop is in `worker.rs`), and the handle its callers
+//! submit through (one token, a batch, routed to the issuer each token claims).
+//!
+//! Admission is bounded: the engine accepts at most `workers × queue_per_worker` verifications
+//! in flight and answers [`EngineError::Overloaded`] at once beyond that, so there is no
+//! unbounded queue anywhere. A hit in the verified-token cache is answered by the caller's own
+//! thread without a worker hop; a miss goes to a worker, whose verdict fills the cache.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+use crossbeam_deque::{Injector, Worker};
+use tokio::sync::oneshot;
+
+use crate::cache::{CacheConfig, Cached, TokenCache, TokenDigest};
+use crate::error::EngineError;
+use crate::issuers::Issuers;
+use crate::policy::Policy;
+use crate::replies::{BatchReplies, Reply, Slot, Submitted};
+use crate::shared::{Job, Shared};
+use crate::stats::{Counters, EngineStats, CODES};
+use crate::token::{Token, Verified};
+use crate::worker::run_worker;
+
+/// How the engine runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Worker threads; defaults to the number of cores.
+    pub workers: usize,
+    /// Pin worker `i` to core `i`.
+    pub pin: bool,
+    /// Verifications admitted per worker before the engine reports overload.
+    pub queue_per_worker: usize,
+    /// Most jobs a worker takes at once.
+    pub batch: usize,
+    pub cache: CacheConfig,
+}
+
+impl EngineConfig {
+    /// The prefix of the worker threads' names (`tessera-verify-0`, ...): CPU accounting finds
+    /// them by it.
+    pub const THREAD_PREFIX: &'static str = "tessera-verify";
+
+    /// How many verifications the engine admits at once; beyond, it answers
+    /// [`EngineError::Overloaded`]. A batch larger than this could never be answered.
+    pub fn capacity(&self) -> usize {
+        self.workers
+            .max(1)
+            .saturating_mul(self.queue_per_worker.max(1))
+    }
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            pin: true,
+            queue_per_worker: 1024,
+            batch: 64,
+            cache: CacheConfig::default(),
+        }
+    }
+}
+
+/// The running engine; dropping it stops the workers once every admitted verification is
+/// answered, and joins them.
+pub struct Engine {
+    handle: EngineHandle,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// A cheap, cloneable handle to submit verifications.
+#[derive(Clone)]
+pub struct EngineHandle {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("workers", &self.threads.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for EngineHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineHandle").finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    pub fn start(config: EngineConfig) -> Self {
+        let workers = config.workers.max(1);
+        let locals: Vec<Worker<Job>> = (0..workers).map(|_| Worker::new_fifo()).collect();
+        let shared = Arc::new(Shared {
+            injector: Injector::new(),
+            stealers: locals.iter().map(Worker::stealer).collect(),
+            in_flight: AtomicUsize::new(0),
+            capacity: config.capacity(),
+            batch: config.batch.max(1),
+            shutdown: AtomicBool::new(false),
+            sleeping: AtomicUsize::new(0),
+            idle: Mutex::new(()),
+            wake: Condvar::new(),
+            cache: TokenCache::new(config.cache),
+            counters: Counters::default(),
+        });
+        let cores = if config.pin {
+            core_affinity::get_core_ids().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let threads = locals
+            .into_iter()
+            .enumerate()
+            .map(|(i, local)| {
+                let shared = Arc::clone(&shared);
+                let core = (!cores.is_empty()).then(|| cores[i % cores.len()]);
+                std::thread::Builder::new()
+                    .name(format!("{}-{i}", EngineConfig::THREAD_PREFIX))
+                    .spawn(move || {
+                        if let Some(core) = core {
+                            core_affinity::set_for_current(core);
+                        }
+                        run_worker(i, &shared, &local);
+                    })
+                    .unwrap_or_else(|e| panic!("cannot start verification worker {i}: {e}"))
+            })
+            .collect();
+        Engine {
+            handle: EngineHandle { shared },
+            threads,
+        }
+    }
+
+    pub fn handle(&self) -> EngineHandle {
+        self.handle.clone()
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let shared = &self.handle.shared;
+        shared.shutdown.store(true, Ordering::SeqCst);
+        {
+            let _guard = shared.idle.lock().unwrap_or_else(|e| e.into_inner());
+            shared.wake.notify_all();
+        }
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl EngineHandle {
+    /// Verifies `token` against `policy` at time `now` (Unix seconds).
+    pub async fn verify(
+        &self,
+        token: &[u8],
+        policy: &Arc<Policy>,
+        now: i64,
+    ) -> Result<Verified, EngineError> {
+        self.submit(token, policy, now).answer().await
+    }
+
+    /// Verifies `token` with the issuer its header routes it to (see [`crate::Issuers::route`]).
+    pub async fn verify_routed(
+        &self,
+        token: &[u8],
+        issuers: &Issuers,
+        now: i64,
+    ) -> Result<Verified, EngineError> {
+        let digest = TokenDigest::of(token);
+        if let Some(hit) = self.cached_routed(&digest, issuers, now) {
+            return hit;
+        }
+        let mut routed = issuers.route(token);
+        // An unknown kid may mean its issuer rotated: let its remote key set refetch (at most
+        // once per cool-down), then route again.
+        if matches!(routed, Err(jose::Error::UnknownKey))
+            && issuers.has_remote()
+            && issuers.unknown_kid(&[token], &self.shared.cache).await
+        {
+            routed = issuers.route(token);
+        }
+        let policy = match routed {
+            Ok(policy) => policy,
+            Err(e) => {
+                self.shared.counters.invalid(e.code());
+                return Err(EngineError::Invalid(e.code()));
+            }
+        };
+        match self.cached(&digest, policy, now) {
+            Some(result) => result,
+            None => self.enqueue(token, digest, policy, now).answer().await,
+        }
+    }
+
+    /// A cached verification of the token with `digest` by one of `issuers`, answered before
+    /// routing: routing is a function of the token's `iss`, so the issuer whose policy verified
+    /// it is the one routing would reach again (its verdicts are evicted when its keys change).
+    /// Only valid verdicts: a refusal may have been cached under a policy the token was given
+    /// directly, so it is looked up after routing.
+    fn cached_routed(
+        &self,
+        digest: &TokenDigest,
+        issuers: &Issuers,
+        now: i64,
+    ) -> Option<Result<Verified, EngineError>> {
+        let shared = &self.shared;
+        if shared.shutdown.load(Ordering::Relaxed) {
+            return Some(Err(EngineError::Shutdown));
+        }
+        match shared
+            .cache
+            .get_digest_by(digest, |owner| issuers.owns(owner), now)?
+        {
+            Cached::Valid(jwt) => {
+                shared.counters.valid(jwt.alg());
+                shared.counters.add(|s| &s.cache_hits, 1);
+                Some(Ok(jwt))
+            }
+            Cached::Invalid(_) => None,
+        }
+    }
+
+    /// Verifies several tokens, each with the issuer its header routes it to; the results come
+    /// back in the same order. Every miss is queued before any is awaited, so the workers see
+    /// the whole batch at once. Unknown kids let remote key sets refetch once for the batch.
+    pub async fn verify_routed_batch(
+        &self,
+        tokens: &[&[u8]],
+        issuers: &Issuers,
+        now: i64,
+    ) -> Vec<Result<Verified, EngineError>> {
+        // Each token is a cache hit, or routed to its issuer.
+        let mut steps: Vec<(TokenDigest, Step)> = tokens
+            .iter()
+            .map(|token| {
+                let digest = TokenDigest::of(token);
+                let step = match self.cached_routed(&digest, issuers, now) {
+                    Some(hit) => Step::Hit(hit),
+                    None => Step::Routed(issuers.route(token)),
+                };
+                (digest, step)
+            })
+            .collect();
+        let unknown = |step: &Step| matches!(step, Step::Routed(Err(jose::Error::UnknownKey)));
+        if issuers.has_remote() && steps.iter().any(|(_, s)| unknown(s)) {
+            let strangers: Vec<&[u8]> = tokens
+                .iter()
+                .zip(&steps)
+                .filter(|(_, (_, s))| unknown(s))
+                .map(|(t, _)| *t)
+                .collect();
+            if issuers.unknown_kid(&strangers, &self.shared.cache).await {
+                for ((_, step), token) in steps.iter_mut().zip(tokens) {
+                    if unknown(step) {
+                        *step = Step::Routed(issuers.route(token));
+                    }
+                }
+            }
+        }
+        let batch = BatchReplies::new(tokens.len());
+        for (index, ((digest, step), token)) in steps.into_iter().zip(tokens).enumerate() {
+            let slot = batch.slot(index);
+            match step {
+                Step::Hit(hit) => slot.send(hit),
+                Step::Routed(Ok(policy)) => self.submit_digest_to(token, digest, policy, now, slot),
+                Step::Routed(Err(e)) => {
+                    self.shared.counters.invalid(e.code());
+                    slot.send(Err(EngineError::Invalid(e.code())));
+                }
+            }
+        }
+        batch.gather().await
+    }
+
+    /// Verifies several tokens; the results come back in the same order. Tokens the engine has
+    /// no room for get [`EngineError::Overloaded`].
+    pub async fn verify_batch(
+        &self,
+        tokens: &[&[u8]],
+        policy: &Arc<Policy>,
+        now: i64,
+    ) -> Vec<Result<Verified, EngineError>> {
+        let batch = BatchReplies::new(tokens.len());
+        for (index, token) in tokens.iter().enumerate() {
+            let slot = batch.slot(index);
+            self.submit_to(token, policy, now, slot);
+        }
+        batch.gather().await
+    }
+
+    fn submit(&self, token: &[u8], policy: &Arc<Policy>, now: i64) -> Submitted {
+        let digest = TokenDigest::of(token);
+        match self.cached(&digest, policy, now) {
+            Some(result) => Submitted::Done(result),
+            None => self.enqueue(token, digest, policy, now),
+        }
+    }
+
+    /// As `submit`, for one token of a batch: answered in its place.
+    fn submit_to(&self, token: &[u8], policy: &Arc<Policy>, now: i64, slot: Slot) {
+        self.submit_digest_to(token, TokenDigest::of(token), policy, now, slot)
+    }
+
+    fn submit_digest_to(
+        &self,
+        token: &[u8],
+        digest: TokenDigest,
+        policy: &Arc<Policy>,
+        now: i64,
+        slot: Slot,
+    ) {
+        if let Some(result) = self.cached(&digest, policy, now) {
+            return slot.send(result);
+        }
+        match self.admit() {
+            Ok(()) => self.push(token, digest, policy, now, Reply::Batch(slot)),
+            Err(e) => slot.send(Err(e)),
+        }
+    }
+
+    /// The cache's verdict on the token with `digest`, if it has one (or the engine is down).
+    fn cached(
+        &self,
+        digest: &TokenDigest,
+        policy: &Policy,
+        now: i64,
+    ) -> Option<Result<Verified, EngineError>> {
+        let shared = &self.shared;
+        if shared.shutdown.load(Ordering::Relaxed) {
+            return Some(Err(EngineError::Shutdown));
+        }
+        let hit = match shared.cache.get_digest(digest, policy.id(), now)? {
+            Cached::Valid(jwt) => {
+                shared.counters.valid(jwt.alg());
+                Ok(jwt)
+            }
+            Cached::Invalid(code) => {
+                shared.counters.invalid(code);
+                Err(EngineError::Invalid(code))
+            }
+        };
+        shared.counters.add(|s| &s.cache_hits, 1);
+        Some(hit)
+    }
+
+    /// Admits the token and queues it for a worker, or refuses it as overloaded.
+    fn enqueue(
+        &self,
+        token: &[u8],
+        digest: TokenDigest,
+        policy: &Arc<Policy>,
+        now: i64,
+    ) -> Submitted {
+        if let Err(e) = self.admit() {
+            return Submitted::Done(Err(e));
+        }
+        let (reply, receive) = oneshot::channel();
+        self.push(token, digest, policy, now, Reply::One(reply));
+        Submitted::Queued(receive)
+    }
+
+    /// Counts one more verification in flight, or refuses it: `Overloaded` beyond capacity,
+    /// `Shutdown` once the engine is stopping.
+    fn admit(&self) -> Result<(), EngineError> {
+        let shared = &self.shared;
+        if shared.in_flight.fetch_add(1, Ordering::SeqCst) >= shared.capacity {
+            shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+            shared.counters.add(|s| &s.overloaded, 1);
+            return Err(EngineError::Overloaded);
+        }
+        // Counted in flight before looking at the flag: either this submit sees the shutdown, or
+        // the workers see it in flight and stay until it is answered.
+        if shared.shutdown.load(Ordering::SeqCst) {
+            shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+            return Err(EngineError::Shutdown);
+        }
+        Ok(())
+    }
+
+    /// Queues an admitted job and wakes a sleeping worker.
+    fn push(
+        &self,
+        token: &[u8],
+        digest: TokenDigest,
+        policy: &Arc<Policy>,
+        now: i64,
+        reply: Reply,
+    ) {
+        let shared = &self.shared;
+        shared.injector.push(Job {
+            token: token.into(),
+            digest,
+            policy: Arc::clone(policy),
+            now,
+            reply,
+        });
+        // Pairs with the sleeping worker's fence: the job is visible before `sleeping` is read.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if shared.sleeping.load(Ordering::SeqCst) > 0 {
+            let _guard = shared.idle.lock().unwrap_or_else(|e| e.into_inner());
+            shared.wake.notify_one();
+        }
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        let c = &self.shared.counters;
+        EngineStats {
+            valid: c.sum(|s| &s.valid),
+            invalid: c.sum(|s| &s.invalid),
+            overloaded: c.sum(|s| &s.overloaded),
+            cache_hits: c.sum(|s| &s.cache_hits),
+            batches: c.sum(|s| &s.batches),
+            batched_jobs: c.sum(|s| &s.batched_jobs),
+            in_flight: self.shared.in_flight.load(Ordering::Relaxed),
+            valid_by_alg: std::array::from_fn(|i| {
+                (jose::Algorithm::ALL[i], c.sum(|s| &s.valid_by_alg[i]))
+            }),
+            invalid_by_code: (0..CODES)
+                .map(|i| {
+                    let code = jose::Error::CODES.get(i).copied().unwrap_or("other");
+                    (code, c.sum(|s| &s.invalid_by_code[i]))
+                })
+                .filter(|&(_, n)| n > 0)
+                .collect(),
+        }
+    }
+
+    /// Runs [`Issuers::refresh`] every `every` on the current Tokio runtime, until the task is
+    /// aborted: remote key sets are refetched when their `Cache-Control` age runs out, and
+    /// local key set changes reach verification within `every`.
+    pub fn keep_fresh(
+        &self,
+        issuers: Arc<Issuers>,
+        every: std::time::Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                issuers.refresh(engine.cache()).await;
+            }
+        })
+    }
+
+    /// The cache, for revocation hooks and key set changes.
+    pub fn cache(&self) -> &TokenCache<Token> {
+        &self.shared.cache
+    }
+}
+
+/// Where one token of a routed batch stands before it is queued.
+enum Step<'i> {
+    Hit(Result<Verified, EngineError>),
+    Routed(Result<&'i Arc<Policy>, jose::Error>),
+}

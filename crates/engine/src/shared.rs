@@ -1,0 +1,36 @@
+//! What the engine's callers and workers share: the queues, admission, the sleeping workers,
+//! the cache and the counters.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::{Arc, Condvar, Mutex};
+
+use crossbeam_deque::{Injector, Stealer};
+
+use crate::cache::{TokenCache, TokenDigest};
+use crate::policy::Policy;
+use crate::replies::Reply;
+use crate::stats::Counters;
+use crate::token::Token;
+
+/// One admitted verification.
+pub(crate) struct Job {
+    pub(crate) token: Box<[u8]>,
+    pub(crate) digest: TokenDigest,
+    pub(crate) policy: Arc<Policy>,
+    pub(crate) now: i64,
+    pub(crate) reply: Reply,
+}
+
+pub(crate) struct Shared {
+    pub(crate) injector: Injector<Job>,
+    pub(crate) stealers: Vec<Stealer<Job>>,
+    pub(crate) in_flight: AtomicUsize,
+    pub(crate) capacity: usize,
+    pub(crate) batch: usize,
+    pub(crate) shutdown: AtomicBool,
+    pub(crate) sleeping: AtomicUsize,
+    pub(crate) idle: Mutex<()>,
+    pub(crate) wake: Condvar,
+    pub(crate) cache: TokenCache<Token>,
+    pub(crate) counters: Counters,
+}

@@ -1,0 +1,131 @@
+//! A verification worker's loop: take a batch (own queue, then the injector, then stealing),
+//! sleep when there is nothing, verify, fill the cache, answer.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_deque::{Steal, Worker};
+
+use crate::cache::Facts;
+use crate::error::EngineError;
+use crate::shared::{Job, Shared};
+use crate::token::{Token, Verified};
+
+/// Takes up to `shared.batch` jobs: the local queue first, then the injector, then the other
+/// workers' queues.
+fn take_batch(index: usize, shared: &Shared, local: &Worker<Job>, batch: &mut Vec<Job>) {
+    while batch.len() < shared.batch {
+        if let Some(job) = local.pop() {
+            batch.push(job);
+            continue;
+        }
+        let stolen = std::iter::repeat_with(|| {
+            shared
+                .injector
+                .steal_batch_with_limit_and_pop(local, shared.batch - batch.len())
+                .or_else(|| {
+                    shared
+                        .stealers
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| *i != index)
+                        .map(|(_, s)| s.steal())
+                        .collect()
+                })
+        })
+        .find(|s| !s.is_retry())
+        .and_then(Steal::success);
+        match stolen {
+            Some(job) => batch.push(job),
+            None => return,
+        }
+    }
+}
+
+/// How long an idle worker sleeps before it looks at the queues again with no wake-up.
+const IDLE_CHECK: Duration = Duration::from_millis(250);
+
+pub(crate) fn run_worker(index: usize, shared: &Shared, local: &Worker<Job>) {
+    let mut batch = Vec::with_capacity(shared.batch);
+    loop {
+        take_batch(index, shared, local, &mut batch);
+        if batch.is_empty() {
+            if shared.shutdown.load(Ordering::SeqCst)
+                && shared.in_flight.load(Ordering::SeqCst) == 0
+            {
+                return;
+            }
+            // Sleep until a submit wakes us. The fences pair with the submitter's (`push`):
+            // either it sees this worker sleeping, or this worker sees its job. The timeout is
+            // a backstop only: an idle engine wakes its workers a few times a second, not
+            // hundreds.
+            let guard = shared.idle.lock().unwrap_or_else(|e| e.into_inner());
+            shared.sleeping.fetch_add(1, Ordering::SeqCst);
+            std::sync::atomic::fence(Ordering::SeqCst);
+            if shared.injector.is_empty() && !shared.shutdown.load(Ordering::SeqCst) {
+                let _ = shared.wake.wait_timeout(guard, IDLE_CHECK);
+            }
+            shared.sleeping.fetch_sub(1, Ordering::SeqCst);
+            continue;
+        }
+        shared.counters.add(|s| &s.batches, 1);
+        shared.counters.add(|s| &s.batched_jobs, batch.len() as u64);
+        // Tokens of one issuer together: its keys and policy stay hot in the cache.
+        batch.sort_by_key(|job| Arc::as_ptr(&job.policy) as usize);
+        for job in batch.drain(..) {
+            // A panic in the verifier would be a bug; it must not cost the admission slot, the
+            // worker, or the caller's answer. The job is refused instead.
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| verify_one(shared, &job)))
+                    .unwrap_or(Err(EngineError::Internal));
+            shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+            job.reply.send(result);
+        }
+    }
+}
+
+fn verify_one(shared: &Shared, job: &Job) -> Result<Verified, EngineError> {
+    let (keys, generation) = job.policy.keys_and_generation();
+    match jose::jwt::verify(&job.token, &keys, &job.policy.validation, job.now) {
+        Ok(jwt) => {
+            shared.counters.valid(jwt.alg());
+            let jwt = Arc::new(Token::new(jwt));
+            let kid = jwt.kid();
+            let jti = jwt.str_claim("jti");
+            let sub = jwt.str_claim("sub");
+            let facts = Facts {
+                exp: jwt.numeric_claim("exp").map(|e| e as i64),
+                kid: kid.as_deref(),
+                jti: jti.as_deref(),
+                sub: sub.as_deref(),
+                // The token's decoded header and claims, and what callers render of them
+                // (`Token::rendered`: about the claims again, twice).
+                bytes: job.token.len() * 4 + 256,
+            };
+            shared.cache.insert_valid(
+                job.digest,
+                job.policy.id(),
+                Arc::clone(&jwt),
+                facts,
+                job.now,
+            );
+            // Keys swapped while this token was verified: the swap's eviction may have run
+            // before the insert, so take the entry back out (it is verified again next time).
+            if job.policy.generation() != generation {
+                shared.cache.revoke_token(&job.token);
+            }
+            Ok(jwt)
+        }
+        Err(e) => {
+            shared.counters.invalid(e.code());
+            // A token that is not valid *yet* may be valid in a moment: not remembered.
+            if !matches!(e, jose::Error::NotYetValid) {
+                shared
+                    .cache
+                    .insert_invalid(job.digest, job.policy.id(), e.code(), job.now);
+            }
+            Err(EngineError::Invalid(e.code()))
+        }
+    }
+}
