@@ -3,6 +3,9 @@
 //! - `cache-hit/ES256`: `TokenCache::get` on a realistic ES256 access token, SHA-256 of the
 //!   whole token included, in a cache holding 100 000 other verified tokens.
 //! - `cache-hit-digest/ES256`: the same lookup with the digest already computed: the map alone.
+//! - `routed-hit/ES256`: the cached path of the daemon's requests: `verify_routed` of a token
+//!   the engine's cache holds, through `Issuers` (digest, lookup, the owner check; no worker
+//!   hop), inside a current-thread runtime's `block_on`.
 //! - `tessera/ES256`: full verification of the same token in the calling thread, for scale.
 //! - `single/ES256`: one verification through an idle engine (cache off): the added latency of
 //!   the worker hop at low load is `single - tessera`.
@@ -15,7 +18,10 @@ use std::time::Duration;
 
 use benches::Contest;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use engine::{CacheConfig, Cached, Engine, EngineConfig, Facts, Policy, TokenCache, TokenDigest};
+use engine::{
+    CacheConfig, Cached, Engine, EngineConfig, Facts, IssuerSpec, Issuers, KeySource, Policy,
+    TokenCache, TokenDigest,
+};
 use jose::Algorithm;
 
 fn engine(c: &mut Criterion) {
@@ -92,6 +98,30 @@ fn engine(c: &mut Criterion) {
         })
         .collect();
     let refs: Vec<&[u8]> = tokens.iter().map(|t| t.as_bytes()).collect();
+    {
+        let engine = Engine::start(EngineConfig {
+            workers: 1,
+            pin: false,
+            ..EngineConfig::default()
+        });
+        let handle = engine.handle();
+        let issuers = Issuers::new(vec![(
+            IssuerSpec {
+                issuer: benches::ISSUER.into(),
+                audiences: vec![benches::AUDIENCE.into()],
+                ..IssuerSpec::default()
+            },
+            KeySource::Jwks(contest.fixture.signer.jwks_json().into_bytes()),
+        )])
+        .expect("issuers");
+        let verified = runtime.block_on(handle.verify_routed(token.as_bytes(), &issuers, now));
+        assert!(verified.is_ok(), "the token verifies through its issuer");
+        group.bench_function(BenchmarkId::new("routed-hit", "ES256"), |b| {
+            b.iter(|| {
+                runtime.block_on(handle.verify_routed(black_box(token.as_bytes()), &issuers, now))
+            })
+        });
+    }
     for workers in 1..=max_workers {
         let engine = Engine::start(EngineConfig {
             workers,
