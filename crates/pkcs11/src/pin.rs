@@ -36,6 +36,16 @@ impl Pin {
         })
     }
 
+    /// The PIN to log in with: `env` (the PIN taken from the environment) when there is one,
+    /// else the one in `file`. `None` when there is neither.
+    pub fn resolve(env: Option<Pin>, file: Option<&Path>) -> Option<Result<Self, HsmError>> {
+        match (env, file) {
+            (Some(pin), _) => Some(Ok(pin)),
+            (None, Some(path)) => Some(Pin::from_file(path)),
+            (None, None) => None,
+        }
+    }
+
     /// The PIN in `path`: its first line, without the line end. Like ssh with private keys,
     /// a file that its group or others may read or write is refused.
     pub fn from_file(path: &Path) -> Result<Self, HsmError> {

@@ -90,13 +90,8 @@ const PREFERENCE: [Algorithm; 5] = [
 impl Signer {
     /// Logs in to the token, creates the development key if asked, and reads the keys.
     pub fn open(settings: &HsmSettings, now: i64) -> Result<Signer, SignerError> {
-        let pin = if let Some(pin) = &settings.pin {
-            pin.clone()
-        } else if let Some(file) = &settings.pin_file {
-            Pin::from_file(file)?
-        } else {
-            return Err(SignerError::NoPin);
-        };
+        let pin = Pin::resolve(settings.pin.clone(), settings.pin_file.as_deref())
+            .ok_or(SignerError::NoPin)??;
         let mut config = HsmConfig::new(&settings.module, &settings.token, pin);
         config.sessions = settings.sessions;
         let hsm = Hsm::open(&config)?;
