@@ -16,6 +16,7 @@ mod pin;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, RwLock};
@@ -76,9 +77,9 @@ pub enum HsmError {
     /// The PIN file may be read or written by its group or others (configuration).
     PinFileMode { path: PathBuf, mode: u32 },
     /// The token refused the PIN.
-    Login(CkError),
+    Login(CallError),
     /// A PKCS#11 call failed.
-    Pkcs11 { op: &'static str, error: CkError },
+    Pkcs11 { op: &'static str, error: CallError },
     /// No key pair with this `kid` on the token.
     KeyNotFound(String),
     /// No active key for this algorithm.
@@ -118,8 +119,28 @@ impl fmt::Display for HsmError {
 
 impl std::error::Error for HsmError {}
 
+/// The failure of one PKCS#11 call, as the module reported it.
+pub struct CallError(CkError);
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl fmt::Debug for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for CallError {}
+
 fn ck(op: &'static str) -> impl FnOnce(CkError) -> HsmError {
-    move |error| HsmError::Pkcs11 { op, error }
+    move |error| HsmError::Pkcs11 {
+        op,
+        error: CallError(error),
+    }
 }
 
 /// What kind of key to generate.
@@ -174,11 +195,6 @@ pub struct KeyInfo {
 }
 
 impl KeyInfo {
-    /// The private key's handle, valid while the [`Hsm`] that listed it is open.
-    pub fn handle(&self) -> ObjectHandle {
-        self.private
-    }
-
     /// The public JWK, as published.
     pub fn jwk(&self) -> String {
         self.public.to_json(&self.kid, self.life.alg)
@@ -233,6 +249,8 @@ struct Connection {
     generation: u64,
     /// (private, public) handles found again by kid after a reconnection.
     handles: Mutex<HashMap<String, (ObjectHandle, ObjectHandle)>>,
+    /// The token's slot, for sessions outside the pool ([`RawSigner`]).
+    slot: Slot,
     ctx: Pkcs11,
 }
 
@@ -248,10 +266,10 @@ impl Connection {
             }
             // Login is per application: one login covers every session.
             login(&sessions[0], UserType::User, &config.pin)?;
-            Ok(sessions)
+            Ok((slot, sessions))
         };
         match connect() {
-            Ok(sessions) => Ok(Connection {
+            Ok((slot, sessions)) => Ok(Connection {
                 pool: Pool {
                     idle: Mutex::new(sessions),
                     freed: Condvar::new(),
@@ -259,6 +277,7 @@ impl Connection {
                 },
                 generation,
                 handles: Mutex::new(HashMap::new()),
+                slot,
                 ctx,
             }),
             Err(e) => {
@@ -338,7 +357,7 @@ fn recoverable(error: &HsmError) -> bool {
     match error {
         HsmError::Unavailable(_) | HsmError::TokenNotFound(_) | HsmError::Module(_) => true,
         HsmError::Pkcs11 {
-            error: CkError::Pkcs11(rv, _),
+            error: CallError(CkError::Pkcs11(rv, _)),
             ..
         } => matches!(
             rv,
@@ -382,7 +401,7 @@ fn find_token(ctx: &Pkcs11, label: &str) -> Result<Option<Slot>, HsmError> {
 fn login(session: &Session, user: UserType, pin: &Pin) -> Result<(), HsmError> {
     match session.login(user, Some(&pin.auth())) {
         Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(()),
-        Err(e) => Err(HsmError::Login(e)),
+        Err(e) => Err(HsmError::Login(CallError(e))),
     }
 }
 
@@ -515,14 +534,27 @@ impl Hsm {
         }
     }
 
-    /// Lends one pooled session to `f`, for measuring the token itself (the `sign` benchmark's
-    /// bare C_Sign loop) and for audits. Nothing here is needed to sign.
-    pub fn with_raw_session<T>(&self, f: impl FnOnce(&Session) -> T) -> Result<T, HsmError> {
+    /// A [`RawSigner`] for `key`, on a session of its own: the bare `C_Sign` that
+    /// [`Hsm::sign`] is measured against. Nothing here is needed to sign.
+    pub fn raw_signer(&self, key: &KeyInfo) -> Result<RawSigner<'_>, HsmError> {
+        let mechanism = mechanism(key.life.alg)?;
         let guard = self.connection.read().unwrap_or_else(|e| e.into_inner());
         let connection = guard
             .as_ref()
             .ok_or_else(|| HsmError::Unavailable("token not connected".into()))?;
-        connection.with_session(|session| Ok(f(session)))
+        let (private, _) = connection.handles(key)?;
+        // Login is per application: the new session is logged in already.
+        let session = connection
+            .ctx
+            .open_rw_session(connection.slot)
+            .map_err(ck("C_OpenSession"))?;
+        Ok(RawSigner {
+            session,
+            private,
+            mechanism,
+            prehash: prehash(key.life.alg),
+            _hsm: PhantomData,
+        })
     }
 
     /// The keys as last read from the token: what verifiers need while the token is away.
@@ -786,37 +818,9 @@ impl Hsm {
     /// Signs `message` with `key`, returning the signature in JWS form (raw `r‖s` for ECDSA).
     pub fn sign(&self, key: &KeyInfo, message: &[u8]) -> Result<Vec<u8>, HsmError> {
         let alg = key.life.alg;
-        // SoftHSM has no CKM_ECDSA_SHA256: ECDSA hashes in software and signs the digest.
-        let (mechanism, input): (Mechanism<'_>, digest::Digest);
-        let data: &[u8] = match alg {
-            Algorithm::ES256 | Algorithm::ES384 => {
-                let hash = if alg == Algorithm::ES256 {
-                    &digest::SHA256
-                } else {
-                    &digest::SHA384
-                };
-                input = digest::digest(hash, message);
-                mechanism = Mechanism::Ecdsa;
-                input.as_ref()
-            }
-            Algorithm::RS256 => {
-                mechanism = Mechanism::Sha256RsaPkcs;
-                message
-            }
-            Algorithm::PS256 => {
-                mechanism = Mechanism::Sha256RsaPkcsPss(PkcsPssParams {
-                    hash_alg: MechanismType::SHA256,
-                    mgf: PkcsMgfType::MGF1_SHA256,
-                    s_len: 32u64.into(),
-                });
-                message
-            }
-            Algorithm::EdDSA => {
-                mechanism = Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure));
-                message
-            }
-            other => return Err(HsmError::Unsupported(format!("signing with {other}"))),
-        };
+        let mechanism = mechanism(alg)?;
+        let digest = prehash(alg).map(|hash| digest::digest(hash, message));
+        let data = digest.as_ref().map_or(message, |d| d.as_ref());
         let signature = self.run(|c| {
             let (private, _) = c.handles(key)?;
             c.with_session(|session| {
@@ -839,29 +843,67 @@ impl Hsm {
         }
         Ok(signature)
     }
+}
 
-    /// Reads attributes of `key`'s private half, for checks and audits.
-    pub fn private_attributes(&self, key: &KeyInfo) -> Result<Vec<Attribute>, HsmError> {
-        self.run(|c| {
-            let (private, _) = c.handles(key)?;
-            c.with_session(|session| {
-                session
-                    .get_attributes(
-                        private,
-                        &[
-                            AttributeType::Sensitive,
-                            AttributeType::Extractable,
-                            AttributeType::AlwaysSensitive,
-                            AttributeType::NeverExtractable,
-                            AttributeType::Private,
-                            AttributeType::Sign,
-                            AttributeType::Decrypt,
-                            AttributeType::Token,
-                        ],
-                    )
-                    .map_err(ck("C_GetAttributeValue"))
-            })
-        })
+/// One key and one session of its own, signing with the mechanism [`Hsm::sign`] uses: one
+/// `C_Sign` per call and nothing else (no pool, no reconnection, no retry, no check of the
+/// answer). The baseline the signing benchmarks measure [`Hsm::sign`] against.
+pub struct RawSigner<'hsm> {
+    session: Session,
+    private: ObjectHandle,
+    mechanism: Mechanism<'static>,
+    prehash: Option<&'static digest::Algorithm>,
+    /// The session closes before the `Hsm` finalises the module.
+    _hsm: PhantomData<&'hsm Hsm>,
+}
+
+impl RawSigner<'_> {
+    /// What the token is asked to sign for `message`: the message, or for ECDSA its digest.
+    pub fn input(&self, message: &[u8]) -> Vec<u8> {
+        match self.prehash {
+            Some(hash) => digest::digest(hash, message).as_ref().to_vec(),
+            None => message.to_vec(),
+        }
+    }
+
+    /// One `C_Sign` over `input` (from [`RawSigner::input`]).
+    pub fn sign(&self, input: &[u8]) -> Result<Vec<u8>, HsmError> {
+        self.session
+            .sign(&self.mechanism, self.private, input)
+            .map_err(ck("C_Sign"))
+    }
+}
+
+impl fmt::Debug for RawSigner<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawSigner").finish_non_exhaustive()
+    }
+}
+
+/// The mechanism that signs for `alg`: PKCS #1 v1.5 or PSS (SHA-256, MGF1-SHA-256, 32-byte
+/// salt) with SHA-256, pure EdDSA, or for ECDSA `CKM_ECDSA` over a digest made in software
+/// ([`prehash`]), which returns `r‖s`.
+fn mechanism(alg: Algorithm) -> Result<Mechanism<'static>, HsmError> {
+    Ok(match alg {
+        Algorithm::ES256 | Algorithm::ES384 => Mechanism::Ecdsa,
+        Algorithm::RS256 => Mechanism::Sha256RsaPkcs,
+        Algorithm::PS256 => Mechanism::Sha256RsaPkcsPss(PkcsPssParams {
+            hash_alg: MechanismType::SHA256,
+            mgf: PkcsMgfType::MGF1_SHA256,
+            s_len: 32u64.into(),
+        }),
+        Algorithm::EdDSA => Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure)),
+        other => return Err(HsmError::Unsupported(format!("signing with {other}"))),
+    })
+}
+
+/// The hash made in software before `C_Sign`, for the mechanisms that sign a digest: SoftHSM
+/// has no `CKM_ECDSA_SHA256`.
+fn prehash(alg: Algorithm) -> Option<&'static digest::Algorithm> {
+    match alg {
+        Algorithm::ES256 => Some(&digest::SHA256),
+        Algorithm::ES384 => Some(&digest::SHA384),
+        _ => None,
     }
 }
 
