@@ -9,7 +9,7 @@ use std::path::Path;
 
 use cryptoki::types::AuthPin;
 
-use crate::HsmError;
+use crate::error::HsmError;
 
 /// A token PIN. Its `Debug` and `Display` never show it.
 #[derive(Clone)]
