@@ -19,7 +19,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use benches::hsm::{assert_verifies, open_token, raw_request, signing_input, TokenDir};
+use benches::hsm::{assert_verifies, open_token, signing_input, TokenDir};
 use benches::ratios::{Ratios, SignRow, VerifyRow, FORMAT};
 use benches::{Contest, ALGORITHMS};
 
@@ -137,37 +137,29 @@ fn main() {
     for key in &keys {
         let input = signing_input(key);
         let message = input.as_bytes();
-        let (mechanism, data) = raw_request(key.life.alg, message);
-        hsm.with_raw_session(|session| {
-            let raw = session
-                .sign(&mechanism, key.handle(), &data)
-                .expect("raw C_Sign");
-            assert_verifies(key, &input, &raw, "raw PKCS#11");
-            let ours = hsm.sign(key, message).expect("tessera signs");
-            assert_verifies(key, &input, &ours, "tessera");
-            let mut contestants: [Box<dyn FnMut() + '_>; 2] = [
-                Box::new(|| {
-                    black_box(hsm.sign(key, black_box(message)).is_ok());
-                }),
-                Box::new(|| {
-                    black_box(
-                        session
-                            .sign(&mechanism, key.handle(), black_box(&data))
-                            .is_ok(),
-                    );
-                }),
-            ];
-            let ns = interleave(&mut contestants, rounds, slice);
-            let row = SignRow {
-                alg: key.life.alg.name().to_owned(),
-                tessera_ns: median(ns[0].clone()),
-                pkcs11_ns: median(ns[1].clone()),
-                tessera_vs_pkcs11: ratio(&ns, 1),
-            };
-            println!("{}", row.markdown());
-            report.sign.push(row);
-        })
-        .expect("a raw session");
+        let raw_signer = hsm.raw_signer(key).expect("a raw signing session");
+        let data = raw_signer.input(message);
+        let raw = raw_signer.sign(&data).expect("raw C_Sign");
+        assert_verifies(key, &input, &raw, "raw PKCS#11");
+        let ours = hsm.sign(key, message).expect("tessera signs");
+        assert_verifies(key, &input, &ours, "tessera");
+        let mut contestants: [Box<dyn FnMut() + '_>; 2] = [
+            Box::new(|| {
+                black_box(hsm.sign(key, black_box(message)).is_ok());
+            }),
+            Box::new(|| {
+                black_box(raw_signer.sign(black_box(&data)).is_ok());
+            }),
+        ];
+        let ns = interleave(&mut contestants, rounds, slice);
+        let row = SignRow {
+            alg: key.life.alg.name().to_owned(),
+            tessera_ns: median(ns[0].clone()),
+            pkcs11_ns: median(ns[1].clone()),
+            tessera_vs_pkcs11: ratio(&ns, 1),
+        };
+        println!("{}", row.markdown());
+        report.sign.push(row);
     }
     // Close the sessions and finalise the module before the token directory goes.
     drop(hsm);

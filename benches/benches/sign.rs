@@ -3,7 +3,7 @@
 //! - `tessera`: `pkcs11::Hsm::sign` through the session pool, on a realistic JWS signing input
 //!   (for ES256 this includes the SHA-256 hash, done in software because SoftHSM has no
 //!   `CKM_ECDSA_SHA256`).
-//! - `pkcs11`: the limit: a bare `C_SignInit`/`C_Sign` loop (`cryptoki::Session::sign`) on one
+//! - `pkcs11`: the limit: a bare `C_SignInit`/`C_Sign` loop (`pkcs11::RawSigner::sign`) on one
 //!   session held for the whole benchmark, asking the token for exactly what tessera asks it
 //!   (ES256: `CKM_ECDSA` over the precomputed digest; RS256: `CKM_SHA256_RSA_PKCS`; EdDSA:
 //!   `CKM_EDDSA` over the signing input).
@@ -17,7 +17,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use benches::hsm::{assert_verifies, open_token, raw_request, signing_input, TokenDir};
+use benches::hsm::{assert_verifies, open_token, signing_input, TokenDir};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use jose::Algorithm;
 use pkcs11::{Hsm, KeyInfo};
@@ -50,17 +50,18 @@ fn sign(c: &mut Criterion, hsm: &Hsm, keys: &[KeyInfo]) {
             b.iter(|| black_box(hsm.sign(key, black_box(message))))
         });
 
-        let (mechanism, data) = raw_request(alg, message);
-        hsm.with_raw_session(|session| {
-            let signature = session
-                .sign(&mechanism, key.handle(), &data)
-                .unwrap_or_else(|e| panic!("{alg}: raw C_Sign fails: {e}"));
-            assert_verifies(key, &input, &signature, "raw PKCS#11");
-            group.bench_function(BenchmarkId::new("pkcs11", name), |b| {
-                b.iter(|| black_box(session.sign(&mechanism, key.handle(), black_box(&data))))
-            });
-        })
-        .expect("a raw session from the pool");
+        let raw = hsm
+            .raw_signer(key)
+            .unwrap_or_else(|e| panic!("{alg}: a raw signing session: {e}"));
+        let data = raw.input(message);
+        let signature = raw
+            .sign(&data)
+            .unwrap_or_else(|e| panic!("{alg}: raw C_Sign fails: {e}"));
+        assert_verifies(key, &input, &signature, "raw PKCS#11");
+        group.bench_function(BenchmarkId::new("pkcs11", name), |b| {
+            b.iter(|| black_box(raw.sign(black_box(&data))))
+        });
+        drop(raw);
 
         if THREADED.contains(&alg) {
             // Aggregate throughput: `iters` signatures shared by two threads, timed on the wall

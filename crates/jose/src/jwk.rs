@@ -14,7 +14,7 @@ use aws_lc_rs::signature::{self as sig, ParsedPublicKey, RsaPublicKeyComponents}
 
 use crate::alg::{Algorithm, Family};
 use crate::json::{self, JsonError, JsonStr, Object, Value};
-use crate::{b64, jws, Error};
+use crate::{b64, jws, Error, PublicJwk};
 
 /// Nesting allowed in a JWK Set document.
 const JWKS_MAX_DEPTH: usize = 8;
@@ -70,6 +70,43 @@ impl VerifyingKey {
             Parsed::Key(key) => Ok(key),
             Parsed::Skip(reason) => Err(KeyError::Unusable(reason)),
         }
+    }
+
+    /// A verifying key from the public half an issuer holds (an HSM key as `pkcs11` reads it),
+    /// pinned to `alg`: the key, checks and refusals of [`VerifyingKey::from_jwk`] on
+    /// `public.to_json(kid, alg)`, with no JSON text in between.
+    pub fn from_public(
+        alg: Algorithm,
+        public: &PublicJwk,
+        kid: Option<&str>,
+    ) -> Result<Self, KeyError> {
+        if kid.is_some_and(str::is_empty) {
+            return Err(KeyError::Invalid("kid (empty)"));
+        }
+        let material = match public {
+            PublicJwk::Rsa { n, e } => rsa_material(rsa_params(alg)?, n, e)?,
+            PublicJwk::Ec { crv, x, y } => {
+                let Some((curve_alg, verify_alg, len)) = ec_curve(crv) else {
+                    let reason = SkipReason::UnsupportedCurve((*crv).into());
+                    return Err(KeyError::Unusable(reason));
+                };
+                if alg != curve_alg {
+                    return Err(KeyError::AlgorithmMismatch(EC_MISMATCH));
+                }
+                ec_material(verify_alg, len, x, y)?
+            }
+            PublicJwk::Ed25519 { x } => {
+                if alg != Algorithm::EdDSA {
+                    return Err(KeyError::AlgorithmMismatch(ED25519_MISMATCH));
+                }
+                ed25519_material(x)?
+            }
+        };
+        Ok(VerifyingKey {
+            kid: kid.map(Into::into),
+            alg,
+            material,
+        })
     }
 
     pub fn kid(&self) -> Option<&str> {
@@ -510,23 +547,25 @@ fn parse_jwk(obj: Object<'_>) -> Result<Parsed, KeyError> {
     let (alg, material) = match &*kty {
         "RSA" => match alg {
             None => return Ok(Parsed::Skip(SkipReason::AlgorithmRequired)),
-            Some(alg) => (alg, rsa_key(obj, alg)?),
+            Some(alg) => {
+                let params = rsa_params(alg)?;
+                let n = required_bytes(obj, "n")?;
+                let e = required_bytes(obj, "e")?;
+                (alg, rsa_material(params, &n, &e)?)
+            }
         },
         "EC" => {
             let crv = string_member(obj, "crv")?.ok_or(KeyError::Missing("crv"))?;
-            let (curve_alg, verify_alg, len): (_, &'static sig::EcdsaVerificationAlgorithm, _) =
-                match &*crv.to_str() {
-                    "P-256" => (Algorithm::ES256, &sig::ECDSA_P256_SHA256_FIXED, 32),
-                    "P-384" => (Algorithm::ES384, &sig::ECDSA_P384_SHA384_FIXED, 48),
-                    "P-521" => (Algorithm::ES512, &sig::ECDSA_P521_SHA512_FIXED, 66),
-                    other => return Ok(Parsed::Skip(SkipReason::UnsupportedCurve(other.into()))),
-                };
+            let Some((curve_alg, verify_alg, len)) = ec_curve(&crv.to_str()) else {
+                let reason = SkipReason::UnsupportedCurve(crv.to_str().into());
+                return Ok(Parsed::Skip(reason));
+            };
             if alg.is_some_and(|a| a != curve_alg) {
-                return Err(KeyError::AlgorithmMismatch(
-                    "EC keys verify the ES alg of their crv",
-                ));
+                return Err(KeyError::AlgorithmMismatch(EC_MISMATCH));
             }
-            (curve_alg, ec_key(obj, verify_alg, len)?)
+            let x = required_bytes(obj, "x")?;
+            let y = required_bytes(obj, "y")?;
+            (curve_alg, ec_material(verify_alg, len, &x, &y)?)
         }
         "OKP" => {
             let crv = string_member(obj, "crv")?.ok_or(KeyError::Missing("crv"))?;
@@ -536,15 +575,10 @@ fn parse_jwk(obj: Object<'_>) -> Result<Parsed, KeyError> {
                 )));
             }
             if alg.is_some_and(|a| a != Algorithm::EdDSA) {
-                return Err(KeyError::AlgorithmMismatch("Ed25519 keys verify EdDSA"));
+                return Err(KeyError::AlgorithmMismatch(ED25519_MISMATCH));
             }
             let x = required_bytes(obj, "x")?;
-            if x.len() != 32 {
-                return Err(KeyError::Invalid("x (an Ed25519 key is 32 bytes)"));
-            }
-            let key = ParsedPublicKey::new(&sig::ED25519, &x)
-                .map_err(|_| KeyError::Rejected("not an Ed25519 public key"))?;
-            (Algorithm::EdDSA, Material::Public(key))
+            (Algorithm::EdDSA, ed25519_material(&x)?)
         }
         "oct" => {
             let Some(alg) = alg else {
@@ -559,7 +593,24 @@ fn parse_jwk(obj: Object<'_>) -> Result<Parsed, KeyError> {
     Ok(Parsed::Key(VerifyingKey { kid, alg, material }))
 }
 
-fn rsa_key(obj: Object<'_>, alg: Algorithm) -> Result<Material, KeyError> {
+/// The refusal of an EC key whose `alg` is not its curve's.
+const EC_MISMATCH: &str = "EC keys verify the ES alg of their crv";
+/// The refusal of an Ed25519 key whose `alg` is not EdDSA.
+const ED25519_MISMATCH: &str = "Ed25519 keys verify EdDSA";
+
+/// The EC curves verified here: the one algorithm each is pinned to, its aws-lc-rs form and
+/// the length of its coordinates.
+fn ec_curve(crv: &str) -> Option<(Algorithm, &'static sig::EcdsaVerificationAlgorithm, usize)> {
+    match crv {
+        "P-256" => Some((Algorithm::ES256, &sig::ECDSA_P256_SHA256_FIXED, 32)),
+        "P-384" => Some((Algorithm::ES384, &sig::ECDSA_P384_SHA384_FIXED, 48)),
+        "P-521" => Some((Algorithm::ES512, &sig::ECDSA_P521_SHA512_FIXED, 66)),
+        _ => None,
+    }
+}
+
+/// The aws-lc-rs verification of an RSA key pinned to `alg`.
+fn rsa_params(alg: Algorithm) -> Result<&'static sig::RsaParameters, KeyError> {
     let params: &'static sig::RsaParameters = match alg {
         Algorithm::RS256 => &sig::RSA_PKCS1_2048_8192_SHA256,
         Algorithm::RS384 => &sig::RSA_PKCS1_2048_8192_SHA384,
@@ -570,8 +621,15 @@ fn rsa_key(obj: Object<'_>, alg: Algorithm) -> Result<Material, KeyError> {
         _ => return Err(KeyError::AlgorithmMismatch("RSA keys verify RS* or PS*")),
     };
     debug_assert!(matches!(alg.family(), Family::RsaPkcs1 | Family::RsaPss));
-    let n = required_bytes(obj, "n")?;
-    let e = required_bytes(obj, "e")?;
+    Ok(params)
+}
+
+/// An RSA public key from its modulus `n` and exponent `e` (big-endian).
+fn rsa_material(
+    params: &'static sig::RsaParameters,
+    n: &[u8],
+    e: &[u8],
+) -> Result<Material, KeyError> {
     // RFC 7518 6.3.1: base64urlUInt uses the minimum number of octets.
     if n.first().is_none_or(|&b| b == 0) {
         return Err(KeyError::Invalid("n (empty or leading zero octet)"));
@@ -601,19 +659,19 @@ fn rsa_key(obj: Object<'_>, alg: Algorithm) -> Result<Material, KeyError> {
             ))
         }
     }
-    let key = RsaPublicKeyComponents { n: &n, e: &e }
+    let key = RsaPublicKeyComponents { n, e }
         .to_parsed_public_key(params)
         .map_err(|_| KeyError::Rejected("not an RSA public key"))?;
     Ok(Material::Public(key))
 }
 
-fn ec_key(
-    obj: Object<'_>,
+/// An EC public key from its coordinates, `len` bytes each on its curve.
+fn ec_material(
     alg: &'static sig::EcdsaVerificationAlgorithm,
     len: usize,
+    x: &[u8],
+    y: &[u8],
 ) -> Result<Material, KeyError> {
-    let x = required_bytes(obj, "x")?;
-    let y = required_bytes(obj, "y")?;
     // RFC 7518 6.2.1.2: coordinates are the full field size.
     if x.len() != len {
         return Err(KeyError::Invalid("x (wrong length for the curve)"));
@@ -623,9 +681,193 @@ fn ec_key(
     }
     let mut point = Vec::with_capacity(1 + 2 * len);
     point.push(0x04);
-    point.extend_from_slice(&x);
-    point.extend_from_slice(&y);
+    point.extend_from_slice(x);
+    point.extend_from_slice(y);
     let key = ParsedPublicKey::new(alg, &point)
         .map_err(|_| KeyError::Rejected("point is not on the curve"))?;
     Ok(Material::Public(key))
+}
+
+/// An Ed25519 public key.
+fn ed25519_material(x: &[u8]) -> Result<Material, KeyError> {
+    if x.len() != 32 {
+        return Err(KeyError::Invalid("x (an Ed25519 key is 32 bytes)"));
+    }
+    let key = ParsedPublicKey::new(&sig::ED25519, x)
+        .map_err(|_| KeyError::Rejected("not an Ed25519 public key"))?;
+    Ok(Material::Public(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::rsa;
+    use aws_lc_rs::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair};
+
+    use super::*;
+    use crate::{jws, Limits, SigningInput};
+
+    /// Signs a message in JWS form.
+    type Sign = Box<dyn Fn(&[u8]) -> Vec<u8>>;
+
+    /// A signer for `alg` and the public half an issuer holds of it.
+    fn signer(alg: Algorithm) -> (Sign, PublicJwk) {
+        let rng = SystemRandom::new();
+        match alg {
+            Algorithm::RS256 | Algorithm::PS256 => {
+                let pair = rsa::KeyPair::generate(rsa::KeySize::Rsa2048).expect("RSA key");
+                let public = PublicJwk::Rsa {
+                    n: pair
+                        .public_key()
+                        .modulus()
+                        .big_endian_without_leading_zero()
+                        .to_vec(),
+                    e: pair
+                        .public_key()
+                        .exponent()
+                        .big_endian_without_leading_zero()
+                        .to_vec(),
+                };
+                let padding: &'static dyn sig::RsaEncoding = if alg == Algorithm::RS256 {
+                    &sig::RSA_PKCS1_SHA256
+                } else {
+                    &sig::RSA_PSS_SHA256
+                };
+                let sign = move |m: &[u8]| {
+                    let mut out = vec![0; pair.public_modulus_len()];
+                    pair.sign(padding, &rng, m, &mut out)
+                        .expect("RSA signature");
+                    out
+                };
+                (Box::new(sign), public)
+            }
+            Algorithm::ES256 | Algorithm::ES384 | Algorithm::ES512 => {
+                let signing = match alg {
+                    Algorithm::ES256 => &sig::ECDSA_P256_SHA256_FIXED_SIGNING,
+                    Algorithm::ES384 => &sig::ECDSA_P384_SHA384_FIXED_SIGNING,
+                    _ => &sig::ECDSA_P521_SHA512_FIXED_SIGNING,
+                };
+                let pair = EcdsaKeyPair::generate(signing).expect("EC key");
+                let public = PublicJwk::ec_from_point(alg, pair.public_key().as_ref())
+                    .expect("an uncompressed point");
+                let sign = move |m: &[u8]| pair.sign(&rng, m).expect("ECDSA").as_ref().to_vec();
+                (Box::new(sign), public)
+            }
+            Algorithm::EdDSA => {
+                let pair = Ed25519KeyPair::generate().expect("Ed25519 key");
+                let public = PublicJwk::Ed25519 {
+                    x: pair.public_key().as_ref().to_vec(),
+                };
+                (
+                    Box::new(move |m: &[u8]| pair.sign(m).as_ref().to_vec()),
+                    public,
+                )
+            }
+            other => panic!("no public key for {other}"),
+        }
+    }
+
+    /// The key `from_public` makes and the key its JWK parses into.
+    fn both(
+        alg: Algorithm,
+        public: &PublicJwk,
+        kid: &str,
+    ) -> (
+        Result<VerifyingKey, KeyError>,
+        Result<VerifyingKey, KeyError>,
+    ) {
+        (
+            VerifyingKey::from_public(alg, public, Some(kid)),
+            VerifyingKey::from_jwk(public.to_json(kid, alg).as_bytes()),
+        )
+    }
+
+    #[test]
+    fn keys_from_values_verify_as_keys_from_json() {
+        let algorithms = [
+            Algorithm::RS256,
+            Algorithm::PS256,
+            Algorithm::ES256,
+            Algorithm::ES384,
+            Algorithm::ES512,
+            Algorithm::EdDSA,
+        ];
+        for alg in algorithms {
+            let (sign, public) = signer(alg);
+            let kid = public.thumbprint();
+            let (value, json) = both(alg, &public, &kid);
+            let (value, json) = (value.expect("from_public"), json.expect("from_jwk"));
+            assert_eq!(
+                (value.kid(), value.alg()),
+                (json.kid(), json.alg()),
+                "{alg}"
+            );
+
+            let header = jws::header_json(alg, Some(&kid), Some("JWT"));
+            let input = SigningInput::new(header.as_bytes(), br#"{"sub":"a"}"#);
+            let signature = sign(input.as_bytes());
+            let mut tampered = signature.clone();
+            tampered[0] ^= 1;
+            for (signature, valid) in [(signature, true), (tampered, false)] {
+                let token = input.clone().into_compact(&signature);
+                let verdicts = [&value, &json].map(|key| {
+                    let set = KeySet::new(vec![key.clone()]).expect("one key");
+                    jws::verify(&token, &set, &Limits::default())
+                        .map(|jws| jws.alg())
+                        .map_err(|e| e.code())
+                });
+                assert_eq!(verdicts[0], verdicts[1], "{alg}");
+                assert_eq!(verdicts[0].is_ok(), valid, "{alg}: {verdicts:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn keys_from_values_are_refused_as_keys_from_json() {
+        let (_, ec) = signer(Algorithm::ES256);
+        let (_, ed) = signer(Algorithm::EdDSA);
+        let (_, rsa) = signer(Algorithm::RS256);
+        let weak = PublicJwk::Rsa {
+            n: vec![0xC5; 128],
+            e: vec![1, 0, 1],
+        };
+        let even = PublicJwk::Rsa {
+            n: vec![0xC4; 256],
+            e: vec![1, 0, 1],
+        };
+        let off_curve = PublicJwk::Ec {
+            crv: "P-256",
+            x: vec![1; 32],
+            y: vec![2; 32],
+        };
+        let short = PublicJwk::Ec {
+            crv: "P-384",
+            x: vec![1; 32],
+            y: vec![2; 32],
+        };
+        let unknown_curve = PublicJwk::Ec {
+            crv: "secp256k1",
+            x: vec![1; 32],
+            y: vec![2; 32],
+        };
+        let cases = [
+            (Algorithm::ES384, &ec),
+            (Algorithm::RS256, &ec),
+            (Algorithm::ES256, &ed),
+            (Algorithm::ES256, &rsa),
+            (Algorithm::HS256, &rsa),
+            (Algorithm::RS256, &weak),
+            (Algorithm::PS256, &even),
+            (Algorithm::ES256, &off_curve),
+            (Algorithm::ES384, &short),
+            (Algorithm::ES256, &unknown_curve),
+        ];
+        for (alg, public) in cases {
+            let (value, json) = both(alg, public, "k1");
+            let (value, json) = (value.expect_err("refused"), json.expect_err("refused"));
+            assert_eq!(value, json, "{alg} {public:?}");
+        }
+        let (value, json) = both(Algorithm::ES256, &ec, "");
+        assert_eq!(value.expect_err("empty kid"), json.expect_err("empty kid"));
+    }
 }

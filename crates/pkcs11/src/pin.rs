@@ -9,7 +9,7 @@ use std::path::Path;
 
 use cryptoki::types::AuthPin;
 
-use crate::HsmError;
+use crate::error::HsmError;
 
 /// A token PIN. Its `Debug` and `Display` never show it.
 #[derive(Clone)]
@@ -34,6 +34,16 @@ impl Pin {
                 "environment variable {var} is not UTF-8"
             ))),
         })
+    }
+
+    /// The PIN to log in with: `env` (the PIN taken from the environment) when there is one,
+    /// else the one in `file`. `None` when there is neither.
+    pub fn resolve(env: Option<Pin>, file: Option<&Path>) -> Option<Result<Self, HsmError>> {
+        match (env, file) {
+            (Some(pin), _) => Some(Ok(pin)),
+            (None, Some(path)) => Some(Pin::from_file(path)),
+            (None, None) => None,
+        }
     }
 
     /// The PIN in `path`: its first line, without the line end. Like ssh with private keys,

@@ -5,7 +5,7 @@
 use std::sync::{Arc, RwLock};
 
 use engine::LocalKeySet;
-use jose::{Algorithm, KeySet, SigningInput};
+use jose::{Algorithm, KeyError, KeySet, SigningInput, VerifyingKey};
 use pkcs11::{
     lifecycle, Hsm, HsmConfig, HsmError, KeyInfo, KeySpec, KeyState, Lifecycle, Pin, Policy,
 };
@@ -63,6 +63,21 @@ impl std::fmt::Debug for Signer {
     }
 }
 
+/// The key set of the published keys, built from their values as [`KeySet::from_jwks`] reads
+/// their JWKS: a key of a kind the verifier does not know is left out, and a key it refuses
+/// (malformed, weak) leaves the set empty. Neither happens with keys the token generated.
+fn local_set(keys: &[&KeyInfo]) -> KeySet {
+    let mut set = Vec::with_capacity(keys.len());
+    for key in keys {
+        match VerifyingKey::from_public(key.life.alg, &key.public, Some(&key.kid)) {
+            Ok(verifying) => set.push(verifying),
+            Err(KeyError::Unusable(_)) => {}
+            Err(_) => return KeySet::default(),
+        }
+    }
+    KeySet::new(set).unwrap_or_default()
+}
+
 /// Preference when several algorithms have an active key.
 const PREFERENCE: [Algorithm; 5] = [
     Algorithm::ES256,
@@ -75,13 +90,8 @@ const PREFERENCE: [Algorithm; 5] = [
 impl Signer {
     /// Logs in to the token, creates the development key if asked, and reads the keys.
     pub fn open(settings: &HsmSettings, now: i64) -> Result<Signer, SignerError> {
-        let pin = if let Some(pin) = &settings.pin {
-            pin.clone()
-        } else if let Some(file) = &settings.pin_file {
-            Pin::from_file(file)?
-        } else {
-            return Err(SignerError::NoPin);
-        };
+        let pin = Pin::resolve(settings.pin.clone(), settings.pin_file.as_deref())
+            .ok_or(SignerError::NoPin)??;
         let mut config = HsmConfig::new(&settings.module, &settings.token, pin);
         config.sessions = settings.sessions;
         let hsm = Hsm::open(&config)?;
@@ -113,21 +123,16 @@ impl Signer {
     /// whether the published set changed.
     pub fn reload(&self, now: i64) -> Result<bool, SignerError> {
         let (policy, keys) = self.hsm.advance(now)?;
-        let jwks: Vec<String> = keys
+        let published_keys: Vec<&KeyInfo> = keys
             .iter()
             .filter(|k| policy.published(&k.life, now))
-            .map(KeyInfo::jwk)
             .collect();
+        let jwks: Vec<String> = published_keys.iter().map(|k| k.jwk()).collect();
         let jwks = format!("{{\"keys\":[{}]}}", jwks.join(","));
         let mut published = self.published.write().unwrap_or_else(|e| e.into_inner());
         let changed = *published.jwks != *jwks;
         if changed {
-            // The JWKS was built from the token's own keys; a key the verifier cannot use is
-            // skipped, never fatal.
-            let set = KeySet::from_jwks(jwks.as_bytes())
-                .map(|j| j.keys)
-                .unwrap_or_default();
-            self.local.set(set);
+            self.local.set(local_set(&published_keys));
         }
         *published = Published {
             policy,

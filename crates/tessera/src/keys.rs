@@ -40,11 +40,8 @@ pub struct HsmArgs {
 impl HsmArgs {
     /// The PIN `main` took from `TESSERA_HSM_PIN`, else the PIN file's.
     fn pin(&self, env_pin: EnvPin) -> anyhow::Result<Pin> {
-        if let Some(pin) = env_pin {
-            return Ok(pin?);
-        }
-        match &self.pin_file {
-            Some(path) => Ok(Pin::from_file(path)?),
+        match Pin::resolve(env_pin.transpose()?, self.pin_file.as_deref()) {
+            Some(pin) => Ok(pin?),
             None => bail!("no PIN: set TESSERA_HSM_PIN or TESSERA_HSM_PIN_FILE (or --pin-file)"),
         }
     }
