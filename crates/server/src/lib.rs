@@ -14,6 +14,7 @@ pub mod clients;
 pub mod config;
 mod form;
 pub mod metrics;
+mod path;
 pub mod routes;
 pub mod signer;
 mod tls;
