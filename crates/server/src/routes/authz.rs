@@ -6,13 +6,13 @@ use std::borrow::Cow;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
-use hyper::{Request, Response, StatusCode};
+use hyper::{Request, Response};
 
 use crate::app::App;
 use crate::config::OriginalFrom;
 
 use super::answers::{Answers, AuthzAnswer};
-use super::reply::{Refusal, Reply};
+use super::reply::{Challenge, Refusal, Reply};
 use super::verdict::{has_audience, log_refusal, verdict};
 
 /// The original request a gateway asks about: method and normalised path. Method and URI come
@@ -103,51 +103,23 @@ fn bearer(request: &Request<Incoming>) -> Result<Option<&str>, ()> {
     }
 }
 
-fn challenge(status: StatusCode, value: String) -> Reply {
-    let mut r = Response::new(Full::new(Bytes::new()));
-    *r.status_mut() = status;
-    if let Ok(v) = HeaderValue::from_str(&value) {
-        r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-    }
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
-}
-
-/// RFC 6750 section 3.1: the token is not one this daemon accepts.
-fn invalid_token() -> Reply {
-    challenge(
-        StatusCode::UNAUTHORIZED,
-        "Bearer realm=\"tessera\", error=\"invalid_token\"".into(),
-    )
-}
-
-pub async fn authz(app: &App, request: &Request<Incoming>) -> Reply {
-    let (method, path) = match original(request, app.authz.config.original_from) {
-        Ok(original) => original,
-        Err(refusal) => return refusal.reply(),
-    };
+/// Answers a gateway asking whether the original request may pass: 200 with the identity
+/// headers, or a refusal.
+pub async fn authz(app: &App, request: &Request<Incoming>) -> Result<Reply, Refusal> {
+    let (method, path) = original(request, app.authz.config.original_from)?;
     let token = match bearer(request) {
         Ok(Some(token)) => token,
         // RFC 6750 section 3.1: no error code when no credentials were presented...
-        Ok(None) => return challenge(StatusCode::UNAUTHORIZED, "Bearer realm=\"tessera\"".into()),
+        Ok(None) => return Err(Refusal::Bearer(Challenge::NoToken)),
         // ...and 400 for a malformed request.
-        Err(()) => {
-            return challenge(
-                StatusCode::BAD_REQUEST,
-                "Bearer realm=\"tessera\", error=\"invalid_request\"".into(),
-            )
-        }
+        Err(()) => return Err(Refusal::Bearer(Challenge::InvalidRequest)),
     };
     let result = app
         .engine
         .verify_routed(token.as_bytes(), &app.issuers, crate::unix_now())
         .await;
-    let jwt = match verdict(token.as_bytes(), result) {
-        Ok(Ok(jwt)) => jwt,
-        Ok(Err(_)) => return invalid_token(),
-        Err(refusal) => return refusal.reply(),
-    };
+    let jwt =
+        verdict(token.as_bytes(), result)?.map_err(|_| Refusal::Bearer(Challenge::InvalidToken))?;
     Answers::with(&jwt, |answers| {
         let answer = answers.authz.get_or_init(|| AuthzAnswer::of(&jwt));
         authorize(app, method, &path, token, &jwt, answer)
@@ -162,12 +134,12 @@ fn authorize(
     token: &str,
     jwt: &jose::Jwt,
     answer: &AuthzAnswer,
-) -> Reply {
+) -> Result<Reply, Refusal> {
     // Scopes that a backend could read otherwise than the rules do: no rule may see them and
     // no header may carry them, whatever the route.
     let Some(held) = &answer.scopes else {
         log_refusal(token.as_bytes(), "invalid_scope");
-        return invalid_token();
+        return Err(Refusal::Bearer(Challenge::InvalidToken));
     };
     let rules = &app.authz.config;
     let route = rules
@@ -181,17 +153,14 @@ fn authorize(
     match route {
         None if rules.deny_unmatched => {
             log_refusal(token.as_bytes(), "no_route");
-            return challenge(
-                StatusCode::FORBIDDEN,
-                "Bearer realm=\"tessera\", error=\"insufficient_scope\"".into(),
-            );
+            return Err(Refusal::Bearer(Challenge::InsufficientScope(None)));
         }
         None => {}
         Some(route) => {
             if let Some(aud) = &route.audience {
                 if !has_audience(jwt, aud) {
                     log_refusal(token.as_bytes(), "invalid_audience");
-                    return invalid_token();
+                    return Err(Refusal::Bearer(Challenge::InvalidToken));
                 }
             }
             if !route
@@ -200,13 +169,9 @@ fn authorize(
                 .all(|need| held.iter().any(|h| h == need))
             {
                 log_refusal(token.as_bytes(), "insufficient_scope");
-                return challenge(
-                    StatusCode::FORBIDDEN,
-                    format!(
-                        "Bearer realm=\"tessera\", error=\"insufficient_scope\", scope=\"{}\"",
-                        route.scopes.join(" ")
-                    ),
-                );
+                return Err(Refusal::Bearer(Challenge::InsufficientScope(Some(
+                    route.scopes.join(" "),
+                ))));
             }
         }
     }
@@ -228,5 +193,5 @@ fn authorize(
         }
     }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
+    Ok(r)
 }

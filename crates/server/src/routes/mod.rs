@@ -22,7 +22,7 @@ use hyper::Request;
 use crate::app::App;
 use crate::metrics::Endpoint;
 
-pub use reply::{Refusal, Reply};
+pub use reply::{Challenge, Refusal, Reply};
 pub use verdict::fingerprint;
 
 /// Which endpoint a path belongs to.
@@ -51,7 +51,7 @@ pub async fn handle(
     let result = match endpoint {
         Endpoint::Introspect => introspect::introspect(app, request, peer).await,
         Endpoint::Verify => verify::verify(app, request, peer).await,
-        Endpoint::Authz => Ok(authz::authz(app, &request).await),
+        Endpoint::Authz => authz::authz(app, &request).await,
         Endpoint::Jwks => meta::jwks(app, &request),
         Endpoint::Discovery => meta::discovery(app, &request),
         Endpoint::Metrics => meta::metrics(app, &request),

@@ -10,7 +10,8 @@ use crate::clients::AuthError;
 
 pub type Reply = Response<Full<Bytes>>;
 
-/// Why a request was refused, before any token verdict.
+/// Why a request was refused. Every status, header and body the daemon sends for a refusal is
+/// decided in [`Refusal::reply`].
 #[derive(Debug)]
 pub enum Refusal {
     NotFound,
@@ -25,6 +26,23 @@ pub enum Refusal {
     Unavailable,
     Timeout,
     Internal,
+    /// `/v1/authz`: the bearer token is missing, malformed, invalid or not enough (RFC 6750).
+    Bearer(Challenge),
+}
+
+/// An RFC 6750 section 3 refusal of a bearer token: an empty body and a `WWW-Authenticate:
+/// Bearer` challenge.
+#[derive(Debug)]
+pub enum Challenge {
+    /// No bearer token: 401 with no error code (section 3.1).
+    NoToken,
+    /// A malformed Authorization header: 400 `invalid_request`.
+    InvalidRequest,
+    /// A token this daemon does not accept: 401 `invalid_token`.
+    InvalidToken,
+    /// A valid token that the route rules refuse: 403 `insufficient_scope`, with the scopes the
+    /// route needs (space-separated), or without when no route matched.
+    InsufficientScope(Option<String>),
 }
 
 impl Refusal {
@@ -82,6 +100,48 @@ impl Refusal {
             }
             Refusal::Timeout => error(StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Refusal::Internal => error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+            Refusal::Bearer(challenge) => {
+                let (status, value) = match challenge {
+                    Challenge::NoToken => (
+                        StatusCode::UNAUTHORIZED,
+                        Some(HeaderValue::from_static("Bearer realm=\"tessera\"")),
+                    ),
+                    Challenge::InvalidRequest => (
+                        StatusCode::BAD_REQUEST,
+                        Some(HeaderValue::from_static(
+                            "Bearer realm=\"tessera\", error=\"invalid_request\"",
+                        )),
+                    ),
+                    Challenge::InvalidToken => (
+                        StatusCode::UNAUTHORIZED,
+                        Some(HeaderValue::from_static(
+                            "Bearer realm=\"tessera\", error=\"invalid_token\"",
+                        )),
+                    ),
+                    Challenge::InsufficientScope(None) => (
+                        StatusCode::FORBIDDEN,
+                        Some(HeaderValue::from_static(
+                            "Bearer realm=\"tessera\", error=\"insufficient_scope\"",
+                        )),
+                    ),
+                    // A scope that cannot be a header value leaves the challenge out.
+                    Challenge::InsufficientScope(Some(scope)) => (
+                        StatusCode::FORBIDDEN,
+                        HeaderValue::from_str(&format!(
+                            "Bearer realm=\"tessera\", error=\"insufficient_scope\", scope=\"{scope}\""
+                        ))
+                        .ok(),
+                    ),
+                };
+                let mut r = Response::new(Full::new(Bytes::new()));
+                *r.status_mut() = status;
+                if let Some(value) = value {
+                    r.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+                }
+                r.headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                r
+            }
         }
     }
 }
@@ -108,4 +168,48 @@ pub fn text(status: StatusCode, body: &'static str) -> Reply {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use hyper::body::Body as _;
+
+    use super::*;
+
+    #[test]
+    fn bearer_challenges_are_empty_and_not_stored() {
+        let realm = "Bearer realm=\"tessera\"";
+        for (challenge, status, www) in [
+            (Challenge::NoToken, 401, realm.to_string()),
+            (
+                Challenge::InvalidRequest,
+                400,
+                format!("{realm}, error=\"invalid_request\""),
+            ),
+            (
+                Challenge::InvalidToken,
+                401,
+                format!("{realm}, error=\"invalid_token\""),
+            ),
+            (
+                Challenge::InsufficientScope(None),
+                403,
+                format!("{realm}, error=\"insufficient_scope\""),
+            ),
+            (
+                Challenge::InsufficientScope(Some("orders:read orders:write".into())),
+                403,
+                format!(
+                    "{realm}, error=\"insufficient_scope\", scope=\"orders:read orders:write\""
+                ),
+            ),
+        ] {
+            let r = Refusal::Bearer(challenge).reply();
+            assert_eq!(r.status().as_u16(), status, "{www}");
+            assert_eq!(r.headers()[header::WWW_AUTHENTICATE], www.as_str());
+            assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
+            assert_eq!(r.headers().len(), 2, "{www}");
+            assert_eq!(r.body().size_hint().exact(), Some(0));
+        }
+    }
 }
