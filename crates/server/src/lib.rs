@@ -14,6 +14,7 @@ pub mod clients;
 pub mod config;
 mod form;
 pub mod metrics;
+mod path;
 pub mod routes;
 pub mod signer;
 mod tls;
@@ -269,7 +270,7 @@ async fn serve_request(
     let start = Instant::now();
     let endpoint = routes::endpoint(request.uri().path());
     // No timer per request: only a body can be held up by its client, and reading one is
-    // bounded (routes::body); everything else waits at most for the engine, whose admission
+    // bounded (routes/request.rs); everything else waits at most for the engine, whose admission
     // is bounded, or for the HSM, whose sessions are.
     let reply = routes::handle(app, endpoint, request, peer).await;
     app.metrics

@@ -1,10 +1,12 @@
-//! Counters for `/metrics`, in the Prometheus text format. Requests are counted in fixed arrays of
-//! atomics (no lock on the request path); the engine's and the key sets' counters are read when
-//! the page is rendered.
+//! Every family of `/metrics`, rendered here in the Prometheus text format. Requests are counted
+//! in fixed arrays of atomics (no lock on the request path); the engine's, the issuers' and the
+//! key sets' counters are read when the page is rendered ([`Metrics::page`]).
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use engine::{EngineHandle, Issuers};
 
 /// The endpoints, as labelled in the metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,8 +119,17 @@ impl Metrics {
         latency.count.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Renders the request metrics; `extra` appends the engine's and key sets' families.
-    pub fn render(&self, extra: impl FnOnce(&mut String)) -> String {
+    /// The whole `/metrics` page: this daemon's own families, then the engine's (read from
+    /// `engine`), the issuers' and their key sets' (read from `issuers`).
+    pub fn page(&self, engine: &EngineHandle, issuers: &Issuers, secret_hashes: u64) -> String {
+        self.render(|out| {
+            engine_families(out, engine, secret_hashes);
+            issuer_families(out, issuers);
+        })
+    }
+
+    /// Renders the request metrics; `extra` appends the other families.
+    fn render(&self, extra: impl FnOnce(&mut String)) -> String {
         let mut out = String::with_capacity(8192);
         out.push_str("# HELP tessera_http_requests_total HTTP requests by endpoint and status.\n");
         out.push_str("# TYPE tessera_http_requests_total counter\n");
@@ -222,8 +233,182 @@ impl Metrics {
 }
 
 /// Writes one metric family header.
-pub fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// A Prometheus label value, quoted: backslash, double quote and line feed escaped.
+fn prometheus_label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The engine's families: verdicts, admission, batches and the verified-token cache, with the
+/// callers' secret hashes.
+fn engine_families(out: &mut String, engine: &EngineHandle, secret_hashes: u64) {
+    family(
+        out,
+        "tessera_client_secret_hashes_total",
+        "counter",
+        "Callers' secrets hashed (PBKDF2 runs) to check them.",
+    );
+    let _ = writeln!(out, "tessera_client_secret_hashes_total {secret_hashes}");
+    let s = engine.stats();
+    family(
+        out,
+        "tessera_verifications_total",
+        "counter",
+        "Verdicts by outcome, algorithm (valid) and reason (invalid).",
+    );
+    for (alg, n) in s.valid_by_alg.iter().filter(|(_, n)| *n > 0) {
+        let _ = writeln!(
+            out,
+            "tessera_verifications_total{{outcome=\"valid\",alg=\"{alg}\"}} {n}"
+        );
+    }
+    for (code, n) in &s.invalid_by_code {
+        let _ = writeln!(
+            out,
+            "tessera_verifications_total{{outcome=\"invalid\",reason=\"{code}\"}} {n}"
+        );
+    }
+    family(
+        out,
+        "tessera_engine_overloaded_total",
+        "counter",
+        "Verifications refused because every queue was full.",
+    );
+    let _ = writeln!(out, "tessera_engine_overloaded_total {}", s.overloaded);
+    family(
+        out,
+        "tessera_engine_in_flight",
+        "gauge",
+        "Verifications admitted and not yet answered.",
+    );
+    let _ = writeln!(out, "tessera_engine_in_flight {}", s.in_flight);
+    family(
+        out,
+        "tessera_engine_batches_total",
+        "counter",
+        "Batches the workers took.",
+    );
+    let _ = writeln!(out, "tessera_engine_batches_total {}", s.batches);
+    family(
+        out,
+        "tessera_engine_batched_jobs_total",
+        "counter",
+        "Verifications taken in those batches.",
+    );
+    let _ = writeln!(out, "tessera_engine_batched_jobs_total {}", s.batched_jobs);
+    family(
+        out,
+        "tessera_cache_hits_total",
+        "counter",
+        "Verdicts answered from the verified-token cache.",
+    );
+    let _ = writeln!(out, "tessera_cache_hits_total {}", s.cache_hits);
+    let verdicts = s.valid + s.invalid;
+    family(
+        out,
+        "tessera_cache_hit_ratio",
+        "gauge",
+        "Cache hits over all verdicts since start.",
+    );
+    let ratio = if verdicts == 0 {
+        0.0
+    } else {
+        s.cache_hits as f64 / verdicts as f64
+    };
+    let _ = writeln!(out, "tessera_cache_hit_ratio {ratio}");
+    let c = engine.cache().stats();
+    family(
+        out,
+        "tessera_cache_entries",
+        "gauge",
+        "Entries in the verified-token cache.",
+    );
+    let _ = writeln!(out, "tessera_cache_entries{{kind=\"valid\"}} {}", c.entries);
+    let _ = writeln!(
+        out,
+        "tessera_cache_entries{{kind=\"invalid\"}} {}",
+        c.negative
+    );
+}
+
+/// The issuers' families: remote key set fetches, skipped keys, expirations and keys in force.
+fn issuer_families(out: &mut String, issuers: &Issuers) {
+    family(
+        out,
+        "tessera_keyset_fetches_total",
+        "counter",
+        "Remote JWKS fetches by issuer and result.",
+    );
+    for (issuer, remote) in issuers.remote_sets() {
+        let label = prometheus_label(issuer);
+        let (fetches, failures) = (remote.fetches(), remote.failures());
+        let _ = writeln!(
+            out,
+            "tessera_keyset_fetches_total{{issuer={label},result=\"ok\"}} {}",
+            fetches - failures.min(fetches)
+        );
+        let _ = writeln!(
+            out,
+            "tessera_keyset_fetches_total{{issuer={label},result=\"error\"}} {failures}"
+        );
+    }
+    family(
+        out,
+        "tessera_keyset_skipped_keys",
+        "gauge",
+        "Keys of an issuer's current published set left out as unusable (see the log).",
+    );
+    for (issuer, remote) in issuers.remote_sets() {
+        let label = prometheus_label(issuer);
+        let skipped = remote.skipped().len();
+        let _ = writeln!(
+            out,
+            "tessera_keyset_skipped_keys{{issuer={label}}} {skipped}"
+        );
+    }
+    family(
+        out,
+        "tessera_keyset_expirations_total",
+        "counter",
+        "Times an issuer's keys were dropped after failing refreshes for max_stale_s.",
+    );
+    for (issuer, remote) in issuers.remote_sets() {
+        let label = prometheus_label(issuer);
+        let n = remote.expirations();
+        let _ = writeln!(
+            out,
+            "tessera_keyset_expirations_total{{issuer={label}}} {n}"
+        );
+    }
+    family(
+        out,
+        "tessera_issuer_keys",
+        "gauge",
+        "Keys in force per issuer, with its state (keys, stale, no_keys).",
+    );
+    for state in issuers.states() {
+        let label = prometheus_label(state.issuer);
+        let _ = writeln!(
+            out,
+            "tessera_issuer_keys{{issuer={label},state=\"{}\"}} {}",
+            state.status(),
+            state.keys
+        );
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,197 @@
+//! `/v1/authz` (forward-auth): the original request a gateway asks about, the bearer token,
+//! the route rules, and the identity headers of a request let through.
+
+use std::borrow::Cow;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Request, Response};
+
+use crate::app::App;
+use crate::config::OriginalFrom;
+
+use super::answers::{Answers, AuthzAnswer};
+use super::reply::{Challenge, Refusal, Reply};
+use super::verdict::{has_audience, log_refusal, verdict};
+
+/// The original request a gateway asks about: method and normalised path. Method and URI come
+/// together from one header family, `X-Forwarded-*` (Traefik, Caddy) or `X-Original-*` (nginx),
+/// or from the request itself with `/v1/authz` stripped (Envoy). When both families are present
+/// they must agree: a client may have sent one of them through a gateway that sets the other.
+/// Half a family (a method without a URI, or the reverse) is refused.
+fn original(
+    request: &Request<Incoming>,
+    from: OriginalFrom,
+) -> Result<(&str, Cow<'_, str>), Refusal> {
+    // One pass over the request's headers (a handful) rather than four hashed lookups. A header
+    // given twice may be one from the client and one from the gateway: refused.
+    let mut found: [Option<&HeaderValue>; 4] = [None; 4];
+    for (name, value) in request.headers() {
+        let slot = match name.as_str() {
+            "x-forwarded-method" => 0,
+            "x-forwarded-uri" => 1,
+            "x-original-method" => 2,
+            "x-original-uri" => 3,
+            _ => continue,
+        };
+        if found[slot].replace(value).is_some() {
+            return Err(Refusal::BadRequest("repeated_forwarded_header"));
+        }
+    }
+    let mut text = [None; 4];
+    for (text, value) in text.iter_mut().zip(found) {
+        *text = value
+            .map(HeaderValue::to_str)
+            .transpose()
+            .map_err(|_| Refusal::BadRequest("invalid_request"))?;
+    }
+    let forwarded = (text[0], text[1]);
+    let original = (text[2], text[3]);
+    let present = |f: &(Option<&str>, Option<&str>)| f.0.is_some() || f.1.is_some();
+    let family = match from {
+        // Only the configured source counts; the others are whatever the client sent.
+        OriginalFrom::XForwarded => Some(forwarded),
+        OriginalFrom::XOriginal => Some(original),
+        OriginalFrom::Request => None,
+        OriginalFrom::Any => match (present(&forwarded), present(&original)) {
+            (true, true) if forwarded != original => {
+                return Err(Refusal::BadRequest("conflicting_forwarded_headers"))
+            }
+            (true, _) => Some(forwarded),
+            (false, true) => Some(original),
+            (false, false) => None,
+        },
+    };
+    if let Some((None, _) | (_, None)) = family {
+        // Gateways set both. Half a family did not come whole from one: completing it from the
+        // request itself would judge nginx's sub-request method (always GET) for a DELETE.
+        return Err(Refusal::BadRequest("missing_forwarded_headers"));
+    }
+    let (method, uri) = family.unwrap_or((None, None));
+    let method = method.unwrap_or(request.method().as_str());
+    let path = match uri {
+        Some(uri) => uri,
+        None => {
+            // Envoy ext_authz (HTTP) appends the original path to the configured prefix.
+            let path = request.uri().path();
+            match path.strip_prefix("/v1/authz") {
+                Some("") => "/",
+                Some(rest) => rest,
+                None => path,
+            }
+        }
+    };
+    let path = crate::path::normalize_path(path).ok_or(Refusal::BadRequest("invalid_path"))?;
+    Ok((method, path))
+}
+
+/// The bearer token: `Ok(None)` when the request carries none (no header, another scheme),
+/// `Err` when it carries a malformed one (RFC 6750 section 3.1: `invalid_request`).
+fn bearer(request: &Request<Incoming>) -> Result<Option<&str>, ()> {
+    let Some(value) = request.headers().get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| ())?;
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(None);
+    }
+    match token.trim() {
+        "" => Err(()),
+        token => Ok(Some(token)),
+    }
+}
+
+/// Answers a gateway asking whether the original request may pass: 200 with the identity
+/// headers, or a refusal.
+pub async fn authz(app: &App, request: &Request<Incoming>) -> Result<Reply, Refusal> {
+    let (method, path) = original(request, app.authz.config.original_from)?;
+    let token = match bearer(request) {
+        Ok(Some(token)) => token,
+        // RFC 6750 section 3.1: no error code when no credentials were presented...
+        Ok(None) => return Err(Refusal::Bearer(Challenge::NoToken)),
+        // ...and 400 for a malformed request.
+        Err(()) => return Err(Refusal::Bearer(Challenge::InvalidRequest)),
+    };
+    let result = app
+        .engine
+        .verify_routed(token.as_bytes(), &app.issuers, crate::unix_now())
+        .await;
+    let jwt =
+        verdict(token.as_bytes(), result)?.map_err(|_| Refusal::Bearer(Challenge::InvalidToken))?;
+    Answers::with(&jwt, |answers| {
+        let answer = answers.authz.get_or_init(|| AuthzAnswer::of(&jwt));
+        authorize(app, method, &path, token, &jwt, answer)
+    })
+}
+
+/// The route rules applied to a verified token, and the identity headers when they let it pass.
+fn authorize(
+    app: &App,
+    method: &str,
+    path: &str,
+    token: &str,
+    jwt: &jose::Jwt,
+    answer: &AuthzAnswer,
+) -> Result<Reply, Refusal> {
+    // Scopes that a backend could read otherwise than the rules do: no rule may see them and
+    // no header may carry them, whatever the route.
+    let Some(held) = &answer.scopes else {
+        log_refusal(token.as_bytes(), "invalid_scope");
+        return Err(Refusal::Bearer(Challenge::InvalidToken));
+    };
+    let rules = &app.authz.config;
+    let route = rules
+        .routes
+        .iter()
+        .filter(|r| rules.path_case.has_prefix(path, &r.prefix))
+        .filter(|r| {
+            r.methods.is_empty() || r.methods.iter().any(|m| m.eq_ignore_ascii_case(method))
+        })
+        .max_by_key(|r| r.prefix.len());
+    match route {
+        None if rules.deny_unmatched => {
+            log_refusal(token.as_bytes(), "no_route");
+            return Err(Refusal::Bearer(Challenge::InsufficientScope(None)));
+        }
+        None => {}
+        Some(route) => {
+            if let Some(aud) = &route.audience {
+                if !has_audience(jwt, aud) {
+                    log_refusal(token.as_bytes(), "invalid_audience");
+                    return Err(Refusal::Bearer(Challenge::InvalidToken));
+                }
+            }
+            if !route
+                .scopes
+                .iter()
+                .all(|need| held.iter().any(|h| h == need))
+            {
+                log_refusal(token.as_bytes(), "insufficient_scope");
+                return Err(Refusal::Bearer(Challenge::InsufficientScope(Some(
+                    route.scopes.join(" "),
+                ))));
+            }
+        }
+    }
+    let mut r = Response::new(Full::new(Bytes::new()));
+    // Room for the identity headers, Cache-Control and what hyper adds (Content-Length, Date):
+    // no growing on the way.
+    *r.headers_mut() = HeaderMap::with_capacity(10);
+    let h = r.headers_mut();
+    let a = &app.authz;
+    for (name, value) in [
+        (&a.subject, &answer.subject),
+        (&a.scope, &answer.scope),
+        (&a.client_id, &answer.client_id),
+        (&a.issuer, &answer.issuer),
+        (&a.claims, &answer.claims),
+    ] {
+        if let Some(value) = value {
+            h.insert(name.clone(), value.clone());
+        }
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(r)
+}

@@ -1,0 +1,63 @@
+//! The endpoints, one file each. Each handler turns a request into a [`Reply`]; refusals are
+//! mapped to HTTP in one place ([`Refusal::reply`]). Callers see vague verdicts (`active: false`,
+//! `invalid_token`); logs and metrics get the precise reason, with tokens as fingerprints.
+//!
+//! Endpoint files use the leaf modules (`reply`, `request`, `verdict`, `answers`), never each
+//! other nor this one.
+
+mod answers;
+mod authz;
+mod introspect;
+mod meta;
+mod reply;
+mod request;
+mod verdict;
+mod verify;
+
+use std::net::IpAddr;
+
+use hyper::body::Incoming;
+use hyper::Request;
+
+use crate::app::App;
+use crate::metrics::Endpoint;
+
+pub use reply::{Challenge, Refusal, Reply};
+pub use verdict::fingerprint;
+
+/// Which endpoint a path belongs to.
+pub fn endpoint(path: &str) -> Endpoint {
+    match path {
+        "/introspect" => Endpoint::Introspect,
+        "/v1/verify" => Endpoint::Verify,
+        "/v1/authz" => Endpoint::Authz,
+        p if p.starts_with("/v1/authz/") => Endpoint::Authz,
+        "/.well-known/jwks.json" => Endpoint::Jwks,
+        "/.well-known/oauth-authorization-server" => Endpoint::Discovery,
+        "/metrics" => Endpoint::Metrics,
+        "/healthz" => Endpoint::Healthz,
+        "/readyz" => Endpoint::Readyz,
+        _ => Endpoint::Other,
+    }
+}
+
+/// Answers `request`, which came from `peer`.
+pub async fn handle(
+    app: &App,
+    endpoint: Endpoint,
+    request: Request<Incoming>,
+    peer: IpAddr,
+) -> Reply {
+    let result = match endpoint {
+        Endpoint::Introspect => introspect::introspect(app, request, peer).await,
+        Endpoint::Verify => verify::verify(app, request, peer).await,
+        Endpoint::Authz => authz::authz(app, &request).await,
+        Endpoint::Jwks => meta::jwks(app, &request),
+        Endpoint::Discovery => meta::discovery(app, &request),
+        Endpoint::Metrics => meta::metrics(app, &request),
+        Endpoint::Healthz => meta::healthz(&request),
+        Endpoint::Readyz => meta::readyz(app, &request),
+        Endpoint::Other => Err(Refusal::NotFound),
+    };
+    result.unwrap_or_else(Refusal::reply)
+}

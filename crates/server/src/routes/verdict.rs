@@ -1,0 +1,50 @@
+//! The engine's verdict on a token as the endpoints read it: invalid tokens logged by
+//! fingerprint, the whole request refused when the engine cannot answer.
+
+use jose::json::Value;
+
+use super::reply::Refusal;
+
+/// A short SHA-256 fingerprint of a token, for logs.
+pub fn fingerprint(token: &[u8]) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token);
+    d.as_ref()[..6].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn log_refusal(token: &[u8], code: &str) {
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        tracing::debug!(token = %fingerprint(token), reason = code, "token refused");
+    }
+}
+
+/// The engine's verdict on one token: `Ok(Some(jwt))`, `Ok(None)` when invalid (logged), or a
+/// refusal of the whole request.
+pub fn verdict(
+    token: &[u8],
+    result: Result<engine::Verified, engine::EngineError>,
+) -> Result<Result<engine::Verified, &'static str>, Refusal> {
+    use engine::EngineError;
+    match result {
+        Ok(jwt) => Ok(Ok(jwt)),
+        Err(EngineError::Invalid(code)) => {
+            log_refusal(token, code);
+            Ok(Err(code))
+        }
+        Err(EngineError::Overloaded) => Err(Refusal::Overloaded),
+        Err(EngineError::Shutdown) => Err(Refusal::Unavailable),
+        Err(e) => {
+            tracing::error!(token = %fingerprint(token), cause = %e, "verification failed");
+            Ok(Err("internal_error"))
+        }
+    }
+}
+
+pub fn has_audience(jwt: &jose::Jwt, audience: &str) -> bool {
+    match jwt.claim("aud") {
+        Some(Value::String(s)) => s.eq_str(audience),
+        Some(Value::Array(items)) => items
+            .iter()
+            .any(|v| v.as_str().is_some_and(|s| s.eq_str(audience))),
+        _ => false,
+    }
+}
