@@ -67,6 +67,7 @@ test: toolchain hsm-deps test-deps lint
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	tests/architecture.sh
 
 # Where criterion writes its results (as criterion decides: CRITERION_HOME, else under cargo's
 # target directory).

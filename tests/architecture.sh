@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Checks the invariants of docs/ARCHITECTURE.md that a machine can check: which workspace crates
+# may depend on cryptoki (FFI), anyhow (binaries only) and hyper (HTTP), and that every crate
+# forbids unsafe code. `make lint` runs it; each failure names the rule it breaks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+failed=0
+
+fail() {
+  echo "architecture: $*" >&2
+  failed=1
+}
+
+# The workspace crates that depend on $2 directly, through the dependency kinds $1
+# (normal, dev, build; comma-separated), one name per line.
+dependents() {
+  cargo tree --workspace --locked -e "$1" -i "$2" --prefix none --depth 1 \
+    | awk '$3 ~ /^\(\// { print $1 }' | sort -u
+}
+
+# `allowed KINDS DEP CRATE...`: only these crates may depend on DEP through those kinds.
+allowed() {
+  local kinds=$1 dep=$2
+  shift 2
+  local extra
+  extra=$(comm -23 <(dependents "$kinds" "$dep") <(printf '%s\n' "$@" | sort -u))
+  [ -z "$extra" ] || fail "$(echo $extra) depend(s) on $dep ($kinds); only $* may"
+}
+
+# Only pkcs11 reaches FFI, and only through cryptoki; tests and benchmarks go through pkcs11.
+allowed normal,dev,build cryptoki pkcs11
+# Libraries return typed errors: anyhow only in the binaries.
+allowed normal anyhow tessera loadtest
+# Who knows HTTP: engine (fetching remote key sets), server (the daemon), loadtest (the
+# harness's clients), benches (the hello-world baseline), and the end-to-end tests of tessera.
+allowed normal hyper engine server loadtest benches
+allowed normal,dev hyper engine server loadtest benches tessera
+
+# No unsafe code: the workspace lint in every member, and the attribute at every crate root.
+for manifest in crates/*/Cargo.toml benches/Cargo.toml loadtest/Cargo.toml; do
+  grep -Pzq '\[lints\]\nworkspace = true' "$manifest" \
+    || fail "$manifest does not take the workspace lints (unsafe_code = \"forbid\")"
+done
+roots=$(ls crates/*/src/lib.rs crates/*/src/main.rs benches/src/lib.rs loadtest/src/main.rs \
+  benches/src/bin/*.rs benches/src/bin/*/main.rs 2>/dev/null)
+for root in $roots; do
+  grep -q '^#!\[forbid(unsafe_code)\]' "$root" || fail "$root lacks #![forbid(unsafe_code)]"
+done
+
+if [ "$failed" = 0 ]; then
+  echo "architecture: dependency and unsafe-code invariants hold"
+fi
+exit "$failed"
