@@ -424,3 +424,53 @@ async fn route_prefix_bypass_by_letter_case() {
         .await;
     assert_bearer(&reply, 403, &scope_error("orders:admin"));
 }
+
+/// Regression: a path with a character beyond ASCII was read byte by byte as Latin-1 once it
+/// needed decoding (`/café/%61` as `/cafÃ©/a`), and route prefixes were compared as written,
+/// so the `/café` rule missed `/café/%61` and `/caf%C3%A9/x`, and let them through. Paths and
+/// prefixes now have one spelling: characters beyond ASCII as the escapes of their UTF-8 bytes.
+#[tokio::test]
+async fn route_prefix_bypass_by_spelling_beyond_ascii() {
+    let setup = Setup::new("authz-utf8");
+    let rules = "[[authz.routes]]\nprefix = \"/café\"\nscopes = [\"cafe:admin\"]\n";
+    let daemon = setup.start("", "workers = 1", rules);
+    let reader = setup.issuer.sign(&claims(json!({})));
+    let refused = "Bearer realm=\"tessera\", error=\"insufficient_scope\", scope=\"cafe:admin\"";
+    for spelling in ["/caf%C3%A9/x", "/caf%c3%a9", "/caf%C3%A9/%61"] {
+        let reply = daemon
+            .authz(Convention::Forwarded, "GET", spelling, Some(&reader))
+            .await;
+        assert_bearer(&reply, 403, refused);
+    }
+    // A header value is ASCII: raw UTF-8 there has no reading, and is refused.
+    let reply = daemon
+        .authz(Convention::Forwarded, "GET", "/café", Some(&reader))
+        .await;
+    assert_eq!(reply.status, 400, "{reply:?}");
+    // Raw UTF-8 in the request target (Envoy's path_prefix), with and without an escape.
+    for target in [
+        "/v1/authz/café/%61",
+        "/v1/authz/café/x",
+        "/v1/authz/caf%C3%A9",
+    ] {
+        let mut stream = TcpStream::connect(daemon.addr).await.expect("connect");
+        let request = format!(
+            "GET {target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {reader}\r\n\
+             Connection: close\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let answer = read_until_closed(&mut stream, STEP)
+            .await
+            .expect("an answer");
+        assert_eq!(
+            raw_status(&answer),
+            Some(403),
+            "{target}: {}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    let reply = daemon
+        .authz(Convention::Forwarded, "GET", "/cafe/x", Some(&reader))
+        .await;
+    assert_eq!(reply.status, 200, "another path: {reply:?}");
+}

@@ -722,9 +722,20 @@ impl Config {
                     "must start with '/'",
                 ));
             }
+            // Compared with requests' paths as normalised, so written the same way: `/café`
+            // as `/caf%C3%A9`, `/%61dmin` as `/admin`.
+            let prefix = crate::path::normalize_path(&r.prefix)
+                .filter(|_| !r.prefix.contains(['?', '#']))
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        format!("authz.routes[{i}].prefix"),
+                        format!("{:?} has no single reading as a path", r.prefix),
+                    )
+                })?
+                .into_owned();
             let methods = r.methods.iter().map(|m| m.to_ascii_uppercase()).collect();
             routes.push(Route {
-                prefix: r.prefix,
+                prefix,
                 methods,
                 scopes: r.scopes,
                 audience: r.audience,
@@ -865,6 +876,29 @@ mod tests {
             config.issuers[0].keys,
             KeysFrom::File("/etc/tessera/jwks.json".into())
         );
+    }
+
+    /// Regression: route prefixes were compared as written with paths as normalised, so a
+    /// prefix written `/café` or `/%61dmin` never matched (`/caf%C3%A9`, `/admin`).
+    #[test]
+    fn route_prefixes_are_written_as_paths_are_normalised() {
+        let issuer = "[[issuers]]\nissuer = \"a\"\njwks_file = \"x\"\n";
+        let prefix = |p: &str| {
+            Config::parse(
+                &format!("{issuer}[[authz.routes]]\nprefix = \"{p}\"\n"),
+                Path::new("."),
+            )
+            .map(|c| c.authz.routes[0].prefix.clone())
+            .map_err(|e| e.to_string())
+        };
+        assert_eq!(prefix("/café/").as_deref(), Ok("/caf%C3%A9/"));
+        assert_eq!(prefix("/%61dmin").as_deref(), Ok("/admin"));
+        assert_eq!(prefix("/orders/../admin").as_deref(), Ok("/admin"));
+        assert_eq!(prefix("/admin").as_deref(), Ok("/admin"));
+        for refused in ["/a%2fb", "/a?b", "/x#y", "/a\\\\b"] {
+            let e = prefix(refused).expect_err(refused);
+            assert!(e.starts_with("authz.routes[0].prefix:"), "{e}");
+        }
     }
 
     #[test]

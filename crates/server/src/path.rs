@@ -9,9 +9,10 @@ use std::borrow::Cow;
 
 /// The path as a backend will most likely read it, so that route rules cannot be dodged by
 /// spelling: query and fragment dropped, `%XX` of unreserved characters decoded (other escapes
-/// kept, upper-cased), `.` and `..` segments resolved, repeated slashes merged. `None` for
-/// what has no single reading: an encoded `/`, `\` or NUL, a raw backslash, a bad escape, or a
-/// path that does not start with `/`.
+/// kept, upper-cased), characters beyond ASCII written as the `%XX` of their UTF-8 bytes (so
+/// `/café` and `/caf%c3%a9` read alike), `.` and `..` segments resolved, repeated slashes
+/// merged. The result is ASCII. `None` for what has no single reading: an encoded `/`, `\` or
+/// NUL, a raw backslash, a bad escape, or a path that does not start with `/`.
 pub fn normalize_path(uri: &str) -> Option<Cow<'_, str>> {
     let path = uri.split(['?', '#']).next().unwrap_or("");
     // An absolute URI (`http://host/path`) as some gateways send it: only at the start.
@@ -33,7 +34,7 @@ pub fn normalize_path(uri: &str) -> Option<Cow<'_, str>> {
     }
     // Most paths are already normal: no escape, no empty, `.` or `..` segment but the last.
     let mut segments = path.split('/').skip(1).peekable();
-    let mut normal = !path.contains('%');
+    let mut normal = !path.contains('%') && path.is_ascii();
     while let (true, Some(segment)) = (normal, segments.next()) {
         let last = segments.peek().is_none();
         normal = !matches!(segment, "." | "..") && (last || !segment.is_empty());
@@ -42,7 +43,7 @@ pub fn normalize_path(uri: &str) -> Option<Cow<'_, str>> {
         return Some(Cow::Borrowed(path));
     }
     let bytes = path.as_bytes();
-    let mut decoded = String::with_capacity(path.len());
+    let mut decoded = String::with_capacity(path.len() + 8);
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
@@ -59,8 +60,12 @@ pub fn normalize_path(uri: &str) -> Option<Cow<'_, str>> {
                 b => decoded.push_str(&format!("%{b:02X}")),
             }
             i += 3;
-        } else {
+        } else if bytes[i].is_ascii() {
             decoded.push(char::from(bytes[i]));
+            i += 1;
+        } else {
+            // A byte of a character beyond ASCII, as its escape: one spelling for both.
+            decoded.push_str(&format!("%{:02X}", bytes[i]));
             i += 1;
         }
     }
@@ -107,6 +112,13 @@ mod tests {
             ("/a/b/..", "/a/"),
             ("/", "/"),
             ("/caf%c3%a9", "/caf%C3%A9"),
+            // Regression: a character beyond ASCII was read byte by byte as Latin-1 once the
+            // path needed decoding (`/café/%61` read as `/cafÃ©/a`), so a rule for `/café`
+            // missed it. Raw and escaped, it now has one spelling.
+            ("/café", "/caf%C3%A9"),
+            ("/café/%61", "/caf%C3%A9/a"),
+            ("/caf%C3%A9/a", "/caf%C3%A9/a"),
+            ("/日本/../x", "/x"),
             ("http://gw.example/admin?q", "/admin"),
             ("HTTPS://gw.example/admin", "/admin"),
             // `://` inside a path is a path, not a new authority.
@@ -173,12 +185,13 @@ mod tests {
         "~",
     ];
 
-    /// A URI as a gateway could forward it: the pieces above and any printable ASCII (what a
-    /// header value or a request target can hold).
+    /// A URI as a gateway could forward it: the pieces above, any printable ASCII, and now and
+    /// then a character beyond ASCII (a request target may carry raw UTF-8).
     fn uri() -> impl Strategy<Value = String> {
         let piece = prop_oneof![
-            proptest::sample::select(&PIECES[..]).prop_map(str::to_owned),
-            (0x20u8..0x7f).prop_map(|b| char::from(b).to_string()),
+            8 => proptest::sample::select(&PIECES[..]).prop_map(str::to_owned),
+            8 => (0x20u8..0x7f).prop_map(|b| char::from(b).to_string()),
+            1 => proptest::sample::select(&["é", "ß", "日", "😀"][..]).prop_map(str::to_owned),
         ];
         let uri = proptest::collection::vec(piece, 0..16).prop_map(|pieces| pieces.concat());
         // Most of them paths: anything else is refused at once.
@@ -197,26 +210,28 @@ mod tests {
     fn respell(uri: &str, encode: &[bool], upper: bool) -> String {
         // The scheme of an absolute URI is no path: left as it is.
         let encode = if uri.starts_with('/') { encode } else { &[] };
-        let mut out = String::with_capacity(3 * uri.len());
+        let mut out = Vec::with_capacity(3 * uri.len());
         let mut escape = 0;
         for (i, b) in uri.bytes().enumerate() {
             if escape > 0 {
                 escape -= 1;
-                out.push(char::from(b));
+                out.push(b);
             } else if b == b'%' {
                 escape = 2;
-                out.push('%');
+                out.push(b);
             } else if is_unreserved(b) && encode.get(i).copied().unwrap_or(false) {
-                out.push_str(&if upper {
+                let escaped = if upper {
                     format!("%{b:02X}")
                 } else {
                     format!("%{b:02x}")
-                });
+                };
+                out.extend_from_slice(escaped.as_bytes());
             } else {
-                out.push(char::from(b));
+                out.push(b);
             }
         }
-        out
+        // Only ASCII bytes were replaced, by ASCII: still UTF-8.
+        String::from_utf8(out).expect("UTF-8 in, UTF-8 out")
     }
 
     proptest! {
@@ -232,6 +247,7 @@ mod tests {
         fn a_normal_path_has_one_spelling(uri in uri()) {
             if let Some(normal) = normalize_path(&uri) {
                 prop_assert!(normal.starts_with('/'), "{}", normal);
+                prop_assert!(normal.is_ascii(), "{}", normal);
                 for bad in ["//", "/./", "/../", "\0"] {
                     prop_assert!(!normal.contains(bad), "{}", normal);
                 }
