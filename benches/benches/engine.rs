@@ -3,12 +3,13 @@
 //! - `cache-hit/ES256`: `TokenCache::get` on a realistic ES256 access token, SHA-256 of the
 //!   whole token included, in a cache holding 100 000 other verified tokens.
 //! - `cache-hit-digest/ES256`: the same lookup with the digest already computed: the map alone.
-//! - `routed-hit/ES256`: the cached path of the daemon's requests: `verify_routed` of a token
-//!   the engine's cache holds, through `Issuers` (digest, lookup, the owner check; no worker
+//! - `routed-hit/ES256`: the cached path of the daemon's requests: `EngineHandle::verify` of a
+//!   token the engine's cache holds (digest, lookup, the owner check; no routing, no worker
 //!   hop), inside a current-thread runtime's `block_on`.
 //! - `tessera/ES256`: full verification of the same token in the calling thread, for scale.
-//! - `single/ES256`: one verification through an idle engine (cache off): the added latency of
-//!   the worker hop at low load is `single - tessera`.
+//! - `single/ES256`: one verification through an idle engine (cache off), routed to its issuer
+//!   as every verification is: the added latency of routing and the worker hop at low load is
+//!   `single - tessera`.
 //! - `workers-N/ES256`: throughput of N workers (cache off), 256 distinct tokens per call to
 //!   `verify_batch`; reported per token. N × one worker's rate is the ideal.
 
@@ -18,10 +19,7 @@ use std::time::Duration;
 
 use benches::Contest;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use engine::{
-    CacheConfig, Cached, Engine, EngineConfig, Facts, IssuerSpec, Issuers, KeySource, Policy,
-    TokenCache, TokenDigest,
-};
+use engine::{CacheConfig, Cached, Engine, EngineConfig, Facts, TokenCache, TokenDigest};
 use jose::Algorithm;
 
 fn engine(c: &mut Criterion) {
@@ -80,10 +78,6 @@ fn engine(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
-    let policy = Arc::new(Policy::new(
-        contest.fixture.signer.key_set(),
-        benches::tessera_validation(),
-    ));
     let no_cache = CacheConfig {
         ttl: 0,
         negative_ttl: 0,
@@ -99,51 +93,44 @@ fn engine(c: &mut Criterion) {
         .collect();
     let refs: Vec<&[u8]> = tokens.iter().map(|t| t.as_bytes()).collect();
     {
-        let engine = Engine::start(EngineConfig {
+        let config = EngineConfig {
             workers: 1,
             pin: false,
             ..EngineConfig::default()
-        });
+        };
+        let engine: Engine =
+            Engine::start(config, benches::issuers(contest.fixture.signer.key_set()));
         let handle = engine.handle();
-        let issuers = Issuers::new(vec![(
-            IssuerSpec {
-                issuer: benches::ISSUER.into(),
-                audiences: vec![benches::AUDIENCE.into()],
-                ..IssuerSpec::default()
-            },
-            KeySource::Jwks(contest.fixture.signer.jwks_json().into_bytes()),
-        )])
-        .expect("issuers");
-        let verified = runtime.block_on(handle.verify_routed(token.as_bytes(), &issuers, now));
+        let verified = runtime.block_on(handle.verify(token.as_bytes(), now));
         assert!(verified.is_ok(), "the token verifies through its issuer");
         group.bench_function(BenchmarkId::new("routed-hit", "ES256"), |b| {
-            b.iter(|| {
-                runtime.block_on(handle.verify_routed(black_box(token.as_bytes()), &issuers, now))
-            })
+            b.iter(|| runtime.block_on(handle.verify(black_box(token.as_bytes()), now)))
         });
     }
     for workers in 1..=max_workers {
-        let engine = Engine::start(EngineConfig {
+        let config = EngineConfig {
             workers,
             pin: true,
             cache: no_cache,
             ..EngineConfig::default()
-        });
+        };
+        let engine: Engine =
+            Engine::start(config, benches::issuers(contest.fixture.signer.key_set()));
         let handle = engine.handle();
-        let results = runtime.block_on(handle.verify_batch(&refs, &policy, now));
+        let results = runtime.block_on(handle.verify_batch(&refs, now));
         assert!(
             results.iter().all(Result::is_ok),
             "engine verifies the batch"
         );
         if workers == 1 {
             group.bench_function(BenchmarkId::new("single", "ES256"), |b| {
-                b.iter(|| runtime.block_on(handle.verify(black_box(refs[0]), &policy, now)))
+                b.iter(|| runtime.block_on(handle.verify(black_box(refs[0]), now)))
             });
         }
         group.throughput(Throughput::Elements(refs.len() as u64));
         group.bench_function(
             BenchmarkId::new(format!("workers-{workers}"), "ES256"),
-            |b| b.iter(|| runtime.block_on(handle.verify_batch(black_box(&refs), &policy, now))),
+            |b| b.iter(|| runtime.block_on(handle.verify_batch(black_box(&refs), now))),
         );
         group.throughput(Throughput::Elements(1));
     }

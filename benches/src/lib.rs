@@ -306,6 +306,19 @@ pub fn tessera_validation() -> jose::Validation {
         .with_audience(AUDIENCE)
 }
 
+/// The benchmark tokens' issuer as the engine trusts it: tessera's policy for them
+/// ([`tessera_validation`]) with `keys`.
+pub fn issuers(keys: jose::KeySet) -> std::sync::Arc<engine::Issuers> {
+    let spec = engine::IssuerSpec {
+        issuer: ISSUER.into(),
+        audiences: vec![AUDIENCE.into()],
+        ..engine::IssuerSpec::default()
+    };
+    let issuers = engine::Issuers::new(vec![(spec, engine::KeySource::Keys(keys))])
+        .expect("the benchmark issuer");
+    std::sync::Arc::new(issuers)
+}
+
 /// The same policy for the `jsonwebtoken` crate. `nbf` is checked too, as tessera checks it
 /// whenever it is present.
 pub fn jsonwebtoken_validation(alg: jsonwebtoken::Algorithm) -> jsonwebtoken::Validation {

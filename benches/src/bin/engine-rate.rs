@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use engine::{CacheConfig, Engine, EngineConfig, Policy};
+use engine::{CacheConfig, Engine, EngineConfig};
 use jose::Algorithm;
 
 fn arg(args: &[String], name: &str) -> Option<String> {
@@ -49,19 +49,21 @@ fn main() {
             })
             .collect(),
     );
-    let policy = Arc::new(Policy::new(signer.key_set(), benches::tessera_validation()));
     // The cache off: every verification is done.
-    let engine = Engine::start(EngineConfig {
-        workers,
-        pin: true,
-        queue_per_worker: 4096,
-        batch: 64,
-        cache: CacheConfig {
-            ttl: 0,
-            negative_ttl: 0,
-            ..CacheConfig::default()
+    let engine: Engine = Engine::start(
+        EngineConfig {
+            workers,
+            pin: true,
+            queue_per_worker: 4096,
+            batch: 64,
+            cache: CacheConfig {
+                ttl: 0,
+                negative_ttl: 0,
+                ..CacheConfig::default()
+            },
         },
-    });
+        benches::issuers(signer.key_set()),
+    );
     let handle = engine.handle();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -73,8 +75,7 @@ fn main() {
     let elapsed = runtime.block_on(async {
         let mut tasks = tokio::task::JoinSet::new();
         for caller in 0..callers {
-            let (handle, policy, tokens) =
-                (handle.clone(), Arc::clone(&policy), Arc::clone(&tokens));
+            let (handle, tokens) = (handle.clone(), Arc::clone(&tokens));
             let (verified, measuring, stop) = (
                 Arc::clone(&verified),
                 Arc::clone(&measuring),
@@ -87,7 +88,7 @@ fn main() {
                         .map(|i| tokens[(at + i) % tokens.len()].as_bytes())
                         .collect();
                     at += batch;
-                    let results = handle.verify_batch(&chunk, &policy, now).await;
+                    let results = handle.verify_batch(&chunk, now).await;
                     assert!(results.iter().all(Result::is_ok), "every token verifies");
                     if measuring.load(Ordering::Relaxed) {
                         verified.fetch_add(results.len() as u64, Ordering::Relaxed);

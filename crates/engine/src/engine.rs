@@ -1,6 +1,7 @@
-//! The engine: its configuration, its workers' threads (one per core, pinned when asked, fed
-//! through a lock-free injector queue; the loop is in `worker.rs`), and the handle its callers
-//! submit through (one token, a batch, routed to the issuer each token claims).
+//! The engine owns verification: the trusted issuers, the verified-token cache and the worker
+//! threads (one per core, pinned when asked, fed through a lock-free injector queue; the loop is
+//! in `worker.rs`). Callers hold an [`EngineHandle`] and say `verify(token, now)`,
+//! `verify_batch(tokens, now)` and `refresh()`; each token is routed to the issuer it claims.
 //!
 //! Admission is bounded: the engine accepts at most `workers × queue_per_worker` verifications
 //! in flight and answers [`EngineError::Overloaded`] at once beyond that, so there is no
@@ -16,12 +17,12 @@ use tokio::sync::oneshot;
 
 use crate::cache::{CacheConfig, Cached, TokenCache, TokenDigest};
 use crate::error::EngineError;
-use crate::issuers::Issuers;
+use crate::issuers::{Applied, Issuers};
 use crate::policy::Policy;
-use crate::replies::{BatchReplies, Reply, Slot, Submitted};
+use crate::replies::{BatchReplies, Reply};
 use crate::shared::{Job, Shared};
 use crate::stats::{Counters, EngineStats, CODES};
-use crate::token::{Token, Verified};
+use crate::token::{Kept, Token, Verified};
 use crate::worker::run_worker;
 
 /// How the engine runs.
@@ -65,19 +66,26 @@ impl Default for EngineConfig {
 }
 
 /// The running engine; dropping it stops the workers once every admitted verification is
-/// answered, and joins them.
-pub struct Engine {
-    handle: EngineHandle,
+/// answered, and joins them. `R` is what callers keep with each verified token ([`Kept`]).
+pub struct Engine<R: Kept = ()> {
+    handle: EngineHandle<R>,
     threads: Vec<JoinHandle<()>>,
 }
 
 /// A cheap, cloneable handle to submit verifications.
-#[derive(Clone)]
-pub struct EngineHandle {
-    shared: Arc<Shared>,
+pub struct EngineHandle<R: Kept = ()> {
+    shared: Arc<Shared<R>>,
 }
 
-impl std::fmt::Debug for Engine {
+impl<R: Kept> Clone for EngineHandle<R> {
+    fn clone(&self) -> Self {
+        EngineHandle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<R: Kept> std::fmt::Debug for Engine<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
             .field("workers", &self.threads.len())
@@ -85,16 +93,17 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-impl std::fmt::Debug for EngineHandle {
+impl<R: Kept> std::fmt::Debug for EngineHandle<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EngineHandle").finish_non_exhaustive()
     }
 }
 
-impl Engine {
-    pub fn start(config: EngineConfig) -> Self {
+impl<R: Kept> Engine<R> {
+    /// Starts the workers; the engine verifies tokens of `issuers` from now on.
+    pub fn start(config: EngineConfig, issuers: Arc<Issuers>) -> Self {
         let workers = config.workers.max(1);
-        let locals: Vec<Worker<Job>> = (0..workers).map(|_| Worker::new_fifo()).collect();
+        let locals: Vec<Worker<Job<R>>> = (0..workers).map(|_| Worker::new_fifo()).collect();
         let shared = Arc::new(Shared {
             injector: Injector::new(),
             stealers: locals.iter().map(Worker::stealer).collect(),
@@ -106,6 +115,7 @@ impl Engine {
             idle: Mutex::new(()),
             wake: Condvar::new(),
             cache: TokenCache::new(config.cache),
+            issuers,
             counters: Counters::default(),
         });
         let cores = if config.pin {
@@ -136,12 +146,12 @@ impl Engine {
         }
     }
 
-    pub fn handle(&self) -> EngineHandle {
+    pub fn handle(&self) -> EngineHandle<R> {
         self.handle.clone()
     }
 }
 
-impl Drop for Engine {
+impl<R: Kept> Drop for Engine<R> {
     fn drop(&mut self) {
         let shared = &self.handle.shared;
         shared.shutdown.store(true, Ordering::SeqCst);
@@ -155,28 +165,15 @@ impl Drop for Engine {
     }
 }
 
-impl EngineHandle {
-    /// Verifies `token` against `policy` at time `now` (Unix seconds).
-    pub async fn verify(
-        &self,
-        token: &[u8],
-        policy: &Arc<Policy>,
-        now: i64,
-    ) -> Result<Verified, EngineError> {
-        self.submit(token, policy, now).answer().await
-    }
-
-    /// Verifies `token` with the issuer its header routes it to (see [`crate::Issuers::route`]).
-    pub async fn verify_routed(
-        &self,
-        token: &[u8],
-        issuers: &Issuers,
-        now: i64,
-    ) -> Result<Verified, EngineError> {
+impl<R: Kept> EngineHandle<R> {
+    /// Verifies `token` at time `now` (Unix seconds) with the issuer it claims (see
+    /// [`Issuers::route`]); an unknown `kid` lets that issuer's remote key set refetch first.
+    pub async fn verify(&self, token: &[u8], now: i64) -> Result<Verified<R>, EngineError> {
         let digest = TokenDigest::of(token);
-        if let Some(hit) = self.cached_routed(&digest, issuers, now) {
+        if let Some(hit) = self.cached(&digest, now) {
             return hit;
         }
+        let issuers = &self.shared.issuers;
         let mut routed = issuers.route(token);
         // An unknown kid may mean its issuer rotated: let its remote key set refetch (at most
         // once per cool-down), then route again.
@@ -193,62 +190,37 @@ impl EngineHandle {
                 return Err(EngineError::Invalid(e.code()));
             }
         };
-        match self.cached(&digest, policy, now) {
-            Some(result) => result,
-            None => self.enqueue(token, digest, policy, now).answer().await,
-        }
+        self.admit()?;
+        let (reply, receive) = oneshot::channel();
+        self.push(token, digest, policy, now, Reply::One(reply));
+        // A reply dropped unanswered: the engine went away.
+        receive.await.unwrap_or(Err(EngineError::Shutdown))
     }
 
-    /// A cached verification of the token with `digest` by one of `issuers`, answered before
-    /// routing: routing is a function of the token's `iss`, so the issuer whose policy verified
-    /// it is the one routing would reach again (its verdicts are evicted when its keys change).
-    /// Only valid verdicts: a refusal may have been cached under a policy the token was given
-    /// directly, so it is looked up after routing.
-    fn cached_routed(
-        &self,
-        digest: &TokenDigest,
-        issuers: &Issuers,
-        now: i64,
-    ) -> Option<Result<Verified, EngineError>> {
-        let shared = &self.shared;
-        if shared.shutdown.load(Ordering::Relaxed) {
-            return Some(Err(EngineError::Shutdown));
-        }
-        match shared
-            .cache
-            .get_digest_by(digest, |owner| issuers.owns(owner), now)?
-        {
-            Cached::Valid(jwt) => {
-                shared.counters.valid(jwt.alg());
-                shared.counters.add(|s| &s.cache_hits, 1);
-                Some(Ok(jwt))
-            }
-            Cached::Invalid(_) => None,
-        }
-    }
-
-    /// Verifies several tokens, each with the issuer its header routes it to; the results come
-    /// back in the same order. Every miss is queued before any is awaited, so the workers see
-    /// the whole batch at once. Unknown kids let remote key sets refetch once for the batch.
-    pub async fn verify_routed_batch(
+    /// Verifies several tokens, each with the issuer it claims; the results come back in the
+    /// same order. Every miss is queued before any is awaited, so the workers see the whole
+    /// batch at once. Unknown kids let their issuers' remote key sets refetch once for the
+    /// batch. Tokens the engine has no room for get [`EngineError::Overloaded`].
+    pub async fn verify_batch(
         &self,
         tokens: &[&[u8]],
-        issuers: &Issuers,
         now: i64,
-    ) -> Vec<Result<Verified, EngineError>> {
+    ) -> Vec<Result<Verified<R>, EngineError>> {
+        let issuers = &self.shared.issuers;
         // Each token is a cache hit, or routed to its issuer.
-        let mut steps: Vec<(TokenDigest, Step)> = tokens
+        let mut steps: Vec<(TokenDigest, Step<'_, R>)> = tokens
             .iter()
             .map(|token| {
                 let digest = TokenDigest::of(token);
-                let step = match self.cached_routed(&digest, issuers, now) {
+                let step = match self.cached(&digest, now) {
                     Some(hit) => Step::Hit(hit),
                     None => Step::Routed(issuers.route(token)),
                 };
                 (digest, step)
             })
             .collect();
-        let unknown = |step: &Step| matches!(step, Step::Routed(Err(jose::Error::UnknownKey)));
+        let unknown =
+            |step: &Step<'_, R>| matches!(step, Step::Routed(Err(jose::Error::UnknownKey)));
         if issuers.has_remote() && steps.iter().any(|(_, s)| unknown(s)) {
             let strangers: Vec<&[u8]> = tokens
                 .iter()
@@ -269,7 +241,10 @@ impl EngineHandle {
             let slot = batch.slot(index);
             match step {
                 Step::Hit(hit) => slot.send(hit),
-                Step::Routed(Ok(policy)) => self.submit_digest_to(token, digest, policy, now, slot),
+                Step::Routed(Ok(policy)) => match self.admit() {
+                    Ok(()) => self.push(token, digest, policy, now, Reply::Batch(slot)),
+                    Err(e) => slot.send(Err(e)),
+                },
                 Step::Routed(Err(e)) => {
                     self.shared.counters.invalid(e.code());
                     slot.send(Err(EngineError::Invalid(e.code())));
@@ -279,64 +254,17 @@ impl EngineHandle {
         batch.gather().await
     }
 
-    /// Verifies several tokens; the results come back in the same order. Tokens the engine has
-    /// no room for get [`EngineError::Overloaded`].
-    pub async fn verify_batch(
-        &self,
-        tokens: &[&[u8]],
-        policy: &Arc<Policy>,
-        now: i64,
-    ) -> Vec<Result<Verified, EngineError>> {
-        let batch = BatchReplies::new(tokens.len());
-        for (index, token) in tokens.iter().enumerate() {
-            let slot = batch.slot(index);
-            self.submit_to(token, policy, now, slot);
-        }
-        batch.gather().await
-    }
-
-    fn submit(&self, token: &[u8], policy: &Arc<Policy>, now: i64) -> Submitted {
-        let digest = TokenDigest::of(token);
-        match self.cached(&digest, policy, now) {
-            Some(result) => Submitted::Done(result),
-            None => self.enqueue(token, digest, policy, now),
-        }
-    }
-
-    /// As `submit`, for one token of a batch: answered in its place.
-    fn submit_to(&self, token: &[u8], policy: &Arc<Policy>, now: i64, slot: Slot) {
-        self.submit_digest_to(token, TokenDigest::of(token), policy, now, slot)
-    }
-
-    fn submit_digest_to(
-        &self,
-        token: &[u8],
-        digest: TokenDigest,
-        policy: &Arc<Policy>,
-        now: i64,
-        slot: Slot,
-    ) {
-        if let Some(result) = self.cached(&digest, policy, now) {
-            return slot.send(result);
-        }
-        match self.admit() {
-            Ok(()) => self.push(token, digest, policy, now, Reply::Batch(slot)),
-            Err(e) => slot.send(Err(e)),
-        }
-    }
-
-    /// The cache's verdict on the token with `digest`, if it has one (or the engine is down).
-    fn cached(
-        &self,
-        digest: &TokenDigest,
-        policy: &Policy,
-        now: i64,
-    ) -> Option<Result<Verified, EngineError>> {
+    /// The cache's verdict on the token with `digest`, if it has one (or the engine is down),
+    /// answered before routing: routing is a function of the token's `iss`, so the issuer whose
+    /// policy decided it is the one routing would reach again (an issuer's verdicts are evicted
+    /// when its keys change). Only verdicts of these issuers' policies are taken.
+    fn cached(&self, digest: &TokenDigest, now: i64) -> Option<Result<Verified<R>, EngineError>> {
         let shared = &self.shared;
         if shared.shutdown.load(Ordering::Relaxed) {
             return Some(Err(EngineError::Shutdown));
         }
-        let hit = match shared.cache.get_digest(digest, policy.id(), now)? {
+        let owned = |owner| shared.issuers.owns(owner);
+        let hit = match shared.cache.get_digest_by(digest, owned, now)? {
             Cached::Valid(jwt) => {
                 shared.counters.valid(jwt.alg());
                 Ok(jwt)
@@ -348,22 +276,6 @@ impl EngineHandle {
         };
         shared.counters.add(|s| &s.cache_hits, 1);
         Some(hit)
-    }
-
-    /// Admits the token and queues it for a worker, or refuses it as overloaded.
-    fn enqueue(
-        &self,
-        token: &[u8],
-        digest: TokenDigest,
-        policy: &Arc<Policy>,
-        now: i64,
-    ) -> Submitted {
-        if let Err(e) = self.admit() {
-            return Submitted::Done(Err(e));
-        }
-        let (reply, receive) = oneshot::channel();
-        self.push(token, digest, policy, now, Reply::One(reply));
-        Submitted::Queued(receive)
     }
 
     /// Counts one more verification in flight, or refuses it: `Overloaded` beyond capacity,
@@ -391,7 +303,7 @@ impl EngineHandle {
         digest: TokenDigest,
         policy: &Arc<Policy>,
         now: i64,
-        reply: Reply,
+        reply: Reply<R>,
     ) {
         let shared = &self.shared;
         shared.injector.push(Job {
@@ -432,33 +344,40 @@ impl EngineHandle {
         }
     }
 
-    /// Runs [`Issuers::refresh`] every `every` on the current Tokio runtime, until the task is
-    /// aborted: remote key sets are refetched when their `Cache-Control` age runs out, and
-    /// local key set changes reach verification within `every`.
-    pub fn keep_fresh(
-        &self,
-        issuers: Arc<Issuers>,
-        every: std::time::Duration,
-    ) -> tokio::task::JoinHandle<()> {
+    /// The trusted issuers (their states, for readiness and metrics).
+    pub fn issuers(&self) -> &Arc<Issuers> {
+        &self.shared.issuers
+    }
+
+    /// Refetches stale remote key sets and applies every changed set (see
+    /// [`Issuers::refresh`]), evicting the verdicts of keys that changed.
+    pub async fn refresh(&self) -> Vec<Applied<'_>> {
+        self.shared.issuers.refresh(&self.shared.cache).await
+    }
+
+    /// Runs [`EngineHandle::refresh`] every `every` on the current Tokio runtime, until the
+    /// task is aborted: remote key sets are refetched when their `Cache-Control` age runs out,
+    /// and local key set changes reach verification within `every`.
+    pub fn keep_fresh(&self, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
         let engine = self.clone();
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticks.tick().await;
-                issuers.refresh(engine.cache()).await;
+                engine.refresh().await;
             }
         })
     }
 
-    /// The cache, for revocation hooks and key set changes.
-    pub fn cache(&self) -> &TokenCache<Token> {
+    /// The cache, for revocation hooks.
+    pub fn cache(&self) -> &TokenCache<Token<R>> {
         &self.shared.cache
     }
 }
 
-/// Where one token of a routed batch stands before it is queued.
-enum Step<'i> {
-    Hit(Result<Verified, EngineError>),
+/// Where one token of a batch stands before it is queued.
+enum Step<'i, R: Kept> {
+    Hit(Result<Verified<R>, EngineError>),
     Routed(Result<&'i Arc<Policy>, jose::Error>),
 }

@@ -51,10 +51,12 @@ impl IssuerSpec {
 }
 
 /// Where an issuer's keys come from.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub enum KeySource {
     /// A JWK Set document, read once.
     Jwks(Vec<u8>),
+    /// Keys in hand, fixed.
+    Keys(KeySet),
     /// A `jwks_uri`, kept fresh.
     Remote(Arc<RemoteKeySet>),
     /// Keys that the process itself keeps current (the HSM's published keys).
@@ -205,6 +207,13 @@ impl Issuers {
                         error,
                     })?;
                     let keys = keep(&spec, parsed.keys.into_keys())?;
+                    if keys.is_empty() {
+                        return Err(IssuersError::NoKeys(spec.issuer.clone()));
+                    }
+                    (keys, None, None)
+                }
+                KeySource::Keys(keys) => {
+                    let keys = keep(&spec, keys.into_keys())?;
                     if keys.is_empty() {
                         return Err(IssuersError::NoKeys(spec.issuer.clone()));
                     }

@@ -28,4 +28,4 @@ pub use issuers::{
 pub use policy::Policy;
 pub use remote::{RemoteConfig, RemoteError, RemoteKeySet};
 pub use stats::EngineStats;
-pub use token::{Token, Verified};
+pub use token::{Kept, Token, Verified};

@@ -7,16 +7,19 @@ use std::sync::{Arc, OnceLock};
 use tokio::sync::oneshot;
 
 use crate::error::EngineError;
-use crate::token::Verified;
+use crate::token::{Kept, Verified};
+
+/// One token's verdict as the engine answers it.
+pub(crate) type Verdict<R> = Result<Verified<R>, EngineError>;
 
 /// Where a job's verdict goes: its own channel, or its place in a batch awaited as one.
-pub(crate) enum Reply {
-    One(oneshot::Sender<Result<Verified, EngineError>>),
-    Batch(Slot),
+pub(crate) enum Reply<R: Kept> {
+    One(oneshot::Sender<Verdict<R>>),
+    Batch(Slot<R>),
 }
 
-impl Reply {
-    pub(crate) fn send(self, result: Result<Verified, EngineError>) {
+impl<R: Kept> Reply<R> {
+    pub(crate) fn send(self, result: Verdict<R>) {
         match self {
             // The caller may have gone away.
             Reply::One(sender) => drop(sender.send(result)),
@@ -27,14 +30,14 @@ impl Reply {
 
 /// The verdicts of one batch, each in its place; the waiting caller is woken once, by the last
 /// verdict in (a wake-up per token costs the caller's thread a context switch per token).
-pub(crate) struct BatchReplies {
-    verdicts: Box<[OnceLock<Result<Verified, EngineError>>]>,
+pub(crate) struct BatchReplies<R: Kept> {
+    verdicts: Box<[OnceLock<Verdict<R>>]>,
     /// Places not answered yet.
     remaining: AtomicUsize,
     done: tokio::sync::Notify,
 }
 
-impl BatchReplies {
+impl<R: Kept> BatchReplies<R> {
     pub(crate) fn new(len: usize) -> Arc<Self> {
         Arc::new(BatchReplies {
             verdicts: (0..len).map(|_| OnceLock::new()).collect(),
@@ -44,7 +47,7 @@ impl BatchReplies {
     }
 
     /// The place of the batch's `index`th token.
-    pub(crate) fn slot(self: &Arc<Self>, index: usize) -> Slot {
+    pub(crate) fn slot(self: &Arc<Self>, index: usize) -> Slot<R> {
         Slot {
             batch: Arc::clone(self),
             index,
@@ -52,7 +55,7 @@ impl BatchReplies {
     }
 
     /// The verdicts in order, once every place is answered.
-    pub(crate) async fn gather(&self) -> Vec<Result<Verified, EngineError>> {
+    pub(crate) async fn gather(&self) -> Vec<Verdict<R>> {
         // `notify_one` keeps its wake-up for a waiter still to come: none is lost.
         while self.remaining.load(Ordering::Acquire) > 0 {
             self.done.notified().await;
@@ -66,37 +69,23 @@ impl BatchReplies {
 
 /// One token's place in a batch. Answered exactly once: by `send`, or, dropped unanswered (the
 /// engine went away), with `Shutdown`.
-pub(crate) struct Slot {
-    batch: Arc<BatchReplies>,
+pub(crate) struct Slot<R: Kept> {
+    batch: Arc<BatchReplies<R>>,
     index: usize,
 }
 
-impl Slot {
-    pub(crate) fn send(self, result: Result<Verified, EngineError>) {
+impl<R: Kept> Slot<R> {
+    pub(crate) fn send(self, result: Verdict<R>) {
         let _ = self.batch.verdicts[self.index].set(result);
         // Dropping counts it.
     }
 }
 
-impl Drop for Slot {
+impl<R: Kept> Drop for Slot<R> {
     fn drop(&mut self) {
         let _ = self.batch.verdicts[self.index].set(Err(EngineError::Shutdown));
         if self.batch.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.batch.done.notify_one();
-        }
-    }
-}
-
-pub(crate) enum Submitted {
-    Done(Result<Verified, EngineError>),
-    Queued(oneshot::Receiver<Result<Verified, EngineError>>),
-}
-
-impl Submitted {
-    pub(crate) async fn answer(self) -> Result<Verified, EngineError> {
-        match self {
-            Submitted::Done(result) => result,
-            Submitted::Queued(reply) => reply.await.unwrap_or(Err(EngineError::Shutdown)),
         }
     }
 }
@@ -116,8 +105,8 @@ mod tests {
 
     #[test]
     fn a_batch_is_answered_in_order_once_every_place_is() {
-        let batch = BatchReplies::new(3);
-        let slots: Vec<Slot> = (0..3).map(|index| batch.slot(index)).collect();
+        let batch = BatchReplies::<()>::new(3);
+        let slots: Vec<Slot<()>> = (0..3).map(|index| batch.slot(index)).collect();
         let mut slots = slots.into_iter();
         let (first, second, third) = (slots.next(), slots.next(), slots.next());
         // Answered from other threads, out of order; one place is dropped unanswered.
@@ -150,6 +139,6 @@ mod tests {
 
     #[test]
     fn an_empty_batch_is_answered_at_once() {
-        assert!(block_on(BatchReplies::new(0).gather()).is_empty());
+        assert!(block_on(BatchReplies::<()>::new(0).gather()).is_empty());
     }
 }

@@ -7,23 +7,24 @@ use std::sync::{Arc, Condvar, Mutex};
 use crossbeam_deque::{Injector, Stealer};
 
 use crate::cache::{TokenCache, TokenDigest};
+use crate::issuers::Issuers;
 use crate::policy::Policy;
 use crate::replies::Reply;
 use crate::stats::Counters;
-use crate::token::Token;
+use crate::token::{Kept, Token};
 
 /// One admitted verification.
-pub(crate) struct Job {
+pub(crate) struct Job<R: Kept> {
     pub(crate) token: Box<[u8]>,
     pub(crate) digest: TokenDigest,
     pub(crate) policy: Arc<Policy>,
     pub(crate) now: i64,
-    pub(crate) reply: Reply,
+    pub(crate) reply: Reply<R>,
 }
 
-pub(crate) struct Shared {
-    pub(crate) injector: Injector<Job>,
-    pub(crate) stealers: Vec<Stealer<Job>>,
+pub(crate) struct Shared<R: Kept> {
+    pub(crate) injector: Injector<Job<R>>,
+    pub(crate) stealers: Vec<Stealer<Job<R>>>,
     pub(crate) in_flight: AtomicUsize,
     pub(crate) capacity: usize,
     pub(crate) batch: usize,
@@ -31,6 +32,8 @@ pub(crate) struct Shared {
     pub(crate) sleeping: AtomicUsize,
     pub(crate) idle: Mutex<()>,
     pub(crate) wake: Condvar,
-    pub(crate) cache: TokenCache<Token>,
+    pub(crate) cache: TokenCache<Token<R>>,
+    /// The trusted issuers tokens are routed to.
+    pub(crate) issuers: Arc<Issuers>,
     pub(crate) counters: Counters,
 }

@@ -1,39 +1,43 @@
 //! A verified token as the engine hands it out and caches it: the decoded header and claims,
-//! and one slot where a caller keeps what it made of them.
+//! and what the engine's caller keeps with them.
 
-use std::any::Any;
 use std::ops::Deref;
-use std::sync::OnceLock;
+use std::sync::Arc;
 
 use jose::Jwt;
 
-/// A verified token. Dereferences to its [`Jwt`]; shared (as [`crate::Verified`]) between the
-/// cache and every caller that asks for the same token while its verdict is cached.
-pub struct Token {
+/// What a caller of the engine keeps with each verified token: made empty (`Default`) when the
+/// token is verified and kept with it in the cache for as long as its verdict, so that what the
+/// caller makes of a token once (the daemon's rendered answers, in `OnceLock`s) serves every
+/// cache hit. `()` keeps nothing.
+pub trait Kept: Default + Send + Sync + 'static {}
+
+impl<T: Default + Send + Sync + 'static> Kept for T {}
+
+/// A verified token. Dereferences to its [`Jwt`]; shared (as [`Verified`]) between the cache and
+/// every caller that asks for the same token while its verdict is cached.
+pub struct Token<R = ()> {
     jwt: Jwt,
-    rendered: OnceLock<Box<dyn Any + Send + Sync>>,
+    kept: R,
 }
 
-impl Token {
+impl<R: Kept> Token<R> {
     pub fn new(jwt: Jwt) -> Self {
         Token {
             jwt,
-            rendered: OnceLock::new(),
+            kept: R::default(),
         }
-    }
-
-    /// What `render` makes of this token, made on the first call and kept with the token (in
-    /// the cache, for as long as its verdict): a caller's answer to one verified token is the
-    /// same every time, so a cache hit need not make it again. One slot per token, so one type
-    /// per program; `None` when the slot already holds another type.
-    pub fn rendered<T: Any + Send + Sync>(&self, render: impl FnOnce(&Jwt) -> T) -> Option<&T> {
-        self.rendered
-            .get_or_init(|| Box::new(render(&self.jwt)))
-            .downcast_ref()
     }
 }
 
-impl Deref for Token {
+impl<R> Token<R> {
+    /// What the caller keeps with this token.
+    pub fn kept(&self) -> &R {
+        &self.kept
+    }
+}
+
+impl<R> Deref for Token<R> {
     type Target = Jwt;
 
     fn deref(&self) -> &Jwt {
@@ -41,24 +45,24 @@ impl Deref for Token {
     }
 }
 
-impl std::fmt::Debug for Token {
+impl<R> std::fmt::Debug for Token<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Token")
             .field("jwt", &self.jwt)
-            .field("rendered", &self.rendered.get().is_some())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
 /// A verified token, shared between the cache and callers.
-pub type Verified = std::sync::Arc<Token>;
+pub type Verified<R = ()> = Arc<Token<R>>;
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::OnceLock;
 
-    fn token() -> Token {
+    use super::*;
+
+    fn jwt() -> Jwt {
         let secret = b"a key of at least thirty-two bytes!!";
         let key = jose::VerifyingKey::hmac(jose::Algorithm::HS256, secret, Some("k")).expect("key");
         let keys = jose::KeySet::new(vec![key]).expect("key set");
@@ -67,25 +71,27 @@ mod tests {
         let hmac = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);
         let tag = aws_lc_rs::hmac::sign(&hmac, input.as_bytes());
         let signed = input.into_compact(tag.as_ref());
-        let jwt =
-            jose::jwt::verify(signed, &keys, &jose::Validation::default(), 1000).expect("valid");
-        Token::new(jwt)
+        jose::jwt::verify(signed, &keys, &jose::Validation::default(), 1000).expect("valid")
     }
 
     #[test]
-    fn a_rendering_is_made_once_and_kept() {
-        let token = token();
-        let made = AtomicUsize::new(0);
-        let render = |jwt: &Jwt| {
-            made.fetch_add(1, Ordering::Relaxed);
-            jwt.str_claim("sub").map(|s| s.into_owned())
-        };
-        assert_eq!(token.rendered(render), Some(&Some("alice".to_string())));
-        assert_eq!(token.rendered(render), Some(&Some("alice".to_string())));
-        assert_eq!(made.load(Ordering::Relaxed), 1);
-        // Another type does not replace it.
-        assert_eq!(token.rendered(|_| 7u32), None);
+    fn what_a_caller_keeps_is_made_once_and_kept() {
+        let token: Token<OnceLock<String>> = Token::new(jwt());
+        let mut made = 0;
+        for _ in 0..2 {
+            let sub = token.kept().get_or_init(|| {
+                made += 1;
+                token
+                    .str_claim("sub")
+                    .map(|s| s.into_owned())
+                    .unwrap_or_default()
+            });
+            assert_eq!(sub, "alice");
+        }
+        assert_eq!(made, 1);
         // The token itself is still there to read.
         assert_eq!(token.str_claim("sub").as_deref(), Some("alice"));
+        let nothing: Token = Token::new(jwt());
+        assert_eq!(nothing.kept(), &());
     }
 }

@@ -10,11 +10,16 @@ use crossbeam_deque::{Steal, Worker};
 use crate::cache::Facts;
 use crate::error::EngineError;
 use crate::shared::{Job, Shared};
-use crate::token::{Token, Verified};
+use crate::token::{Kept, Token, Verified};
 
 /// Takes up to `shared.batch` jobs: the local queue first, then the injector, then the other
 /// workers' queues.
-fn take_batch(index: usize, shared: &Shared, local: &Worker<Job>, batch: &mut Vec<Job>) {
+fn take_batch<R: Kept>(
+    index: usize,
+    shared: &Shared<R>,
+    local: &Worker<Job<R>>,
+    batch: &mut Vec<Job<R>>,
+) {
     while batch.len() < shared.batch {
         if let Some(job) = local.pop() {
             batch.push(job);
@@ -46,7 +51,7 @@ fn take_batch(index: usize, shared: &Shared, local: &Worker<Job>, batch: &mut Ve
 /// How long an idle worker sleeps before it looks at the queues again with no wake-up.
 const IDLE_CHECK: Duration = Duration::from_millis(250);
 
-pub(crate) fn run_worker(index: usize, shared: &Shared, local: &Worker<Job>) {
+pub(crate) fn run_worker<R: Kept>(index: usize, shared: &Shared<R>, local: &Worker<Job<R>>) {
     let mut batch = Vec::with_capacity(shared.batch);
     loop {
         take_batch(index, shared, local, &mut batch);
@@ -85,7 +90,7 @@ pub(crate) fn run_worker(index: usize, shared: &Shared, local: &Worker<Job>) {
     }
 }
 
-fn verify_one(shared: &Shared, job: &Job) -> Result<Verified, EngineError> {
+fn verify_one<R: Kept>(shared: &Shared<R>, job: &Job<R>) -> Result<Verified<R>, EngineError> {
     let (keys, generation) = job.policy.keys_and_generation();
     match jose::jwt::verify(&job.token, &keys, &job.policy.validation, job.now) {
         Ok(jwt) => {
@@ -100,7 +105,7 @@ fn verify_one(shared: &Shared, job: &Job) -> Result<Verified, EngineError> {
                 jti: jti.as_deref(),
                 sub: sub.as_deref(),
                 // The token's decoded header and claims, and what callers render of them
-                // (`Token::rendered`: about the claims again, twice).
+                // (what the caller keeps with it: about the claims again, twice).
                 bytes: job.token.len() * 4 + 256,
             };
             shared.cache.insert_valid(

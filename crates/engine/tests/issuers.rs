@@ -2,6 +2,8 @@
 //! issuer's keys, and must claim that issuer, so a key of issuer A never verifies a token claiming
 //! issuer B, and two issuers may use the same `kid`.
 
+use std::sync::Arc;
+
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
     EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING,
@@ -55,24 +57,21 @@ fn claims(iss: &str, aud: &str) -> String {
     format!(r#"{{"iss":"{iss}","aud":"{aud}","exp":{}}}"#, NOW + 60)
 }
 
-/// An engine with `workers` unpinned workers.
-fn engine(workers: usize) -> Engine {
-    Engine::start(EngineConfig {
+/// An engine with `workers` unpinned workers, verifying for `issuers`.
+fn engine(workers: usize, issuers: Issuers) -> Engine {
+    let config = EngineConfig {
         workers,
         pin: false,
         ..EngineConfig::default()
-    })
+    };
+    Engine::start(config, Arc::new(issuers))
 }
 
-fn verify(engine: &Engine, issuers: &Issuers, token: &str) -> Result<(), EngineError> {
+fn verify(engine: &Engine, token: &str) -> Result<(), EngineError> {
     tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime")
-        .block_on(
-            engine
-                .handle()
-                .verify_routed(token.as_bytes(), issuers, NOW),
-        )
+        .block_on(engine.handle().verify(token.as_bytes(), NOW))
         .map(|_| ())
 }
 
@@ -90,11 +89,10 @@ fn a_key_of_one_issuer_never_verifies_a_token_claiming_another() {
         ),
     ])
     .expect("issuers");
-    let engine = engine(1);
+    let engine = engine(1, issuers);
     assert_eq!(
         verify(
             &engine,
-            &issuers,
             &a.token(Some("a1"), &claims("https://a.example", "api"))
         ),
         Ok(())
@@ -102,7 +100,6 @@ fn a_key_of_one_issuer_never_verifies_a_token_claiming_another() {
     assert_eq!(
         verify(
             &engine,
-            &issuers,
             &b.token(Some("b1"), &claims("https://b.example", "api"))
         ),
         Ok(())
@@ -111,7 +108,6 @@ fn a_key_of_one_issuer_never_verifies_a_token_claiming_another() {
     assert_eq!(
         verify(
             &engine,
-            &issuers,
             &a.token(Some("a1"), &claims("https://b.example", "api"))
         ),
         Err(EngineError::Invalid("unknown_key"))
@@ -120,7 +116,6 @@ fn a_key_of_one_issuer_never_verifies_a_token_claiming_another() {
     assert_eq!(
         verify(
             &engine,
-            &issuers,
             &a.token(Some("a1"), &claims("https://c.example", "api"))
         ),
         Err(EngineError::Invalid("invalid_issuer"))
@@ -129,7 +124,6 @@ fn a_key_of_one_issuer_never_verifies_a_token_claiming_another() {
     assert_eq!(
         verify(
             &engine,
-            &issuers,
             &a.token(Some("b1"), &claims("https://b.example", "api"))
         ),
         Err(EngineError::Invalid("bad_signature"))
@@ -138,24 +132,18 @@ fn a_key_of_one_issuer_never_verifies_a_token_claiming_another() {
     assert_eq!(
         verify(
             &engine,
-            &issuers,
             &a.token(Some("zz"), &claims("https://a.example", "api"))
         ),
         Err(EngineError::Invalid("unknown_key"))
     );
     assert_eq!(
-        verify(
-            &engine,
-            &issuers,
-            &a.token(None, &claims("https://a.example", "api"))
-        ),
+        verify(&engine, &a.token(None, &claims("https://a.example", "api"))),
         Ok(())
     );
     // Audiences are the issuer's own.
     assert_eq!(
         verify(
             &engine,
-            &issuers,
             &a.token(Some("a1"), &claims("https://a.example", "other"))
         ),
         Err(EngineError::Invalid("invalid_audience"))
@@ -207,7 +195,7 @@ fn routed_batches_answer_in_order_with_each_issuers_verdict() {
         (spec("https://b.example", &[], &[]), jwks(&[b.jwk("b1")])),
     ])
     .expect("issuers");
-    let engine = engine(2);
+    let engine = engine(2, issuers);
     let mut tokens = Vec::new();
     let mut expected = Vec::new();
     for i in 0..40 {
@@ -240,7 +228,7 @@ fn routed_batches_answer_in_order_with_each_issuers_verdict() {
     let results = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime")
-        .block_on(engine.handle().verify_routed_batch(&refs, &issuers, NOW));
+        .block_on(engine.handle().verify_batch(&refs, NOW));
     let results: Vec<Result<(), EngineError>> =
         results.into_iter().map(|r| r.map(|_| ())).collect();
     assert_eq!(results, expected);
@@ -258,14 +246,9 @@ fn regression_the_same_kid_under_two_issuers_is_not_an_error() {
         (spec("https://b.example", &[], &[]), jwks(&[b.jwk("1")])),
     ])
     .expect("the same kid under two issuers is accepted");
-    let engine = engine(1);
-    let verdict = |signer: &Es256, iss: &str| {
-        verify(
-            &engine,
-            &issuers,
-            &signer.token(Some("1"), &claims(iss, "x")),
-        )
-    };
+    let engine = engine(1, issuers);
+    let verdict =
+        |signer: &Es256, iss: &str| verify(&engine, &signer.token(Some("1"), &claims(iss, "x")));
     assert_eq!(verdict(&a, "https://a.example"), Ok(()));
     assert_eq!(verdict(&b, "https://b.example"), Ok(()));
     assert_eq!(
@@ -284,35 +267,32 @@ fn regression_the_same_kid_under_two_issuers_is_not_an_error() {
 #[test]
 fn regression_a_kidless_token_keeps_verifying_when_another_issuer_has_its_algorithm() {
     let (a, b) = (Es256::new(), Es256::new());
-    let engine = engine(1);
     let token = a.token(None, &claims("https://a.example", "x"));
-    let alone = Issuers::new(vec![(
-        spec("https://a.example", &[], &[]),
-        jwks(&[a.jwk("a1")]),
-    )])
-    .expect("issuers");
-    assert_eq!(verify(&engine, &alone, &token), Ok(()));
-    let with_b = Issuers::new(vec![
-        (spec("https://a.example", &[], &[]), jwks(&[a.jwk("a1")])),
-        (spec("https://b.example", &[], &[]), jwks(&[b.jwk("b1")])),
-    ])
-    .expect("issuers");
-    assert_eq!(verify(&engine, &with_b, &token), Ok(()));
+    let alone = engine(
+        1,
+        Issuers::new(vec![(
+            spec("https://a.example", &[], &[]),
+            jwks(&[a.jwk("a1")]),
+        )])
+        .expect("issuers"),
+    );
+    assert_eq!(verify(&alone, &token), Ok(()));
+    let with_b = engine(
+        1,
+        Issuers::new(vec![
+            (spec("https://a.example", &[], &[]), jwks(&[a.jwk("a1")])),
+            (spec("https://b.example", &[], &[]), jwks(&[b.jwk("b1")])),
+        ])
+        .expect("issuers"),
+    );
+    assert_eq!(verify(&with_b, &token), Ok(()));
     // B's kid-less token is B's, and A's key does not verify it.
     assert_eq!(
-        verify(
-            &engine,
-            &with_b,
-            &b.token(None, &claims("https://b.example", "x"))
-        ),
+        verify(&with_b, &b.token(None, &claims("https://b.example", "x"))),
         Ok(())
     );
     assert_eq!(
-        verify(
-            &engine,
-            &with_b,
-            &a.token(None, &claims("https://b.example", "x"))
-        ),
+        verify(&with_b, &a.token(None, &claims("https://b.example", "x"))),
         Err(EngineError::Invalid("bad_signature"))
     );
 }
@@ -337,12 +317,11 @@ fn an_issuers_typ_required_claims_and_max_lifetime_are_its_policy() {
     assert_eq!(v.typ.as_deref(), Some("at+jwt"));
     assert_eq!(v.required_claims, ["jti"]);
     assert_eq!(v.max_lifetime, Some(600));
-    let engine = engine(1);
+    let engine = engine(1, issuers);
     // No typ: refused before the claims are read.
     assert_eq!(
         verify(
             &engine,
-            &issuers,
             &a.token(Some("a1"), &claims("https://a.example", "api"))
         ),
         Err(EngineError::Invalid("invalid_type"))

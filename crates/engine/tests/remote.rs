@@ -221,12 +221,13 @@ fn spec(iss: &str) -> engine::IssuerSpec {
 }
 
 /// An engine with one unpinned worker.
-fn one_worker() -> engine::Engine {
-    engine::Engine::start(engine::EngineConfig {
+fn one_worker(issuers: &Arc<engine::Issuers>) -> engine::Engine {
+    let config = engine::EngineConfig {
         workers: 1,
         pin: false,
         ..engine::EngineConfig::default()
-    })
+    };
+    engine::Engine::start(config, Arc::clone(issuers))
 }
 
 /// Through the engine: an issuer whose keys come from a jwks_uri rotates; a token with the new
@@ -238,21 +239,22 @@ async fn issuers_follow_their_remote_key_sets() {
     let server = serve(ok(&["k1"])).await;
     let remote = Arc::new(RemoteKeySet::new(config(&server.url)).await.expect("fetch"));
     let iss = "https://issuer.example";
-    let issuers =
-        Issuers::new(vec![(spec(iss), KeySource::Remote(Arc::clone(&remote)))]).expect("issuers");
-    let engine = one_worker();
+    let issuers = Arc::new(
+        Issuers::new(vec![(spec(iss), KeySource::Remote(Arc::clone(&remote)))]).expect("issuers"),
+    );
+    let engine = one_worker(&issuers);
     let handle = engine.handle();
     let now = 1_800_000_000;
     let old = hs256("k1", iss);
     handle
-        .verify_routed(old.as_bytes(), &issuers, now)
+        .verify(old.as_bytes(), now)
         .await
         .expect("k1 verifies");
     assert_eq!(handle.cache().stats().entries, 1);
 
     // Unknown kid before the rotation is published: one fetch, still unknown.
     let new = hs256("k2", iss);
-    let r = handle.verify_routed(new.as_bytes(), &issuers, now).await;
+    let r = handle.verify(new.as_bytes(), now).await;
     assert_eq!(r.err(), Some(EngineError::Invalid("unknown_key")));
     assert_eq!(server.hits.load(Ordering::SeqCst), 2);
 
@@ -260,12 +262,12 @@ async fn issuers_follow_their_remote_key_sets() {
     *server.answer.lock().unwrap() = ok(&["k2"]);
     tokio::time::sleep(Duration::from_millis(350)).await;
     handle
-        .verify_routed(new.as_bytes(), &issuers, now)
+        .verify(new.as_bytes(), now)
         .await
         .expect("k2 verifies after refetch");
     assert_eq!(server.hits.load(Ordering::SeqCst), 3);
     // k1 left the set: its cached token is gone, and it no longer verifies.
-    let r = handle.verify_routed(old.as_bytes(), &issuers, now).await;
+    let r = handle.verify(old.as_bytes(), now).await;
     assert_eq!(r.err(), Some(EngineError::Invalid("unknown_key")));
     assert_eq!(
         handle.cache().stats().entries,
@@ -285,15 +287,17 @@ async fn regression_a_kid_another_issuer_uses_is_applied_and_kept_apart() {
     let server = serve(ok(&["k1"])).await;
     let remote = Arc::new(RemoteKeySet::new(config(&server.url)).await.expect("fetch"));
     let (a_iss, b_iss) = ("https://a.example", "https://b.example");
-    let issuers = Issuers::new(vec![
-        (
-            spec(a_iss),
-            KeySource::Jwks(oct_jwks("kA", &secret_a).into_bytes()),
-        ),
-        (spec(b_iss), KeySource::Remote(Arc::clone(&remote))),
-    ])
-    .expect("issuers");
-    let engine = one_worker();
+    let issuers = Arc::new(
+        Issuers::new(vec![
+            (
+                spec(a_iss),
+                KeySource::Jwks(oct_jwks("kA", &secret_a).into_bytes()),
+            ),
+            (spec(b_iss), KeySource::Remote(Arc::clone(&remote))),
+        ])
+        .expect("issuers"),
+    );
+    let engine = one_worker(&issuers);
     let handle = engine.handle();
     let now = 1_800_000_000;
     // B rotates to a key it calls kA; the first B token naming kA refetches B's set.
@@ -302,13 +306,7 @@ async fn regression_a_kid_another_issuer_uses_is_applied_and_kept_apart() {
     let verdict = |secret: &[u8], iss: &str| {
         let token = hs256_with(secret, Some("kA"), iss);
         let handle = handle.clone();
-        let issuers = &issuers;
-        async move {
-            handle
-                .verify_routed(token.as_bytes(), issuers, now)
-                .await
-                .map(|_| ())
-        }
+        async move { handle.verify(token.as_bytes(), now).await.map(|_| ()) }
     };
     assert_eq!(
         verdict(&secret_b, b_iss).await,
@@ -329,9 +327,7 @@ async fn regression_a_kid_another_issuer_uses_is_applied_and_kept_apart() {
     let hits = server.hits.load(Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(350)).await;
     let stranger = hs256_with(&secret_a, Some("nope"), a_iss);
-    let r = handle
-        .verify_routed(stranger.as_bytes(), &issuers, now)
-        .await;
+    let r = handle.verify(stranger.as_bytes(), now).await;
     assert_eq!(r.err(), Some(EngineError::Invalid("unknown_key")));
     assert_eq!(
         server.hits.load(Ordering::SeqCst),
@@ -392,30 +388,26 @@ async fn stale_keys_expire_after_max_stale() {
     cfg.max_stale = Duration::from_millis(400);
     let remote = Arc::new(RemoteKeySet::new(cfg).await.expect("fetch"));
     let iss = "https://issuer.example";
-    let issuers =
-        Issuers::new(vec![(spec(iss), KeySource::Remote(Arc::clone(&remote)))]).expect("issuers");
-    let engine = one_worker();
+    let issuers = Arc::new(
+        Issuers::new(vec![(spec(iss), KeySource::Remote(Arc::clone(&remote)))]).expect("issuers"),
+    );
+    let engine = one_worker(&issuers);
     let handle = engine.handle();
     let now = 1_800_000_000;
     let token = hs256("k1", iss);
-    let verdict = || async {
-        handle
-            .verify_routed(token.as_bytes(), &issuers, now)
-            .await
-            .map(|_| ())
-    };
+    let verdict = || async { handle.verify(token.as_bytes(), now).await.map(|_| ()) };
     assert_eq!(verdict().await, Ok(()));
     assert_eq!(issuers.states().next().map(|s| s.status()), Some("keys"));
 
     server.answer.lock().unwrap().status = 503;
-    issuers.refresh(handle.cache()).await;
+    handle.refresh().await;
     assert!(remote.failing_for().is_some());
     assert_eq!(kids(&remote), ["k1"], "stale keys are kept for a while");
     assert_eq!(verdict().await, Ok(()));
     assert_eq!(issuers.states().next().map(|s| s.status()), Some("stale"));
 
     tokio::time::sleep(Duration::from_millis(450)).await;
-    let applied = issuers.refresh(handle.cache()).await;
+    let applied = handle.refresh().await;
     assert_eq!(applied.len(), 1, "the empty set is applied");
     assert_eq!(remote.expirations(), 1);
     assert!(remote.keys().is_empty());
@@ -427,7 +419,7 @@ async fn stale_keys_expire_after_max_stale() {
     );
 
     server.answer.lock().unwrap().status = 200;
-    issuers.refresh(handle.cache()).await;
+    handle.refresh().await;
     assert_eq!(kids(&remote), ["k1"]);
     assert!(remote.failing_for().is_none());
     assert_eq!(verdict().await, Ok(()), "a good fetch brings the keys back");
@@ -457,23 +449,18 @@ async fn key_sets_are_kept_fresh_in_the_background() {
         ])
         .expect("issuers"),
     );
-    let engine = one_worker();
+    let engine = one_worker(&issuers);
     let handle = engine.handle();
     let now = 1_800_000_000;
     let verify = |token: String| {
-        let (handle, issuers) = (handle.clone(), Arc::clone(&issuers));
-        async move {
-            handle
-                .verify_routed(token.as_bytes(), &issuers, now)
-                .await
-                .map(|_| ())
-        }
+        let handle = handle.clone();
+        async move { handle.verify(token.as_bytes(), now).await.map(|_| ()) }
     };
     verify(hs256("r1", r_iss)).await.expect("r1");
     verify(hs256("l1", l_iss)).await.expect("l1");
     assert_eq!(handle.cache().stats().entries, 2);
 
-    let refresher = handle.keep_fresh(Arc::clone(&issuers), Duration::from_millis(50));
+    let refresher = handle.keep_fresh(Duration::from_millis(50));
     *server.answer.lock().unwrap() = ok(&["r2"]);
     local.set(local_keys("l2"));
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -525,16 +512,17 @@ async fn a_replaced_key_takes_every_verdict_of_its_issuer_with_it() {
     let server = serve(answer).await;
     let remote = Arc::new(RemoteKeySet::new(config(&server.url)).await.expect("fetch"));
     let iss = "https://issuer.example";
-    let issuers =
-        Issuers::new(vec![(spec(iss), KeySource::Remote(Arc::clone(&remote)))]).expect("issuers");
-    let engine = one_worker();
+    let issuers = Arc::new(
+        Issuers::new(vec![(spec(iss), KeySource::Remote(Arc::clone(&remote)))]).expect("issuers"),
+    );
+    let engine = one_worker(&issuers);
     let handle = engine.handle();
     let now = 1_800_000_000;
     let with_kid = hs256_with(old, Some("k1"), iss);
     let without_kid = hs256_with(old, None, iss);
     for token in [&with_kid, &without_kid] {
         handle
-            .verify_routed(token.as_bytes(), &issuers, now)
+            .verify(token.as_bytes(), now)
             .await
             .expect("verifies with the old key");
     }
@@ -544,19 +532,16 @@ async fn a_replaced_key_takes_every_verdict_of_its_issuer_with_it() {
     server.answer.lock().unwrap().body = oct_jwks("k1", new);
     tokio::time::sleep(Duration::from_millis(350)).await;
     let probe = hs256_with(new, Some("unknown"), iss);
-    let _ = handle.verify_routed(probe.as_bytes(), &issuers, now).await;
+    let _ = handle.verify(probe.as_bytes(), now).await;
     for token in [&with_kid, &without_kid] {
         assert_eq!(
-            handle
-                .verify_routed(token.as_bytes(), &issuers, now)
-                .await
-                .err(),
+            handle.verify(token.as_bytes(), now).await.err(),
             Some(EngineError::Invalid("bad_signature")),
             "a verdict of the replaced key survived"
         );
     }
     handle
-        .verify_routed(hs256_with(new, Some("k1"), iss).as_bytes(), &issuers, now)
+        .verify(hs256_with(new, Some("k1"), iss).as_bytes(), now)
         .await
         .expect("the new key verifies");
 }

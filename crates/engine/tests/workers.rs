@@ -6,14 +6,16 @@ use std::time::{Duration, Instant};
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
-use engine::{CacheConfig, Engine, EngineConfig, EngineError, Policy};
+use engine::{CacheConfig, Engine, EngineConfig, EngineError, IssuerSpec, Issuers, KeySource};
 use jose::{b64, jws, Algorithm, KeySet, SigningInput, Validation};
 
 const NOW: i64 = 1_800_000_000;
+const ISS: &str = "https://issuer.example";
 
+/// An ES256 issuer, `ISS`, with one key `k`.
 struct Issuer {
     key: EcdsaKeyPair,
-    policy: Arc<Policy>,
+    jwks: String,
 }
 
 impl Issuer {
@@ -25,14 +27,38 @@ impl Issuer {
             b64::encode(&point[1..33]),
             b64::encode(&point[33..])
         );
-        let keys = KeySet::from_jwks(jwks.as_bytes()).expect("JWKS").keys;
-        Issuer {
-            key,
-            policy: Arc::new(Policy::new(keys, Validation::default())),
-        }
+        Issuer { key, jwks }
     }
 
-    fn token(&self, claims: &str) -> String {
+    /// The engine's trusted issuers: this one, as `iss`.
+    fn issuers_as(&self, iss: &str) -> Arc<Issuers> {
+        let spec = IssuerSpec {
+            issuer: iss.into(),
+            ..IssuerSpec::default()
+        };
+        let source = KeySource::Jwks(self.jwks.clone().into_bytes());
+        Arc::new(Issuers::new(vec![(spec, source)]).expect("issuers"))
+    }
+
+    fn keys(&self) -> KeySet {
+        KeySet::from_jwks(self.jwks.as_bytes()).expect("JWKS").keys
+    }
+
+    fn issuers(&self) -> Arc<Issuers> {
+        self.issuers_as(ISS)
+    }
+
+    /// The engine started for this issuer.
+    fn engine(&self, config: EngineConfig) -> Engine {
+        Engine::start(config, self.issuers())
+    }
+
+    /// `claims` (a JSON object's members, without braces) with this issuer's `iss`, signed.
+    fn token(&self, members: &str) -> String {
+        self.sign(&format!(r#"{{"iss":"{ISS}",{members}}}"#))
+    }
+
+    fn sign(&self, claims: &str) -> String {
         let header = jws::header_json(Algorithm::ES256, Some("k"), None);
         let input = SigningInput::new(header.as_bytes(), claims.as_bytes());
         let sig = self
@@ -63,20 +89,24 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 #[test]
 fn verdicts_match_direct_verification() {
     let issuer = Issuer::new();
-    let engine = Engine::start(config(2, 64));
+    let engine = issuer.engine(config(2, 64));
     let handle = engine.handle();
     let mut tokens: Vec<String> = (0..20)
-        .map(|i| issuer.token(&format!(r#"{{"sub":"u{i}","exp":{}}}"#, NOW + 60)))
+        .map(|i| issuer.token(&format!(r#""sub":"u{i}","exp":{}"#, NOW + 60)))
         .collect();
-    tokens.push(issuer.token(&format!(r#"{{"exp":{}}}"#, NOW - 3600)));
+    tokens.push(issuer.token(&format!(r#""exp":{}"#, NOW - 3600)));
     tokens.push("not.a.token".into());
-    tokens.push(Issuer::new().token(&format!(r#"{{"exp":{}}}"#, NOW + 60)));
+    tokens.push(Issuer::new().token(&format!(r#""exp":{}"#, NOW + 60)));
     let refs: Vec<&[u8]> = tokens.iter().map(|t| t.as_bytes()).collect();
-    let results = block_on(handle.verify_batch(&refs, &issuer.policy, NOW));
+    let results = block_on(handle.verify_batch(&refs, NOW));
     assert_eq!(results.len(), tokens.len());
     for (token, result) in tokens.iter().zip(&results) {
-        let direct =
-            jose::jwt::verify(token, &issuer.policy.keys(), &issuer.policy.validation, NOW);
+        let direct = jose::jwt::verify(
+            token,
+            &issuer.keys(),
+            &Validation::default().with_issuer(ISS),
+            NOW,
+        );
         match (direct, result) {
             (Ok(d), Ok(e)) => assert_eq!(d.claims_json(), e.claims_json()),
             (Err(d), Err(EngineError::Invalid(code))) => assert_eq!(d.code(), *code),
@@ -108,24 +138,24 @@ fn verdicts_match_direct_verification() {
 #[test]
 fn repeats_are_answered_from_the_cache() {
     let issuer = Issuer::new();
-    let engine = Engine::start(config(1, 16));
+    let engine = issuer.engine(config(1, 16));
     let handle = engine.handle();
-    let token = issuer.token(&format!(r#"{{"sub":"a","jti":"j1","exp":{}}}"#, NOW + 60));
-    let first = block_on(handle.verify(token.as_bytes(), &issuer.policy, NOW)).expect("valid");
-    let second = block_on(handle.verify(token.as_bytes(), &issuer.policy, NOW + 1)).expect("valid");
+    let token = issuer.token(&format!(r#""sub":"a","jti":"j1","exp":{}"#, NOW + 60));
+    let first = block_on(handle.verify(token.as_bytes(), NOW)).expect("valid");
+    let second = block_on(handle.verify(token.as_bytes(), NOW + 1)).expect("valid");
     assert!(Arc::ptr_eq(&first, &second));
     assert_eq!(handle.stats().cache_hits, 1);
     // Revoking by jti drops the verified entry: the next request is verified again.
     assert_eq!(handle.cache().revoke_jti("j1"), 1);
-    block_on(handle.verify(token.as_bytes(), &issuer.policy, NOW)).expect("valid");
+    block_on(handle.verify(token.as_bytes(), NOW)).expect("valid");
     assert_eq!(handle.stats().cache_hits, 1);
     // Past exp the cache no longer answers, and the worker says expired.
-    let late = block_on(handle.verify(token.as_bytes(), &issuer.policy, NOW + 200));
+    let late = block_on(handle.verify(token.as_bytes(), NOW + 200));
     assert_eq!(late.err(), Some(EngineError::Invalid("expired")));
     // A bad token is remembered briefly: the flood costs one verification.
     let bad = format!("{}x", &token[..token.len() - 1]);
     for _ in 0..5 {
-        let r = block_on(handle.verify(bad.as_bytes(), &issuer.policy, NOW));
+        let r = block_on(handle.verify(bad.as_bytes(), NOW));
         assert!(matches!(r, Err(EngineError::Invalid(_))));
     }
     assert_eq!(handle.stats().cache_hits, 1 + 4);
@@ -134,14 +164,14 @@ fn repeats_are_answered_from_the_cache() {
 #[test]
 fn overload_is_answered_at_once() {
     let issuer = Issuer::new();
-    let engine = Engine::start(config(1, 2));
+    let engine = issuer.engine(config(1, 2));
     let handle = engine.handle();
     let tokens: Vec<String> = (0..200)
-        .map(|i| issuer.token(&format!(r#"{{"n":{i},"exp":{}}}"#, NOW + 60)))
+        .map(|i| issuer.token(&format!(r#""n":{i},"exp":{}"#, NOW + 60)))
         .collect();
     let refs: Vec<&[u8]> = tokens.iter().map(|t| t.as_bytes()).collect();
     let start = Instant::now();
-    let results = block_on(handle.verify_batch(&refs, &issuer.policy, NOW));
+    let results = block_on(handle.verify_batch(&refs, NOW));
     let elapsed = start.elapsed();
     let overloaded = results
         .iter()
@@ -159,13 +189,13 @@ fn overload_is_answered_at_once() {
 #[test]
 fn workers_batch_under_load() {
     let issuer = Issuer::new();
-    let engine = Engine::start(config(1, 1024));
+    let engine = issuer.engine(config(1, 1024));
     let handle = engine.handle();
     let tokens: Vec<String> = (0..300)
-        .map(|i| issuer.token(&format!(r#"{{"n":{i},"exp":{}}}"#, NOW + 60)))
+        .map(|i| issuer.token(&format!(r#""n":{i},"exp":{}"#, NOW + 60)))
         .collect();
     let refs: Vec<&[u8]> = tokens.iter().map(|t| t.as_bytes()).collect();
-    let results = block_on(handle.verify_batch(&refs, &issuer.policy, NOW));
+    let results = block_on(handle.verify_batch(&refs, NOW));
     assert!(results.iter().all(Result::is_ok));
     // Verdicts come back in order.
     for (i, r) in results.iter().enumerate() {
@@ -180,26 +210,25 @@ fn workers_batch_under_load() {
 #[test]
 fn shutdown_refuses_new_work() {
     let issuer = Issuer::new();
-    let engine = Engine::start(config(2, 16));
+    let engine = issuer.engine(config(2, 16));
     let handle = engine.handle();
-    let token = issuer.token(&format!(r#"{{"exp":{}}}"#, NOW + 60));
+    let token = issuer.token(&format!(r#""exp":{}"#, NOW + 60));
     drop(engine);
-    let r = block_on(handle.verify(token.as_bytes(), &issuer.policy, NOW));
+    let r = block_on(handle.verify(token.as_bytes(), NOW));
     assert_eq!(r.err(), Some(EngineError::Shutdown));
 }
 
 #[test]
 fn shutdown_answers_everything_already_admitted() {
     let issuer = Issuer::new();
-    let engine = Engine::start(config(2, 1024));
+    let engine = issuer.engine(config(2, 1024));
     let handle = engine.handle();
     let tokens: Vec<String> = (0..200)
-        .map(|i| issuer.token(&format!(r#"{{"n":{i},"exp":{}}}"#, NOW + 60)))
+        .map(|i| issuer.token(&format!(r#""n":{i},"exp":{}"#, NOW + 60)))
         .collect();
-    let policy = Arc::clone(&issuer.policy);
     let caller = std::thread::spawn(move || {
         let refs: Vec<&[u8]> = tokens.iter().map(|t| t.as_bytes()).collect();
-        block_on(handle.verify_batch(&refs, &policy, NOW))
+        block_on(handle.verify_batch(&refs, NOW))
     });
     std::thread::sleep(Duration::from_millis(2));
     drop(engine); // joins the workers
@@ -211,27 +240,37 @@ fn shutdown_answers_everything_already_admitted() {
         .all(|r| r.is_ok() || matches!(r, Err(EngineError::Shutdown))));
 }
 
-/// Regression: a verdict cached under one policy was answered to another. A token valid for
-/// issuer A must still be refused by a policy that requires issuer B.
+/// Regression: a verdict cached under one policy was answered to another. Verdicts are now
+/// reached by routing on the token's `iss`: a token claiming A and the same claims under B,
+/// signed by one key both publish, are each answered for their own issuer, from the cache too.
 #[test]
-fn cached_verdicts_belong_to_their_policy() {
+fn cached_verdicts_belong_to_their_issuer() {
     let issuer = Issuer::new();
-    let same_keys = || KeySet::new(issuer.policy.keys().iter().cloned().collect()).expect("keys");
-    let a = Arc::new(Policy::new(
-        same_keys(),
-        Validation::default().with_issuer("A"),
-    ));
-    let b = Arc::new(Policy::new(
-        same_keys(),
-        Validation::default().with_issuer("B"),
-    ));
-    let engine = Engine::start(config(1, 16));
+    let both = || {
+        let spec = |iss: &str| IssuerSpec {
+            issuer: iss.into(),
+            ..IssuerSpec::default()
+        };
+        let keys = || KeySource::Jwks(issuer.jwks.clone().into_bytes());
+        Arc::new(Issuers::new(vec![(spec("A"), keys()), (spec("B"), keys())]).expect("issuers"))
+    };
+    let engine: Engine = Engine::start(config(1, 16), both());
     let handle = engine.handle();
-    let token = issuer.token(&format!(r#"{{"iss":"A","exp":{}}}"#, NOW + 60));
-    block_on(handle.verify(token.as_bytes(), &a, NOW)).expect("valid for A");
-    let for_b = block_on(handle.verify(token.as_bytes(), &b, NOW));
-    assert_eq!(for_b.err(), Some(EngineError::Invalid("invalid_issuer")));
-    // And A's cached verdict is still A's.
-    block_on(handle.verify(token.as_bytes(), &a, NOW)).expect("still valid for A");
-    assert_eq!(handle.stats().cache_hits, 1);
+    let for_a = issuer.sign(&format!(r#"{{"iss":"A","exp":{}}}"#, NOW + 60));
+    let for_c = issuer.sign(&format!(r#"{{"iss":"C","exp":{}}}"#, NOW + 60));
+    for _ in 0..2 {
+        let a = block_on(handle.verify(for_a.as_bytes(), NOW)).expect("valid for A");
+        assert_eq!(a.str_claim("iss").as_deref(), Some("A"));
+        let c = block_on(handle.verify(for_c.as_bytes(), NOW));
+        assert_eq!(c.err(), Some(EngineError::Invalid("invalid_issuer")));
+    }
+    assert_eq!(
+        handle.stats().cache_hits,
+        1,
+        "A's second answer, from the cache"
+    );
+    // Another engine, trusting only B, has its own cache and refuses A's token.
+    let only_b: Engine = Engine::start(config(1, 16), issuer.issuers_as("B"));
+    let r = block_on(only_b.handle().verify(for_a.as_bytes(), NOW));
+    assert_eq!(r.err(), Some(EngineError::Invalid("invalid_issuer")));
 }

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use core_affinity::CoreId;
-use engine::{CacheConfig, Engine, EngineConfig, Policy};
+use engine::{CacheConfig, Engine, EngineConfig};
 
 use crate::calibration::{AlgorithmCost, Calibration, HttpCost, Machine, MissRatePoint, FORMAT};
 use crate::cpu::{self, Clock};
@@ -282,6 +282,19 @@ struct InProcess {
     cache_hit_us: f64,
 }
 
+/// The calibration tokens' issuer, as the engine trusts it (the policy of
+/// [`fixtures::validation`]).
+fn issuers(jwks: &str) -> Result<Arc<engine::Issuers>, CalibrateError> {
+    let spec = engine::IssuerSpec {
+        issuer: fixtures::ISSUER.into(),
+        audiences: vec![fixtures::AUDIENCE.into()],
+        ..engine::IssuerSpec::default()
+    };
+    engine::Issuers::new(vec![(spec, engine::KeySource::Keys(key_set(jwks)?))])
+        .map(Arc::new)
+        .map_err(|e| CalibrateError::Verify(e.to_string()))
+}
+
 fn key_set(jwks: &str) -> Result<jose::KeySet, CalibrateError> {
     let parsed = jose::KeySet::from_jwks(jwks.as_bytes())
         .map_err(|e| CalibrateError::Setup(format!("the key set: {e}")))?;
@@ -334,18 +347,18 @@ fn in_process(
     let mut batched_us = Vec::new();
     {
         // Pinned workers go to the cores this thread may use: the server core.
-        let engine = Engine::start(EngineConfig {
+        let config = EngineConfig {
             workers: 1,
             pin: true,
             batch: BATCH,
             cache: no_cache,
             ..EngineConfig::default()
-        });
+        };
+        let engine: Engine = Engine::start(config, issuers(jwks)?);
         let handle = engine.handle();
-        let policy = Arc::new(Policy::new(key_set(jwks)?, fixtures::validation()));
         for (alg, tokens) in ALGORITHMS.iter().zip(tokens) {
             let refs: Vec<&[u8]> = tokens[..BATCH].iter().map(|t| t.as_bytes()).collect();
-            let results = runtime.block_on(handle.verify_batch(&refs, &policy, now));
+            let results = runtime.block_on(handle.verify_batch(&refs, now));
             if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
                 return Err(CalibrateError::Verify(format!("{alg} in the engine: {e}")));
             }
@@ -355,7 +368,7 @@ fn in_process(
                     let start = Instant::now();
                     let mut batches = 0u64;
                     while batches < 1 || start.elapsed() < slots.batched / PARTS {
-                        let _ = runtime.block_on(handle.verify_batch(&refs, &policy, now));
+                        let _ = runtime.block_on(handle.verify_batch(&refs, now));
                         batches += 1;
                     }
                     let ns = clock.threads(&[load::SERVER_THREADS[1]]).since(&before);
@@ -367,16 +380,16 @@ fn in_process(
     }
 
     let cache_hit_us = {
-        let engine = Engine::start(EngineConfig {
+        let config = EngineConfig {
             workers: 1,
             pin: true,
             ..EngineConfig::default()
-        });
+        };
+        let engine: Engine = Engine::start(config, issuers(jwks)?);
         let handle = engine.handle();
-        let policy = Arc::new(Policy::new(key_set(jwks)?, fixtures::validation()));
         let token = tokens[ES256][0].as_bytes();
         runtime
-            .block_on(handle.verify(token, &policy, now))
+            .block_on(handle.verify(token, now))
             .map_err(|e| CalibrateError::Verify(format!("ES256 in the engine: {e}")))?;
         let parts = (0..PARTS)
             .map(|_| {
@@ -385,7 +398,7 @@ fn in_process(
                     let mut calls = 0u64;
                     while calls < 256 || start.elapsed() < slots.cache_hit / PARTS {
                         for _ in 0..256 {
-                            let _ = std::hint::black_box(handle.verify(token, &policy, now).await);
+                            let _ = std::hint::black_box(handle.verify(token, now).await);
                         }
                         calls += 256;
                     }

@@ -24,7 +24,7 @@ pub const SERVER_THREADS: [&str; 2] = ["tcal-server", engine::EngineConfig::THRE
 /// The service, running on its own thread until dropped.
 pub struct Server {
     addr: SocketAddr,
-    engine: engine::EngineHandle,
+    engine: server::Verifier,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -40,7 +40,7 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// Starts the service for `config` on 127.0.0.1, an ephemeral port, pinned to `core`.
     pub fn start(config: server::Config, core: Option<CoreId>) -> Result<Server, String> {
-        type Ready = Result<(SocketAddr, engine::EngineHandle), String>;
+        type Ready = Result<(SocketAddr, server::Verifier), String>;
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Ready>();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()

@@ -11,6 +11,7 @@ use engine::{
 use hyper::header::HeaderName;
 use tokio::task::JoinHandle;
 
+use crate::answers::Answers;
 use crate::clients::Clients;
 use crate::config::{AuthzConfig, Config, KeysFrom, Limits};
 use crate::metrics::Metrics;
@@ -59,6 +60,9 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
+/// The daemon's engine: what it keeps with each verified token is its rendered answers.
+pub type Verifier = EngineHandle<Answers>;
+
 /// Where the daemon is in its life (`/readyz`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -82,8 +86,8 @@ pub struct Authz {
 /// Everything a request handler needs.
 pub struct App {
     pub limits: Limits,
-    pub engine: EngineHandle,
-    pub issuers: Arc<Issuers>,
+    /// Verification: the trusted issuers, the cache and the workers.
+    pub engine: Verifier,
     pub clients: Clients,
     pub signer: Option<Arc<Signer>>,
     pub authz: Authz,
@@ -96,7 +100,7 @@ pub struct App {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     phase: AtomicU8,
     /// Owns the worker threads; stopped when the `App` goes.
-    _engine: Engine,
+    _engine: Engine<Answers>,
     refresher: JoinHandle<()>,
 }
 
@@ -209,15 +213,9 @@ impl App {
                 "no usable keys: this issuer's tokens are refused"
             );
         }
-        let engine = Engine::start(config.engine);
+        let engine = Engine::start(config.engine, issuers);
         let handle = engine.handle();
-        let refresher = spawn_refresh(
-            Arc::clone(&issuers),
-            handle.clone(),
-            signer.clone(),
-            config.refresh_every,
-            skips,
-        );
+        let refresher = spawn_refresh(handle.clone(), signer.clone(), config.refresh_every, skips);
         let tls = match &config.tls {
             Some(files) => Some(crate::tls::acceptor(files).map_err(StartError::Tls)?),
             None => None,
@@ -239,7 +237,6 @@ impl App {
         Ok(Arc::new(App {
             limits: config.limits,
             engine: handle,
-            issuers,
             clients: Clients::new(&config.clients, config.limits.auth_failures),
             signer,
             authz,
@@ -269,7 +266,7 @@ impl App {
     /// without keys (a partner publishing an empty set, its key server down for longer than
     /// `max_stale_s`) refuses that issuer's tokens, not the daemon's readiness.
     pub fn has_keys(&self) -> bool {
-        self.issuers.states().any(|s| s.keys > 0)
+        self.engine.issuers().states().any(|s| s.keys > 0)
     }
 }
 
@@ -329,8 +326,7 @@ impl SkipLog {
 /// Every `every`: the HSM keys are re-read (lifecycle transitions, keys added by the CLI), then
 /// stale remote sets refetched, and what changed applied.
 fn spawn_refresh(
-    issuers: Arc<Issuers>,
-    engine: EngineHandle,
+    engine: Verifier,
     signer: Option<Arc<Signer>>,
     every: Duration,
     mut skips: SkipLog,
@@ -351,14 +347,15 @@ fn spawn_refresh(
                     Err(e) => tracing::error!(cause = %e, "HSM reload task failed"),
                 }
             }
-            for applied in issuers.refresh(engine.cache()).await {
+            let issuers = engine.issuers();
+            for applied in engine.refresh().await {
                 tracing::info!(
                     issuer = applied.issuer,
                     keys = applied.keys,
                     "key set applied"
                 );
             }
-            skips.log_new(&issuers);
+            skips.log_new(issuers);
             for state in issuers.states() {
                 if let (Some(failing), true) = (state.failing_for, state.keys > 0) {
                     tracing::warn!(

@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod answers;
 pub mod app;
 pub mod clients;
 pub mod config;
@@ -33,7 +34,8 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-pub use app::{App, Phase, StartError};
+pub use answers::Answers;
+pub use app::{App, Phase, StartError, Verifier};
 pub use clients::SecretHash;
 pub use config::{Config, ConfigError, LogFormat};
 

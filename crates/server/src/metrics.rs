@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use engine::{EngineHandle, Issuers};
+use engine::{EngineHandle, Issuers, Kept};
 
 /// The endpoints, as labelled in the metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,10 +121,10 @@ impl Metrics {
 
     /// The whole `/metrics` page: this daemon's own families, then the engine's (read from
     /// `engine`), the issuers' and their key sets' (read from `issuers`).
-    pub fn page(&self, engine: &EngineHandle, issuers: &Issuers, secret_hashes: u64) -> String {
+    pub fn page<R: Kept>(&self, engine: &EngineHandle<R>, secret_hashes: u64) -> String {
         self.render(|out| {
             engine_families(out, engine, secret_hashes);
-            issuer_families(out, issuers);
+            issuer_families(out, engine.issuers());
         })
     }
 
@@ -255,7 +255,7 @@ fn prometheus_label(value: &str) -> String {
 
 /// The engine's families: verdicts, admission, batches and the verified-token cache, with the
 /// callers' secret hashes.
-fn engine_families(out: &mut String, engine: &EngineHandle, secret_hashes: u64) {
+fn engine_families<R: Kept>(out: &mut String, engine: &EngineHandle<R>, secret_hashes: u64) {
     family(
         out,
         "tessera_client_secret_hashes_total",

@@ -11,9 +11,9 @@ use hyper::{Request, Response};
 use crate::app::App;
 use crate::config::OriginalFrom;
 
-use super::answers::{Answers, AuthzAnswer};
 use super::reply::{Challenge, Refusal, Reply};
 use super::verdict::{has_audience, log_refusal, verdict};
+use crate::answers::{Answers, AuthzAnswer};
 
 /// The original request a gateway asks about: method and normalised path. Method and URI come
 /// together from one header family, `X-Forwarded-*` (Traefik, Caddy) or `X-Original-*` (nginx),
@@ -114,10 +114,7 @@ pub async fn authz(app: &App, request: &Request<Incoming>) -> Result<Reply, Refu
         // ...and 400 for a malformed request.
         Err(()) => return Err(Refusal::Bearer(Challenge::InvalidRequest)),
     };
-    let result = app
-        .engine
-        .verify_routed(token.as_bytes(), &app.issuers, crate::unix_now())
-        .await;
+    let result = app.engine.verify(token.as_bytes(), crate::unix_now()).await;
     let jwt =
         verdict(token.as_bytes(), result)?.map_err(|_| Refusal::Bearer(Challenge::InvalidToken))?;
     Answers::with(&jwt, |answers| {

@@ -11,10 +11,10 @@ use jose::json::Value;
 
 use crate::app::App;
 
-use super::answers::{Answers, Identity};
 use super::reply::{json, Refusal, Reply};
 use super::request::{body, caller, media_type_is};
 use super::verdict::{log_refusal, verdict};
+use crate::answers::{Answers, Identity};
 
 const INTROSPECTION_JWT: &str = "application/token-introspection+jwt";
 /// The claims RFC 7662 section 2.2 names that an active answer carries.
@@ -66,10 +66,7 @@ pub async fn introspect(
         .map(|(_, value)| value.as_ref())
         .ok_or(Refusal::BadRequest("invalid_request"))?;
     let now = crate::unix_now();
-    let result = app
-        .engine
-        .verify_routed(token.as_bytes(), &app.issuers, now)
-        .await;
+    let result = app.engine.verify(token.as_bytes(), now).await;
     let answer = match verdict(token.as_bytes(), result)? {
         Ok(jwt) => {
             let answer = Answers::with(&jwt, |answers| {

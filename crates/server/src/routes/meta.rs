@@ -57,7 +57,7 @@ pub fn readyz(app: &App, request: &Request<Incoming>) -> Result<Reply, Refusal> 
     };
     let now = crate::unix_now();
     let mut out = format!("{{\"status\":\"{word}\",\"issuers\":[");
-    for (i, state) in app.issuers.states().enumerate() {
+    for (i, state) in app.engine.issuers().states().enumerate() {
         if i > 0 {
             out.push(',');
         }
@@ -82,9 +82,7 @@ pub fn readyz(app: &App, request: &Request<Incoming>) -> Result<Reply, Refusal> 
 /// Every metric family, in the Prometheus text format.
 pub fn metrics(app: &App, request: &Request<Incoming>) -> Result<Reply, Refusal> {
     only_get(request)?;
-    let body = app
-        .metrics
-        .page(&app.engine, &app.issuers, app.clients.hashes());
+    let body = app.metrics.page(&app.engine, app.clients.hashes());
     let mut r = Response::new(Full::new(Bytes::from(body)));
     r.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -5,7 +5,6 @@
 //! Endpoint files use the leaf modules (`reply`, `request`, `verdict`, `answers`), never each
 //! other nor this one.
 
-mod answers;
 mod authz;
 mod introspect;
 mod meta;

@@ -5,6 +5,8 @@ use jose::json::Value;
 
 use super::reply::Refusal;
 
+use crate::answers::Answers;
+
 /// A short SHA-256 fingerprint of a token, for logs.
 pub fn fingerprint(token: &[u8]) -> String {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token);
@@ -21,8 +23,8 @@ pub fn log_refusal(token: &[u8], code: &str) {
 /// refusal of the whole request.
 pub fn verdict(
     token: &[u8],
-    result: Result<engine::Verified, engine::EngineError>,
-) -> Result<Result<engine::Verified, &'static str>, Refusal> {
+    result: Result<engine::Verified<Answers>, engine::EngineError>,
+) -> Result<Result<engine::Verified<Answers>, &'static str>, Refusal> {
     use engine::EngineError;
     match result {
         Ok(jwt) => Ok(Ok(jwt)),

@@ -10,8 +10,9 @@ use hyper::header::HeaderValue;
 use jose::json::Value;
 
 /// What the daemon answers for one verified token, made on the token's first use and kept with
-/// it in the engine's cache (`engine::Token::rendered`): a cached token costs no rendering.
-#[derive(Default)]
+/// it in the engine's cache (what the engine's caller keeps, `engine::Token::kept`): a cached
+/// token costs no rendering.
+#[derive(Debug, Default)]
 pub struct Answers {
     /// `/introspect`'s JSON answer.
     pub introspection: OnceLock<Bytes>,
@@ -21,19 +22,15 @@ pub struct Answers {
 
 impl Answers {
     /// Calls `f` with the answers kept with `token`.
-    pub fn with<R>(token: &engine::Token, f: impl FnOnce(&Answers) -> R) -> R {
-        match token.rendered(|_| Answers::default()) {
-            Some(answers) => f(answers),
-            // The slot holds something else (nothing else in the daemon puts anything there):
-            // made afresh.
-            None => f(&Answers::default()),
-        }
+    pub fn with<R>(token: &engine::Token<Answers>, f: impl FnOnce(&Answers) -> R) -> R {
+        f(token.kept())
     }
 }
 
 /// The identity headers of `/v1/authz`, values only (the names are configured), and the scopes
 /// its route rules check: `None` when the token's scopes are not scope-tokens
 /// ([`Identity::scopes`]), which makes the token invalid for forward-auth.
+#[derive(Debug)]
 pub struct AuthzAnswer {
     pub scopes: Option<Vec<String>>,
     pub subject: Option<HeaderValue>,
@@ -77,7 +74,7 @@ impl AuthzAnswer {
 }
 
 /// The claims forward-auth answers with, read in one pass.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Identity<'a> {
     sub: Option<Value<'a>>,
     iss: Option<Value<'a>>,
