@@ -16,6 +16,7 @@ pub mod remote;
 mod replies;
 mod shared;
 mod stats;
+pub mod striped;
 pub mod token;
 mod worker;
 
@@ -28,4 +29,5 @@ pub use issuers::{
 pub use policy::Policy;
 pub use remote::{RemoteConfig, RemoteError, RemoteKeySet};
 pub use stats::EngineStats;
+pub use striped::Striped;
 pub use token::{Kept, Token, Verified};

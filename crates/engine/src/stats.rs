@@ -1,7 +1,9 @@
 //! The engine's counters: each thread counts in its own stripe, summed when read
 //! ([`EngineStats`], for the daemon's `/metrics`).
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::striped::Striped;
 
 /// Counters for the daemon's `/metrics`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,10 +22,8 @@ pub struct EngineStats {
     pub invalid_by_code: Vec<(&'static str, u64)>,
 }
 
-/// The counters of one group of threads: each thread counts in its own stripe, so that callers
-/// answered from the cache on several cores do not fight over the same cache lines.
+/// The engine's counters, one copy per stripe ([`Striped`]).
 #[derive(Default)]
-#[repr(align(128))]
 pub(crate) struct Stripe {
     pub(crate) valid_by_alg: [AtomicU64; 13],
     pub(crate) invalid_by_code: [AtomicU64; CODES],
@@ -35,11 +35,9 @@ pub(crate) struct Stripe {
     pub(crate) batched_jobs: AtomicU64,
 }
 
-const STRIPES: usize = 16;
-
 #[derive(Default)]
 pub(crate) struct Counters {
-    stripes: Box<[Stripe; STRIPES]>,
+    stripes: Striped<Stripe>,
 }
 
 /// Refusal codes counted one by one: jose's, then anything else.
@@ -48,11 +46,7 @@ pub(crate) const CODES: usize = jose::Error::CODES.len() + 1;
 impl Counters {
     /// This thread's stripe.
     pub(crate) fn stripe(&self) -> &Stripe {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        thread_local! {
-            static STRIPE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
-        }
-        &self.stripes[STRIPE.with(|s| *s)]
+        self.stripes.mine()
     }
 
     pub(crate) fn invalid(&self, code: &'static str) {
@@ -78,9 +72,6 @@ impl Counters {
     }
 
     pub(crate) fn sum(&self, counter: impl Fn(&Stripe) -> &AtomicU64) -> u64 {
-        self.stripes
-            .iter()
-            .map(|s| counter(s).load(Ordering::Relaxed))
-            .sum()
+        self.stripes.sum(counter)
     }
 }

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use engine::{EngineHandle, Issuers, Kept};
+use engine::{EngineHandle, Issuers, Kept, Striped};
 
 /// The endpoints, as labelled in the metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,29 +68,17 @@ struct Latency {
     count: AtomicU64,
 }
 
-/// Request counters of one group of threads. Each thread writes to its own stripe, so that the
-/// request threads do not fight over the same cache lines; `/metrics` sums the stripes.
+/// Request counters, one copy per stripe of request threads ([`Striped`]): the request threads
+/// do not fight over the same cache lines; `/metrics` sums the copies.
 #[derive(Debug, Default)]
-#[repr(align(128))]
 struct Stripe {
     requests: [[AtomicU64; SLOTS]; Endpoint::ALL.len()],
     latency: [Latency; Endpoint::ALL.len()],
 }
 
-const STRIPES: usize = 16;
-
-/// This thread's stripe.
-fn stripe() -> usize {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    thread_local! {
-        static STRIPE: usize = (NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES as u64) as usize;
-    }
-    STRIPE.with(|s| *s)
-}
-
 #[derive(Debug, Default)]
 pub struct Metrics {
-    stripes: Box<[Stripe; STRIPES]>,
+    stripes: Striped<Stripe>,
     pub connections_open: AtomicU64,
     pub connections_total: AtomicU64,
     pub hsm_errors: AtomicU64,
@@ -108,7 +96,7 @@ fn slot(status: u16) -> usize {
 impl Metrics {
     pub fn request(&self, endpoint: Endpoint, status: u16, took: Duration) {
         let e = endpoint as usize;
-        let stripe = &self.stripes[stripe()];
+        let stripe = self.stripes.mine();
         stripe.requests[e][slot(status)].fetch_add(1, Ordering::Relaxed);
         let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         let latency = &stripe.latency[e];
@@ -133,12 +121,7 @@ impl Metrics {
         let mut out = String::with_capacity(8192);
         out.push_str("# HELP tessera_http_requests_total HTTP requests by endpoint and status.\n");
         out.push_str("# TYPE tessera_http_requests_total counter\n");
-        let sum = |f: &dyn Fn(&Stripe) -> &AtomicU64| -> u64 {
-            self.stripes
-                .iter()
-                .map(|s| f(s).load(Ordering::Relaxed))
-                .sum()
-        };
+        let sum = |f: &dyn Fn(&Stripe) -> &AtomicU64| -> u64 { self.stripes.sum(f) };
         for endpoint in Endpoint::ALL {
             let e = endpoint as usize;
             for i in 0..SLOTS {
