@@ -36,6 +36,7 @@ use tokio::net::TcpListener;
 pub use app::{App, Phase, StartError};
 pub use clients::SecretHash;
 pub use config::{Config, ConfigError, LogFormat};
+pub use tls::TlsError;
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
 pub fn unix_now() -> i64 {
