@@ -27,11 +27,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use core_affinity::CoreId;
 use engine::{CacheConfig, Engine, EngineConfig, Policy};
+use server::unix_now;
 
 use crate::calibration::{AlgorithmCost, Calibration, HttpCost, Machine, MissRatePoint, FORMAT};
 use crate::cpu::{self, Clock};
 use crate::fixtures::{self, Signer};
 use crate::load::{self, Load, Server};
+use crate::stats::median;
 use crate::ALGORITHMS;
 
 /// The shortest budget: below it the measurements are mostly noise.
@@ -349,7 +351,7 @@ fn in_process(
             if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
                 return Err(CalibrateError::Verify(format!("{alg} in the engine: {e}")));
             }
-            let parts = (0..PARTS)
+            let parts: Vec<f64> = (0..PARTS)
                 .map(|_| {
                     let before = clock.threads(&[load::SERVER_THREADS[1]]);
                     let start = Instant::now();
@@ -362,7 +364,7 @@ fn in_process(
                     ns as f64 / 1e3 / (batches * BATCH as u64) as f64
                 })
                 .collect();
-            batched_us.push(load::median(parts));
+            batched_us.push(median(&parts).unwrap_or(f64::NAN));
         }
     }
 
@@ -378,7 +380,7 @@ fn in_process(
         runtime
             .block_on(handle.verify(token, &policy, now))
             .map_err(|e| CalibrateError::Verify(format!("ES256 in the engine: {e}")))?;
-        let parts = (0..PARTS)
+        let parts: Vec<f64> = (0..PARTS)
             .map(|_| {
                 let (start, cpu) = (Instant::now(), clock.this_thread());
                 let calls = runtime.block_on(async {
@@ -394,7 +396,7 @@ fn in_process(
                 (clock.this_thread() - cpu) as f64 / 1e3 / calls as f64
             })
             .collect();
-        load::median(parts)
+        median(&parts).unwrap_or(f64::NAN)
     };
     Ok(InProcess {
         single_us,
@@ -410,7 +412,7 @@ fn per_op(clock: Clock, slot: Duration, mut op: impl FnMut()) -> f64 {
     for _ in 0..8 {
         op();
     }
-    let parts = (0..PARTS)
+    let parts: Vec<f64> = (0..PARTS)
         .map(|_| {
             let (start, cpu) = (Instant::now(), clock.this_thread());
             let mut n = 0u64;
@@ -423,7 +425,7 @@ fn per_op(clock: Clock, slot: Duration, mut op: impl FnMut()) -> f64 {
             (clock.this_thread() - cpu) as f64 / 1e3 / n as f64
         })
         .collect();
-    load::median(parts)
+    median(&parts).unwrap_or(f64::NAN)
 }
 
 struct Http {
@@ -732,12 +734,6 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// This machine: CPU model, cores this process may use, kernel release.

@@ -17,6 +17,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 use crate::cpu::Clock;
+use crate::stats::median;
 
 /// Names of the service's threads (runtime and blocking pool) and of the engine's workers.
 pub const SERVER_THREADS: [&str; 2] = ["tcal-server", engine::EngineConfig::THREAD_PREFIX];
@@ -133,16 +134,6 @@ pub struct Sample {
     pub us_per_request: f64,
     /// The service's CPU time over elapsed time: 1.0 is one core kept busy.
     pub busy: f64,
-}
-
-/// The median (NaN for none).
-pub fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    match values.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => values[n / 2],
-        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
-    }
 }
 
 /// Intervals per measured window, and the shortest interval.
@@ -269,8 +260,8 @@ impl Load {
             return Err("no request was answered in the measured window".into());
         }
         Ok(Sample {
-            us_per_request: median(costs),
-            busy: median(busy),
+            us_per_request: median(&costs).unwrap_or(f64::NAN),
+            busy: median(&busy).unwrap_or(f64::NAN),
         })
     }
 }
@@ -416,13 +407,5 @@ mod tests {
         assert!(parse_response(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n").is_err());
         assert!(parse_response(b"SMTP 200\r\n\r\n").is_err());
         assert!(parse_response(b"HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n").is_err());
-    }
-
-    #[test]
-    fn medians() {
-        assert!(median(Vec::new()).is_nan());
-        assert_eq!(median(vec![3.0]), 3.0);
-        assert_eq!(median(vec![5.0, 1.0, 3.0]), 3.0);
-        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
     }
 }
