@@ -31,6 +31,8 @@ pub use calibrate::{calibrate, CalibrateError, Progress, MIN_BUDGET};
 pub use calibration::{
     AlgorithmCost, Calibration, CalibrationError, HttpCost, Machine, MissRatePoint, FORMAT,
 };
+pub use fixtures::FixtureError;
+pub use load::{LoadError, ResponseError};
 pub use model::{max_rps, plan, Mix, MixError, Plan, PlanError, Share, Workload};
 pub use stats::median;
 
