@@ -72,9 +72,9 @@ fn ratio(ns: &[Vec<f64>], other: usize) -> f64 {
     median((0..ns[0].len()).map(|k| ns[other][k] / ns[0][k]).collect())
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
+/// The median over rounds; `rounds` is at least one (and odd when full, for a true median).
+fn median(values: Vec<f64>) -> f64 {
+    planner::median(&values).expect("at least one round")
 }
 
 fn main() {

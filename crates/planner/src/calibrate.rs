@@ -27,11 +27,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use core_affinity::CoreId;
 use engine::{CacheConfig, Engine, EngineConfig};
+use server::unix_now;
 
-use crate::calibration::{AlgorithmCost, Calibration, HttpCost, Machine, MissRatePoint, FORMAT};
+use crate::calibration::{
+    AlgorithmCost, Calibration, CalibrationError, HttpCost, Machine, MissRatePoint, FORMAT,
+};
 use crate::cpu::{self, Clock};
-use crate::fixtures::{self, Signer};
-use crate::load::{self, Load, Server};
+use crate::fixtures::{self, FixtureError, Signer};
+use crate::load::{self, Load, LoadError, Server};
+use crate::stats::median;
 use crate::ALGORITHMS;
 
 /// The shortest budget: below it the measurements are mostly noise.
@@ -66,19 +70,25 @@ const CLIENT_SECRET: &str = "calibrate-secret";
 
 /// Why calibration stopped.
 #[non_exhaustive]
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum CalibrateError {
-    /// No per-thread CPU time (`/proc/thread-self/schedstat` or `stat`): not Linux, or `/proc`
-    /// is not mounted.
+    /// This machine's: no per-thread CPU time (`/proc/thread-self/schedstat` or `stat`): not
+    /// Linux, or `/proc` is not mounted.
     NoCpuClock,
-    /// Keys, tokens, the temporary key set file or a runtime could not be made.
+    /// This machine's crypto library: keys or tokens could not be made.
+    Keys(FixtureError),
+    /// This machine's: a thread, a runtime, the temporary key set file or the service's
+    /// configuration could not be made.
     Setup(String),
-    /// A token signed here did not verify: a bug.
+    /// A bug here: a token signed here did not verify.
     Verify(String),
     /// The service would not start.
-    Server(String),
+    Server(LoadError),
     /// A request failed or got an unexpected answer.
-    Load(String),
+    Load(LoadError),
+    /// A figure came out zero or not finite (a window where nothing ran): the machine was
+    /// too busy to measure.
+    Implausible(CalibrationError),
 }
 
 impl std::fmt::Display for CalibrateError {
@@ -87,10 +97,14 @@ impl std::fmt::Display for CalibrateError {
             CalibrateError::NoCpuClock => f.write_str(
                 "no per-thread CPU time in /proc (calibration needs Linux with /proc mounted)",
             ),
+            CalibrateError::Keys(e) => write!(f, "setting up: {e}"),
             CalibrateError::Setup(e) => write!(f, "setting up: {e}"),
             CalibrateError::Verify(e) => write!(f, "a calibration token did not verify: {e}"),
             CalibrateError::Server(e) => write!(f, "starting the service: {e}"),
             CalibrateError::Load(e) => write!(f, "loading the service: {e}"),
+            CalibrateError::Implausible(e) => {
+                write!(f, "loading the service: implausible measurement: {e}")
+            }
         }
     }
 }
@@ -154,13 +168,13 @@ pub fn calibrate(budget: Duration, progress: Progress<'_>) -> Result<Calibration
         .iter()
         .map(|&alg| Signer::generate(alg))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(CalibrateError::Setup)?;
+        .map_err(CalibrateError::Keys)?;
     let now = unix_now();
     let tokens = signers
         .iter()
         .map(|s| s.tokens(0..TOKENS, now))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(CalibrateError::Setup)?;
+        .map_err(CalibrateError::Keys)?;
     let jwks = fixtures::jwks(&signers);
 
     let dir = TempDir::create()?;
@@ -271,8 +285,7 @@ pub fn calibrate(budget: Duration, progress: Progress<'_>) -> Result<Calibration
         http,
     };
     // Catches a zero or non-finite figure (a window where nothing ran) before it is saved.
-    Calibration::from_json(&cal.to_json())
-        .map_err(|e| CalibrateError::Load(format!("implausible measurement: {e}")))
+    Calibration::from_json(&cal.to_json()).map_err(CalibrateError::Implausible)
 }
 
 /// The in-process figures, per algorithm in [`ALGORITHMS`] order.
@@ -362,7 +375,7 @@ fn in_process(
             if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
                 return Err(CalibrateError::Verify(format!("{alg} in the engine: {e}")));
             }
-            let parts = (0..PARTS)
+            let parts: Vec<f64> = (0..PARTS)
                 .map(|_| {
                     let before = clock.threads(&[load::SERVER_THREADS[1]]);
                     let start = Instant::now();
@@ -375,7 +388,7 @@ fn in_process(
                     ns as f64 / 1e3 / (batches * BATCH as u64) as f64
                 })
                 .collect();
-            batched_us.push(load::median(parts));
+            batched_us.push(median(&parts).unwrap_or(f64::NAN));
         }
     }
 
@@ -391,7 +404,7 @@ fn in_process(
         runtime
             .block_on(handle.verify(token, now))
             .map_err(|e| CalibrateError::Verify(format!("ES256 in the engine: {e}")))?;
-        let parts = (0..PARTS)
+        let parts: Vec<f64> = (0..PARTS)
             .map(|_| {
                 let (start, cpu) = (Instant::now(), clock.this_thread());
                 let calls = runtime.block_on(async {
@@ -407,7 +420,7 @@ fn in_process(
                 (clock.this_thread() - cpu) as f64 / 1e3 / calls as f64
             })
             .collect();
-        load::median(parts)
+        median(&parts).unwrap_or(f64::NAN)
     };
     Ok(InProcess {
         single_us,
@@ -423,7 +436,7 @@ fn per_op(clock: Clock, slot: Duration, mut op: impl FnMut()) -> f64 {
     for _ in 0..8 {
         op();
     }
-    let parts = (0..PARTS)
+    let parts: Vec<f64> = (0..PARTS)
         .map(|_| {
             let (start, cpu) = (Instant::now(), clock.this_thread());
             let mut n = 0u64;
@@ -436,7 +449,7 @@ fn per_op(clock: Clock, slot: Duration, mut op: impl FnMut()) -> f64 {
             (clock.this_thread() - cpu) as f64 / 1e3 / n as f64
         })
         .collect();
-    load::median(parts)
+    median(&parts).unwrap_or(f64::NAN)
 }
 
 struct Http {
@@ -513,7 +526,7 @@ fn http(
     // its second copy finds the first one's verdicts in the small cache.
     let batch_tokens = probe_signer
         .tokens(TOKENS..TOKENS + BATCH_TOKENS, now)
-        .map_err(CalibrateError::Setup)?;
+        .map_err(CalibrateError::Keys)?;
     let batches: Vec<Box<[u8]>> = batch_tokens
         .chunks(BATCH)
         .map(|c| verify(&host, c))
@@ -554,7 +567,7 @@ fn http(
         let count = (2.0 * slots.probe.as_secs_f64() * 1e6 / us * miss) as usize + CONNECTIONS;
         let cold: Vec<Box<[u8]>> = probe_signer
             .tokens(numbered..numbered + count, now)
-            .map_err(CalibrateError::Setup)?
+            .map_err(CalibrateError::Keys)?
             .iter()
             .map(|t| authz(&host, t))
             .collect();
@@ -745,12 +758,6 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// This machine: CPU model, cores this process may use, kernel release.

@@ -40,14 +40,39 @@ fn b64(bytes: &[u8]) -> String {
     jose::b64::encode(bytes)
 }
 
-fn failed(what: &str) -> impl Fn(aws_lc_rs::error::Unspecified) -> String + '_ {
-    move |_| format!("{what} failed")
+/// Why calibration keys or tokens could not be made.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FixtureError {
+    /// The crypto library refused an operation (`what`): this machine's random source or a
+    /// library fault.
+    Crypto(&'static str),
+    /// The crypto library returned an EC public key in an unexpected form: a library fault.
+    EcEncoding,
+    /// No calibration key is made for this algorithm: a bug in the caller.
+    Unsupported(Algorithm),
+}
+
+impl std::fmt::Display for FixtureError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FixtureError::Crypto(what) => write!(f, "{what} failed"),
+            FixtureError::EcEncoding => f.write_str("unexpected EC public key encoding"),
+            FixtureError::Unsupported(alg) => write!(f, "no calibration key for {alg}"),
+        }
+    }
+}
+
+impl std::error::Error for FixtureError {}
+
+fn failed(what: &'static str) -> impl Fn(aws_lc_rs::error::Unspecified) -> FixtureError {
+    move |_| FixtureError::Crypto(what)
 }
 
 impl Signer {
     /// Generates a key: HS256 a random 32-byte secret, RS256/PS256 RSA-2048, ES256 P-256, ES384
     /// P-384, EdDSA Ed25519.
-    pub fn generate(alg: Algorithm) -> Result<Signer, String> {
+    pub fn generate(alg: Algorithm) -> Result<Signer, FixtureError> {
         let kid = format!("calibrate-{}", alg.name());
         let (private, jwk) = match alg {
             Algorithm::HS256 => {
@@ -85,7 +110,7 @@ impl Signer {
                 let pair = EcdsaKeyPair::generate(signing).map_err(failed("EC key generation"))?;
                 let point = pair.public_key().as_ref();
                 if point.len() != 1 + 2 * len || point[0] != 0x04 {
-                    return Err("unexpected EC public key encoding".into());
+                    return Err(FixtureError::EcEncoding);
                 }
                 let jwk = json!({
                     "kty": "EC",
@@ -101,7 +126,7 @@ impl Signer {
                     json!({"kty": "OKP", "crv": "Ed25519", "x": b64(pair.public_key().as_ref())});
                 (Private::Ed25519(pair), jwk)
             }
-            other => return Err(format!("no calibration key for {other}")),
+            other => return Err(FixtureError::Unsupported(other)),
         };
         let mut jwk = jwk;
         jwk["kid"] = json!(kid);
@@ -114,7 +139,7 @@ impl Signer {
         })
     }
 
-    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, FixtureError> {
         Ok(match &self.private {
             Private::Hmac(key) => hmac::sign(key, message).as_ref().to_vec(),
             Private::Rsa(pair, padding) => {
@@ -134,7 +159,11 @@ impl Signer {
 
     /// Valid tokens numbered `numbers` (distinct numbers, distinct tokens), issued at `now` for
     /// an hour.
-    pub fn tokens(&self, numbers: std::ops::Range<usize>, now: i64) -> Result<Vec<String>, String> {
+    pub fn tokens(
+        &self,
+        numbers: std::ops::Range<usize>,
+        now: i64,
+    ) -> Result<Vec<String>, FixtureError> {
         let header = jose::jws::header_json(self.alg, Some(&self.kid), Some("at+jwt"));
         numbers
             .map(|i| {

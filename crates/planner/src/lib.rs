@@ -25,12 +25,16 @@ mod fixtures;
 mod load;
 mod model;
 pub mod queue;
+mod stats;
 
 pub use calibrate::{calibrate, CalibrateError, Progress, MIN_BUDGET};
 pub use calibration::{
     AlgorithmCost, Calibration, CalibrationError, HttpCost, Machine, MissRatePoint, FORMAT,
 };
+pub use fixtures::FixtureError;
+pub use load::{LoadError, ResponseError};
 pub use model::{max_rps, plan, Mix, MixError, Plan, PlanError, Share, Workload};
+pub use stats::median;
 
 /// The algorithms a calibration measures, in the order they are reported.
 pub const ALGORITHMS: [jose::Algorithm; 6] = [

@@ -17,6 +17,106 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 use crate::cpu::Clock;
+use crate::stats::median;
+
+/// Why the service could not be started or measured.
+#[non_exhaustive]
+#[derive(Debug)]
+pub enum LoadError {
+    /// This process could not start a thread or a runtime (`what`): the machine's limits.
+    Spawn {
+        what: &'static str,
+        error: std::io::Error,
+    },
+    /// No loopback port to listen on: the machine's.
+    Bind(std::io::Error),
+    /// The listener has no address: the machine's.
+    Address(std::io::Error),
+    /// The service refused its configuration or could not open what it serves.
+    Start(server::StartError),
+    /// The service's thread ended before it listened: a bug (a panic) in the service.
+    Ended,
+    /// Nothing to send: a bug in the caller.
+    NoRequests,
+    /// The service answered nothing while measured: overloaded or stuck.
+    Unanswered,
+    /// The service's port refused the connection.
+    Connect {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
+    /// Sending a request failed: the connection broke.
+    Send(std::io::Error),
+    /// Reading an answer failed: the connection broke or the answer took over 10 s.
+    Read(std::io::Error),
+    /// The service closed the connection before answering in full.
+    Closed,
+    /// The service sent more than the answer: its fault.
+    Extra,
+    /// The service answered with another status than 200.
+    Status(u16),
+    /// The service's answer is not HTTP/1.1 as this client reads it.
+    Response(ResponseError),
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Spawn { what, error } => write!(f, "{what}: {error}"),
+            LoadError::Bind(e) => write!(f, "binding 127.0.0.1:0: {e}"),
+            LoadError::Address(e) => write!(f, "{e}"),
+            LoadError::Start(e) => write!(f, "{e}"),
+            LoadError::Ended => f.write_str("the server thread ended before it listened"),
+            LoadError::NoRequests => f.write_str("no requests to send"),
+            LoadError::Unanswered => f.write_str("no request was answered in the measured window"),
+            LoadError::Connect { addr, error } => write!(f, "connecting to {addr}: {error}"),
+            LoadError::Send(e) => write!(f, "sending: {e}"),
+            LoadError::Read(e) => write!(f, "reading: {e}"),
+            LoadError::Closed => f.write_str("the server closed the connection"),
+            LoadError::Extra => f.write_str("the server sent bytes nobody asked for"),
+            LoadError::Status(status) => write!(f, "the server answered {status}"),
+            LoadError::Response(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+impl From<ResponseError> for LoadError {
+    fn from(e: ResponseError) -> Self {
+        LoadError::Response(e)
+    }
+}
+
+/// Why an answer is not HTTP/1.1 as [`parse_response`] reads it: the service's fault.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResponseError {
+    /// A header over 64 KiB.
+    TooLarge,
+    /// A header that is not UTF-8.
+    NotUtf8,
+    /// No `HTTP/1.1 NNN` status line.
+    StatusLine,
+    /// A `Content-Length` that is not a number.
+    ContentLength,
+    /// A chunked body, which this service never sends for a full body.
+    Chunked,
+}
+
+impl std::fmt::Display for ResponseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ResponseError::TooLarge => "a response header over 64 KiB",
+            ResponseError::NotUtf8 => "a non-UTF-8 header",
+            ResponseError::StatusLine => "not an HTTP/1.1 status line",
+            ResponseError::ContentLength => "a bad Content-Length",
+            ResponseError::Chunked => "a chunked response: not expected from this service",
+        })
+    }
+}
+
+impl std::error::Error for ResponseError {}
 
 /// Names of the service's threads (runtime and blocking pool) and of the engine's workers.
 pub const SERVER_THREADS: [&str; 2] = ["tcal-server", engine::EngineConfig::THREAD_PREFIX];
@@ -39,8 +139,8 @@ impl std::fmt::Debug for Server {
 
 impl Server {
     /// Starts the service for `config` on 127.0.0.1, an ephemeral port, pinned to `core`.
-    pub fn start(config: server::Config, core: Option<CoreId>) -> Result<Server, String> {
-        type Ready = Result<(SocketAddr, server::Verifier), String>;
+    pub fn start(config: server::Config, core: Option<CoreId>) -> Result<Server, LoadError> {
+        type Ready = Result<(SocketAddr, server::Verifier), LoadError>;
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Ready>();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -58,7 +158,10 @@ impl Server {
                 {
                     Ok(runtime) => runtime,
                     Err(e) => {
-                        let _ = ready_tx.send(Err(format!("starting the runtime: {e}")));
+                        let _ = ready_tx.send(Err(LoadError::Spawn {
+                            what: "starting the runtime",
+                            error: e,
+                        }));
                         return;
                     }
                 };
@@ -66,21 +169,21 @@ impl Server {
                     let listener = match tokio::net::TcpListener::bind(("127.0.0.1", 0)).await {
                         Ok(l) => l,
                         Err(e) => {
-                            let _ = ready_tx.send(Err(format!("binding 127.0.0.1:0: {e}")));
+                            let _ = ready_tx.send(Err(LoadError::Bind(e)));
                             return;
                         }
                     };
                     let addr = match listener.local_addr() {
                         Ok(a) => a,
                         Err(e) => {
-                            let _ = ready_tx.send(Err(e.to_string()));
+                            let _ = ready_tx.send(Err(LoadError::Address(e)));
                             return;
                         }
                     };
                     let app = match server::App::start(&config, format!("http://{addr}")).await {
                         Ok(app) => app,
                         Err(e) => {
-                            let _ = ready_tx.send(Err(e.to_string()));
+                            let _ = ready_tx.send(Err(LoadError::Start(e)));
                             return;
                         }
                     };
@@ -91,10 +194,11 @@ impl Server {
                     .await;
                 });
             })
-            .map_err(|e| format!("starting the server thread: {e}"))?;
-        let (addr, engine) = ready_rx
-            .recv()
-            .map_err(|_| "the server thread ended before it listened".to_string())??;
+            .map_err(|error| LoadError::Spawn {
+                what: "starting the server thread",
+                error,
+            })?;
+        let (addr, engine) = ready_rx.recv().map_err(|_| LoadError::Ended)??;
         Ok(Server {
             addr,
             engine,
@@ -135,16 +239,6 @@ pub struct Sample {
     pub busy: f64,
 }
 
-/// The median (NaN for none).
-pub fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    match values.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => values[n / 2],
-        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
-    }
-}
-
 /// Intervals per measured window, and the shortest interval.
 const INTERVALS: u32 = 10;
 const MIN_INTERVAL: Duration = Duration::from_millis(50);
@@ -163,21 +257,22 @@ struct Shared {
     next: AtomicUsize,
     done: AtomicU64,
     stop: AtomicBool,
-    failure: Mutex<Option<String>>,
+    failure: Mutex<Option<LoadError>>,
 }
 
 impl Shared {
-    fn fail(&self, why: String) {
+    fn fail(&self, why: LoadError) {
         let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
         failure.get_or_insert(why);
         self.stop.store(true, Ordering::SeqCst);
     }
 
-    fn failure(&self) -> Option<String> {
+    /// The first failure, taken: whoever sees it first reports it.
+    fn failure(&self) -> Option<LoadError> {
         self.failure
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .take()
     }
 }
 
@@ -191,9 +286,9 @@ impl Load {
         requests: Vec<Box<[u8]>>,
         warmup: Duration,
         window: Duration,
-    ) -> Result<Sample, String> {
+    ) -> Result<Sample, LoadError> {
         if requests.is_empty() {
-            return Err("no requests to send".into());
+            return Err(LoadError::NoRequests);
         }
         let shared = Arc::new(Shared {
             requests,
@@ -216,7 +311,10 @@ impl Load {
             let handle = std::thread::Builder::new()
                 .name(format!("tcal-client-{t}"))
                 .spawn(move || client_thread(addr, core, connections, &shared))
-                .map_err(|e| format!("starting a client thread: {e}"))?;
+                .map_err(|error| LoadError::Spawn {
+                    what: "starting a client thread",
+                    error,
+                })?;
             handles.push(handle);
         }
         let result = self.measure(&shared, warmup, window);
@@ -235,7 +333,7 @@ impl Load {
         shared: &Shared,
         warmup: Duration,
         window: Duration,
-    ) -> Result<Sample, String> {
+    ) -> Result<Sample, LoadError> {
         std::thread::sleep(warmup);
         if let Some(why) = shared.failure() {
             return Err(why);
@@ -266,11 +364,11 @@ impl Load {
             last = next;
         }
         if requests == 0 {
-            return Err("no request was answered in the measured window".into());
+            return Err(LoadError::Unanswered);
         }
         Ok(Sample {
-            us_per_request: median(costs),
-            busy: median(busy),
+            us_per_request: median(&costs).unwrap_or(f64::NAN),
+            busy: median(&busy).unwrap_or(f64::NAN),
         })
     }
 }
@@ -284,7 +382,12 @@ fn client_thread(addr: SocketAddr, core: Option<CoreId>, connections: usize, sha
         .build()
     {
         Ok(r) => r,
-        Err(e) => return shared.fail(format!("client runtime: {e}")),
+        Err(error) => {
+            return shared.fail(LoadError::Spawn {
+                what: "client runtime",
+                error,
+            })
+        }
     };
     runtime.block_on(async {
         let tasks: Vec<_> = (0..connections)
@@ -303,10 +406,10 @@ fn client_thread(addr: SocketAddr, core: Option<CoreId>, connections: usize, sha
     });
 }
 
-async fn connection(addr: SocketAddr, shared: &Shared) -> Result<(), String> {
+async fn connection(addr: SocketAddr, shared: &Shared) -> Result<(), LoadError> {
     let mut stream = TcpStream::connect(addr)
         .await
-        .map_err(|e| format!("connecting to {addr}: {e}"))?;
+        .map_err(|error| LoadError::Connect { addr, error })?;
     let _ = stream.set_nodelay(true);
     let mut buf = vec![0u8; 16 * 1024];
     while !shared.stop.load(Ordering::Relaxed) {
@@ -314,7 +417,7 @@ async fn connection(addr: SocketAddr, shared: &Shared) -> Result<(), String> {
         stream
             .write_all(&shared.requests[i])
             .await
-            .map_err(|e| format!("sending: {e}"))?;
+            .map_err(LoadError::Send)?;
         let mut filled = 0;
         loop {
             if filled == buf.len() {
@@ -323,17 +426,17 @@ async fn connection(addr: SocketAddr, shared: &Shared) -> Result<(), String> {
             let n = stream
                 .read(&mut buf[filled..])
                 .await
-                .map_err(|e| format!("reading: {e}"))?;
+                .map_err(LoadError::Read)?;
             if n == 0 {
-                return Err("the server closed the connection".into());
+                return Err(LoadError::Closed);
             }
             filled += n;
             if let Some((status, len)) = parse_response(&buf[..filled])? {
                 if len != filled {
-                    return Err("the server sent bytes nobody asked for".into());
+                    return Err(LoadError::Extra);
                 }
                 if status != 200 {
-                    return Err(format!("the server answered {status}"));
+                    return Err(LoadError::Status(status));
                 }
                 break;
             }
@@ -345,30 +448,33 @@ async fn connection(addr: SocketAddr, shared: &Shared) -> Result<(), String> {
 
 /// The status and total length of a complete response at the start of `buf`, `None` while it
 /// is incomplete. Only `Content-Length` bodies (hyper's for full bodies).
-pub fn parse_response(buf: &[u8]) -> Result<Option<(u16, usize)>, String> {
+pub fn parse_response(buf: &[u8]) -> Result<Option<(u16, usize)>, ResponseError> {
     let Some(head) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
         if buf.len() > 64 * 1024 {
-            return Err("a response header over 64 KiB".into());
+            return Err(ResponseError::TooLarge);
         }
         return Ok(None);
     };
-    let head_text = std::str::from_utf8(&buf[..head]).map_err(|_| "a non-UTF-8 header")?;
+    let head_text = std::str::from_utf8(&buf[..head]).map_err(|_| ResponseError::NotUtf8)?;
     let mut lines = head_text.split("\r\n");
     let status = lines
         .next()
         .and_then(|l| l.strip_prefix("HTTP/1.1 "))
         .and_then(|l| l.get(..3))
         .and_then(|s| s.parse::<u16>().ok())
-        .ok_or("not an HTTP/1.1 status line")?;
+        .ok_or(ResponseError::StatusLine)?;
     let mut length = 0usize;
     for line in lines {
         let Some((name, value)) = line.split_once(':') else {
             continue;
         };
         if name.eq_ignore_ascii_case("content-length") {
-            length = value.trim().parse().map_err(|_| "a bad Content-Length")?;
+            length = value
+                .trim()
+                .parse()
+                .map_err(|_| ResponseError::ContentLength)?;
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            return Err("a chunked response: not expected from this service".into());
+            return Err(ResponseError::Chunked);
         }
     }
     let total = head + 4 + length;
@@ -377,21 +483,17 @@ pub fn parse_response(buf: &[u8]) -> Result<Option<(u16, usize)>, String> {
 
 /// One request on a fresh connection, answered in full: status and body. For checks before
 /// a measurement.
-pub fn request_once(addr: SocketAddr, request: &[u8]) -> Result<(u16, Vec<u8>), String> {
+pub fn request_once(addr: SocketAddr, request: &[u8]) -> Result<(u16, Vec<u8>), LoadError> {
     let mut stream =
-        StdTcpStream::connect(addr).map_err(|e| format!("connecting to {addr}: {e}"))?;
+        StdTcpStream::connect(addr).map_err(|error| LoadError::Connect { addr, error })?;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    stream
-        .write_all(request)
-        .map_err(|e| format!("sending: {e}"))?;
+    stream.write_all(request).map_err(LoadError::Send)?;
     let mut buf = Vec::with_capacity(16 * 1024);
     let mut chunk = [0u8; 16 * 1024];
     loop {
-        let n = stream
-            .read(&mut chunk)
-            .map_err(|e| format!("reading: {e}"))?;
+        let n = stream.read(&mut chunk).map_err(LoadError::Read)?;
         if n == 0 {
-            return Err("the server closed the connection".into());
+            return Err(LoadError::Closed);
         }
         buf.extend_from_slice(&chunk[..n]);
         if let Some((status, total)) = parse_response(&buf)? {
@@ -416,13 +518,5 @@ mod tests {
         assert!(parse_response(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n").is_err());
         assert!(parse_response(b"SMTP 200\r\n\r\n").is_err());
         assert!(parse_response(b"HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n").is_err());
-    }
-
-    #[test]
-    fn medians() {
-        assert!(median(Vec::new()).is_nan());
-        assert_eq!(median(vec![3.0]), 3.0);
-        assert_eq!(median(vec![5.0, 1.0, 3.0]), 3.0);
-        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
     }
 }

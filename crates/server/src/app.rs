@@ -36,7 +36,7 @@ pub enum StartError {
     },
     Issuers(IssuersError),
     /// The TLS certificate or key.
-    Tls(String),
+    Tls(crate::tls::TlsError),
     /// Nothing to verify with.
     NoIssuers,
 }

@@ -161,17 +161,33 @@ impl std::fmt::Display for SecretHash {
 }
 
 /// Why a caller was not authenticated.
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AuthError {
-    /// No `Authorization: Basic` header.
+    /// The caller's: no `Authorization: Basic` header.
     Missing,
-    /// A malformed header, an unknown client or a wrong secret.
+    /// The caller's: a malformed header, an unknown client or a wrong secret.
     Refused,
-    /// Too many hash checks are running: try again later.
+    /// The daemon's load: too many hash checks are running; try again later.
     Busy,
-    /// This source address failed too often: try again after this long.
+    /// The caller's source address: it failed too often; try again after this long.
     Throttled(Duration),
 }
+
+impl std::fmt::Display for AuthError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuthError::Missing => f.write_str("no Basic credentials"),
+            AuthError::Refused => f.write_str("credentials refused"),
+            AuthError::Busy => f.write_str("too many secret hash checks running"),
+            AuthError::Throttled(wait) => {
+                write!(f, "too many failed attempts: retry in {} s", wait.as_secs())
+            }
+        }
+    }
+}
+
+impl std::error::Error for AuthError {}
 
 /// Most remembered credentials; the memory is cleared when full.
 const REMEMBERED: usize = 4096;

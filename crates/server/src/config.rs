@@ -12,16 +12,25 @@ use serde::Deserialize;
 
 use crate::clients::SecretHash;
 
-/// A configuration error: the field it concerns and what is wrong.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigError {
-    pub field: String,
-    pub message: String,
+/// A configuration error: always the operator's, in the file or the command line.
+#[non_exhaustive]
+#[derive(Debug)]
+pub enum ConfigError {
+    /// The file could not be read.
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// The file is not TOML of this file's shape (a syntax error, an unknown or mistyped key).
+    Syntax(toml::de::Error),
+    /// A value is refused: the field it concerns (`issuers[1].jwks_uri`, or a command-line
+    /// flag such as `--iss`) and what is wrong with it.
+    Field { field: String, message: String },
 }
 
 impl ConfigError {
     fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError {
+        ConfigError::Field {
             field: field.into(),
             message: message.into(),
         }
@@ -30,10 +39,10 @@ impl ConfigError {
 
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.field.is_empty() {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "{}: {}", self.field, self.message)
+        match self {
+            ConfigError::Read { path, error } => write!(f, "{}: {error}", path.display()),
+            ConfigError::Syntax(e) => write!(f, "{e}"),
+            ConfigError::Field { field, message } => write!(f, "{field}: {message}"),
         }
     }
 }
@@ -427,16 +436,17 @@ impl Config {
     /// Reads and checks a configuration file. Relative paths in it are taken from the file's
     /// folder.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::new("", format!("{}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: path.to_owned(),
+            error,
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
         Config::parse(&text, base)
     }
 
     /// Checks a configuration text; `base` resolves relative paths.
     pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
-        let file: FileConfig =
-            toml::from_str(text).map_err(|e| ConfigError::new("", e.to_string()))?;
+        let file: FileConfig = toml::from_str(text).map_err(ConfigError::Syntax)?;
         let relative = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
 
         let s = file.server;

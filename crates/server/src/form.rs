@@ -30,13 +30,27 @@ pub fn decode(text: &[u8]) -> Option<Cow<'_, str>> {
     String::from_utf8(out).ok().map(Cow::Owned)
 }
 
-/// Why a form body was refused.
+/// Why a form body was refused: always the sender's fault.
+#[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FormError {
+    /// A bad escape, text that is not UTF-8 once decoded, or more than [`MAX_PARAMS`]
+    /// parameters.
     Malformed,
     /// A parameter that may appear once appeared again (RFC 6749 section 3.1).
     Repeated(String),
 }
+
+impl std::fmt::Display for FormError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FormError::Malformed => f.write_str("a malformed form body"),
+            FormError::Repeated(name) => write!(f, "the form parameter {name:?} appears twice"),
+        }
+    }
+}
+
+impl std::error::Error for FormError {}
 
 /// Most parameters a form may carry (RFC 7662 requests need two): bounds the duplicate check.
 const MAX_PARAMS: usize = 16;

@@ -38,12 +38,20 @@ pub use answers::Answers;
 pub use app::{App, Phase, StartError, Verifier};
 pub use clients::SecretHash;
 pub use config::{Config, ConfigError, LogFormat};
+pub use tls::TlsError;
 
-/// Seconds since the Unix epoch (0 if the clock is before it).
+/// Seconds since the Unix epoch (0 if the clock is before it): the wall clock of the daemon,
+/// the planner and the CLI, read nowhere else.
 pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
+    unix_time().unwrap_or(0)
+}
+
+/// Seconds since the Unix epoch; `None` if the system clock is before it.
+pub fn unix_time() -> Option<i64> {
+    let since = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+        .ok()?;
+    i64::try_from(since.as_secs()).ok()
 }
 
 /// Serves `listener` with `app` until `shutdown` resolves, then drains and returns.

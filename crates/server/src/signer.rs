@@ -13,12 +13,14 @@ use pkcs11::{
 use crate::config::HsmSettings;
 
 /// Why the signer could not start or sign.
+#[non_exhaustive]
 #[derive(Debug)]
 pub enum SignerError {
-    /// No PIN: neither `TESSERA_HSM_PIN` nor a PIN file.
+    /// The operator's: no PIN, neither `TESSERA_HSM_PIN` nor a PIN file.
     NoPin,
+    /// The HSM's (or its configuration's): [`HsmError`] says which.
     Hsm(HsmError),
-    /// No active key to sign with.
+    /// The token's keys: no active key to sign with.
     NoActiveKey,
 }
 

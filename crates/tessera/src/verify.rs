@@ -10,7 +10,6 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use clap::Args;
@@ -241,11 +240,9 @@ fn load_keys(path: &Path) -> anyhow::Result<KeySet> {
     Ok(jwks.keys)
 }
 
+/// The wall clock (`server::unix_time`), an error before 1970 rather than 0.
 pub(crate) fn unix_now() -> anyhow::Result<i64> {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .context("system clock is before 1970")?;
-    Ok(i64::try_from(since.as_secs())?)
+    server::unix_time().context("system clock is before 1970")
 }
 
 #[cfg(test)]

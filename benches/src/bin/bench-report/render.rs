@@ -5,6 +5,7 @@ use std::time::SystemTime;
 
 use benches::ratios::{Ratios, SignRow, VerifyRow};
 use benches::units::{decimals, rate, time, time_unit};
+use planner::median;
 
 use crate::criterion::{Measurement, Results, Throughput};
 use crate::machine::{clock, utc};
@@ -396,18 +397,6 @@ pub fn verdict(values: &[f64], least: f64, decimals: usize) -> String {
             format!("met by the median ({m} of {n} rounds)")
         }
         (m, n) => format!("**not met** by the median ({m} of {n} rounds)"),
-    }
-}
-
-/// The median (the mean of the middle two for an even count); `None` for no values.
-pub fn median(values: &[f64]) -> Option<f64> {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let n = sorted.len();
-    match n {
-        0 => None,
-        n if n % 2 == 1 => Some(sorted[n / 2]),
-        n => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
     }
 }
 
