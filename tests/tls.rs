@@ -13,36 +13,32 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls;
 
-mod common;
+use testkit::Scratch;
 
 struct Daemon {
     child: Child,
     addr: String,
-    dir: PathBuf,
+    dir: Scratch,
 }
 
 impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
 /// A self-signed certificate for 127.0.0.1 and a daemon serving with it.
 fn start() -> Daemon {
-    let dir = std::env::temp_dir().join(format!("tessera-tls-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let dir = Scratch::new("tls");
     // A leaf certificate (not a CA: rustls refuses a CA as the server's certificate).
-    std::fs::write(
-        dir.join("openssl.cnf"),
+    dir.write(
+        "openssl.cnf",
         "[req]\ndistinguished_name = dn\nx509_extensions = leaf\nprompt = no\n\
          [dn]\nCN = 127.0.0.1\n\
          [leaf]\nbasicConstraints = critical, CA:FALSE\nsubjectAltName = IP:127.0.0.1\n\
          keyUsage = critical, digitalSignature\nextendedKeyUsage = serverAuth\n",
-    )
-    .expect("openssl.cnf");
+    );
     let out = Command::new("openssl")
         .args([
             "req",
@@ -61,7 +57,7 @@ fn start() -> Daemon {
             "-out",
             "cert.pem",
         ])
-        .current_dir(&dir)
+        .current_dir(dir.path())
         .output()
         .expect("openssl is missing: apt-get install openssl");
     assert!(
@@ -70,16 +66,15 @@ fn start() -> Daemon {
         String::from_utf8_lossy(&out.stderr)
     );
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    std::fs::write(
-        dir.join("tessera.toml"),
-        format!(
+    dir.write(
+        "tessera.toml",
+        &format!(
             "[server]\nlisten = \"127.0.0.1:0\"\n[server.tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n\
              [engine]\nworkers = 1\npin_cores = false\n\
              [[issuers]]\nissuer = \"https://issuer.example\"\njwks_file = \"{}\"\n",
             root.join("examples/jwks.json").display()
         ),
-    )
-    .expect("config");
+    );
     let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
         .args(["serve", "--config"])
         .arg(dir.join("tessera.toml"))
@@ -88,7 +83,7 @@ fn start() -> Daemon {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn tessera");
-    let line = common::first_line(&mut child, Duration::from_secs(30))
+    let line = testkit::process::first_line(&mut child, Duration::from_secs(30))
         .expect("the daemon did not say it was listening");
     let addr = line
         .trim()
