@@ -16,10 +16,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{
-    self as sig, EcdsaKeyPair, KeyPair, UnparsedPublicKey, ECDSA_P256_SHA256_FIXED_SIGNING,
-};
+use aws_lc_rs::signature::{self as sig, UnparsedPublicKey};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use http_body_util::{BodyExt, Full};
@@ -30,9 +27,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-#[path = "../common/mod.rs"]
-mod common;
-use common::{Scratch, SoftHsm};
+use testkit::{tampered, unix_now, Algorithm, Claims, Issuer, Scratch, SoftHsm};
 
 // The tests, by topic; everything above and below them is the harness they share.
 mod authz;
@@ -57,13 +52,6 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs() as i64
-}
-
 fn path_str(p: &Path) -> &str {
     p.to_str().expect("UTF-8 path")
 }
@@ -83,7 +71,7 @@ fn tessera(args: &[&str]) -> Command {
 
 /// Runs a short-lived command with `stdin`, killing it if it runs past 30 s.
 fn run(cmd: Command, stdin: &[u8]) -> Output {
-    common::run_bounded(cmd, stdin, START)
+    testkit::process::run_bounded(cmd, stdin, START)
 }
 
 /// `secret_hash` for the configuration, made by the CLI from the secret on stdin.
@@ -128,83 +116,25 @@ fn fingerprint(token: &str) -> String {
     d.as_ref()[..6].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// An ES256 issuer: a key pair and its public JWK Set.
-struct Issuer {
-    key: EcdsaKeyPair,
-    kid: String,
-    jwks: String,
-}
-
-impl Issuer {
-    fn new(kid: &str) -> Self {
-        let rng = SystemRandom::new();
-        let pkcs8 =
-            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).expect("keygen");
-        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
-            .expect("key");
-        let point = key.public_key().as_ref();
-        let jwks = format!(
-            r#"{{"keys":[{{"kty":"EC","crv":"P-256","kid":"{kid}","alg":"ES256","use":"sig","x":"{}","y":"{}"}}]}}"#,
-            URL_SAFE_NO_PAD.encode(&point[1..33]),
-            URL_SAFE_NO_PAD.encode(&point[33..])
-        );
-        Issuer {
-            key,
-            kid: kid.into(),
-            jwks,
-        }
-    }
-
-    fn sign(&self, claims: &Value) -> String {
-        self.sign_typed("at+jwt", claims)
-    }
-
-    fn sign_typed(&self, typ: &str, claims: &Value) -> String {
-        let header = jose::jws::header_json(jose::Algorithm::ES256, Some(&self.kid), Some(typ));
-        let input = jose::SigningInput::new(header.as_bytes(), claims.to_string().as_bytes());
-        let signature = self
-            .key
-            .sign(&SystemRandom::new(), input.as_bytes())
-            .expect("sign");
-        input.into_compact(signature.as_ref())
-    }
-}
-
 /// Claims of a token valid now, with `extra` members added, replaced, or removed (null).
 fn claims(extra: Value) -> Value {
-    let now = unix_now();
-    let mut c = json!({
-        "iss": ISS,
-        "sub": "alice",
-        "aud": "api://orders",
-        "client_id": "web",
-        "scope": "orders:read profile",
-        "iat": now - 10,
-        "nbf": now - 10,
-        "exp": now + 300,
-        "jti": "jti-1",
-        "email": "alice@example.com",
-    });
-    let members = c.as_object_mut().expect("object");
-    for (k, v) in extra.as_object().expect("object") {
-        if v.is_null() {
-            members.remove(k);
-        } else {
-            members.insert(k.clone(), v.clone());
-        }
-    }
-    c
+    Claims::valid_now()
+        .merge(json!({
+            "iss": ISS,
+            "sub": "alice",
+            "aud": "api://orders",
+            "client_id": "web",
+            "scope": "orders:read profile",
+            "jti": "jti-1",
+            "email": "alice@example.com",
+        }))
+        .merge(extra)
+        .into_value()
 }
 
-/// The same token with its payload replaced and the signature kept.
-fn tampered(token: &str, claims: &Value) -> String {
-    let mut parts = token.split('.');
-    let header = parts.next().expect("header");
-    let signature = parts.nth(1).expect("signature");
-    format!(
-        "{header}.{}.{signature}",
-        URL_SAFE_NO_PAD.encode(claims.to_string())
-    )
+/// An ES256 issuer named `kid`.
+fn es256(kid: &str) -> Issuer {
+    Issuer::new(Algorithm::ES256, kid)
 }
 
 /// A scratch folder with a trusted issuer's JWKS and a client secret hash.
@@ -217,8 +147,8 @@ struct Setup {
 impl Setup {
     fn new(name: &str) -> Self {
         let dir = Scratch::new(&format!("serve-{name}"));
-        let issuer = Issuer::new("k1");
-        dir.write("jwks.json", &issuer.jwks);
+        let issuer = es256("k1");
+        dir.write("jwks.json", issuer.jwks());
         Setup {
             dir,
             issuer,
@@ -633,7 +563,11 @@ const LABEL: &str = "tessera-serve-test";
 
 impl Token {
     fn new(name: &str) -> Self {
-        Token(SoftHsm::new(&format!("serve-{name}"), LABEL))
+        Token(SoftHsm::new(
+            env!("CARGO_BIN_EXE_tessera"),
+            &format!("serve-{name}"),
+            LABEL,
+        ))
     }
 
     fn command(&self, args: &[&str]) -> Command {
