@@ -1,15 +1,20 @@
 //! Scratch folders: one per test, emptied when made, removed when dropped.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// A scratch folder for one test, `$TMPDIR/tessera-{name}-{pid}`, removed when dropped.
+/// A scratch folder for one test, removed when dropped.
 #[derive(Debug)]
 pub struct Scratch(PathBuf);
 
 impl Scratch {
-    /// `$TMPDIR/tessera-{name}-{pid}`, emptied.
+    /// `$TMPDIR/tessera-{name}-{pid}-{n}`, emptied; `n` counts the folders this process made,
+    /// so that tests running at once never share one, even under the same name.
     pub fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("tessera-{name}-{}", std::process::id()));
+        static MADE: AtomicUsize = AtomicUsize::new(0);
+        let n = MADE.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        let dir = std::env::temp_dir().join(format!("tessera-{name}-{pid}-{n}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)
             .unwrap_or_else(|e| panic!("create scratch dir {}: {e}", dir.display()));
@@ -64,6 +69,7 @@ mod tests {
         let file = scratch.write("a.txt", "hello");
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "hello");
         let dir = scratch.path().to_owned();
+        assert_ne!(Scratch::new("testkit-scratch").path(), dir);
         drop(scratch);
         assert!(!dir.exists());
     }
