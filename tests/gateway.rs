@@ -21,7 +21,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-use testkit::{unix_now, Algorithm, Issuer, Scratch};
+use testkit::{unix_now, Algorithm, Daemon, Issuer, Scratch};
 
 const ISS: &str = "https://issuer.example";
 /// Longest wait for a process to start or for one HTTP exchange.
@@ -89,52 +89,14 @@ fn claims(extra: &str) -> String {
 
 // ---- the daemon ----
 
-/// A running `tessera serve`, killed when dropped.
-struct Daemon {
-    child: Child,
-    addr: SocketAddr,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(dir: &Scratch, args: &[&str]) -> Self {
-        let log = dir.join("tessera.log");
-        let stderr = std::fs::File::create(&log).expect("create log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-            .arg("serve")
-            .args(args)
-            .args(["--listen", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn tessera");
-        let line = match testkit::process::first_line(&mut child, WAIT) {
-            Some(line) => line,
-            None => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("tessera did not start in {WAIT:?}:\n{}", read_lossy(&log));
-            }
-        };
-        let addr = line
-            .trim_end()
-            .strip_prefix("listening on http://")
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("unexpected first line {line:?}:\n{}", read_lossy(&log))
-            });
-        Daemon { child, addr, log }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `tessera serve ARGS --listen 127.0.0.1:0`, listening.
+fn start_daemon(args: &[&str]) -> Daemon {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    command
+        .arg("serve")
+        .args(args)
+        .args(["--listen", "127.0.0.1:0"]);
+    Daemon::spawn(command)
 }
 
 // ---- the backend ----
@@ -531,7 +493,7 @@ impl Stack {
     async fn quick(name: &str, issuer: &Issuer) -> Self {
         let dir = Scratch::new(&format!("gateway-{name}"));
         let jwks = dir.write("jwks.json", issuer.jwks());
-        let daemon = Daemon::start(&dir, &["--jwks", path_str(&jwks), "--iss", ISS]);
+        let daemon = start_daemon(&["--jwks", path_str(&jwks), "--iss", ISS]);
         Self::around(dir, daemon, AuthConf::Documented).await
     }
 
@@ -546,7 +508,7 @@ impl Stack {
                  [[issuers]]\nissuer = \"{ISS}\"\njwks_file = \"jwks.json\"\n\n{routes}"
             ),
         );
-        let daemon = Daemon::start(&dir, &["--config", path_str(&config)]);
+        let daemon = start_daemon(&["--config", path_str(&config)]);
         Self::around(dir, daemon, auth).await
     }
 
@@ -567,7 +529,7 @@ impl Stack {
     fn logs(&self) -> String {
         let mut out = String::new();
         if let Some(d) = &self.daemon {
-            let _ = write!(out, "--- tessera\n{}", read_lossy(&d.log));
+            let _ = write!(out, "--- tessera\n{}", d.stderr());
         }
         let _ = write!(
             out,
