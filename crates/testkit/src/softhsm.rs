@@ -24,6 +24,26 @@ impl SoftHsm {
     /// A token labelled `label` in `$TMPDIR/tessera-hsm-{name}-{pid}`, initialised by the
     /// `tessera` binary at `tessera` (a test's `env!("CARGO_BIN_EXE_tessera")`).
     pub fn new(tessera: impl AsRef<Path>, name: &str, label: &'static str) -> Self {
+        let hsm = SoftHsm::folder(name, label);
+        let (so, pin) = (hsm.dir.join("so-pin"), hsm.dir.join("pin"));
+        let mut init = Command::new(tessera.as_ref());
+        init.args(["hsm", "init", "--token", label, "--so-pin-file"])
+            .arg(&so)
+            .arg("--pin-file")
+            .arg(&pin);
+        hsm.env(&mut init);
+        let out = run_bounded(init, b"", Duration::from_secs(120));
+        assert!(
+            out.status.success(),
+            "hsm init: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        hsm
+    }
+
+    /// The folder alone, with its configuration (`softhsm2.conf`) and PIN files, for a caller
+    /// that initialises the token itself through PKCS#11 (the signing benchmarks).
+    pub fn folder(name: &str, label: &'static str) -> Self {
         assert!(
             Path::new(SOFTHSM_MODULE).exists(),
             "SoftHSM is missing ({SOFTHSM_MODULE}): run hsm/install.sh or apt-get install softhsm2"
@@ -41,21 +61,7 @@ impl SoftHsm {
         .expect("softhsm2.conf");
         write_private(&dir.join("pin"), "test-pin-1234\n");
         write_private(&dir.join("so-pin"), "test-so-pin-5678\n");
-        let hsm = SoftHsm { dir, label };
-        let (so, pin) = (hsm.dir.join("so-pin"), hsm.dir.join("pin"));
-        let mut init = Command::new(tessera.as_ref());
-        init.args(["hsm", "init", "--token", label, "--so-pin-file"])
-            .arg(&so)
-            .arg("--pin-file")
-            .arg(&pin);
-        hsm.env(&mut init);
-        let out = run_bounded(init, b"", Duration::from_secs(120));
-        assert!(
-            out.status.success(),
-            "hsm init: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        hsm
+        SoftHsm { dir, label }
     }
 
     /// Points a child process at this token.
