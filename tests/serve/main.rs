@@ -5,8 +5,9 @@
 //! on a command line. The development-mode test makes its own SoftHSM token, as tests/hsm.rs
 //! does.
 //!
-//! This file is the harness (the daemon, its configuration, HTTP clients, signers); the tests
-//! are in one file per topic beside it.
+//! The daemon harness, issuers, claims, scratch folders and SoftHSM tokens come from the
+//! testkit; this file holds what only these tests share (their configuration, the endpoints
+//! they call, raw-TCP clients); the tests are in one file per topic beside it.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
