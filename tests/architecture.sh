@@ -32,9 +32,13 @@ allowed normal,dev,build cryptoki pkcs11
 # Libraries return typed errors: anyhow only in the binaries.
 allowed normal anyhow tessera loadtest
 # Who knows HTTP: engine (fetching remote key sets), server (the daemon), loadtest (the
-# harness's clients), benches (the hello-world baseline), and the end-to-end tests of tessera.
-allowed normal hyper engine server loadtest benches
-allowed normal,dev hyper engine server loadtest benches tessera
+# harness's clients), benches (the hello-world baseline), testkit (the daemon harness's
+# clients), and the end-to-end tests of tessera.
+allowed normal hyper engine server loadtest benches testkit
+allowed normal,dev hyper engine server loadtest benches testkit tessera
+# The test kit is for tests only: no crate depends on it but as a dev-dependency (the
+# inverted tree lists testkit itself).
+allowed normal,build testkit testkit
 
 # No unsafe code: the workspace lint in every member, and the attribute at every crate root.
 for manifest in crates/*/Cargo.toml benches/Cargo.toml loadtest/Cargo.toml; do

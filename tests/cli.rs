@@ -6,13 +6,12 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::Value;
 
-mod common;
-use common::Scratch;
+use testkit::{Algorithm, Issuer, Scratch};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 const NOW: i64 = 1_767_225_600;
@@ -25,7 +24,7 @@ fn root() -> PathBuf {
 fn tessera(args: &[&str], stdin: &[u8]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
     cmd.args(args);
-    common::run_bounded(cmd, stdin, TIMEOUT)
+    testkit::process::run_bounded(cmd, stdin, TIMEOUT)
 }
 
 fn code(out: &Output) -> i32 {
@@ -40,36 +39,9 @@ fn verdicts(out: &Output) -> Vec<Value> {
         .collect()
 }
 
-/// An Ed25519 issuer: a key pair and its public JWK Set.
-struct Issuer {
-    key: Ed25519KeyPair,
-    jwks: String,
-}
-
-impl Issuer {
-    fn new() -> Self {
-        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).expect("keygen");
-        let key = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("key");
-        let x = URL_SAFE_NO_PAD.encode(key.public_key().as_ref());
-        let jwks = format!(
-            r#"{{"keys":[{{"kty":"OKP","crv":"Ed25519","kid":"k1","alg":"EdDSA","x":"{x}"}}]}}"#
-        );
-        Issuer { key, jwks }
-    }
-
-    fn sign_raw(&self, header: &str, payload: &str) -> String {
-        let input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header),
-            URL_SAFE_NO_PAD.encode(payload)
-        );
-        let sig = self.key.sign(input.as_bytes());
-        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
-    }
-
-    fn sign(&self, claims: &str) -> String {
-        self.sign_raw(r#"{"alg":"EdDSA","kid":"k1","typ":"at+jwt"}"#, claims)
-    }
+/// An Ed25519 issuer (`kid` `k1`).
+fn new_issuer() -> Issuer {
+    Issuer::new(Algorithm::EdDSA, "k1")
 }
 
 fn claims(extra: &str) -> String {
@@ -86,9 +58,9 @@ fn path_str(p: &Path) -> &str {
 #[test]
 fn valid_token_prints_header_and_claims_and_exits_0() {
     let dir = Scratch::new("cli-valid");
-    let issuer = Issuer::new();
-    let jwks = dir.write("jwks.json", &issuer.jwks);
-    let token = issuer.sign(&claims(""));
+    let issuer = new_issuer();
+    let jwks = dir.write("jwks.json", issuer.jwks());
+    let token = issuer.sign(claims(""));
     let now = NOW.to_string();
     let out = tessera(
         &[
@@ -123,65 +95,62 @@ fn valid_token_prints_header_and_claims_and_exits_0() {
 #[test]
 fn invalid_tokens_print_a_code_and_exit_1() {
     let dir = Scratch::new("cli-invalid");
-    let issuer = Issuer::new();
-    let other = Issuer::new();
-    let jwks = dir.write("jwks.json", &issuer.jwks);
+    let issuer = new_issuer();
+    let other = new_issuer();
+    let jwks = dir.write("jwks.json", issuer.jwks());
     let now = NOW.to_string();
-    let good = issuer.sign(&claims(""));
+    let good = issuer.sign(claims(""));
     let (h, p, _) = {
         let mut it = good.split('.');
         (it.next().unwrap(), it.next().unwrap(), it.next().unwrap())
     };
     let none = format!("{}.{p}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#));
     let cases = [
-        (other.sign(&claims("")), "bad_signature"),
+        (other.sign(claims("")), "bad_signature"),
         (
-            issuer.sign(&format!(r#"{{"exp":{}}}"#, NOW - 3600)),
+            issuer.sign(format!(r#"{{"exp":{}}}"#, NOW - 3600)),
             "expired",
         ),
         (
-            issuer.sign(&format!(r#"{{"exp":{},"nbf":{}}}"#, NOW + 900, NOW + 600)),
+            issuer.sign(format!(r#"{{"exp":{},"nbf":{}}}"#, NOW + 900, NOW + 600)),
             "not_yet_valid",
         ),
         (
-            issuer.sign(&claims("").replace("https://issuer.example", "https://issuer.example/")),
+            issuer.sign(claims("").replace("https://issuer.example", "https://issuer.example/")),
             "invalid_issuer",
         ),
         (
             issuer.sign(
-                &claims("")
+                claims("")
                     .replace("api://orders", "api://order")
                     .replace("api://billing", "API://BILLING"),
             ),
             "invalid_audience",
         ),
-        (issuer.sign(&claims(r#","exp":1"#)), "malformed"),
+        (issuer.sign(claims(r#","exp":1"#)), "malformed"),
         (issuer.sign(r#"{"exp":"soon"}"#), "invalid_claim"),
         (issuer.sign(r#"{"sub":"x"}"#), "missing_claim"),
         (
-            issuer.sign_raw(r#"{"alg":"EdDSA","kid":"k1","cty":"JWT"}"#, &claims("")),
+            issuer.sign_raw(r#"{"alg":"EdDSA","kid":"k1","cty":"JWT"}"#, claims("")),
             "nested_token",
         ),
         (
             issuer.sign_raw(
                 r#"{"alg":"EdDSA","kid":"k1","crit":["exp"],"exp":1}"#,
-                &claims(""),
+                claims(""),
             ),
             "unsupported_critical_header",
         ),
         (
-            issuer.sign_raw(
-                r#"{"alg":"EdDSA","kid":"nope","typ":"at+jwt"}"#,
-                &claims(""),
-            ),
+            issuer.sign_raw(r#"{"alg":"EdDSA","kid":"nope","typ":"at+jwt"}"#, claims("")),
             "unknown_key",
         ),
         (
-            issuer.sign_raw(r#"{"alg":"EdDSA","kid":7}"#, &claims("")),
+            issuer.sign_raw(r#"{"alg":"EdDSA","kid":7}"#, claims("")),
             "invalid_header",
         ),
         (
-            issuer.sign_raw(r#"{"alg":"EdDSA","kid":"k1","typ":"JWT"}"#, &claims("")),
+            issuer.sign_raw(r#"{"alg":"EdDSA","kid":"k1","typ":"JWT"}"#, claims("")),
             "invalid_type",
         ),
         (none, "unsupported_algorithm"),
@@ -239,11 +208,11 @@ fn invalid_tokens_print_a_code_and_exit_1() {
 #[test]
 fn stdin_mode_exits_0_only_when_every_token_is_valid() {
     let dir = Scratch::new("cli-stdin");
-    let issuer = Issuer::new();
-    let jwks = dir.write("jwks.json", &issuer.jwks);
+    let issuer = new_issuer();
+    let jwks = dir.write("jwks.json", issuer.jwks());
     let now = NOW.to_string();
     let tokens: Vec<String> = (0..50)
-        .map(|i| issuer.sign(&claims(&format!(r#","n":{i}"#))))
+        .map(|i| issuer.sign(claims(&format!(r#","n":{i}"#))))
         .collect();
     let all = tokens.join("\r\n") + "\r\n";
     let out = tessera(
@@ -274,8 +243,8 @@ fn stdin_mode_exits_0_only_when_every_token_is_valid() {
 #[test]
 fn empty_stdin_is_not_all_valid() {
     let dir = Scratch::new("cli-no-token");
-    let issuer = Issuer::new();
-    let jwks = dir.write("jwks.json", &issuer.jwks);
+    let issuer = new_issuer();
+    let jwks = dir.write("jwks.json", issuer.jwks());
     for input in [&b""[..], b"\n", b"\n\r\n  \n\t\n"] {
         for cmd in [&["verify"][..], &["jws", "verify"]] {
             let args = [cmd, &["--jwks", path_str(&jwks), "-"]].concat();
@@ -290,7 +259,7 @@ fn empty_stdin_is_not_all_valid() {
         }
     }
     // Blank lines next to a token still get their verdicts, in order.
-    let token = issuer.sign(&claims(""));
+    let token = issuer.sign(claims(""));
     let out = tessera(
         &[
             "verify",
@@ -312,9 +281,9 @@ fn empty_stdin_is_not_all_valid() {
 #[test]
 fn now_and_leeway_decide_expiry() {
     let dir = Scratch::new("cli-clock");
-    let issuer = Issuer::new();
-    let jwks = dir.write("jwks.json", &issuer.jwks);
-    let token = issuer.sign(&format!(r#"{{"exp":{NOW}}}"#));
+    let issuer = new_issuer();
+    let jwks = dir.write("jwks.json", issuer.jwks());
+    let token = issuer.sign(format!(r#"{{"exp":{NOW}}}"#));
     let run = |now: i64, leeway: &str| {
         let now = now.to_string();
         code(&tessera(
@@ -351,8 +320,8 @@ fn now_and_leeway_decide_expiry() {
 #[test]
 fn numeric_dates_outside_1970_to_9999_are_invalid_claims() {
     let dir = Scratch::new("cli-dates");
-    let issuer = Issuer::new();
-    let jwks = dir.write("jwks.json", &issuer.jwks);
+    let issuer = new_issuer();
+    let jwks = dir.write("jwks.json", issuer.jwks());
     let now = NOW.to_string();
     let cases = [
         (r#"{"exp":253402300799}"#.to_string(), true),
@@ -386,12 +355,12 @@ fn numeric_dates_outside_1970_to_9999_are_invalid_claims() {
 #[test]
 fn introspection_responses_are_refused_as_access_tokens() {
     let dir = Scratch::new("cli-introspection");
-    let issuer = Issuer::new();
-    let jwks = dir.write("jwks.json", &issuer.jwks);
+    let issuer = new_issuer();
+    let jwks = dir.write("jwks.json", issuer.jwks());
     let now = NOW.to_string();
     let answer = issuer.sign_raw(
         r#"{"alg":"EdDSA","kid":"k1","typ":"application/token-introspection+jwt"}"#,
-        &claims(r#","token_introspection":{"active":true,"sub":"alice"}"#),
+        claims(r#","token_introspection":{"active":true,"sub":"alice"}"#),
     );
     for typ in [
         &[][..],
@@ -417,8 +386,8 @@ fn introspection_responses_are_refused_as_access_tokens() {
 #[test]
 fn max_lifetime_bounds_a_tokens_lifetime() {
     let dir = Scratch::new("cli-lifetime");
-    let issuer = Issuer::new();
-    let jwks = dir.write("jwks.json", &issuer.jwks);
+    let issuer = new_issuer();
+    let jwks = dir.write("jwks.json", issuer.jwks());
     let now = NOW.to_string();
     let cases = [
         (format!(r#"{{"iat":{NOW},"exp":{}}}"#, NOW + 300), "valid"),
@@ -474,8 +443,8 @@ fn max_lifetime_bounds_a_tokens_lifetime() {
 #[test]
 fn jws_verify_checks_only_the_signature() {
     let dir = Scratch::new("cli-jws");
-    let issuer = Issuer::new();
-    let jwks = dir.write("jwks.json", &issuer.jwks);
+    let issuer = new_issuer();
+    let jwks = dir.write("jwks.json", issuer.jwks());
     let token = issuer.sign_raw(r#"{"alg":"EdDSA"}"#, "not JSON at all \u{2603}");
     let out = tessera(&["jws", "verify", "--jwks", path_str(&jwks), &token], b"");
     assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
@@ -571,8 +540,8 @@ fn example_tokens_give_their_documented_verdicts() {
 #[test]
 fn configuration_errors_exit_2_with_a_message() {
     let dir = Scratch::new("cli-config");
-    let issuer = Issuer::new();
-    let token = issuer.sign(&claims(""));
+    let issuer = new_issuer();
+    let token = issuer.sign(claims(""));
     let private = dir.write(
         "private.json",
         r#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"}]}"#,
@@ -584,12 +553,12 @@ fn configuration_errors_exit_2_with_a_message() {
     let not_json = dir.write("bad.json", "{\"keys\":[");
     let dup = dir.write(
         "dup.json",
-        &issuer.jwks.replace(
+        &issuer.jwks().replace(
             "]}",
-            &format!(",{}]}}", &issuer.jwks[9..issuer.jwks.len() - 2]),
+            &format!(",{}]}}", &issuer.jwks()[9..issuer.jwks().len() - 2]),
         ),
     );
-    let missing = dir.0.join("missing.json");
+    let missing = dir.join("missing.json");
     for (jwks, why) in [
         (&private, "private"),
         (&enc_only, "no usable"),
@@ -631,8 +600,8 @@ fn configuration_errors_exit_2_with_a_message() {
 #[test]
 fn hostile_input_never_crashes_or_hangs() {
     let dir = Scratch::new("cli-hostile");
-    let issuer = Issuer::new();
-    let jwks = dir.write("jwks.json", &issuer.jwks);
+    let issuer = new_issuer();
+    let jwks = dir.write("jwks.json", issuer.jwks());
     let mut input: Vec<u8> = Vec::new();
     let mut lines = 0;
     let mut push = |line: &[u8]| {
@@ -684,7 +653,7 @@ fn hostile_input_never_crashes_or_hangs() {
 #[test]
 fn signature_attacks_are_refused_through_the_cli() {
     use aws_lc_rs::signature::{
-        EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P256_SHA256_FIXED_SIGNING,
+        EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P256_SHA256_FIXED_SIGNING,
     };
     let dir = Scratch::new("cli-attacks");
     let pkcs8 =
@@ -701,8 +670,8 @@ fn signature_attacks_are_refused_through_the_cli() {
         URL_SAFE_NO_PAD.encode(&point[33..])
     );
     let jwks = dir.write("jwks.json", &format!("{{\"keys\":[{jwk}]}}"));
-    let attacker = Issuer::new();
-    let attacker_jwk = attacker.jwks[9..attacker.jwks.len() - 2].to_owned();
+    let attacker = new_issuer();
+    let attacker_jwk = attacker.jwks()[9..attacker.jwks().len() - 2].to_owned();
 
     let header = r#"{"alg":"ES256","kid":"ec"}"#;
     let input = format!(
@@ -728,14 +697,14 @@ fn signature_attacks_are_refused_through_the_cli() {
         (
             attacker.sign_raw(
                 &format!(r#"{{"alg":"EdDSA","kid":"ec","jwk":{attacker_jwk}}}"#),
-                &claims(""),
+                claims(""),
             ),
             Some("key_algorithm_mismatch"),
         ),
         (
             attacker.sign_raw(
                 r#"{"alg":"EdDSA","jku":"http://127.0.0.1:9/jwks.json","x5u":"http://127.0.0.1:9/c.pem"}"#,
-                &claims(""),
+                claims(""),
             ),
             Some("unknown_key"),
         ),

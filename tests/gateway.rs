@@ -11,10 +11,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use http_body_util::{BodyExt, Empty, Full};
@@ -23,7 +21,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-mod common;
+use testkit::{unix_now, Algorithm, Daemon, Issuer, Scratch};
 
 const ISS: &str = "https://issuer.example";
 /// Longest wait for a process to start or for one HTTP exchange.
@@ -38,35 +36,6 @@ const NGINX_PATHS: [&str; 3] = [
 ];
 
 // ---- scratch space and processes ----
-
-/// A scratch directory for one test, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("tessera-gateway-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create scratch dir");
-        Scratch(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    fn write(&self, name: &str, contents: &str) -> PathBuf {
-        let path = self.path(name);
-        std::fs::write(&path, contents).expect("write scratch file");
-        path
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn path_str(p: &Path) -> &str {
     p.to_str().expect("UTF-8 path")
@@ -104,51 +73,14 @@ fn free_port() -> u16 {
 
 // ---- the issuer ----
 
-/// An ES256 issuer: a P-256 key pair and its public JWK Set.
-struct Issuer {
-    key: EcdsaKeyPair,
-    jwks: String,
-}
-
-impl Issuer {
-    fn new() -> Self {
-        let rng = SystemRandom::new();
-        let pkcs8 =
-            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).expect("keygen");
-        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
-            .expect("key");
-        // The uncompressed point: 0x04, then x and y, 32 bytes each.
-        let point = key.public_key().as_ref();
-        let jwks = format!(
-            r#"{{"keys":[{{"kty":"EC","crv":"P-256","kid":"k1","alg":"ES256","use":"sig","x":"{}","y":"{}"}}]}}"#,
-            URL_SAFE_NO_PAD.encode(&point[1..33]),
-            URL_SAFE_NO_PAD.encode(&point[33..])
-        );
-        Issuer { key, jwks }
-    }
-
-    fn sign(&self, claims: &str) -> String {
-        let header = jose::jws::header_json(jose::Algorithm::ES256, Some("k1"), Some("at+jwt"));
-        let input = jose::SigningInput::new(header.as_bytes(), claims.as_bytes());
-        let sig = self
-            .key
-            .sign(&SystemRandom::new(), input.as_bytes())
-            .expect("sign");
-        input.into_compact(sig.as_ref())
-    }
-}
-
-fn now() -> i64 {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs();
-    i64::try_from(secs).expect("clock fits i64")
+/// An ES256 issuer (`kid` `k1`).
+fn new_issuer() -> Issuer {
+    Issuer::new(Algorithm::ES256, "k1")
 }
 
 /// Claims from `ISS`, valid for five minutes, with `extra` members appended.
 fn claims(extra: &str) -> String {
-    let now = now();
+    let now = unix_now();
     format!(
         r#"{{"iss":"{ISS}","iat":{now},"exp":{}{extra}}}"#,
         now + 300
@@ -157,52 +89,14 @@ fn claims(extra: &str) -> String {
 
 // ---- the daemon ----
 
-/// A running `tessera serve`, killed when dropped.
-struct Daemon {
-    child: Child,
-    addr: SocketAddr,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(dir: &Scratch, args: &[&str]) -> Self {
-        let log = dir.path("tessera.log");
-        let stderr = std::fs::File::create(&log).expect("create log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-            .arg("serve")
-            .args(args)
-            .args(["--listen", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn tessera");
-        let line = match common::first_line(&mut child, WAIT) {
-            Some(line) => line,
-            None => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("tessera did not start in {WAIT:?}:\n{}", read_lossy(&log));
-            }
-        };
-        let addr = line
-            .trim_end()
-            .strip_prefix("listening on http://")
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("unexpected first line {line:?}:\n{}", read_lossy(&log))
-            });
-        Daemon { child, addr, log }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `tessera serve ARGS --listen 127.0.0.1:0`, listening.
+fn start_daemon(args: &[&str]) -> Daemon {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    command
+        .arg("serve")
+        .args(args)
+        .args(["--listen", "127.0.0.1:0"]);
+    Daemon::spawn(command)
 }
 
 // ---- the backend ----
@@ -450,18 +344,18 @@ struct Nginx {
 impl Nginx {
     fn start(dir: &Scratch, tessera: SocketAddr, backend: &Backend, auth: AuthConf) -> Self {
         let nginx = nginx_binary();
-        let error_log = dir.path("error.log");
+        let error_log = dir.join("error.log");
         let mut last_error = String::new();
         // A port freed for nginx may be taken again before nginx binds it: try a few.
         for _ in 0..5 {
             let port = free_port();
             let conf = dir.write(
                 "nginx.conf",
-                &nginx_conf(&dir.0, port, tessera, backend.port, auth),
+                &nginx_conf(dir.path(), port, tessera, backend.port, auth),
             );
             let _ = std::fs::remove_file(&error_log);
             let mut child = Command::new(nginx)
-                .args(["-p", path_str(&dir.0), "-c", path_str(&conf)])
+                .args(["-p", path_str(dir.path()), "-c", path_str(&conf)])
                 .args(["-e", path_str(&error_log)])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -597,16 +491,16 @@ struct Stack {
 impl Stack {
     /// `tessera serve --jwks --iss`: one trusted issuer, no route rules.
     async fn quick(name: &str, issuer: &Issuer) -> Self {
-        let dir = Scratch::new(name);
-        let jwks = dir.write("jwks.json", &issuer.jwks);
-        let daemon = Daemon::start(&dir, &["--jwks", path_str(&jwks), "--iss", ISS]);
+        let dir = Scratch::new(&format!("gateway-{name}"));
+        let jwks = dir.write("jwks.json", issuer.jwks());
+        let daemon = start_daemon(&["--jwks", path_str(&jwks), "--iss", ISS]);
         Self::around(dir, daemon, AuthConf::Documented).await
     }
 
     /// `tessera serve --config`, with `routes` appended to a configuration trusting `issuer`.
     async fn with_routes(name: &str, issuer: &Issuer, routes: &str, auth: AuthConf) -> Self {
-        let dir = Scratch::new(name);
-        dir.write("jwks.json", &issuer.jwks);
+        let dir = Scratch::new(&format!("gateway-{name}"));
+        dir.write("jwks.json", issuer.jwks());
         let config = dir.write(
             "tessera.toml",
             &format!(
@@ -614,7 +508,7 @@ impl Stack {
                  [[issuers]]\nissuer = \"{ISS}\"\njwks_file = \"jwks.json\"\n\n{routes}"
             ),
         );
-        let daemon = Daemon::start(&dir, &["--config", path_str(&config)]);
+        let daemon = start_daemon(&["--config", path_str(&config)]);
         Self::around(dir, daemon, auth).await
     }
 
@@ -635,14 +529,14 @@ impl Stack {
     fn logs(&self) -> String {
         let mut out = String::new();
         if let Some(d) = &self.daemon {
-            let _ = write!(out, "--- tessera\n{}", read_lossy(&d.log));
+            let _ = write!(out, "--- tessera\n{}", d.stderr());
         }
         let _ = write!(
             out,
             "--- nginx on port {}: error.log\n{}--- access.log\n{}",
             self.nginx.port,
-            read_lossy(&self.dir.path("error.log")),
-            read_lossy(&self.dir.path("access.log"))
+            read_lossy(&self.dir.join("error.log")),
+            read_lossy(&self.dir.join("access.log"))
         );
         out
     }
@@ -698,9 +592,9 @@ impl Stack {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_passes_verified_identity_and_refuses_bad_tokens() {
-    let issuer = Issuer::new();
+    let issuer = new_issuer();
     let stack = Stack::quick("identity", &issuer).await;
-    let alice = issuer.sign(&claims(
+    let alice = issuer.sign(claims(
         r#","sub":"alice","scope":"orders:read profile","client_id":"web""#,
     ));
 
@@ -738,7 +632,7 @@ async fn nginx_passes_verified_identity_and_refuses_bad_tokens() {
     assert_ne!(seen.claims.as_deref(), Some("e30"));
 
     // ...and dropped when the token has no such claim: never passed through.
-    let anonymous = issuer.sign(&claims(""));
+    let anonymous = issuer.sign(claims(""));
     let (answer, seen) = stack
         .assert_allowed("token without sub", "GET", "/orders", &anonymous, &forged)
         .await;
@@ -764,10 +658,10 @@ async fn nginx_passes_verified_identity_and_refuses_bad_tokens() {
     );
 
     // Invalid tokens: 401 invalid_token.
-    let expired = issuer.sign(&format!(
+    let expired = issuer.sign(format!(
         r#"{{"iss":"{ISS}","sub":"alice","iat":{},"exp":{}}}"#,
-        now() - 7200,
-        now() - 3600
+        unix_now() - 7200,
+        unix_now() - 3600
     ));
     // Another subject under the same signature.
     let (head, rest) = alice.split_once('.').expect("compact JWS");
@@ -777,8 +671,8 @@ async fn nginx_passes_verified_identity_and_refuses_bad_tokens() {
     let mut bad_sig = alice.clone();
     let last = bad_sig.pop().expect("non-empty");
     bad_sig.push(if last == 'A' { 'B' } else { 'A' });
-    let stranger = Issuer::new().sign(&claims(r#","sub":"alice""#));
-    let other_iss = issuer.sign(&claims(r#","sub":"alice""#).replace(ISS, "https://evil.example"));
+    let stranger = new_issuer().sign(claims(r#","sub":"alice""#));
+    let other_iss = issuer.sign(claims(r#","sub":"alice""#).replace(ISS, "https://evil.example"));
     for (what, token) in [
         ("expired", expired.as_str()),
         ("tampered payload", tampered.as_str()),
@@ -835,10 +729,10 @@ scopes = ["orders:write"]
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_applies_route_rules_to_the_original_method_and_uri() {
-    let issuer = Issuer::new();
+    let issuer = new_issuer();
     let stack = Stack::with_routes("routes", &issuer, ROUTES, AuthConf::Documented).await;
-    let reader = issuer.sign(&claims(r#","sub":"bob","scope":"orders:read""#));
-    let admin = issuer.sign(&claims(r#","sub":"root","scope":"admin orders:write""#));
+    let reader = issuer.sign(claims(r#","sub":"bob","scope":"orders:read""#));
+    let admin = issuer.sign(claims(r#","sub":"root","scope":"admin orders:write""#));
 
     for path in ["/orders", "/orders/42?expand=items", "/"] {
         let (answer, _) = stack.assert_allowed(path, "GET", path, &reader, &[]).await;
@@ -937,9 +831,9 @@ async fn nginx_applies_route_rules_to_the_original_method_and_uri() {
 /// as other paths than `/admin` and let through without the `admin` scope.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn route_rule_bypass_by_encoded_or_dot_segment_path() {
-    let issuer = Issuer::new();
+    let issuer = new_issuer();
     let stack = Stack::with_routes("bypass", &issuer, ROUTES, AuthConf::Documented).await;
-    let reader = issuer.sign(&claims(r#","sub":"bob","scope":"orders:read""#));
+    let reader = issuer.sign(claims(r#","sub":"bob","scope":"orders:read""#));
     let mut let_through = Vec::new();
     for path in [
         "/%61dmin",
@@ -972,9 +866,9 @@ async fn route_rule_bypass_by_encoded_or_dot_segment_path() {
 /// configuration, which sends both headers, has the `DELETE` judged as a `DELETE`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_delete_judged_as_the_subrequest_get() {
-    let issuer = Issuer::new();
-    let reader = issuer.sign(&claims(r#","sub":"bob","scope":"orders:read""#));
-    let writer = issuer.sign(&claims(r#","sub":"carol","scope":"orders:write""#));
+    let issuer = new_issuer();
+    let reader = issuer.sign(claims(r#","sub":"bob","scope":"orders:read""#));
+    let writer = issuer.sign(claims(r#","sub":"carol","scope":"orders:write""#));
 
     let stack = Stack::with_routes("uri-only", &issuer, ROUTES, AuthConf::UriOnly).await;
     stack
@@ -1015,9 +909,9 @@ async fn nginx_delete_judged_as_the_subrequest_get() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_fails_closed_when_tessera_is_down() {
-    let issuer = Issuer::new();
+    let issuer = new_issuer();
     let mut stack = Stack::quick("down", &issuer).await;
-    let alice = issuer.sign(&claims(r#","sub":"alice""#));
+    let alice = issuer.sign(claims(r#","sub":"alice""#));
     stack
         .assert_allowed("daemon up", "GET", "/orders", &alice, &[])
         .await;
@@ -1040,9 +934,9 @@ async fn nginx_fails_closed_when_tessera_is_down() {
 /// `X-Forwarded-Uri` or `X-Forwarded-Method` was judged instead of the real request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_x_forwarded_headers_override_the_gateway_x_original_headers() {
-    let issuer = Issuer::new();
+    let issuer = new_issuer();
     let stack = Stack::with_routes("forged", &issuer, ROUTES, AuthConf::Minimal).await;
-    let reader = issuer.sign(&claims(r#","sub":"bob","scope":"orders:read""#));
+    let reader = issuer.sign(claims(r#","sub":"bob","scope":"orders:read""#));
     stack
         .assert_refused(
             "GET /admin",

@@ -12,8 +12,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::Value;
 
-mod common;
-use common::{SoftHsm, SOFTHSM_MODULE as MODULE};
+use testkit::{SoftHsm, SOFTHSM_MODULE as MODULE};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 const LABEL: &str = "tessera-test";
@@ -26,7 +25,7 @@ struct Token {
 
 impl Token {
     fn new(name: &str) -> Self {
-        let hsm = SoftHsm::new(name, LABEL);
+        let hsm = SoftHsm::new(env!("CARGO_BIN_EXE_tessera"), name, LABEL);
         Token {
             dir: hsm.dir.clone(),
             hsm,
@@ -67,7 +66,7 @@ impl Token {
 }
 
 fn wait(child: std::process::Child, what: &[&str]) -> Output {
-    common::wait_bounded(child, &format!("{what:?}"), TIMEOUT)
+    testkit::process::wait_bounded(child, &format!("{what:?}"), TIMEOUT)
 }
 
 fn b64(s: &str) -> Vec<u8> {

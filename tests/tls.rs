@@ -2,7 +2,7 @@
 //! and HTTP/1.1, and both protocols answering over it.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,36 +13,25 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls;
 
-mod common;
+use testkit::{Daemon, Scratch};
 
-struct Daemon {
-    child: Child,
-    addr: String,
-    dir: PathBuf,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// The daemon and the folder with its certificate, removed after it is killed.
+struct Served {
+    daemon: Daemon,
+    dir: Scratch,
 }
 
 /// A self-signed certificate for 127.0.0.1 and a daemon serving with it.
-fn start() -> Daemon {
-    let dir = std::env::temp_dir().join(format!("tessera-tls-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
+fn start() -> Served {
+    let dir = Scratch::new("tls");
     // A leaf certificate (not a CA: rustls refuses a CA as the server's certificate).
-    std::fs::write(
-        dir.join("openssl.cnf"),
+    dir.write(
+        "openssl.cnf",
         "[req]\ndistinguished_name = dn\nx509_extensions = leaf\nprompt = no\n\
          [dn]\nCN = 127.0.0.1\n\
          [leaf]\nbasicConstraints = critical, CA:FALSE\nsubjectAltName = IP:127.0.0.1\n\
          keyUsage = critical, digitalSignature\nextendedKeyUsage = serverAuth\n",
-    )
-    .expect("openssl.cnf");
+    );
     let out = Command::new("openssl")
         .args([
             "req",
@@ -61,7 +50,7 @@ fn start() -> Daemon {
             "-out",
             "cert.pem",
         ])
-        .current_dir(&dir)
+        .current_dir(dir.path())
         .output()
         .expect("openssl is missing: apt-get install openssl");
     assert!(
@@ -70,36 +59,26 @@ fn start() -> Daemon {
         String::from_utf8_lossy(&out.stderr)
     );
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    std::fs::write(
-        dir.join("tessera.toml"),
-        format!(
+    dir.write(
+        "tessera.toml",
+        &format!(
             "[server]\nlisten = \"127.0.0.1:0\"\n[server.tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n\
              [engine]\nworkers = 1\npin_cores = false\n\
              [[issuers]]\nissuer = \"https://issuer.example\"\njwks_file = \"{}\"\n",
             root.join("examples/jwks.json").display()
         ),
-    )
-    .expect("config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+    );
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    command
         .args(["serve", "--config"])
-        .arg(dir.join("tessera.toml"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn tessera");
-    let line = common::first_line(&mut child, Duration::from_secs(30))
-        .expect("the daemon did not say it was listening");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on https://")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    Daemon { child, addr, dir }
+        .arg(dir.join("tessera.toml"));
+    let daemon = Daemon::spawn(command);
+    assert!(daemon.url.starts_with("https://"), "{}", daemon.url);
+    Served { daemon, dir }
 }
 
-async fn get(daemon: &Daemon, alpn: &[u8], path: &str) -> (Vec<u8>, u16, hyper::Version) {
-    let pem = std::fs::read(daemon.dir.join("cert.pem")).expect("cert");
+async fn get(served: &Served, alpn: &[u8], path: &str) -> (Vec<u8>, u16, hyper::Version) {
+    let pem = std::fs::read(served.dir.join("cert.pem")).expect("cert");
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(&pem) {
         roots.add(cert.expect("pem")).expect("root");
@@ -111,7 +90,7 @@ async fn get(daemon: &Daemon, alpn: &[u8], path: &str) -> (Vec<u8>, u16, hyper::
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = vec![alpn.to_vec()];
-    let tcp = tokio::net::TcpStream::connect(&daemon.addr)
+    let tcp = tokio::net::TcpStream::connect(served.daemon.addr)
         .await
         .expect("connect");
     let name = ServerName::try_from("127.0.0.1").expect("name");
@@ -146,9 +125,9 @@ async fn get(daemon: &Daemon, alpn: &[u8], path: &str) -> (Vec<u8>, u16, hyper::
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_serves_http2_and_http1_by_alpn() {
-    let daemon = start();
+    let served = start();
     let (alpn, status, version) =
-        tokio::time::timeout(Duration::from_secs(20), get(&daemon, b"h2", "/readyz"))
+        tokio::time::timeout(Duration::from_secs(20), get(&served, b"h2", "/readyz"))
             .await
             .expect("h2 in time");
     assert_eq!(
@@ -157,7 +136,7 @@ async fn tls_serves_http2_and_http1_by_alpn() {
     );
     let (alpn, status, version) = tokio::time::timeout(
         Duration::from_secs(20),
-        get(&daemon, b"http/1.1", "/healthz"),
+        get(&served, b"http/1.1", "/healthz"),
     )
     .await
     .expect("http/1.1 in time");
@@ -167,7 +146,7 @@ async fn tls_serves_http2_and_http1_by_alpn() {
     );
     // Plain HTTP on the TLS port gets no HTTP answer.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut plain = tokio::net::TcpStream::connect(&daemon.addr)
+    let mut plain = tokio::net::TcpStream::connect(served.daemon.addr)
         .await
         .expect("connect");
     plain

@@ -19,9 +19,10 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use benches::hsm::{assert_verifies, open_token, signing_input, TokenDir};
+use benches::hsm::{assert_verifies, open_token, signing_input, LABEL};
 use benches::ratios::{Ratios, SignRow, VerifyRow, FORMAT};
 use benches::{Contest, ALGORITHMS};
+use testkit::SoftHsm;
 
 /// Rounds per algorithm (odd, for a true median) and the length of one contestant's slice.
 const ROUNDS: usize = 41;
@@ -80,8 +81,8 @@ fn median(values: Vec<f64>) -> f64 {
 fn main() {
     // SoftHSM reads SOFTHSM2_CONF once, when the module is first initialised: set it first
     // thing, before any thread exists.
-    let token_dir = TokenDir::create("ratios");
-    std::env::set_var("SOFTHSM2_CONF", token_dir.path("softhsm2.conf"));
+    let token_dir = SoftHsm::folder("bench-ratios", LABEL);
+    std::env::set_var("SOFTHSM2_CONF", token_dir.dir.join("softhsm2.conf"));
 
     let args: Vec<String> = std::env::args().collect();
     let full = args.iter().any(|a| a == "--bench");
@@ -133,7 +134,7 @@ fn main() {
 
     println!();
     println!("{}", SignRow::HEADER);
-    let (hsm, keys) = open_token(&token_dir);
+    let (hsm, keys) = open_token(&token_dir.dir, token_dir.label);
     for key in &keys {
         let input = signing_input(key);
         let message = input.as_bytes();

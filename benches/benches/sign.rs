@@ -17,10 +17,11 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use benches::hsm::{assert_verifies, open_token, signing_input, TokenDir};
+use benches::hsm::{assert_verifies, open_token, signing_input, LABEL};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use jose::Algorithm;
 use pkcs11::{Hsm, KeyInfo};
+use testkit::SoftHsm;
 
 /// Algorithms also measured with two signing threads.
 const THREADED: [Algorithm; 2] = [Algorithm::ES256, Algorithm::EdDSA];
@@ -91,10 +92,10 @@ fn sign(c: &mut Criterion, hsm: &Hsm, keys: &[KeyInfo]) {
 fn main() {
     // SoftHSM reads SOFTHSM2_CONF once, when the module is first initialised, so it is set
     // here: first thing in main, before any thread exists and before anything touches PKCS#11.
-    let token = TokenDir::create("sign");
-    std::env::set_var("SOFTHSM2_CONF", token.path("softhsm2.conf"));
+    let token = SoftHsm::folder("bench-sign", LABEL);
+    std::env::set_var("SOFTHSM2_CONF", token.dir.join("softhsm2.conf"));
 
-    let (hsm, keys) = open_token(&token);
+    let (hsm, keys) = open_token(&token.dir, token.label);
     let mut criterion = Criterion::default().configure_from_args();
     sign(&mut criterion, &hsm, &keys);
     criterion.final_summary();

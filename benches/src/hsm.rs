@@ -1,77 +1,26 @@
-//! A throwaway SoftHSM token for the signing benchmarks: its directory, configuration and PINs,
-//! and one key per algorithm.
+//! A throwaway SoftHSM token for the signing benchmarks (its folder is the testkit's): one key
+//! per algorithm.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use jose::{Algorithm, SigningInput};
 use pkcs11::{Hsm, HsmConfig, KeyInfo, KeySpec, KeyState, Pin};
 
 pub const MODULE: &str = HsmConfig::SOFTHSM_MODULE;
-const LABEL: &str = "tessera-bench";
+/// The label of the benchmarks' token.
+pub const LABEL: &str = "tessera-bench";
 /// The algorithms the signing benchmarks compare.
 pub const ALGORITHMS: [Algorithm; 3] = [Algorithm::ES256, Algorithm::RS256, Algorithm::EdDSA];
 
-/// A SoftHSM token directory of this process, with its configuration and PIN files.
-#[derive(Debug)]
-pub struct TokenDir {
-    dir: PathBuf,
-}
-
-impl TokenDir {
-    /// A fresh directory; the caller must point `SOFTHSM2_CONF` at [`TokenDir::path`]`("softhsm2.conf")`
-    /// before anything touches PKCS#11.
-    pub fn create(name: &str) -> Self {
-        assert!(
-            Path::new(MODULE).exists(),
-            "SoftHSM is missing ({MODULE}): run hsm/install.sh (or apt-get install softhsm2)"
-        );
-        let dir = std::env::temp_dir().join(format!("tessera-bench-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("store")).expect("create the token directory");
-        std::fs::write(
-            dir.join("softhsm2.conf"),
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                dir.join("store").display()
-            ),
-        )
-        .expect("write softhsm2.conf");
-        // PIN files must be the owner's alone (mode 0600), or they are refused.
-        for (name, pin) in [
-            ("pin", "bench-pin-1234\n"),
-            ("so-pin", "bench-so-pin-5678\n"),
-        ] {
-            use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(dir.join(name))
-                .and_then(|mut f| f.write_all(pin.as_bytes()))
-                .expect("write a PIN file");
-        }
-        TokenDir { dir }
-    }
-
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-}
-
-impl Drop for TokenDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A token with one active key per algorithm of [`ALGORITHMS`].
-pub fn open_token(token: &TokenDir) -> (Hsm, Vec<KeyInfo>) {
+/// Initialises the token `label` in the SoftHSM folder `dir` (its `pin` and `so-pin` files, as
+/// the testkit's `SoftHsm::folder` writes them) with one active key per algorithm of
+/// [`ALGORITHMS`].
+pub fn open_token(dir: &Path, label: &str) -> (Hsm, Vec<KeyInfo>) {
     let module = Path::new(MODULE);
-    let pin = Pin::from_file(&token.path("pin")).expect("read the PIN file");
-    let so_pin = Pin::from_file(&token.path("so-pin")).expect("read the SO PIN file");
-    Hsm::init_token(module, LABEL, &so_pin, &pin).expect("initialise the SoftHSM token");
-    let mut config = HsmConfig::new(module, LABEL, pin);
+    let pin = Pin::from_file(&dir.join("pin")).expect("read the PIN file");
+    let so_pin = Pin::from_file(&dir.join("so-pin")).expect("read the SO PIN file");
+    Hsm::init_token(module, label, &so_pin, &pin).expect("initialise the SoftHSM token");
+    let mut config = HsmConfig::new(module, label, pin);
     config.sessions = 2;
     let hsm = Hsm::open(&config).expect("open the SoftHSM token");
     let keys = ALGORITHMS

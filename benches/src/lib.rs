@@ -12,16 +12,11 @@ pub mod units;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use aws_lc_rs::rand::{SecureRandom, SystemRandom};
-use aws_lc_rs::rsa::KeySize;
-use aws_lc_rs::signature::{
-    self as sig, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, ParsedPublicKey,
-    RsaPublicKeyComponents,
-};
+use aws_lc_rs::signature::{self as sig, ParsedPublicKey, RsaPublicKeyComponents};
 use aws_lc_rs::{error::Unspecified, hmac};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use jose::Algorithm;
+use jose::{Algorithm, PublicJwk, SigningKey};
 use serde_json::json;
 
 /// The algorithms the benchmarks compare, in the order they are reported.
@@ -82,15 +77,6 @@ pub struct Claims {
     pub client_id: String,
 }
 
-/// The private half of a benchmark key.
-#[derive(Debug)]
-enum Private {
-    Hmac(Box<hmac::Key>),
-    Rsa(aws_lc_rs::rsa::KeyPair, &'static dyn sig::RsaEncoding),
-    Ecdsa(EcdsaKeyPair),
-    Ed25519(Ed25519KeyPair),
-}
-
 /// The public (for HMAC: shared) key material, as the JWK members carry it, decoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PublicKey {
@@ -104,12 +90,10 @@ pub enum PublicKey {
     Okp { x: Vec<u8> },
 }
 
-/// A freshly generated key pair for one algorithm that signs tokens.
+/// A freshly generated key pair for one algorithm that signs tokens (jose's [`SigningKey`]).
 #[derive(Debug)]
 pub struct Signer {
-    alg: Algorithm,
-    kid: String,
-    private: Private,
+    key: SigningKey,
     public: PublicKey,
 }
 
@@ -117,66 +101,28 @@ impl Signer {
     /// Generates a key for `alg` (HS256: a random 32-byte secret; RS256/PS256: RSA-2048;
     /// ES256: P-256; EdDSA: Ed25519), with `kid` `bench-ALG`.
     pub fn generate(alg: Algorithm) -> Self {
-        let (private, public) = match alg {
-            Algorithm::HS256 => {
-                let mut k = vec![0u8; 32];
-                SystemRandom::new().fill(&mut k).expect("random secret");
-                (
-                    Private::Hmac(Box::new(hmac::Key::new(hmac::HMAC_SHA256, &k))),
-                    PublicKey::Oct { k },
-                )
-            }
-            Algorithm::RS256 | Algorithm::PS256 => {
-                let pair = aws_lc_rs::rsa::KeyPair::generate(KeySize::Rsa2048)
-                    .expect("RSA-2048 key generation");
-                let public = pair.public_key();
-                let public = PublicKey::Rsa {
-                    n: public.modulus().big_endian_without_leading_zero().to_vec(),
-                    e: public.exponent().big_endian_without_leading_zero().to_vec(),
-                };
-                let padding: &'static dyn sig::RsaEncoding = if alg == Algorithm::RS256 {
-                    &sig::RSA_PKCS1_SHA256
-                } else {
-                    &sig::RSA_PSS_SHA256
-                };
-                (Private::Rsa(pair, padding), public)
-            }
-            Algorithm::ES256 => {
-                let pair = EcdsaKeyPair::generate(&sig::ECDSA_P256_SHA256_FIXED_SIGNING)
-                    .expect("P-256 key generation");
-                let point = pair.public_key().as_ref();
-                assert!(
-                    point.len() == 65 && point[0] == 0x04,
-                    "uncompressed P-256 point"
-                );
-                let public = PublicKey::Ec {
-                    x: point[1..33].to_vec(),
-                    y: point[33..].to_vec(),
-                };
-                (Private::Ecdsa(pair), public)
-            }
-            Algorithm::EdDSA => {
-                let pair = Ed25519KeyPair::generate().expect("Ed25519 key generation");
-                let x = pair.public_key().as_ref().to_vec();
-                assert_eq!(x.len(), 32, "Ed25519 public key length");
-                (Private::Ed25519(pair), PublicKey::Okp { x })
-            }
-            other => panic!("no benchmark fixture for {other}"),
+        assert!(ALGORITHMS.contains(&alg), "no benchmark fixture for {alg}");
+        let (key, stored) = SigningKey::generate_stored(alg).expect("key generation");
+        let public = match key.public() {
+            None => PublicKey::Oct { k: stored },
+            Some(PublicJwk::Rsa { n, e }) => PublicKey::Rsa { n, e },
+            Some(PublicJwk::Ec { x, y, .. }) => PublicKey::Ec { x, y },
+            Some(PublicJwk::Ed25519 { x }) => PublicKey::Okp { x },
+            Some(other) => panic!("no benchmark fixture for {other:?}"),
         };
         Signer {
-            alg,
-            kid: format!("bench-{}", alg.name()),
-            private,
+            key: key.with_kid(format!("bench-{}", alg.name())),
             public,
         }
     }
 
     pub fn alg(&self) -> Algorithm {
-        self.alg
+        self.key.alg()
     }
 
     pub fn kid(&self) -> &str {
-        &self.kid
+        // Set by `generate`.
+        self.key.kid().unwrap_or_default()
     }
 
     pub fn public_key(&self) -> &PublicKey {
@@ -185,56 +131,29 @@ impl Signer {
 
     /// The JWS signature of `message` (ECDSA in the fixed R‖S form JWS uses).
     pub fn sign(&self, message: &[u8]) -> Vec<u8> {
-        match &self.private {
-            Private::Hmac(key) => hmac::sign(key, message).as_ref().to_vec(),
-            Private::Rsa(pair, padding) => {
-                let mut out = vec![0u8; pair.public_modulus_len()];
-                pair.sign(*padding, &SystemRandom::new(), message, &mut out)
-                    .expect("RSA signing");
-                out
-            }
-            Private::Ecdsa(pair) => pair
-                .sign(&SystemRandom::new(), message)
-                .expect("ECDSA signing")
-                .as_ref()
-                .to_vec(),
-            Private::Ed25519(pair) => pair.sign(message).as_ref().to_vec(),
-        }
+        self.key.sign(message).expect("signing")
     }
 
     /// The protected header `{"alg":ALG,"kid":"bench-ALG","typ":"JWT"}`.
     pub fn header_json(&self) -> String {
-        jose::jws::header_json(self.alg, Some(&self.kid), Some("JWT"))
+        self.key.header_json(Some("JWT"))
     }
 
     /// A compact JWS of `claims_json` under [`Signer::header_json`].
     pub fn token(&self, claims_json: &str) -> String {
-        let input = jose::SigningInput::new(self.header_json().as_bytes(), claims_json.as_bytes());
-        let signature = self.sign(input.as_bytes());
-        input.into_compact(&signature)
+        self.key
+            .token(&self.header_json(), claims_json)
+            .expect("signing")
     }
 
     /// The public key as one JWK object, with `kid` and `alg`.
     pub fn jwk(&self) -> serde_json::Value {
-        let (kid, alg) = (self.kid.as_str(), self.alg.name());
-        match &self.public {
-            PublicKey::Oct { k } => json!({"kty": "oct", "kid": kid, "alg": alg, "k": b64(k)}),
-            PublicKey::Rsa { n, e } => json!({
-                "kty": "RSA", "kid": kid, "alg": alg, "use": "sig", "n": b64(n), "e": b64(e),
-            }),
-            PublicKey::Ec { x, y } => json!({
-                "kty": "EC", "crv": "P-256", "kid": kid, "alg": alg, "use": "sig",
-                "x": b64(x), "y": b64(y),
-            }),
-            PublicKey::Okp { x } => json!({
-                "kty": "OKP", "crv": "Ed25519", "kid": kid, "alg": alg, "use": "sig", "x": b64(x),
-            }),
-        }
+        serde_json::from_str(&self.key.jwk()).expect("the JWK is JSON")
     }
 
     /// A JWK Set document holding only this key.
     pub fn jwks_json(&self) -> String {
-        json!({ "keys": [self.jwk()] }).to_string()
+        self.key.jwks()
     }
 
     /// tessera's key set, parsed from [`Signer::jwks_json`]; panics unless exactly this key
@@ -251,7 +170,7 @@ impl Signer {
         let parsed = |alg: &'static dyn sig::VerificationAlgorithm, bytes: &[u8]| {
             RawVerifier::Public(ParsedPublicKey::new(alg, bytes).expect("public key parses"))
         };
-        match (&self.public, self.alg) {
+        match (&self.public, self.alg()) {
             (PublicKey::Oct { k }, _) => RawVerifier::Hmac(hmac::Key::new(hmac::HMAC_SHA256, k)),
             (PublicKey::Rsa { n, e }, alg) => {
                 let params: &'static sig::RsaParameters = if alg == Algorithm::RS256 {
@@ -287,7 +206,7 @@ impl Signer {
     /// The `jsonwebtoken` crate's algorithm for this key.
     pub fn jsonwebtoken_alg(&self) -> jsonwebtoken::Algorithm {
         use jsonwebtoken::Algorithm as J;
-        match self.alg {
+        match self.alg() {
             Algorithm::HS256 => J::HS256,
             Algorithm::RS256 => J::RS256,
             Algorithm::PS256 => J::PS256,
@@ -513,6 +432,24 @@ impl Contest {
         match self.jsonwebtoken(&tampered) {
             Err(e) if *e.kind() == jsonwebtoken::errors::ErrorKind::InvalidSignature => {}
             other => panic!("{alg}: jsonwebtoken on a tampered token: {other:?}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every contest's setup checks that all three verifiers accept its token and refuse a
+    /// tampered copy.
+    #[test]
+    fn every_algorithm_sets_up_a_fair_contest() {
+        for alg in ALGORITHMS {
+            let contest = Contest::new(alg);
+            assert_eq!(
+                contest.fixture.signer.kid(),
+                format!("bench-{}", alg.name())
+            );
         }
     }
 }

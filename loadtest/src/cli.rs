@@ -359,7 +359,11 @@ fn keys_command(args: &KeysArgs) -> anyhow::Result<ExitCode> {
     }
     let made = keys::create(&args.out, &algs, args.force)?;
     for key in &made {
-        println!("{:<6} kid {}", key.alg.name(), key.kid);
+        println!(
+            "{:<6} kid {}",
+            key.alg().name(),
+            key.kid().unwrap_or_default()
+        );
     }
     let jwks = args.out.join(keys::JWKS);
     println!("wrote {} and the private keys", jwks.display());

@@ -1,20 +1,12 @@
-//! The harness's own signing keys: one per algorithm, made with aws-lc-rs. `keys --out DIR`
+//! The harness's own signing keys: one per algorithm, jose's `SigningKey`. `keys --out DIR`
 //! writes the private keys (PKCS#8 DER, mode 0600) and the public JWKS that the daemon is told to
 //! trust; load runs read the private keys back and sign their tokens with them.
 
-use std::fmt;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
-use aws_lc_rs::encoding::AsDer as _;
-use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
-use aws_lc_rs::rsa::{KeySize, PublicKeyComponents};
-use aws_lc_rs::signature::{
-    EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING,
-    RSA_PKCS1_SHA256,
-};
-use jose::{Algorithm, PublicJwk};
+use jose::{Algorithm, SigningKey};
 
 /// The algorithms the harness signs with, and the file each one's private key lives in.
 pub const ALGORITHMS: [(Algorithm, &str); 4] = [
@@ -35,170 +27,40 @@ pub fn file_name(alg: Algorithm) -> Option<&'static str> {
 /// The name of the public key set in a key directory.
 pub const JWKS: &str = "jwks.json";
 
-/// A private key and its `kid` (the RFC 7638 thumbprint of the public key; HS256: of the
-/// secret's SHA-256).
-pub struct SigningKey {
-    pub alg: Algorithm,
-    pub kid: String,
-    material: Material,
+/// A fresh key for `alg`, with its `kid` (see [`from_stored`]) and its private form as it is
+/// stored on disk.
+pub fn generate(alg: Algorithm) -> anyhow::Result<(SigningKey, Vec<u8>)> {
+    supported(alg)?;
+    let (_, stored) = SigningKey::generate_stored(alg)
+        .with_context(|| format!("generating a {} key", alg.name()))?;
+    let key = from_stored(alg, &stored)?;
+    Ok((key, stored))
 }
 
-enum Material {
-    Rsa(RsaKeyPair),
-    Ec(EcdsaKeyPair),
-    Ed(Ed25519KeyPair),
-    Hmac(Box<aws_lc_rs::hmac::Key>),
-}
-
-impl fmt::Debug for SigningKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SigningKey")
-            .field("alg", &self.alg)
-            .field("kid", &self.kid)
-            .finish_non_exhaustive()
+/// A key from its stored form (PKCS#8 DER, or the raw secret for HS256), with its `kid`: the
+/// RFC 7638 thumbprint of the public key; for HS256, of the secret's SHA-256.
+pub fn from_stored(alg: Algorithm, stored: &[u8]) -> anyhow::Result<SigningKey> {
+    supported(alg)?;
+    if alg == Algorithm::HS256 && stored.len() < 32 {
+        bail!("an HS256 secret needs at least 32 bytes");
     }
-}
-
-impl SigningKey {
-    /// A fresh key for `alg`, with its private form as it is stored on disk.
-    pub fn generate(alg: Algorithm) -> anyhow::Result<(SigningKey, Vec<u8>)> {
-        let stored = match alg {
-            Algorithm::RS256 => RsaKeyPair::generate(KeySize::Rsa2048)
-                .ok()
-                .and_then(|k| k.as_der().ok())
-                .map(|d| d.as_ref().to_vec()),
-            Algorithm::ES256 => EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
-                .ok()
-                .and_then(|k| k.to_pkcs8v1().ok())
-                .map(|d| d.as_ref().to_vec()),
-            Algorithm::EdDSA => Ed25519KeyPair::generate()
-                .ok()
-                .and_then(|k| k.to_pkcs8().ok())
-                .map(|d| d.as_ref().to_vec()),
-            Algorithm::HS256 => {
-                let mut secret = vec![0u8; 32];
-                SystemRandom::new().fill(&mut secret).ok().map(|()| secret)
-            }
-            other => bail!("the harness does not sign {}", other.name()),
-        };
-        let stored = stored.with_context(|| format!("generating a {} key", alg.name()))?;
-        let key = SigningKey::from_stored(alg, &stored)?;
-        Ok((key, stored))
-    }
-
-    /// A key from its stored form: PKCS#8 DER, or the raw secret for HS256.
-    pub fn from_stored(alg: Algorithm, stored: &[u8]) -> anyhow::Result<SigningKey> {
-        let refused = |e: aws_lc_rs::error::KeyRejected| {
-            anyhow::anyhow!("not a {} PKCS#8 key: {e}", alg.name())
-        };
-        let (material, public) = match alg {
-            Algorithm::RS256 => {
-                let key = RsaKeyPair::from_pkcs8(stored).map_err(refused)?;
-                let c = PublicKeyComponents::<Vec<u8>>::from(key.public_key());
-                let public = PublicJwk::Rsa {
-                    n: strip_zeros(c.n),
-                    e: strip_zeros(c.e),
-                };
-                (Material::Rsa(key), Some(public))
-            }
-            Algorithm::ES256 => {
-                let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, stored)
-                    .map_err(refused)?;
-                let public = PublicJwk::ec_from_point(alg, key.public_key().as_ref())
-                    .context("the P-256 public key is not an uncompressed point")?;
-                (Material::Ec(key), Some(public))
-            }
-            Algorithm::EdDSA => {
-                let key = Ed25519KeyPair::from_pkcs8(stored).map_err(refused)?;
-                let public = PublicJwk::Ed25519 {
-                    x: key.public_key().as_ref().to_vec(),
-                };
-                (Material::Ed(key), Some(public))
-            }
-            Algorithm::HS256 => {
-                if stored.len() < 32 {
-                    bail!("an HS256 secret needs at least 32 bytes");
-                }
-                let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, stored);
-                (Material::Hmac(Box::new(key)), None)
-            }
-            other => bail!("the harness does not sign {}", other.name()),
-        };
-        let kid = match &public {
-            Some(public) => public.thumbprint(),
-            None => {
-                let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, stored);
-                jose::b64::encode(&d.as_ref()[..16])
-            }
-        };
-        Ok(SigningKey { alg, kid, material })
-    }
-
-    /// The JWK the daemon verifies this key's tokens with. For HS256 that is the secret itself.
-    pub fn jwk(&self, stored: &[u8]) -> String {
-        match &self.material {
-            Material::Rsa(key) => {
-                let c = PublicKeyComponents::<Vec<u8>>::from(key.public_key());
-                PublicJwk::Rsa {
-                    n: strip_zeros(c.n),
-                    e: strip_zeros(c.e),
-                }
-                .to_json(&self.kid, self.alg)
-            }
-            Material::Ec(key) => PublicJwk::ec_from_point(self.alg, key.public_key().as_ref())
-                .map(|p| p.to_json(&self.kid, self.alg))
-                .unwrap_or_default(),
-            Material::Ed(key) => PublicJwk::Ed25519 {
-                x: key.public_key().as_ref().to_vec(),
-            }
-            .to_json(&self.kid, self.alg),
-            Material::Hmac(_) => {
-                let mut out = String::from("{\"kty\":\"oct\",\"kid\":");
-                jose::json::write_str(&mut out, &self.kid);
-                out.push_str(",\"alg\":\"HS256\",\"use\":\"sig\",\"k\":\"");
-                out.push_str(&jose::b64::encode(stored));
-                out.push_str("\"}");
-                out
-            }
+    let key = SigningKey::from_stored(alg, stored)
+        .map_err(|e| anyhow::anyhow!("not a {} PKCS#8 key: {e}", alg.name()))?;
+    let kid = match key.public() {
+        Some(public) => public.thumbprint(),
+        None => {
+            let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, stored);
+            jose::b64::encode(&d.as_ref()[..16])
         }
-    }
-
-    /// A compact JWS of `header_json` and `payload`.
-    pub fn sign(&self, header_json: &str, payload: &str) -> anyhow::Result<String> {
-        let input = jose::SigningInput::new(header_json.as_bytes(), payload.as_bytes());
-        let signature = match &self.material {
-            Material::Rsa(key) => {
-                let mut sig = vec![0u8; key.public_modulus_len()];
-                key.sign(
-                    &RSA_PKCS1_SHA256,
-                    &SystemRandom::new(),
-                    input.as_bytes(),
-                    &mut sig,
-                )
-                .ok()
-                .context("RS256 signing failed")?;
-                sig
-            }
-            Material::Ec(key) => key
-                .sign(&SystemRandom::new(), input.as_bytes())
-                .ok()
-                .context("ES256 signing failed")?
-                .as_ref()
-                .to_vec(),
-            Material::Ed(key) => key.sign(input.as_bytes()).as_ref().to_vec(),
-            Material::Hmac(key) => aws_lc_rs::hmac::sign(key, input.as_bytes())
-                .as_ref()
-                .to_vec(),
-        };
-        Ok(input.into_compact(&signature))
-    }
+    };
+    Ok(key.with_kid(kid))
 }
 
-/// base64urlUInt wants the fewest octets.
-fn strip_zeros(mut v: Vec<u8>) -> Vec<u8> {
-    let zeros = v.iter().take_while(|&&b| b == 0).count();
-    v.drain(..zeros.min(v.len().saturating_sub(1)));
-    v
+fn supported(alg: Algorithm) -> anyhow::Result<()> {
+    if file_name(alg).is_none() {
+        bail!("the harness does not sign {}", alg.name());
+    }
+    Ok(())
 }
 
 /// `keys --out DIR`: one key per algorithm in `algs`, the private keys and `jwks.json` in `dir`.
@@ -215,13 +77,13 @@ pub fn create(dir: &Path, algs: &[Algorithm], force: bool) -> anyhow::Result<Vec
     let mut keys = Vec::new();
     let mut jwks = String::from("{\"keys\":[");
     for (i, &alg) in algs.iter().enumerate() {
-        let (key, stored) = SigningKey::generate(alg)?;
+        let (key, stored) = generate(alg)?;
         let name = file_name(alg).context("no file name for the algorithm")?;
         write_private(&dir.join(name), &stored)?;
         if i > 0 {
             jwks.push(',');
         }
-        jwks.push_str(&key.jwk(&stored));
+        jwks.push_str(&key.jwk());
         keys.push(key);
     }
     jwks.push_str("]}\n");
@@ -253,7 +115,7 @@ pub fn load(dir: &Path, algs: &[Algorithm]) -> anyhow::Result<Vec<SigningKey>> {
                     }
                 )
             })?;
-            SigningKey::from_stored(alg, &stored).with_context(|| format!("{}", path.display()))
+            from_stored(alg, &stored).with_context(|| format!("{}", path.display()))
         })
         .collect()
 }
@@ -309,14 +171,14 @@ mod tests {
     #[test]
     fn every_algorithm_signs_what_its_jwk_verifies() {
         for (alg, _) in ALGORITHMS {
-            let (key, stored) = SigningKey::generate(alg).unwrap();
-            let again = SigningKey::from_stored(alg, &stored).unwrap();
-            assert_eq!(again.kid, key.kid);
-            let jwks = format!("{{\"keys\":[{}]}}", key.jwk(&stored));
+            let (key, stored) = generate(alg).unwrap();
+            let again = from_stored(alg, &stored).unwrap();
+            assert_eq!(again.kid(), key.kid());
+            let jwks = format!("{{\"keys\":[{}]}}", key.jwk());
             let set = jose::KeySet::from_jwks(jwks.as_bytes()).unwrap();
             assert!(set.skipped.is_empty(), "{alg:?}: {:?}", set.skipped);
-            let header = jose::jws::header_json(alg, Some(&key.kid), Some("at+jwt"));
-            let token = again.sign(&header, r#"{"exp":4000000000}"#).unwrap();
+            let header = again.header_json(Some("at+jwt"));
+            let token = again.token(&header, r#"{"exp":4000000000}"#).unwrap();
             let jwt = jose::jwt::verify(&token, &set.keys, &jose::Validation::default(), 0)
                 .unwrap_or_else(|e| panic!("{alg:?}: {e}"));
             assert_eq!(jwt.alg(), alg);
@@ -324,9 +186,17 @@ mod tests {
     }
 
     #[test]
-    fn strip_zeros_keeps_one_octet() {
-        assert_eq!(strip_zeros(vec![0, 0, 1, 0]), vec![1, 0]);
-        assert_eq!(strip_zeros(vec![0]), vec![0]);
-        assert_eq!(strip_zeros(vec![]), Vec::<u8>::new());
+    fn the_kid_is_the_thumbprint_or_the_secret_digest() {
+        let (key, _) = generate(Algorithm::ES256).unwrap();
+        assert_eq!(key.kid(), key.public().map(|p| p.thumbprint()).as_deref());
+        let secret = [7u8; 32];
+        let key = from_stored(Algorithm::HS256, &secret).unwrap();
+        let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &secret);
+        assert_eq!(
+            key.kid(),
+            Some(jose::b64::encode(&d.as_ref()[..16]).as_str())
+        );
+        assert!(from_stored(Algorithm::HS256, &secret[..31]).is_err());
+        assert!(generate(Algorithm::PS256).is_err());
     }
 }

@@ -7,7 +7,7 @@ use anyhow::{bail, Context as _};
 use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
 use jose::Algorithm;
 
-use crate::keys::SigningKey;
+use jose::SigningKey;
 
 /// What a token is expected to get from the daemon.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -178,10 +178,7 @@ pub fn generate(
         .ok()
         .context("no randomness for the token ids")?;
     let nonce = jose::b64::encode(&nonce);
-    let headers: Vec<String> = keys
-        .iter()
-        .map(|k| jose::jws::header_json(k.alg, Some(&k.kid), Some("at+jwt")))
-        .collect();
+    let headers: Vec<String> = keys.iter().map(|k| k.header_json(Some("at+jwt"))).collect();
     let sign_one = |i: usize, (alg, kind): (usize, Kind)| -> anyhow::Result<Token> {
         let (iat, exp) = match kind {
             Kind::Expired => (now - 7200, now - 3600),
@@ -204,7 +201,7 @@ pub fn generate(
         claims.push_str(&format!(
             ",\"iat\":{iat},\"exp\":{exp},\"jti\":\"{nonce}-{i}\"}}"
         ));
-        let mut text = keys[alg].sign(&headers[alg], &claims)?;
+        let mut text = keys[alg].token(&headers[alg], &claims)?;
         if kind == Kind::BadSignature {
             // Change the signature's first character: the signature no longer matches.
             let at = text.rfind('.').map_or(0, |dot| dot + 1);

@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use http_body_util::BodyExt as _;
@@ -18,6 +18,7 @@ use hyper::body::{Body, Bytes, Frame, Incoming};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use testkit::{unix_now, Scratch};
 
 #[allow(dead_code)]
 #[path = "../src/report.rs"]
@@ -190,33 +191,6 @@ where
 
 // ---- the binary -------------------------------------------------------------------------------
 
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "tessera-loadtest-{name}-{}-{}",
-            std::process::id(),
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .expect("clock")
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        Scratch(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn loadtest(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tessera-loadtest"));
     command
@@ -264,8 +238,8 @@ fn count(pairs: &[(String, u64)], key: &str) -> u64 {
 #[test]
 fn closed_loop_counts_requests_and_statuses_and_writes_the_report() {
     let server = serve(handler(|_, _| async { reply(200, "hello\n") }));
-    let dir = Scratch::new("closed");
-    let (json, html) = (dir.path("r.json"), dir.path("r.html"));
+    let dir = Scratch::new("loadtest-closed");
+    let (json, html) = (dir.join("r.json"), dir.join("r.html"));
     let out = loadtest(
         &[
             "get",
@@ -358,8 +332,8 @@ fn stall_is_charged(http: Http, lanes: &[&str], busy_note: &str) -> Server {
             }
         }),
     );
-    let dir = Scratch::new("open");
-    let json = dir.path("r.json");
+    let dir = Scratch::new("loadtest-open");
+    let json = dir.join("r.json");
     let target = url(&server, "/");
     let mut args = vec![
         "get",
@@ -422,8 +396,8 @@ fn chunked_answers_and_connection_close_are_handled() {
             r
         }
     }));
-    let dir = Scratch::new("chunked");
-    let json = dir.path("r.json");
+    let dir = Scratch::new("loadtest-chunked");
+    let json = dir.join("r.json");
     ok(&loadtest(
         &[
             "get",
@@ -457,8 +431,8 @@ fn chunked_answers_and_connection_close_are_handled() {
 #[test]
 fn a_server_answering_500_is_counted_as_unexpected_status() {
     let server = serve(handler(|_, _| async { reply(500, "broken\n") }));
-    let dir = Scratch::new("500");
-    let json = dir.path("r.json");
+    let dir = Scratch::new("loadtest-500");
+    let json = dir.join("r.json");
     ok(&loadtest(
         &[
             "jwks",
@@ -490,15 +464,8 @@ fn a_server_answering_500_is_counted_as_unexpected_status() {
 const ISS: &str = "https://issuer.loadtest.example";
 const AUD: &str = "api://loadtest";
 
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs() as i64
-}
-
 fn make_keys(dir: &Scratch) -> (PathBuf, jose::KeySet) {
-    let keys = dir.path("keys");
+    let keys = dir.join("keys");
     ok(&loadtest(
         &["keys", "--out", keys.to_str().expect("path"), "--hs256"],
         &[],
@@ -512,7 +479,7 @@ fn make_keys(dir: &Scratch) -> (PathBuf, jose::KeySet) {
 
 #[test]
 fn keys_make_a_jwks_that_verifies_the_signed_tokens() {
-    let dir = Scratch::new("keys");
+    let dir = Scratch::new("loadtest-keys");
     let (keys, set) = make_keys(&dir);
     #[cfg(unix)]
     {
@@ -567,13 +534,13 @@ fn keys_make_a_jwks_that_verifies_the_signed_tokens() {
         let token = words.next().expect("token");
         match words.next() {
             None => {
-                let jwt = jose::jwt::verify(token, &set, &validation, now())
+                let jwt = jose::jwt::verify(token, &set, &validation, unix_now())
                     .unwrap_or_else(|e| panic!("{token}: {e}"));
                 assert_eq!(jwt.str_claim("iss").as_deref(), Some(ISS));
                 algs.insert(jwt.alg());
             }
             Some(kind) => {
-                let error = jose::jwt::verify(token, &set, &validation, now())
+                let error = jose::jwt::verify(token, &set, &validation, unix_now())
                     .expect_err("an invalid token");
                 invalid.push((kind.to_string(), error));
             }
@@ -597,7 +564,7 @@ fn keys_make_a_jwks_that_verifies_the_signed_tokens() {
 
 #[test]
 fn introspection_takes_the_secret_from_the_environment_and_checks_verdicts() {
-    let dir = Scratch::new("introspect");
+    let dir = Scratch::new("loadtest-introspect");
     let (keys, set) = make_keys(&dir);
     let set = Arc::new(set);
     let basic = format!(
@@ -626,14 +593,14 @@ fn introspection_takes_the_secret_from_the_environment_and_checks_verdicts() {
             let validation = jose::Validation::default()
                 .with_issuer(ISS)
                 .with_audience(AUD);
-            if jose::jwt::verify(token, &set, &validation, now()).is_ok() {
+            if jose::jwt::verify(token, &set, &validation, unix_now()).is_ok() {
                 reply(200, "{\"active\":true,\"token_type\":\"Bearer\"}")
             } else {
                 reply(200, "{\"active\":false}")
             }
         }
     }));
-    let json = dir.path("r.json");
+    let json = dir.join("r.json");
     let args = [
         "introspect",
         "--url",
@@ -717,7 +684,7 @@ fn batch_server(http: Http, set: Arc<jose::KeySet>, lie: bool) -> Server {
                     .iter()
                     .map(|t| {
                         let token = t.as_str().expect("a token").as_bytes();
-                        match jose::jwt::verify(token, &set, &validation, now()) {
+                        match jose::jwt::verify(token, &set, &validation, unix_now()) {
                             Ok(jwt) => {
                                 format!("{{\"active\":true,\"claims\":{}}}", jwt.claims_json())
                             }
@@ -740,13 +707,13 @@ fn batch_server(http: Http, set: Arc<jose::KeySet>, lie: bool) -> Server {
 
 #[test]
 fn batch_verify_checks_every_verdict() {
-    let dir = Scratch::new("batch");
+    let dir = Scratch::new("loadtest-batch");
     let (keys, set) = make_keys(&dir);
     let set = Arc::new(set);
     for http in [Http::One, Http::Two] {
         for lie in [false, true] {
             let server = batch_server(http, Arc::clone(&set), lie);
-            let json = dir.path("r.json");
+            let json = dir.join("r.json");
             let target = url(&server, "");
             let mut args = vec![
                 "verify-batch",
@@ -803,8 +770,8 @@ fn batch_verify_checks_every_verdict() {
 #[test]
 fn ctrl_c_ends_the_run_early_with_a_report() {
     let server = serve(handler(|_, _| async { reply(200, "ok\n") }));
-    let dir = Scratch::new("ctrl-c");
-    let json = dir.path("r.json");
+    let dir = Scratch::new("loadtest-ctrl-c");
+    let json = dir.join("r.json");
     let mut child = Command::new(env!("CARGO_BIN_EXE_tessera-loadtest"))
         .args([
             "get",
@@ -892,8 +859,8 @@ fn http2_closed_loop_keeps_connections_times_streams_in_flight() {
             }),
         )
     };
-    let dir = Scratch::new("h2-closed");
-    let (json, html) = (dir.path("r.json"), dir.path("r.html"));
+    let dir = Scratch::new("loadtest-h2-closed");
+    let (json, html) = (dir.join("r.json"), dir.join("r.html"));
     let out = ok(&loadtest(
         &[
             "get",
@@ -955,8 +922,8 @@ fn http2_answers_are_checked_and_reset_streams_counted() {
             }
         }),
     );
-    let dir = Scratch::new("h2-errors");
-    let json = dir.path("r.json");
+    let dir = Scratch::new("loadtest-h2-errors");
+    let json = dir.join("r.json");
     ok(&loadtest(
         &[
             "jwks",
@@ -993,7 +960,7 @@ fn http2_answers_are_checked_and_reset_streams_counted() {
 
 /// Half a second of `get` over one HTTP/2 connection with 4 streams; its report.
 fn get_h2_4_streams(server: &Server, dir: &Scratch) -> Report {
-    let json = dir.path("r.json");
+    let json = dir.join("r.json");
     ok(&loadtest(
         &[
             "get",
@@ -1025,7 +992,7 @@ fn http2_goaway_opens_a_new_connection_without_errors() {
         },
         handler(|_, _| async { reply(200, "ok\n") }),
     );
-    let dir = Scratch::new("h2-goaway");
+    let dir = Scratch::new("loadtest-h2-goaway");
     let r = get_h2_4_streams(&server, &dir);
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     assert_eq!(server.requests.load(Ordering::Relaxed), r.requests);
@@ -1047,7 +1014,7 @@ fn http2_connection_errors_are_counted_and_the_connection_reopened() {
         },
         handler(|_, _| async { reply(200, "ok\n") }),
     );
-    let dir = Scratch::new("h2-drop");
+    let dir = Scratch::new("loadtest-h2-drop");
     let r = get_h2_4_streams(&server, &dir);
     let connections = server.connections.load(Ordering::Relaxed);
     assert!(connections >= 3, "{connections} connections");

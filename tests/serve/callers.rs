@@ -9,8 +9,8 @@ use super::*;
 #[tokio::test]
 async fn concurrent_first_requests_of_one_client_are_all_answered() {
     let dir = Scratch::new("auth-burst");
-    let issuer = Issuer::new("b1");
-    dir.write("jwks.json", &issuer.jwks);
+    let issuer = es256("b1");
+    dir.write("jwks.json", issuer.jwks());
     let out = run(
         tessera(&["client", "hash-secret"]),
         format!("{SECRET}\n").as_bytes(),
@@ -27,7 +27,7 @@ async fn concurrent_first_requests_of_one_client_are_all_answered() {
     );
     let daemon = Daemon::spawn(tessera(&["serve", "--config", path_str(&file)]));
     let auth = basic(CLIENT, SECRET);
-    let token = issuer.sign(&claims(json!({})));
+    let token = issuer.sign(claims(json!({})));
     let replies = join_all(
         (0..6)
             .map(|_| daemon.introspect(Some(&auth), &token))
@@ -52,7 +52,7 @@ async fn a_secret_with_plus_or_percent_costs_two_hashes() {
     );
     // Room for every wrong secret below from this one address.
     let daemon = setup.start("auth_failure_burst = 100", "workers = 1", &rest);
-    let token = setup.issuer.sign(&claims(json!({})));
+    let token = setup.issuer.sign(claims(json!({})));
     let hashes = || async {
         let page = daemon.get("/metrics").await.text();
         metric(&page, "tessera_client_secret_hashes_total").expect("hash count")
@@ -95,7 +95,7 @@ async fn wrong_secret_flood_delays_a_legitimate_first_introspection() {
         hash_secret_with(SECRET, 100_000)
     );
     let daemon = setup.start("", "workers = 1", &rest);
-    let token = setup.issuer.sign(&claims(json!({})));
+    let token = setup.issuer.sign(claims(json!({})));
     let flood = Flood::start(
         daemon.addr,
         [127, 0, 0, 2],

@@ -5,8 +5,8 @@ use super::*;
 #[tokio::test]
 async fn quick_mode_trusts_one_issuer_and_has_no_callers() {
     let dir = Scratch::new("quick");
-    let issuer = Issuer::new("q1");
-    let jwks = dir.write("jwks.json", &issuer.jwks);
+    let issuer = es256("q1");
+    let jwks = dir.write("jwks.json", issuer.jwks());
     let daemon = Daemon::spawn(tessera(&[
         "serve",
         "--listen",
@@ -20,14 +20,14 @@ async fn quick_mode_trusts_one_issuer_and_has_no_callers() {
     ]));
     let reply = daemon.get("/.well-known/oauth-authorization-server").await;
     assert_eq!(reply.json(), json!({"issuer": daemon.url}));
-    let good = format!("Bearer {}", issuer.sign(&claims(json!({}))));
+    let good = format!("Bearer {}", issuer.sign(claims(json!({}))));
     let reply = daemon
         .call("GET", "/v1/authz/orders", &[("authorization", &good)], "")
         .await;
     assert_eq!(reply.status, 200, "{reply:?}");
     let other = format!(
         "Bearer {}",
-        issuer.sign(&claims(json!({"aud": "api://billing"})))
+        issuer.sign(claims(json!({"aud": "api://billing"})))
     );
     let reply = daemon
         .call("GET", "/v1/authz/orders", &[("authorization", &other)], "")
@@ -37,7 +37,7 @@ async fn quick_mode_trusts_one_issuer_and_has_no_callers() {
         401,
         "Bearer realm=\"tessera\", error=\"invalid_token\"",
     );
-    let token = issuer.sign(&claims(json!({})));
+    let token = issuer.sign(claims(json!({})));
     assert_invalid_client(
         &daemon
             .introspect(Some(&basic(CLIENT, SECRET)), &token)
@@ -49,8 +49,8 @@ async fn quick_mode_trusts_one_issuer_and_has_no_callers() {
 #[tokio::test]
 async fn quick_mode_requires_typ_and_bounds_lifetime() {
     let dir = Scratch::new("quick-policy");
-    let issuer = Issuer::new("q1");
-    let jwks = dir.write("jwks.json", &issuer.jwks);
+    let issuer = es256("q1");
+    let jwks = dir.write("jwks.json", issuer.jwks());
     let quick = |extra: &[&str]| {
         let mut args = vec![
             "serve",
@@ -67,14 +67,14 @@ async fn quick_mode_requires_typ_and_bounds_lifetime() {
     let daemon = Daemon::spawn(quick(&["--typ", "at+jwt", "--max-lifetime", "600"]));
     let now = unix_now();
     for (token, status) in [
-        (issuer.sign(&claims(json!({}))), 200),
-        (issuer.sign_typed("JWT", &claims(json!({}))), 401),
-        (issuer.sign(&claims(json!({"exp": now + 3600}))), 401),
+        (issuer.sign(claims(json!({}))), 200),
+        (issuer.sign_typed("JWT", claims(json!({}))), 401),
+        (issuer.sign(claims(json!({"exp": now + 3600}))), 401),
         (
-            issuer.sign(&claims(json!({"iat": null, "exp": now + 3600}))),
+            issuer.sign(claims(json!({"iat": null, "exp": now + 3600}))),
             401,
         ),
-        (issuer.sign(&claims(json!({"iat": null}))), 200),
+        (issuer.sign(claims(json!({"iat": null}))), 200),
     ] {
         let bearer = format!("Bearer {token}");
         let reply = daemon
@@ -117,13 +117,13 @@ async fn issuer_typ_required_claims_and_max_lifetime_are_enforced() {
     let now = unix_now();
     let issuer = &setup.issuer;
     for (token, active) in [
-        (issuer.sign(&claims(json!({}))), true),
-        (issuer.sign_typed("JWT", &claims(json!({}))), false),
-        (issuer.sign(&claims(json!({"jti": null}))), false),
-        (issuer.sign(&claims(json!({"sub": null}))), false),
-        (issuer.sign(&claims(json!({"exp": now + 3600}))), false),
+        (issuer.sign(claims(json!({}))), true),
+        (issuer.sign_typed("JWT", claims(json!({}))), false),
+        (issuer.sign(claims(json!({"jti": null}))), false),
+        (issuer.sign(claims(json!({"sub": null}))), false),
+        (issuer.sign(claims(json!({"exp": now + 3600}))), false),
         (
-            issuer.sign(&claims(json!({"iat": null, "exp": now + 3600}))),
+            issuer.sign(claims(json!({"iat": null, "exp": now + 3600}))),
             false,
         ),
     ] {

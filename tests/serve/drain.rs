@@ -6,7 +6,7 @@ use super::*;
 async fn sigterm_drains_requests_in_flight_and_exits_0() {
     let setup = Setup::new("drain");
     let mut daemon = setup.start("shutdown_grace_ms = 1000", "workers = 2", "");
-    let token = setup.issuer.sign(&claims(json!({})));
+    let token = setup.issuer.sign(claims(json!({})));
     let body = json!({"tokens": [&token]}).to_string();
     let (first, rest) = body.split_at(body.len() / 2);
     let head = format!(
@@ -120,8 +120,8 @@ async fn sigint_closes_idle_connections_and_exits_0_at_once() {
 #[test]
 fn sigterm_right_after_the_listening_line_exits_0() {
     let dir = Scratch::new("early-term");
-    let issuer = Issuer::new("e1");
-    let jwks = dir.write("jwks.json", &issuer.jwks);
+    let issuer = es256("e1");
+    let jwks = dir.write("jwks.json", issuer.jwks());
     let mut outcomes = Vec::new();
     for _ in 0..30 {
         let mut cmd = tessera(&["serve", "--listen", "127.0.0.1:0"]);

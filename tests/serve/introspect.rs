@@ -29,22 +29,22 @@ async fn introspection_answers_active_only_for_trusted_valid_tokens() {
     let mut azp = azp.as_object().expect("object").clone();
     azp.remove("client_id");
     let answer = daemon
-        .introspect(Some(&auth), &setup.issuer.sign(&Value::Object(azp)))
+        .introspect(Some(&auth), &setup.issuer.sign(Value::Object(azp)))
         .await
         .json();
     assert_eq!(answer["client_id"], "mobile");
     assert_eq!(answer["aud"], json!(["api://orders", "api://billing"]));
 
-    let stranger = Issuer::new("k1");
-    let outsider = Issuer::new("other");
+    let stranger = es256("k1");
+    let outsider = es256("other");
     let inactive = [
         (
             "expired",
-            setup.issuer.sign(&claims(json!({"exp": now - 3600}))),
+            setup.issuer.sign(claims(json!({"exp": now - 3600}))),
         ),
         (
             "not yet valid",
-            setup.issuer.sign(&claims(json!({"nbf": now + 3600}))),
+            setup.issuer.sign(claims(json!({"nbf": now + 3600}))),
         ),
         ("untrusted key, trusted kid", stranger.sign(&good_claims)),
         ("untrusted key and kid", outsider.sign(&good_claims)),
@@ -52,11 +52,11 @@ async fn introspection_answers_active_only_for_trusted_valid_tokens() {
             "trusted key, another issuer",
             setup
                 .issuer
-                .sign(&claims(json!({"iss": "https://evil.example"}))),
+                .sign(claims(json!({"iss": "https://evil.example"}))),
         ),
         (
             "tampered",
-            tampered(&good, &claims(json!({"sub": "mallory"}))),
+            tampered(&good, claims(json!({"sub": "mallory"}))),
         ),
         ("garbage", "not-a-token".to_owned()),
     ];
@@ -333,7 +333,7 @@ async fn rfc9701_answers_carry_the_discovery_issuer_and_are_not_access_tokens() 
         discovery["jwks_uri"],
         "https://tessera.example/.well-known/jwks.json"
     );
-    let access = setup.issuer.sign(&claims(json!({})));
+    let access = setup.issuer.sign(claims(json!({})));
     let reply = daemon
         .introspect_with(
             Some(&basic(CLIENT, SECRET)),
@@ -378,7 +378,7 @@ async fn rfc9701_answers_carry_the_discovery_issuer_and_are_not_access_tokens() 
     // Nor does the daemon take one, even with exp, from an issuer it trusts.
     let typed = setup
         .issuer
-        .sign_typed("application/token-introspection+jwt", &claims(json!({})));
+        .sign_typed("application/token-introspection+jwt", claims(json!({})));
     let bearer = format!("Bearer {typed}");
     let reply = daemon
         .call("GET", "/v1/authz/orders", &[("authorization", &bearer)], "")

@@ -15,12 +15,12 @@ async fn regression_one_partner_cannot_take_the_daemon_down() {
     let (empty_url, _empty) = serve_jwks(r#"{"keys":[]}"#).await;
     // Partner B signs with a key it also calls k1 (the main issuer's kid), and publishes a weak
     // RSA key next to it.
-    let partner = Issuer::new("k1");
+    let partner = es256("k1");
     let weak = format!(
         r#"{{"kty":"RSA","alg":"RS256","kid":"weak","n":"{}","e":"AQAB"}}"#,
         URL_SAFE_NO_PAD.encode([0xc5u8; 128])
     );
-    let keys: Value = serde_json::from_str(&partner.jwks).expect("jwks");
+    let keys: Value = serde_json::from_str(partner.jwks()).expect("jwks");
     let doc = format!(r#"{{"keys":[{},{weak}]}}"#, keys["keys"][0]);
     let (partner_url, _partner_doc) = serve_jwks(&doc).await;
     let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -70,16 +70,16 @@ max_stale_s = 60
     assert!(down["failing_since"].is_string(), "{down}");
 
     // The same kid under two issuers: each issuer's tokens verify with its own key only.
-    let mine = setup.issuer.sign(&claims(json!({})));
-    let theirs = partner.sign(&claims(json!({"iss": "https://partner.example"})));
-    let forged = partner.sign(&claims(json!({})));
+    let mine = setup.issuer.sign(claims(json!({})));
+    let theirs = partner.sign(claims(json!({"iss": "https://partner.example"})));
+    let forged = partner.sign(claims(json!({})));
     for (token, active) in [(&mine, true), (&theirs, true), (&forged, false)] {
         let reply = daemon.introspect(Some(&auth), token).await;
         assert_eq!(reply.json()["active"], active, "{}", reply.text());
     }
     let empty = setup
         .issuer
-        .sign(&claims(json!({"iss": "https://empty.example"})));
+        .sign(claims(json!({"iss": "https://empty.example"})));
     let reply = daemon.introspect(Some(&auth), &empty).await;
     assert_eq!(reply.json()["active"], false);
 

@@ -11,7 +11,7 @@ async fn oversize_bodies_and_header_blocks_are_refused() {
         "",
     );
     let auth = basic(CLIENT, SECRET);
-    let token = setup.issuer.sign(&claims(json!({})));
+    let token = setup.issuer.sign(claims(json!({})));
     let small = json!({"tokens": [&token]});
     assert!(small.to_string().len() < 1024);
     let reply = daemon.verify(Some(&auth), &small).await;
@@ -273,7 +273,7 @@ async fn an_overloaded_engine_answers_503_at_once_and_recovers() {
         .map(|i| {
             setup
                 .issuer
-                .sign(&claims(json!({"jti": format!("overload-{i}")})))
+                .sign(claims(json!({"jti": format!("overload-{i}")})))
         })
         .collect();
     // Authenticate once, so that the burst below meets only the engine's admission.

@@ -5,34 +5,30 @@
 //! on a command line. The development-mode test makes its own SoftHSM token, as tests/hsm.rs
 //! does.
 //!
-//! This file is the harness (the daemon, its configuration, HTTP clients, signers); the tests
-//! are in one file per topic beside it.
+//! The daemon harness, issuers, claims, scratch folders and SoftHSM tokens come from the
+//! testkit; this file holds what only these tests share (their configuration, the endpoints
+//! they call, raw-TCP clients); the tests are in one file per topic beside it.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{
-    self as sig, EcdsaKeyPair, KeyPair, UnparsedPublicKey, ECDSA_P256_SHA256_FIXED_SIGNING,
-};
+use aws_lc_rs::signature::{self as sig, UnparsedPublicKey};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Bytes;
-use hyper::{HeaderMap, Request, Version};
+use hyper::{Request, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-#[path = "../common/mod.rs"]
-mod common;
-use common::{Scratch, SoftHsm};
+use testkit::daemon::{collect, request, send, send_h2, START, STEP};
+use testkit::{tampered, unix_now, Algorithm, Claims, Daemon, Issuer, Reply, Scratch, SoftHsm};
 
 // The tests, by topic; everything above and below them is the harness they share.
 mod authz;
@@ -45,23 +41,12 @@ mod limits;
 mod observe;
 mod verify;
 
-/// How long the daemon may take to print its listening line.
-const START: Duration = Duration::from_secs(30);
-/// How long one HTTP exchange may take.
-const STEP: Duration = Duration::from_secs(10);
 const ISS: &str = "https://issuer.example";
 const CLIENT: &str = "gateway";
 const SECRET: &str = "gateway-secret-4711";
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs() as i64
 }
 
 fn path_str(p: &Path) -> &str {
@@ -83,7 +68,7 @@ fn tessera(args: &[&str]) -> Command {
 
 /// Runs a short-lived command with `stdin`, killing it if it runs past 30 s.
 fn run(cmd: Command, stdin: &[u8]) -> Output {
-    common::run_bounded(cmd, stdin, START)
+    testkit::process::run_bounded(cmd, stdin, START)
 }
 
 /// `secret_hash` for the configuration, made by the CLI from the secret on stdin.
@@ -128,83 +113,25 @@ fn fingerprint(token: &str) -> String {
     d.as_ref()[..6].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// An ES256 issuer: a key pair and its public JWK Set.
-struct Issuer {
-    key: EcdsaKeyPair,
-    kid: String,
-    jwks: String,
-}
-
-impl Issuer {
-    fn new(kid: &str) -> Self {
-        let rng = SystemRandom::new();
-        let pkcs8 =
-            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).expect("keygen");
-        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
-            .expect("key");
-        let point = key.public_key().as_ref();
-        let jwks = format!(
-            r#"{{"keys":[{{"kty":"EC","crv":"P-256","kid":"{kid}","alg":"ES256","use":"sig","x":"{}","y":"{}"}}]}}"#,
-            URL_SAFE_NO_PAD.encode(&point[1..33]),
-            URL_SAFE_NO_PAD.encode(&point[33..])
-        );
-        Issuer {
-            key,
-            kid: kid.into(),
-            jwks,
-        }
-    }
-
-    fn sign(&self, claims: &Value) -> String {
-        self.sign_typed("at+jwt", claims)
-    }
-
-    fn sign_typed(&self, typ: &str, claims: &Value) -> String {
-        let header = jose::jws::header_json(jose::Algorithm::ES256, Some(&self.kid), Some(typ));
-        let input = jose::SigningInput::new(header.as_bytes(), claims.to_string().as_bytes());
-        let signature = self
-            .key
-            .sign(&SystemRandom::new(), input.as_bytes())
-            .expect("sign");
-        input.into_compact(signature.as_ref())
-    }
-}
-
 /// Claims of a token valid now, with `extra` members added, replaced, or removed (null).
 fn claims(extra: Value) -> Value {
-    let now = unix_now();
-    let mut c = json!({
-        "iss": ISS,
-        "sub": "alice",
-        "aud": "api://orders",
-        "client_id": "web",
-        "scope": "orders:read profile",
-        "iat": now - 10,
-        "nbf": now - 10,
-        "exp": now + 300,
-        "jti": "jti-1",
-        "email": "alice@example.com",
-    });
-    let members = c.as_object_mut().expect("object");
-    for (k, v) in extra.as_object().expect("object") {
-        if v.is_null() {
-            members.remove(k);
-        } else {
-            members.insert(k.clone(), v.clone());
-        }
-    }
-    c
+    Claims::valid_now()
+        .merge(json!({
+            "iss": ISS,
+            "sub": "alice",
+            "aud": "api://orders",
+            "client_id": "web",
+            "scope": "orders:read profile",
+            "jti": "jti-1",
+            "email": "alice@example.com",
+        }))
+        .merge(extra)
+        .into_value()
 }
 
-/// The same token with its payload replaced and the signature kept.
-fn tampered(token: &str, claims: &Value) -> String {
-    let mut parts = token.split('.');
-    let header = parts.next().expect("header");
-    let signature = parts.nth(1).expect("signature");
-    format!(
-        "{header}.{}.{signature}",
-        URL_SAFE_NO_PAD.encode(claims.to_string())
-    )
+/// An ES256 issuer named `kid`.
+fn es256(kid: &str) -> Issuer {
+    Issuer::new(Algorithm::ES256, kid)
 }
 
 /// A scratch folder with a trusted issuer's JWKS and a client secret hash.
@@ -217,8 +144,8 @@ struct Setup {
 impl Setup {
     fn new(name: &str) -> Self {
         let dir = Scratch::new(&format!("serve-{name}"));
-        let issuer = Issuer::new("k1");
-        dir.write("jwks.json", &issuer.jwks);
+        let issuer = es256("k1");
+        dir.write("jwks.json", issuer.jwks());
         Setup {
             dir,
             issuer,
@@ -268,153 +195,26 @@ secret_hash = "{hash}"
     }
 }
 
-/// A running `tessera serve`, killed when dropped.
-struct Daemon {
-    child: Child,
-    addr: SocketAddr,
-    url: String,
-    stdout: mpsc::Receiver<String>,
-    stderr: Arc<Mutex<Vec<u8>>>,
-    stderr_done: Option<std::thread::JoinHandle<()>>,
+/// The daemon's endpoints, as the tests call them.
+trait Endpoints {
+    async fn introspect(&self, auth: Option<&str>, token: &str) -> Reply;
+    async fn introspect_with(
+        &self,
+        auth: Option<&str>,
+        token: &str,
+        extra: &[(&str, &str)],
+    ) -> Reply;
+    async fn verify(&self, auth: Option<&str>, body: &Value) -> Reply;
+    async fn authz(
+        &self,
+        convention: Convention,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+    ) -> Reply;
 }
 
-impl Daemon {
-    /// Starts the daemon and waits for its listening line.
-    fn spawn(mut cmd: Command) -> Daemon {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn tessera serve");
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let stderr_done = {
-            let mut pipe = child.stderr.take().expect("stderr");
-            let stderr = Arc::clone(&stderr);
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = pipe.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    stderr
-                        .lock()
-                        .expect("stderr lock")
-                        .extend_from_slice(&buf[..n]);
-                }
-            })
-        };
-        let (lines, stdout) = mpsc::channel();
-        let pipe = child.stdout.take().expect("stdout");
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                if lines.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let first = stdout.recv_timeout(START);
-        let mut daemon = Daemon {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            url: String::new(),
-            stdout,
-            stderr,
-            stderr_done: Some(stderr_done),
-        };
-        let line = match first {
-            Ok(line) => line,
-            Err(e) => {
-                let _ = daemon.child.kill();
-                let status = daemon.child.wait().expect("wait");
-                panic!(
-                    "no listening line ({e}; {status}); stderr:\n{}",
-                    daemon.finished_stderr()
-                );
-            }
-        };
-        let addr = line
-            .strip_prefix("listening on http://")
-            .and_then(|a| a.parse::<SocketAddr>().ok())
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-        assert!(addr.ip().is_loopback() && addr.port() != 0, "{line}");
-        daemon.addr = addr;
-        daemon.url = format!("http://{addr}");
-        daemon
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// What the daemon has logged so far.
-    fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.lock().expect("stderr lock")).into_owned()
-    }
-
-    /// Waits until the daemon has logged `needle` (the log pipe is read by a thread).
-    fn wait_for_log(&self, needle: &str) {
-        let start = Instant::now();
-        while !self.stderr().contains(needle) {
-            assert!(
-                start.elapsed() < Duration::from_secs(3),
-                "{needle:?} is not in the logs:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Everything the daemon logged, once it has exited.
-    fn finished_stderr(&mut self) -> String {
-        if let Some(reader) = self.stderr_done.take() {
-            let _ = reader.join();
-        }
-        self.stderr()
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([name, &self.pid().to_string()])
-            .status()
-            .expect("kill(1)");
-        assert!(status.success(), "kill {name}");
-    }
-
-    /// Waits for the daemon to exit; fails the test past `limit`. Asynchronous, so that the
-    /// test's own client connections keep being served (HTTP/2 PINGs are answered) meanwhile.
-    async fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            if start.elapsed() > limit {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "the daemon did not exit within {limit:?}; stderr:\n{}",
-                    self.finished_stderr()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    /// Lines printed on stdout after the listening line.
-    fn more_stdout(&self) -> Vec<String> {
-        self.stdout.try_iter().collect()
-    }
-
-    async fn call(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
-        send(self.addr, request(method, self.addr, path, headers, body)).await
-    }
-
-    async fn get(&self, path: &str) -> Reply {
-        self.call("GET", path, &[], "").await
-    }
-
+impl Endpoints for Daemon {
     async fn introspect(&self, auth: Option<&str>, token: &str) -> Reply {
         self.introspect_with(auth, token, &[]).await
     }
@@ -442,105 +242,38 @@ impl Daemon {
         self.call("POST", "/v1/verify", &headers, &body.to_string())
             .await
     }
-}
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// An HTTP answer, body read whole.
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    version: Version,
-    headers: HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.text()))
-    }
-}
-
-fn request(
-    method: &str,
-    addr: SocketAddr,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> Request<Full<Bytes>> {
-    let mut builder = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", addr.to_string());
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    builder
-        .body(Full::new(Bytes::from(body.to_owned())))
-        .expect("request")
-}
-
-async fn collect(response: hyper::Response<hyper::body::Incoming>) -> Reply {
-    let (parts, body) = response.into_parts();
-    let body = body.collect().await.expect("body").to_bytes().to_vec();
-    Reply {
-        status: parts.status.as_u16(),
-        version: parts.version,
-        headers: parts.headers,
-        body,
-    }
-}
-
-/// One request on a fresh HTTP/1.1 connection.
-async fn send(addr: SocketAddr, request: Request<Full<Bytes>>) -> Reply {
-    tokio::time::timeout(STEP, async {
-        let stream = TcpStream::connect(addr).await.expect("connect");
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .expect("HTTP/1.1 handshake");
-        tokio::spawn(conn);
-        collect(sender.send_request(request).await.expect("response")).await
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no answer within {STEP:?}"))
-}
-
-/// One request on a fresh HTTP/2 connection with prior knowledge.
-async fn send_h2(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Reply {
-    tokio::time::timeout(STEP, async {
-        let stream = TcpStream::connect(addr).await.expect("connect");
-        let (mut sender, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-                .await
-                .expect("HTTP/2 handshake");
-        tokio::spawn(conn);
-        let mut builder = Request::builder().uri(format!("http://{addr}{path}"));
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
+    async fn authz(
+        &self,
+        convention: Convention,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+    ) -> Reply {
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let mut headers: Vec<(&str, &str)> = Vec::new();
+        if let Some(b) = &bearer {
+            headers.push(("authorization", b));
         }
-        let request = builder.body(Full::new(Bytes::new())).expect("request");
-        collect(sender.send_request(request).await.expect("response")).await
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no HTTP/2 answer within {STEP:?}"))
+        match convention {
+            Convention::Forwarded => {
+                headers.push(("x-forwarded-method", method));
+                headers.push(("x-forwarded-uri", uri));
+                self.call("GET", "/v1/authz", &headers, "").await
+            }
+            Convention::Original => {
+                headers.push(("x-original-method", method));
+                headers.push(("x-original-uri", uri));
+                self.call("GET", "/v1/authz", &headers, "").await
+            }
+            Convention::Envoy => {
+                self.call(method, &format!("/v1/authz{uri}"), &headers, "")
+                    .await
+            }
+        }
+    }
 }
 
-/// Reads until the server closes the connection (or resets it), at most `limit`. Returns the
-/// bytes read, or `None` if the connection was still open at the limit.
 async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> Option<Vec<u8>> {
     let mut got = Vec::new();
     let reading = async {
@@ -633,7 +366,11 @@ const LABEL: &str = "tessera-serve-test";
 
 impl Token {
     fn new(name: &str) -> Self {
-        Token(SoftHsm::new(&format!("serve-{name}"), LABEL))
+        Token(SoftHsm::new(
+            env!("CARGO_BIN_EXE_tessera"),
+            &format!("serve-{name}"),
+            LABEL,
+        ))
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -801,38 +538,6 @@ enum Convention {
     Original,
     /// Envoy ext_authz: the request itself, under /v1/authz.
     Envoy,
-}
-
-impl Daemon {
-    async fn authz(
-        &self,
-        convention: Convention,
-        method: &str,
-        uri: &str,
-        token: Option<&str>,
-    ) -> Reply {
-        let bearer = token.map(|t| format!("Bearer {t}"));
-        let mut headers: Vec<(&str, &str)> = Vec::new();
-        if let Some(b) = &bearer {
-            headers.push(("authorization", b));
-        }
-        match convention {
-            Convention::Forwarded => {
-                headers.push(("x-forwarded-method", method));
-                headers.push(("x-forwarded-uri", uri));
-                self.call("GET", "/v1/authz", &headers, "").await
-            }
-            Convention::Original => {
-                headers.push(("x-original-method", method));
-                headers.push(("x-original-uri", uri));
-                self.call("GET", "/v1/authz", &headers, "").await
-            }
-            Convention::Envoy => {
-                self.call(method, &format!("/v1/authz{uri}"), &headers, "")
-                    .await
-            }
-        }
-    }
 }
 
 /// Serves a JWK Set document that the test changes while the daemon runs.

@@ -8,11 +8,11 @@ async fn metrics_discovery_health_and_logs_without_tokens() {
     let daemon = setup.start_with("", "workers = 2", "", &[("RUST_LOG", "debug")]);
     let url = daemon.url.clone();
     let auth = basic(CLIENT, SECRET);
-    let good = setup.issuer.sign(&claims(json!({})));
-    let stranger = Issuer::new("k1").sign(&claims(json!({"jti": "stranger"})));
+    let good = setup.issuer.sign(claims(json!({})));
+    let stranger = es256("k1").sign(claims(json!({"jti": "stranger"})));
     let expired = setup
         .issuer
-        .sign(&claims(json!({"exp": unix_now() - 3600, "jti": "old"})));
+        .sign(claims(json!({"exp": unix_now() - 3600, "jti": "old"})));
     // A token whose payload is not base64url.
     let malformed = format!(
         "{}.MalformedPayload!!Marker.c2lnbmF0dXJl",
@@ -127,12 +127,10 @@ async fn metrics_discovery_health_and_logs_without_tokens() {
 async fn cached_valid_verdicts_are_counted_in_verifications_total() {
     let setup = Setup::new("cached-metric");
     let daemon = setup.start("", "workers = 2", "");
-    let good = format!("Bearer {}", setup.issuer.sign(&claims(json!({}))));
+    let good = format!("Bearer {}", setup.issuer.sign(claims(json!({}))));
     let bad = format!(
         "Bearer {}",
-        setup
-            .issuer
-            .sign(&claims(json!({"exp": unix_now() - 3600})))
+        setup.issuer.sign(claims(json!({"exp": unix_now() - 3600})))
     );
     for _ in 0..3 {
         for bearer in [&good, &bad] {

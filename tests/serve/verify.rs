@@ -8,12 +8,12 @@ async fn batch_verify_keeps_order_and_filters_audience() {
     let daemon = setup.start("batch_max_tokens = 5", "workers = 2", "");
     let auth = basic(CLIENT, SECRET);
     let now = unix_now();
-    let orders = setup.issuer.sign(&claims(json!({"jti": "a"})));
+    let orders = setup.issuer.sign(claims(json!({"jti": "a"})));
     let billing = setup
         .issuer
-        .sign(&claims(json!({"jti": "b", "aud": ["api://billing"]})));
-    let expired = setup.issuer.sign(&claims(json!({"exp": now - 3600})));
-    let forged = tampered(&orders, &claims(json!({"sub": "mallory"})));
+        .sign(claims(json!({"jti": "b", "aud": ["api://billing"]})));
+    let expired = setup.issuer.sign(claims(json!({"exp": now - 3600})));
+    let forged = tampered(&orders, claims(json!({"sub": "mallory"})));
     let batch = [
         orders.as_str(),
         expired.as_str(),

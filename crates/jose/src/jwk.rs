@@ -700,71 +700,14 @@ fn ed25519_material(x: &[u8]) -> Result<Material, KeyError> {
 
 #[cfg(test)]
 mod tests {
-    use aws_lc_rs::rand::SystemRandom;
-    use aws_lc_rs::rsa;
-    use aws_lc_rs::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair};
-
     use super::*;
-    use crate::{jws, Limits, SigningInput};
-
-    /// Signs a message in JWS form.
-    type Sign = Box<dyn Fn(&[u8]) -> Vec<u8>>;
+    use crate::{jws, Limits, SigningInput, SigningKey};
 
     /// A signer for `alg` and the public half an issuer holds of it.
-    fn signer(alg: Algorithm) -> (Sign, PublicJwk) {
-        let rng = SystemRandom::new();
-        match alg {
-            Algorithm::RS256 | Algorithm::PS256 => {
-                let pair = rsa::KeyPair::generate(rsa::KeySize::Rsa2048).expect("RSA key");
-                let public = PublicJwk::Rsa {
-                    n: pair
-                        .public_key()
-                        .modulus()
-                        .big_endian_without_leading_zero()
-                        .to_vec(),
-                    e: pair
-                        .public_key()
-                        .exponent()
-                        .big_endian_without_leading_zero()
-                        .to_vec(),
-                };
-                let padding: &'static dyn sig::RsaEncoding = if alg == Algorithm::RS256 {
-                    &sig::RSA_PKCS1_SHA256
-                } else {
-                    &sig::RSA_PSS_SHA256
-                };
-                let sign = move |m: &[u8]| {
-                    let mut out = vec![0; pair.public_modulus_len()];
-                    pair.sign(padding, &rng, m, &mut out)
-                        .expect("RSA signature");
-                    out
-                };
-                (Box::new(sign), public)
-            }
-            Algorithm::ES256 | Algorithm::ES384 | Algorithm::ES512 => {
-                let signing = match alg {
-                    Algorithm::ES256 => &sig::ECDSA_P256_SHA256_FIXED_SIGNING,
-                    Algorithm::ES384 => &sig::ECDSA_P384_SHA384_FIXED_SIGNING,
-                    _ => &sig::ECDSA_P521_SHA512_FIXED_SIGNING,
-                };
-                let pair = EcdsaKeyPair::generate(signing).expect("EC key");
-                let public = PublicJwk::ec_from_point(alg, pair.public_key().as_ref())
-                    .expect("an uncompressed point");
-                let sign = move |m: &[u8]| pair.sign(&rng, m).expect("ECDSA").as_ref().to_vec();
-                (Box::new(sign), public)
-            }
-            Algorithm::EdDSA => {
-                let pair = Ed25519KeyPair::generate().expect("Ed25519 key");
-                let public = PublicJwk::Ed25519 {
-                    x: pair.public_key().as_ref().to_vec(),
-                };
-                (
-                    Box::new(move |m: &[u8]| pair.sign(m).as_ref().to_vec()),
-                    public,
-                )
-            }
-            other => panic!("no public key for {other}"),
-        }
+    fn signer(alg: Algorithm) -> (SigningKey, PublicJwk) {
+        let key = SigningKey::generate(alg).expect("signing key");
+        let public = key.public().expect("an asymmetric key");
+        (key, public)
     }
 
     /// The key `from_public` makes and the key its JWK parses into.
@@ -793,7 +736,7 @@ mod tests {
             Algorithm::EdDSA,
         ];
         for alg in algorithms {
-            let (sign, public) = signer(alg);
+            let (signer, public) = signer(alg);
             let kid = public.thumbprint();
             let (value, json) = both(alg, &public, &kid);
             let (value, json) = (value.expect("from_public"), json.expect("from_jwk"));
@@ -805,7 +748,7 @@ mod tests {
 
             let header = jws::header_json(alg, Some(&kid), Some("JWT"));
             let input = SigningInput::new(header.as_bytes(), br#"{"sub":"a"}"#);
-            let signature = sign(input.as_bytes());
+            let signature = signer.sign(input.as_bytes()).expect("signature");
             let mut tampered = signature.clone();
             tampered[0] ^= 1;
             for (signature, valid) in [(signature, true), (tampered, false)] {

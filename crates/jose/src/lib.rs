@@ -24,6 +24,7 @@ pub mod json;
 mod jwk;
 pub mod jws;
 pub mod jwt;
+mod sign;
 mod thumbprint;
 
 pub use alg::{Algorithm, Family};
@@ -31,4 +32,5 @@ pub use error::{Error, Malformed, Segment};
 pub use jwk::{Jwks, KeyError, KeySet, KeySetError, SkipReason, SkippedKey, VerifyingKey};
 pub use jws::{Jws, Limits, SigningInput};
 pub use jwt::{Jwt, Validation};
+pub use sign::{SignError, SigningKey};
 pub use thumbprint::PublicJwk;

@@ -41,7 +41,7 @@ impl PublicJwk {
     }
 
     /// The required members in lexicographic order, as RFC 7638 section 3 hashes them.
-    fn canonical(&self) -> String {
+    pub(crate) fn canonical(&self) -> String {
         match self {
             PublicJwk::Rsa { n, e } => format!(
                 r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,

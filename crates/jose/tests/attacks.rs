@@ -508,7 +508,7 @@ fn embedded_jwk_header_is_not_a_key_source() {
 
     // An embedded symmetric key, with the algorithm switched to HMAC.
     let secret = b"attacker-chosen secret, 32 bytes".to_vec();
-    let hs = Signer::Hmac(Algorithm::HS256, secret.clone());
+    let hs = Signer::hmac(Algorithm::HS256, &secret);
     let header = format!(
         r#"{{"alg":"HS256","jwk":{{"kty":"oct","k":"{}"}}}}"#,
         b64::encode(&secret)

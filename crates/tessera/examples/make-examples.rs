@@ -6,9 +6,7 @@
 
 use std::path::PathBuf;
 
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
-use jose::{b64, jws, Algorithm, SigningInput};
+use jose::{b64, Algorithm, SigningKey};
 
 /// 2026-01-01T00:00:00Z: the tokens are issued then; `make run` verifies at `NOW`.
 const IAT: i64 = 1_767_225_600;
@@ -24,27 +22,11 @@ fn claims(aud: &str, iat: i64, exp: i64) -> String {
 
 fn main() -> anyhow::Result<()> {
     let dir = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "examples".into()));
-    let rng = SystemRandom::new();
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-        .map_err(|_| anyhow::anyhow!("key generation failed"))?;
-    let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
-        .map_err(|_| anyhow::anyhow!("key parse failed"))?;
-    let point = key.public_key().as_ref();
-    let jwk = format!(
-        r#"{{"kty":"EC","crv":"P-256","kid":"{KID}","use":"sig","alg":"ES256","x":"{}","y":"{}"}}"#,
-        b64::encode(&point[1..33]),
-        b64::encode(&point[33..65])
-    );
+    let key = SigningKey::generate(Algorithm::ES256)?.with_kid(KID);
+    let jwk = key.jwk();
     let jwks = format!("{{\"keys\":[{jwk}]}}\n");
 
-    let sign = |claims: &str| -> anyhow::Result<String> {
-        let header = jws::header_json(Algorithm::ES256, Some(KID), Some("JWT"));
-        let input = SigningInput::new(header.as_bytes(), claims.as_bytes());
-        let sig = key
-            .sign(&rng, input.as_bytes())
-            .map_err(|_| anyhow::anyhow!("signing failed"))?;
-        Ok(input.into_compact(sig.as_ref()))
-    };
+    let sign = |claims: &str| key.jwt(Some("JWT"), claims);
 
     let valid = sign(&claims("api://orders", IAT, IAT + 3600))?;
     let expired = sign(&claims("api://orders", IAT - 7200, IAT - 3600))?;
@@ -65,15 +47,9 @@ fn main() -> anyhow::Result<()> {
         parts[1]
     );
     // Key confusion: HS256 "signed" with the public JWK text as the HMAC secret.
-    let confusion = {
-        let header = jws::header_json(Algorithm::HS256, Some(KID), Some("JWT"));
-        let input = SigningInput::new(header.as_bytes(), forged.as_bytes());
-        let mac = aws_lc_rs::hmac::sign(
-            &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, jwk.as_bytes()),
-            input.as_bytes(),
-        );
-        input.into_compact(mac.as_ref())
-    };
+    let confusion = SigningKey::hmac(Algorithm::HS256, jwk.as_bytes())?
+        .with_kid(KID)
+        .jwt(Some("JWT"), &forged)?;
 
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("jwks.json"), jwks)?;

@@ -1,18 +1,17 @@
-//! Shared helpers for the attack and property tests: real keys from aws-lc-rs, a signer per
-//! algorithm family, token builders that sign exactly the bytes they are given, and a few
-//! byte-level tools (big-endian subtraction, DER, PEM).
+//! Shared helpers for the attack and property tests: jose's signing keys, with the byte-level
+//! views of their public halves that attacks need; token builders that sign exactly the bytes
+//! they are given; and a few byte-level tools (big-endian subtraction, DER, PEM).
 
 #![allow(dead_code)]
 
 use std::sync::OnceLock;
 
-use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
-use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::signature::{
-    self as sig, EcdsaKeyPair, EcdsaSigningAlgorithm, Ed25519KeyPair, KeyPair, RsaEncoding,
+    self as sig, EcdsaKeyPair, EcdsaSigningAlgorithm, Ed25519KeyPair, KeyPair,
 };
 use aws_lc_rs::{hmac, rsa};
-use jose::{b64, jws, Algorithm, Error, KeySet, SigningInput};
+use jose::{b64, jws, Algorithm, Error, Family, KeySet, PublicJwk, SigningKey};
 
 /// The verification time used by every test.
 pub const NOW: i64 = 1_700_000_000;
@@ -26,35 +25,48 @@ pub fn rsa_pair() -> &'static rsa::KeyPair {
     KEY.get_or_init(|| rsa::KeyPair::generate(rsa::KeySize::Rsa2048).expect("RSA-2048 key"))
 }
 
-/// A key that signs, with the algorithm it signs for.
-pub enum Signer {
-    Hmac(Algorithm, Vec<u8>),
-    Rsa(Algorithm, &'static rsa::KeyPair),
-    Ec(Algorithm, EcdsaKeyPair),
-    Ed(Ed25519KeyPair),
+/// A key that signs: jose's [`SigningKey`], with its stored form (the HMAC secret, or PKCS#8
+/// DER) for the byte-level views of its public half that attacks need.
+pub struct Signer {
+    key: SigningKey,
+    stored: Vec<u8>,
 }
 
 impl Signer {
+    fn from_stored(alg: Algorithm, stored: Vec<u8>) -> Self {
+        let key = SigningKey::from_stored(alg, &stored).unwrap_or_else(|e| panic!("{alg}: {e}"));
+        Signer { key, stored }
+    }
+
+    pub fn hmac(alg: Algorithm, secret: &[u8]) -> Self {
+        Signer::from_stored(alg, secret.to_vec())
+    }
+
     pub fn hs256() -> Self {
-        Signer::Hmac(Algorithm::HS256, SECRET.to_vec())
+        Signer::hmac(Algorithm::HS256, SECRET)
+    }
+
+    fn rsa(alg: Algorithm) -> Self {
+        let pkcs8 = rsa_pair().as_der().expect("RSA PKCS#8");
+        Signer::from_stored(alg, pkcs8.as_ref().to_vec())
     }
 
     pub fn rs256() -> Self {
-        Signer::Rsa(Algorithm::RS256, rsa_pair())
+        Signer::rsa(Algorithm::RS256)
     }
 
     pub fn ps256() -> Self {
-        Signer::Rsa(Algorithm::PS256, rsa_pair())
+        Signer::rsa(Algorithm::PS256)
     }
 
     pub fn ec(alg: Algorithm) -> Self {
-        let signing: &'static EcdsaSigningAlgorithm = match alg {
-            Algorithm::ES256 => &sig::ECDSA_P256_SHA256_FIXED_SIGNING,
-            Algorithm::ES384 => &sig::ECDSA_P384_SHA384_FIXED_SIGNING,
-            Algorithm::ES512 => &sig::ECDSA_P521_SHA512_FIXED_SIGNING,
-            other => panic!("{other} is not an ECDSA algorithm"),
-        };
-        Signer::Ec(alg, EcdsaKeyPair::generate(signing).expect("EC key"))
+        assert_eq!(
+            alg.family(),
+            Family::Ecdsa,
+            "{alg} is not an ECDSA algorithm"
+        );
+        let (key, stored) = SigningKey::generate_stored(alg).expect("EC key");
+        Signer { key, stored }
     }
 
     pub fn es256() -> Self {
@@ -62,74 +74,38 @@ impl Signer {
     }
 
     pub fn ed25519() -> Self {
-        Signer::Ed(Ed25519KeyPair::generate().expect("Ed25519 key"))
+        let (key, stored) = SigningKey::generate_stored(Algorithm::EdDSA).expect("Ed25519 key");
+        Signer { key, stored }
     }
 
     pub fn alg(&self) -> Algorithm {
-        match self {
-            Signer::Hmac(alg, _) | Signer::Rsa(alg, _) | Signer::Ec(alg, _) => *alg,
-            Signer::Ed(_) => Algorithm::EdDSA,
-        }
+        self.key.alg()
     }
 
     /// Signs `message` in JWS form (raw R‖S for ECDSA).
     pub fn sign(&self, message: &[u8]) -> Vec<u8> {
-        match self {
-            Signer::Hmac(alg, secret) => hmac_sign(*alg, secret, message),
-            Signer::Rsa(alg, pair) => {
-                let padding: &'static dyn RsaEncoding = match alg {
-                    Algorithm::RS256 => &sig::RSA_PKCS1_SHA256,
-                    Algorithm::RS384 => &sig::RSA_PKCS1_SHA384,
-                    Algorithm::RS512 => &sig::RSA_PKCS1_SHA512,
-                    Algorithm::PS256 => &sig::RSA_PSS_SHA256,
-                    Algorithm::PS384 => &sig::RSA_PSS_SHA384,
-                    Algorithm::PS512 => &sig::RSA_PSS_SHA512,
-                    other => panic!("{other} is not an RSA algorithm"),
-                };
-                let mut out = vec![0; pair.public_modulus_len()];
-                pair.sign(padding, &SystemRandom::new(), message, &mut out)
-                    .expect("RSA signature");
-                out
-            }
-            Signer::Ec(_, pair) => pair
-                .sign(&SystemRandom::new(), message)
-                .expect("ECDSA signature")
-                .as_ref()
-                .to_vec(),
-            Signer::Ed(pair) => pair.sign(message).as_ref().to_vec(),
-        }
+        self.key.sign(message).expect("signature")
     }
 
-    /// The public JWK (for HMAC, the secret) with this signer's `alg` and the given `kid`.
+    /// The public JWK (for HMAC, the secret) with this signer's `alg` and the given `kid`, and
+    /// no `use`, so that a test can add its own.
     pub fn jwk(&self, kid: Option<&str>) -> String {
-        let mut members = match self {
-            Signer::Hmac(_, secret) => format!(r#""kty":"oct","k":"{}""#, b64::encode(secret)),
-            Signer::Rsa(_, pair) => {
-                let public = pair.public_key();
-                format!(
-                    r#""kty":"RSA","n":"{}","e":"{}""#,
-                    b64::encode(public.modulus().big_endian_without_leading_zero()),
-                    b64::encode(public.exponent().big_endian_without_leading_zero()),
-                )
-            }
-            Signer::Ec(alg, pair) => {
-                let point = pair.public_key().as_ref();
-                let len = (point.len() - 1) / 2;
-                let crv = match alg {
-                    Algorithm::ES256 => "P-256",
-                    Algorithm::ES384 => "P-384",
-                    _ => "P-521",
-                };
-                format!(
-                    r#""kty":"EC","crv":"{crv}","x":"{}","y":"{}""#,
-                    b64::encode(&point[1..1 + len]),
-                    b64::encode(&point[1 + len..]),
-                )
-            }
-            Signer::Ed(pair) => format!(
-                r#""kty":"OKP","crv":"Ed25519","x":"{}""#,
-                b64::encode(pair.public_key().as_ref())
+        let mut members = match self.key.public() {
+            None => format!(r#""kty":"oct","k":"{}""#, b64::encode(&self.stored)),
+            Some(PublicJwk::Rsa { n, e }) => format!(
+                r#""kty":"RSA","n":"{}","e":"{}""#,
+                b64::encode(&n),
+                b64::encode(&e),
             ),
+            Some(PublicJwk::Ec { crv, x, y }) => format!(
+                r#""kty":"EC","crv":"{crv}","x":"{}","y":"{}""#,
+                b64::encode(&x),
+                b64::encode(&y),
+            ),
+            Some(PublicJwk::Ed25519 { x }) => {
+                format!(r#""kty":"OKP","crv":"Ed25519","x":"{}""#, b64::encode(&x))
+            }
+            Some(other) => panic!("no JWK for {other:?}"),
         };
         members.push_str(&format!(r#","alg":"{}""#, self.alg()));
         if let Some(kid) = kid {
@@ -140,30 +116,42 @@ impl Signer {
 
     /// The public key as X.509 SubjectPublicKeyInfo DER (not for HMAC).
     pub fn spki_der(&self) -> Vec<u8> {
-        match self {
-            Signer::Hmac(..) => panic!("HMAC keys have no public key"),
-            Signer::Rsa(_, pair) => der(pair.public_key().as_der()),
-            Signer::Ec(_, pair) => der(pair.public_key().as_der()),
-            Signer::Ed(pair) => der(pair.public_key().as_der()),
-        }
+        let der = match self.alg().family() {
+            Family::Hmac => panic!("HMAC keys have no public key"),
+            Family::RsaPkcs1 | Family::RsaPss => rsa_pair().public_key().as_der(),
+            Family::Ecdsa => self.ec_pair().public_key().as_der(),
+            Family::EdDsa => self.ed_pair().public_key().as_der(),
+        };
+        der.expect("public key DER").as_ref().to_vec()
     }
 
     /// The raw public key bytes aws-lc-rs exposes (PKCS#1 RSAPublicKey, an uncompressed EC
     /// point, or the 32 Ed25519 bytes).
     pub fn raw_public(&self) -> Vec<u8> {
-        match self {
-            Signer::Hmac(..) => panic!("HMAC keys have no public key"),
-            Signer::Rsa(_, pair) => pair.public_key().as_ref().to_vec(),
-            Signer::Ec(_, pair) => pair.public_key().as_ref().to_vec(),
-            Signer::Ed(pair) => pair.public_key().as_ref().to_vec(),
+        match self.alg().family() {
+            Family::Hmac => panic!("HMAC keys have no public key"),
+            Family::RsaPkcs1 | Family::RsaPss => rsa_pair().public_key().as_ref().to_vec(),
+            Family::Ecdsa => self.ec_pair().public_key().as_ref().to_vec(),
+            Family::EdDsa => self.ed_pair().public_key().as_ref().to_vec(),
         }
+    }
+
+    fn ec_pair(&self) -> EcdsaKeyPair {
+        let signing: &'static EcdsaSigningAlgorithm = match self.alg() {
+            Algorithm::ES256 => &sig::ECDSA_P256_SHA256_FIXED_SIGNING,
+            Algorithm::ES384 => &sig::ECDSA_P384_SHA384_FIXED_SIGNING,
+            _ => &sig::ECDSA_P521_SHA512_FIXED_SIGNING,
+        };
+        EcdsaKeyPair::from_pkcs8(signing, &self.stored).expect("EC PKCS#8")
+    }
+
+    fn ed_pair(&self) -> Ed25519KeyPair {
+        Ed25519KeyPair::from_pkcs8(&self.stored).expect("Ed25519 PKCS#8")
     }
 
     /// A compact JWS over `header` and `payload` (JSON texts, encoded here).
     pub fn token(&self, header: &str, payload: &str) -> String {
-        let input = SigningInput::new(header.as_bytes(), payload.as_bytes());
-        let signature = self.sign(input.as_bytes());
-        input.into_compact(&signature)
+        self.key.token(header, payload).expect("signature")
     }
 
     /// A compact JWS with the standard minimal header for this signer.
@@ -178,10 +166,6 @@ impl Signer {
         let signature = self.sign(input.as_bytes());
         format!("{input}.{}", b64::encode(&signature))
     }
-}
-
-fn der(d: Result<PublicKeyX509Der<'static>, aws_lc_rs::error::Unspecified>) -> Vec<u8> {
-    d.expect("public key DER").as_ref().to_vec()
 }
 
 /// HMAC with any secret, as an attacker would compute it (no minimum length).
