@@ -66,11 +66,11 @@ mod tests {
         let secret = b"a key of at least thirty-two bytes!!";
         let key = jose::VerifyingKey::hmac(jose::Algorithm::HS256, secret, Some("k")).expect("key");
         let keys = jose::KeySet::new(vec![key]).expect("key set");
-        let header = jose::jws::header_json(jose::Algorithm::HS256, Some("k"), None);
-        let input = jose::SigningInput::new(header.as_bytes(), br#"{"sub":"alice","exp":2000}"#);
-        let hmac = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);
-        let tag = aws_lc_rs::hmac::sign(&hmac, input.as_bytes());
-        let signed = input.into_compact(tag.as_ref());
+        let signed = jose::SigningKey::hmac(jose::Algorithm::HS256, secret)
+            .expect("HMAC key")
+            .with_kid("k")
+            .jwt(None, r#"{"sub":"alice","exp":2000}"#)
+            .expect("sign");
         jose::jwt::verify(signed, &keys, &jose::Validation::default(), 1000).expect("valid")
     }
 

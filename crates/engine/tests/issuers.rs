@@ -4,39 +4,36 @@
 
 use std::sync::Arc;
 
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{
-    EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING,
-};
 use engine::{Engine, EngineConfig, EngineError, IssuerSpec, Issuers, IssuersError, KeySource};
-use jose::{b64, jws, Algorithm, SigningInput};
+use jose::{jws, Algorithm, SigningKey};
 
 const NOW: i64 = 1_800_000_000;
 
-struct Es256(EcdsaKeyPair);
+/// An ES256 key that tests publish under several kids.
+struct Es256 {
+    /// PKCS#8, to make the key again with another kid.
+    stored: Vec<u8>,
+    key: SigningKey,
+}
 
 impl Es256 {
     fn new() -> Self {
-        Es256(EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).expect("keygen"))
+        let (key, stored) = SigningKey::generate_stored(Algorithm::ES256).expect("keygen");
+        Es256 { stored, key }
     }
 
+    /// The public JWK, published as `kid`.
     fn jwk(&self, kid: &str) -> String {
-        let p = self.0.public_key().as_ref();
-        format!(
-            r#"{{"kty":"EC","crv":"P-256","kid":"{kid}","x":"{}","y":"{}"}}"#,
-            b64::encode(&p[1..33]),
-            b64::encode(&p[33..])
-        )
+        SigningKey::from_stored(Algorithm::ES256, &self.stored)
+            .expect("stored key")
+            .with_kid(kid)
+            .jwk()
     }
 
+    /// `claims` signed, the header naming `kid`.
     fn token(&self, kid: Option<&str>, claims: &str) -> String {
         let header = jws::header_json(Algorithm::ES256, kid, None);
-        let input = SigningInput::new(header.as_bytes(), claims.as_bytes());
-        let sig = self
-            .0
-            .sign(&SystemRandom::new(), input.as_bytes())
-            .expect("sign");
-        input.into_compact(sig.as_ref())
+        self.key.token(&header, claims).expect("sign")
     }
 }
 
@@ -153,11 +150,10 @@ fn a_key_of_one_issuer_never_verifies_a_token_claiming_another() {
 #[test]
 fn issuer_configuration_is_checked() {
     let (a, b) = (Es256::new(), Es256::new());
-    let ed = Ed25519KeyPair::generate().expect("keygen");
-    let ed_jwk = format!(
-        r#"{{"kty":"OKP","crv":"Ed25519","kid":"e1","x":"{}"}}"#,
-        b64::encode(ed.public_key().as_ref())
-    );
+    let ed_jwk = SigningKey::generate(Algorithm::EdDSA)
+        .expect("keygen")
+        .with_kid("e1")
+        .jwk();
     let twice = Issuers::new(vec![
         (spec("https://a.example", &[], &[]), jwks(&[a.jwk("a1")])),
         (spec("https://a.example", &[], &[]), jwks(&[b.jwk("b1")])),

@@ -482,12 +482,10 @@ async fn key_sets_are_kept_fresh_in_the_background() {
 }
 
 fn hs256_with(secret: &[u8], kid: Option<&str>, iss: &str) -> String {
+    let key = jose::SigningKey::hmac(jose::Algorithm::HS256, secret).expect("HMAC key");
     let header = jose::jws::header_json(jose::Algorithm::HS256, kid, None);
     let claims = format!(r#"{{"iss":"{iss}","exp":4000000000}}"#);
-    let input = jose::SigningInput::new(header.as_bytes(), claims.as_bytes());
-    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);
-    let tag = aws_lc_rs::hmac::sign(&key, input.as_bytes());
-    input.into_compact(tag.as_ref())
+    key.token(&header, &claims).expect("sign")
 }
 
 fn oct_jwks(kid: &str, secret: &[u8]) -> String {

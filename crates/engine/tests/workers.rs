@@ -4,29 +4,24 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use engine::{CacheConfig, Engine, EngineConfig, EngineError, IssuerSpec, Issuers, KeySource};
-use jose::{b64, jws, Algorithm, KeySet, SigningInput, Validation};
+use jose::{Algorithm, KeySet, SigningKey, Validation};
 
 const NOW: i64 = 1_800_000_000;
 const ISS: &str = "https://issuer.example";
 
 /// An ES256 issuer, `ISS`, with one key `k`.
 struct Issuer {
-    key: EcdsaKeyPair,
+    key: SigningKey,
     jwks: String,
 }
 
 impl Issuer {
     fn new() -> Self {
-        let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).expect("keygen");
-        let point = key.public_key().as_ref();
-        let jwks = format!(
-            r#"{{"keys":[{{"kty":"EC","crv":"P-256","kid":"k","x":"{}","y":"{}"}}]}}"#,
-            b64::encode(&point[1..33]),
-            b64::encode(&point[33..])
-        );
+        let key = SigningKey::generate(Algorithm::ES256)
+            .expect("keygen")
+            .with_kid("k");
+        let jwks = key.jwks();
         Issuer { key, jwks }
     }
 
@@ -59,13 +54,7 @@ impl Issuer {
     }
 
     fn sign(&self, claims: &str) -> String {
-        let header = jws::header_json(Algorithm::ES256, Some("k"), None);
-        let input = SigningInput::new(header.as_bytes(), claims.as_bytes());
-        let sig = self
-            .key
-            .sign(&SystemRandom::new(), input.as_bytes())
-            .expect("sign");
-        input.into_compact(sig.as_ref())
+        self.key.jwt(None, claims).expect("sign")
     }
 }
 
