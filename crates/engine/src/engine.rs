@@ -356,16 +356,24 @@ impl<R: Kept> EngineHandle<R> {
     }
 
     /// Runs [`EngineHandle::refresh`] every `every` on the current Tokio runtime, until the
-    /// task is aborted: remote key sets are refetched when their `Cache-Control` age runs out,
-    /// and local key set changes reach verification within `every`.
-    pub fn keep_fresh(&self, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
+    /// task is aborted, with `hooks` around each: remote key sets are refetched when their
+    /// `Cache-Control` age runs out, and local key set changes reach verification within
+    /// `every`. The first tick is skipped: the keys were just loaded.
+    pub fn keep_fresh(
+        &self,
+        every: std::time::Duration,
+        mut hooks: impl Refresh,
+    ) -> tokio::task::JoinHandle<()> {
         let engine = self.clone();
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks.tick().await;
             loop {
                 ticks.tick().await;
-                engine.refresh().await;
+                hooks.before().await;
+                let applied = engine.refresh().await;
+                hooks.after(engine.issuers(), &applied);
             }
         })
     }
@@ -375,6 +383,23 @@ impl<R: Kept> EngineHandle<R> {
         &self.shared.cache
     }
 }
+
+/// What a caller runs around each scheduled refresh ([`EngineHandle::keep_fresh`]); `()` runs
+/// nothing.
+pub trait Refresh: Send + 'static {
+    /// Before the key sets are refreshed (the daemon re-reads its HSM's keys here, so that a
+    /// change is applied in the same tick).
+    fn before(&mut self) -> impl std::future::Future<Output = ()> + Send {
+        async {}
+    }
+
+    /// After, with the sets that were applied (the daemon logs them).
+    fn after(&mut self, issuers: &Issuers, applied: &[Applied<'_>]) {
+        let _ = (issuers, applied);
+    }
+}
+
+impl Refresh for () {}
 
 /// Where one token of a batch stands before it is queued.
 enum Step<'i, R: Kept> {

@@ -21,7 +21,7 @@ pub mod token;
 mod worker;
 
 pub use cache::{CacheConfig, CacheStats, Cached, Facts, TokenCache, TokenDigest};
-pub use engine::{Engine, EngineConfig, EngineHandle};
+pub use engine::{Engine, EngineConfig, EngineHandle, Refresh};
 pub use error::EngineError;
 pub use issuers::{
     Applied, IssuerSpec, IssuerState, Issuers, IssuersError, KeySource, LocalKeySet,

@@ -460,7 +460,7 @@ async fn key_sets_are_kept_fresh_in_the_background() {
     verify(hs256("l1", l_iss)).await.expect("l1");
     assert_eq!(handle.cache().stats().entries, 2);
 
-    let refresher = handle.keep_fresh(Duration::from_millis(50));
+    let refresher = handle.keep_fresh(Duration::from_millis(50), ());
     *server.answer.lock().unwrap() = ok(&["r2"]);
     local.set(local_keys("l2"));
     let deadline = Instant::now() + Duration::from_secs(5);

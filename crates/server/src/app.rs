@@ -3,10 +3,10 @@
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use engine::{
-    Engine, EngineHandle, IssuerSpec, Issuers, IssuersError, KeySource, RemoteConfig, RemoteKeySet,
+    Applied, Engine, EngineHandle, IssuerSpec, Issuers, IssuersError, KeySource, Refresh,
+    RemoteConfig, RemoteKeySet,
 };
 use hyper::header::HeaderName;
 use tokio::task::JoinHandle;
@@ -215,7 +215,13 @@ impl App {
         }
         let engine = Engine::start(config.engine, issuers);
         let handle = engine.handle();
-        let refresher = spawn_refresh(handle.clone(), signer.clone(), config.refresh_every, skips);
+        let refresher = handle.keep_fresh(
+            config.refresh_every,
+            DaemonRefresh {
+                signer: signer.clone(),
+                skips,
+            },
+        );
         let tls = match &config.tls {
             Some(files) => Some(crate::tls::acceptor(files).map_err(StartError::Tls)?),
             None => None,
@@ -323,50 +329,47 @@ impl SkipLog {
     }
 }
 
-/// Every `every`: the HSM keys are re-read (lifecycle transitions, keys added by the CLI), then
-/// stale remote sets refetched, and what changed applied.
-fn spawn_refresh(
-    engine: Verifier,
+/// The daemon's part of each scheduled refresh ([`engine::EngineHandle::keep_fresh`]): the HSM
+/// keys are re-read first (lifecycle transitions, keys added by the CLI), so that a change is
+/// applied in the same tick; what was applied, skipped or is going stale is logged after.
+struct DaemonRefresh {
     signer: Option<Arc<Signer>>,
-    every: Duration,
-    mut skips: SkipLog,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(every);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticks.tick().await; // the first tick is immediate: everything was just loaded
-        loop {
-            ticks.tick().await;
-            if let Some(signer) = &signer {
-                let signer = Arc::clone(signer);
-                let now = crate::unix_now();
-                match tokio::task::spawn_blocking(move || signer.reload(now)).await {
-                    Ok(Ok(true)) => tracing::info!("HSM keys changed"),
-                    Ok(Ok(false)) => {}
-                    Ok(Err(e)) => tracing::warn!(cause = %e, "HSM keys not re-read"),
-                    Err(e) => tracing::error!(cause = %e, "HSM reload task failed"),
-                }
-            }
-            let issuers = engine.issuers();
-            for applied in engine.refresh().await {
-                tracing::info!(
-                    issuer = applied.issuer,
-                    keys = applied.keys,
-                    "key set applied"
-                );
-            }
-            skips.log_new(issuers);
-            for state in issuers.states() {
-                if let (Some(failing), true) = (state.failing_for, state.keys > 0) {
-                    tracing::warn!(
-                        issuer = state.issuer,
-                        failing_s = failing.as_secs(),
-                        "serving stale keys"
-                    );
-                }
+    skips: SkipLog,
+}
+
+impl Refresh for DaemonRefresh {
+    async fn before(&mut self) {
+        if let Some(signer) = &self.signer {
+            let signer = Arc::clone(signer);
+            let now = crate::unix_now();
+            match tokio::task::spawn_blocking(move || signer.reload(now)).await {
+                Ok(Ok(true)) => tracing::info!("HSM keys changed"),
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => tracing::warn!(cause = %e, "HSM keys not re-read"),
+                Err(e) => tracing::error!(cause = %e, "HSM reload task failed"),
             }
         }
-    })
+    }
+
+    fn after(&mut self, issuers: &Issuers, applied: &[Applied<'_>]) {
+        for applied in applied {
+            tracing::info!(
+                issuer = applied.issuer,
+                keys = applied.keys,
+                "key set applied"
+            );
+        }
+        self.skips.log_new(issuers);
+        for state in issuers.states() {
+            if let (Some(failing), true) = (state.failing_for, state.keys > 0) {
+                tracing::warn!(
+                    issuer = state.issuer,
+                    failing_s = failing.as_secs(),
+                    "serving stale keys"
+                );
+            }
+        }
+    }
 }
 
 /// RFC 8414 metadata, listing only what this daemon has; `public_url` has no trailing `/`.
