@@ -10,7 +10,7 @@ use engine::{CacheConfig, EngineConfig};
 use jose::Algorithm;
 use serde::Deserialize;
 
-use crate::clients::SecretHash;
+use crate::secret::SecretHash;
 
 /// A configuration error: always the operator's, in the file or the command line.
 #[non_exhaustive]

@@ -17,6 +17,7 @@ mod form;
 pub mod metrics;
 mod path;
 pub mod routes;
+pub mod secret;
 pub mod signer;
 mod tls;
 
@@ -36,8 +37,8 @@ use tokio::net::TcpListener;
 
 pub use answers::Answers;
 pub use app::{App, Phase, StartError, Verifier};
-pub use clients::SecretHash;
 pub use config::{Config, ConfigError, LogFormat};
+pub use secret::SecretHash;
 pub use tls::TlsError;
 
 /// Seconds since the Unix epoch (0 if the clock is before it): the wall clock of the daemon,

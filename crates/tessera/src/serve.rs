@@ -61,7 +61,7 @@ pub enum ClientCommand {
     /// Hash a client secret read from stdin, for `secret_hash` in the configuration.
     HashSecret {
         /// PBKDF2 iterations.
-        #[arg(long, default_value_t = server::clients::DEFAULT_ITERATIONS)]
+        #[arg(long, default_value_t = server::secret::DEFAULT_ITERATIONS)]
         iterations: u32,
     },
 }
