@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use jose::{Algorithm, Error, KeySet, KeySetError, Limits, SkippedKey, Validation};
+use jose::{Algorithm, Error, KeySet, KeySetError, Limits, Validation};
 
 use crate::cache::TokenCache;
 use crate::policy::Policy;
@@ -95,11 +95,10 @@ enum Dynamic {
 }
 
 impl Dynamic {
-    /// The keys, and those of the same document that were left out.
-    fn document(&self) -> (Arc<KeySet>, Arc<[SkippedKey]>) {
+    fn keys(&self) -> Arc<KeySet> {
         match self {
-            Dynamic::Remote(remote) => remote.document(),
-            Dynamic::Local(local) => (local.keys(), Arc::new([])),
+            Dynamic::Remote(remote) => remote.keys(),
+            Dynamic::Local(local) => local.keys(),
         }
     }
 
@@ -162,8 +161,6 @@ pub struct IssuerState<'a> {
     pub issuer: &'a str,
     /// Keys in force.
     pub keys: usize,
-    /// Whether the keys come from a `jwks_uri`.
-    pub remote: bool,
     /// For how long fetches of the `jwks_uri` have been failing (`None`: the last one worked).
     pub failing_for: Option<Duration>,
 }
@@ -186,8 +183,6 @@ pub struct Applied<'a> {
     pub issuer: &'a str,
     /// Keys now in force.
     pub keys: usize,
-    /// Keys of a published document left out, with the reason.
-    pub skipped: Arc<[SkippedKey]>,
 }
 
 impl Issuers {
@@ -294,7 +289,6 @@ impl Issuers {
             IssuerState {
                 issuer: &i.spec.issuer,
                 keys: i.policy.keys().len(),
-                remote: remote.is_some(),
                 failing_for: remote.and_then(|r| r.failing_for()),
             }
         })
@@ -320,12 +314,6 @@ impl Issuers {
         let mut wanted: Vec<usize> = tokens
             .iter()
             .filter_map(|t| self.issuer_of(t).ok())
-            .filter(|&i| {
-                self.issuers[i]
-                    .dynamic
-                    .as_ref()
-                    .is_some_and(|d| d.remote().is_some())
-            })
             .collect();
         wanted.sort_unstable();
         wanted.dedup();
@@ -375,7 +363,7 @@ impl Issuers {
             // Held while this issuer's set is swapped, so that concurrent syncs apply one after
             // the other.
             let mut applied = issuer.applied.write().unwrap_or_else(|e| e.into_inner());
-            let (fetched, skipped) = dynamic.document();
+            let fetched = dynamic.keys();
             if applied.as_ref().is_some_and(|a| Arc::ptr_eq(a, &fetched)) {
                 continue;
             }
@@ -386,7 +374,6 @@ impl Issuers {
             applied_now.push(Applied {
                 issuer: &issuer.spec.issuer,
                 keys: keys.len(),
-                skipped,
             });
         }
         applied_now

@@ -217,11 +217,6 @@ impl RemoteKeySet {
         Ok(set)
     }
 
-    /// The URL the keys come from.
-    pub fn url(&self) -> &str {
-        &self.config.url
-    }
-
     /// The keys as last fetched (stale ones too: a failed refresh keeps them, until they have
     /// been stale for `max_stale`).
     pub fn keys(&self) -> Arc<KeySet> {
@@ -230,13 +225,7 @@ impl RemoteKeySet {
 
     /// The keys of the current document that were left out, and why.
     pub fn skipped(&self) -> Arc<[SkippedKey]> {
-        self.document().1
-    }
-
-    /// The keys in use and the keys of the same document that were left out.
-    pub fn document(&self) -> (Arc<KeySet>, Arc<[SkippedKey]>) {
-        let fresh = self.fresh.read().unwrap_or_else(|e| e.into_inner());
-        (Arc::clone(&fresh.keys), Arc::clone(&fresh.skipped))
+        Arc::clone(&self.fresh.read().unwrap_or_else(|e| e.into_inner()).skipped)
     }
 
     /// For how long fetches have been failing (since the first failure after the last success);
