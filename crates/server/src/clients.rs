@@ -399,18 +399,23 @@ mod tests {
         assert_eq!(parse_basic(b"Basic !!!"), None);
     }
 
-    #[tokio::test]
-    async fn clients_are_authenticated_and_remembered() {
-        let clients = Clients::new(
+    /// One client, `gw` with the secret `pw` (1000 iterations), `burst` failures per source.
+    fn gateway(burst: u32) -> Clients {
+        Clients::new(
             &[Client {
                 id: "gw".into(),
                 secret: SecretHash::new(b"pw", 1000).unwrap(),
             }],
             FailureLimit {
-                burst: 100,
+                burst,
                 ..FailureLimit::default()
             },
-        );
+        )
+    }
+
+    #[tokio::test]
+    async fn clients_are_authenticated_and_remembered() {
+        let clients = gateway(100);
         let peer = IpAddr::from([127, 0, 0, 1]);
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
         let good = format!("Basic {}", b64("gw:pw"));
@@ -504,16 +509,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_first_requests_cost_one_hash() {
-        let clients = Arc::new(Clients::new(
-            &[Client {
-                id: "gw".into(),
-                secret: SecretHash::new(b"pw", 1000).unwrap(),
-            }],
-            FailureLimit {
-                burst: 1,
-                ..FailureLimit::default()
-            },
-        ));
+        let clients = Arc::new(gateway(1));
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
         let good = format!("Basic {}", b64("gw:pw"));
         let peer = IpAddr::from([127, 0, 0, 1]);
