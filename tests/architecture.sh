@@ -31,6 +31,12 @@ allowed() {
 allowed normal,dev,build cryptoki pkcs11
 # Libraries return typed errors: anyhow only in the binaries.
 allowed normal anyhow tessera loadtest
+# loadtest is a library and a binary in one package: the library's modules (those lib.rs
+# declares) must not use anyhow either.
+for module in $(sed -n 's/^pub mod \([a-z0-9_]*\);$/\1/p' loadtest/src/lib.rs); do
+  ! grep -q 'anyhow' "loadtest/src/$module.rs" \
+    || fail "loadtest/src/$module.rs is in the loadtest library and uses anyhow"
+done
 # Who knows HTTP: engine (fetching remote key sets), server (the daemon), loadtest (the
 # harness's clients), benches (the hello-world baseline), testkit (the daemon harness's
 # clients), and the end-to-end tests of tessera.
@@ -45,7 +51,7 @@ for manifest in crates/*/Cargo.toml benches/Cargo.toml loadtest/Cargo.toml; do
   grep -Pzq '\[lints\]\nworkspace = true' "$manifest" \
     || fail "$manifest does not take the workspace lints (unsafe_code = \"forbid\")"
 done
-roots=$(ls crates/*/src/lib.rs crates/*/src/main.rs benches/src/lib.rs loadtest/src/main.rs \
+roots=$(ls crates/*/src/lib.rs crates/*/src/main.rs benches/src/lib.rs loadtest/src/lib.rs loadtest/src/main.rs \
   benches/src/bin/*.rs benches/src/bin/*/main.rs 2>/dev/null)
 for root in $roots; do
   grep -q '^#!\[forbid(unsafe_code)\]' "$root" || fail "$root lacks #![forbid(unsafe_code)]"

@@ -8,11 +8,11 @@ use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand};
 use jose::Algorithm;
 
-use crate::report::{Report, FORMAT};
 use crate::run::{Plan, Protocol};
 use crate::scenario::{self, Client, Request, Target};
 use crate::tokens::{self, Kind, Spec, Token};
 use crate::{html, keys, output, run};
+use loadtest::report::{Report, FORMAT};
 
 #[derive(Parser, Debug)]
 #[command(

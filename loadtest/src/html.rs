@@ -11,7 +11,7 @@
 
 use std::fmt::{self, Write as _};
 
-use crate::report::{Report, Second};
+use loadtest::report::{Report, Second};
 
 /// Appends formatted text to a `String`; `fmt::Write` for `String` never fails.
 macro_rules! w {
@@ -1041,7 +1041,7 @@ fn count_label(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{Summary, FORMAT};
+    use loadtest::report::{Summary, FORMAT};
 
     /// A 30-second closed-loop run with a latency spike at second 17 and a few timeouts.
     fn sample() -> Report {

@@ -1,17 +1,28 @@
-//! A minimal HTTP/1.1 response parser for the load loop: the status line, headers up to the
-//! empty line, and the body framed by `Content-Length`, `Transfer-Encoding: chunked` or the end
-//! of the connection. Body bytes are skipped as they arrive (only a short prefix is kept, for
-//! answer checks), so the read buffer never has to hold a whole body. No allocation.
+//! The one HTTP/1.1 client of the harness and the capacity planner: a keep-alive [`Connection`]
+//! that sends pre-encoded request bytes, and the response [`Parser`] under it: the status line,
+//! headers up to the empty line, and the body framed by `Content-Length`,
+//! `Transfer-Encoding: chunked` or the end of the connection. Body bytes are skipped as they
+//! arrive (only a short prefix is kept, for answer checks, and batch verdicts are counted), so
+//! the read buffer never has to hold a whole body. No allocation per request.
 
 use std::fmt;
+use std::net::SocketAddr;
 
-use crate::scenario::Verdicts;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
 
 /// The longest response head accepted.
 pub const MAX_HEAD: usize = 64 * 1024;
 
 /// How many body bytes an [`Answer`] keeps.
 pub const PREFIX: usize = 32;
+
+/// The count of `{"active":true` and `{"active":false` verdicts in a batch answer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Verdicts {
+    pub active: u32,
+    pub inactive: u32,
+}
 
 /// What a complete response said.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -498,6 +509,166 @@ fn decimal(s: &[u8]) -> Option<u64> {
     s.iter().try_fold(0u64, |n, &b| {
         b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
     })
+}
+
+/// Why an exchange on a [`Connection`] failed. The connection is closed after any of them.
+#[non_exhaustive]
+#[derive(Debug)]
+pub enum ExchangeError {
+    /// No connection is open: [`Connection::connect`] first.
+    NotConnected,
+    /// Sending the request failed: the connection broke.
+    Write(std::io::Error),
+    /// Reading the answer failed: the connection broke.
+    Read(std::io::Error),
+    /// The server closed the connection before the answer was complete.
+    Closed,
+    /// The server's answer is not HTTP/1.1 as [`Parser`] reads it, or bytes came after it that
+    /// nobody asked for: the server's fault.
+    Protocol(ProtocolError),
+}
+
+impl fmt::Display for ExchangeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExchangeError::NotConnected => f.write_str("no connection is open"),
+            ExchangeError::Write(e) => write!(f, "sending: {e}"),
+            ExchangeError::Read(e) => write!(f, "reading: {e}"),
+            ExchangeError::Closed => f.write_str("the server closed the connection mid-answer"),
+            ExchangeError::Protocol(e) => write!(f, "the server broke HTTP/1.1: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ExchangeError {}
+
+/// Opens a TCP connection to `addr` with Nagle's algorithm off.
+pub async fn open(addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// One keep-alive HTTP/1.1 connection with one request in flight. It closes itself after an
+/// error or an answer that says `Connection: close`; [`Connection::connect`] opens it again.
+#[derive(Debug)]
+pub struct Connection {
+    stream: Option<TcpStream>,
+    /// Read buffer: `buf[pos..filled]` is received and not yet parsed.
+    buf: Vec<u8>,
+    pos: usize,
+    filled: usize,
+    parser: Parser,
+}
+
+impl Default for Connection {
+    fn default() -> Self {
+        Connection::new()
+    }
+}
+
+impl Connection {
+    /// A connection not open yet.
+    pub fn new() -> Self {
+        Connection {
+            stream: None,
+            buf: vec![0; 16 * 1024],
+            pos: 0,
+            filled: 0,
+            parser: Parser::new(),
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.stream.is_some()
+    }
+
+    /// Opens the connection to `addr`, closing one that was open.
+    pub async fn connect(&mut self, addr: SocketAddr) -> std::io::Result<()> {
+        self.close();
+        self.stream = Some(open(addr).await?);
+        Ok(())
+    }
+
+    /// Drops the connection and whatever it had received.
+    pub fn close(&mut self) {
+        self.stream = None;
+        (self.pos, self.filled) = (0, 0);
+    }
+
+    /// Sends `request` (one whole request, already encoded) and reads its whole answer;
+    /// `count`: whether the answer's batch verdicts are counted (see [`Answer::verdicts`]).
+    pub async fn exchange(&mut self, request: &[u8], count: bool) -> Result<Answer, ExchangeError> {
+        let result = self.send_and_read(request, count).await;
+        if !matches!(&result, Ok(answer) if !answer.close) {
+            self.close();
+        }
+        result
+    }
+
+    async fn send_and_read(
+        &mut self,
+        request: &[u8],
+        count: bool,
+    ) -> Result<Answer, ExchangeError> {
+        let Connection {
+            stream,
+            buf,
+            pos,
+            filled,
+            parser,
+        } = self;
+        let stream = stream.as_mut().ok_or(ExchangeError::NotConnected)?;
+        stream
+            .write_all(request)
+            .await
+            .map_err(ExchangeError::Write)?;
+        parser.reset(count);
+        loop {
+            if *filled > *pos {
+                let used = parser
+                    .advance(&buf[*pos..*filled])
+                    .map_err(ExchangeError::Protocol)?;
+                *pos += used;
+                if let Some(answer) = parser.answer() {
+                    if *pos != *filled {
+                        return Err(ExchangeError::Protocol(ProtocolError(
+                            "bytes after the answer",
+                        )));
+                    }
+                    (*pos, *filled) = (0, 0);
+                    return Ok(answer);
+                }
+            }
+            if *pos == *filled {
+                (*pos, *filled) = (0, 0);
+            } else if *filled == buf.len() {
+                if *pos > 0 {
+                    buf.copy_within(*pos..*filled, 0);
+                    *filled -= *pos;
+                    *pos = 0;
+                } else if buf.len() <= MAX_HEAD {
+                    // A head longer than the buffer (the parser refuses it beyond MAX_HEAD).
+                    buf.resize(buf.len() * 2, 0);
+                } else {
+                    return Err(ExchangeError::Protocol(ProtocolError(
+                        "response head too long",
+                    )));
+                }
+            }
+            let n = stream
+                .read(&mut buf[*filled..])
+                .await
+                .map_err(ExchangeError::Read)?;
+            if n == 0 {
+                // The connection ended: fine only for a body that runs to the end.
+                parser.eof().map_err(|_| ExchangeError::Closed)?;
+                (*pos, *filled) = (0, 0);
+                return parser.answer().ok_or(ExchangeError::Closed);
+            }
+            *filled += n;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -21,10 +21,10 @@ use hyper::{Method, Response, Uri, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::time::Sleep;
 
-use crate::http1::Answer;
 use crate::run::{self, Lane, Plan, Protocol};
 use crate::scenario::{self, Expect};
 use crate::stats::ErrorKind;
+use loadtest::http1::{self, Answer};
 
 type Sender = SendRequest<Full<Bytes>>;
 
@@ -172,7 +172,7 @@ async fn obtain(
 
 /// Opens a TCP connection and starts HTTP/2 on it; its driver runs as a task of this thread.
 async fn connect(addr: SocketAddr) -> Result<Sender, ErrorKind> {
-    let tcp = run::open(addr).await.map_err(|_| ErrorKind::Connect)?;
+    let tcp = http1::open(addr).await.map_err(|_| ErrorKind::Connect)?;
     let (sender, connection) = conn::Builder::new(TokioExecutor::new())
         .handshake(TokioIo::new(tcp))
         .await

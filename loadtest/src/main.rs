@@ -6,11 +6,9 @@
 
 mod cli;
 mod html;
-mod http1;
 mod http2;
 mod keys;
 mod output;
-mod report;
 mod run;
 mod scenario;
 mod stats;

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::report::Report;
+use loadtest::report::Report;
 
 /// A latency for people: µs below a millisecond, then ms, then s.
 pub fn micros(us: u64) -> String {

@@ -1,8 +1,8 @@
 //! The load loop. Worker threads, each with its own current-thread tokio runtime and optionally
 //! pinned to a core, drive their share of the connections through [`Lane`]s: one request in
-//! flight per lane. Under HTTP/1.1 a lane is a keep-alive connection on a plain `TcpStream`, with
-//! pre-encoded request bytes and the [`http1`](crate::http1) parser over a per-connection buffer;
-//! under HTTP/2 ([`http2`](crate::http2)) a connection carries `--streams` lanes.
+//! flight per lane. Under HTTP/1.1 a lane is a keep-alive [`http1::Connection`] sending
+//! pre-encoded request bytes; under HTTP/2 ([`http2`](crate::http2)) a connection carries
+//! `--streams` lanes.
 //!
 //! Closed loop: each lane sends its next request as soon as the answer came.
 //! Open loop: each thread owns an arrival schedule at its share of the rate (request `k` is due
@@ -23,14 +23,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use hdrhistogram::Histogram;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
-use crate::http1::{Answer, Parser, MAX_HEAD};
 use crate::http2;
 use crate::scenario::{Expect, Request};
 use crate::stats::{self, ErrorKind, Recorder};
+use loadtest::http1::{self, Answer};
 
 /// How requests travel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -578,16 +576,12 @@ async fn open_loop<L: Lane>(ctx: &Ctx<L::Request>, mut conn: L) {
     }
 }
 
-/// One keep-alive connection, reopened after an error or a `Connection: close`.
+/// One keep-alive connection with its watchdog, reopened after an error or a
+/// `Connection: close`.
 struct Connection {
     addr: SocketAddr,
     timeout: Duration,
-    stream: Option<TcpStream>,
-    /// Read buffer: `buf[pos..filled]` is received and not yet parsed.
-    buf: Vec<u8>,
-    pos: usize,
-    filled: usize,
-    parser: Parser,
+    http: http1::Connection,
     /// Fires at or after the current request's deadline; moved forward lazily (at most a few
     /// times per timeout), so that most requests do not touch the timer wheel.
     watchdog: Pin<Box<Sleep>>,
@@ -599,11 +593,7 @@ impl Connection {
         Connection {
             addr,
             timeout,
-            stream: None,
-            buf: vec![0; 16 * 1024],
-            pos: 0,
-            filled: 0,
-            parser: Parser::new(),
+            http: http1::Connection::new(),
             watchdog: Box::pin(tokio::time::sleep(timeout)),
             connected: false,
         }
@@ -628,9 +618,8 @@ impl Lane for Connection {
     }
 
     async fn connect_early(&mut self) {
-        let connect = tokio::time::timeout(self.timeout, open(self.addr));
-        if let Ok(Ok(stream)) = connect.await {
-            self.stream = Some(stream);
+        let connect = tokio::time::timeout(self.timeout, self.http.connect(self.addr));
+        if let Ok(Ok(())) = connect.await {
             self.connected = true;
         }
     }
@@ -639,14 +628,10 @@ impl Lane for Connection {
         let count = request.expect.verdicts.is_some();
         let request = &*request.bytes;
         let (deadline, timeout) = (start + self.timeout, self.timeout);
-        let had_stream = self.stream.is_some();
+        let had_stream = self.http.is_open();
         let Connection {
             addr,
-            stream,
-            buf,
-            pos,
-            filled,
-            parser,
+            http,
             watchdog,
             connected,
             ..
@@ -654,15 +639,15 @@ impl Lane for Connection {
         let opened = Cell::new(false);
         let result = {
             let io = async {
-                if stream.is_none() {
-                    *stream = Some(open(*addr).await.map_err(|_| ErrorKind::Connect)?);
+                if !http.is_open() {
+                    http.connect(*addr).await.map_err(|_| ErrorKind::Connect)?;
                     opened.set(true);
                 }
-                let Some(s) = stream.as_mut() else {
-                    return Err(ErrorKind::Connect);
-                };
-                s.write_all(request).await.map_err(|_| ErrorKind::Io)?;
-                read_answer(s, buf, pos, filled, parser, count).await
+                http.exchange(request, count).await.map_err(|e| match e {
+                    http1::ExchangeError::NotConnected => ErrorKind::Connect,
+                    http1::ExchangeError::Protocol(_) => ErrorKind::Protocol,
+                    _ => ErrorKind::Io,
+                })
             };
             watched(io, watchdog, deadline, timeout, || {
                 had_stream || opened.get()
@@ -670,13 +655,9 @@ impl Lane for Connection {
             .await
         };
         *connected |= opened.get();
-        match result {
-            Ok(answer) if !answer.close => {}
-            _ => {
-                self.stream = None;
-                self.pos = 0;
-                self.filled = 0;
-            }
+        if result.is_err() {
+            // Also after a timeout, which left the exchange half done.
+            http.close();
         }
         result
     }
@@ -711,68 +692,10 @@ pub async fn watched<T>(
     }
 }
 
-pub async fn open(addr: SocketAddr) -> std::io::Result<TcpStream> {
-    let stream = TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    Ok(stream)
-}
-
-/// Reads one answer. Bytes beyond it (which nothing asked for) are a protocol error.
-async fn read_answer(
-    stream: &mut TcpStream,
-    buf: &mut Vec<u8>,
-    pos: &mut usize,
-    filled: &mut usize,
-    parser: &mut Parser,
-    count: bool,
-) -> Result<Answer, ErrorKind> {
-    parser.reset(count);
-    loop {
-        if *filled > *pos {
-            let used = parser
-                .advance(&buf[*pos..*filled])
-                .map_err(|_| ErrorKind::Protocol)?;
-            *pos += used;
-            if let Some(answer) = parser.answer() {
-                if *pos != *filled {
-                    return Err(ErrorKind::Protocol);
-                }
-                (*pos, *filled) = (0, 0);
-                return Ok(answer);
-            }
-        }
-        if *pos == *filled {
-            (*pos, *filled) = (0, 0);
-        } else if *filled == buf.len() {
-            if *pos > 0 {
-                buf.copy_within(*pos..*filled, 0);
-                *filled -= *pos;
-                *pos = 0;
-            } else if buf.len() <= MAX_HEAD {
-                // A head longer than the buffer (the parser refuses it beyond MAX_HEAD).
-                buf.resize(buf.len() * 2, 0);
-            } else {
-                return Err(ErrorKind::Protocol);
-            }
-        }
-        let n = stream
-            .read(&mut buf[*filled..])
-            .await
-            .map_err(|_| ErrorKind::Io)?;
-        if n == 0 {
-            // The connection ended: fine only for a body that runs to the end.
-            parser.eof().map_err(|_| ErrorKind::Io)?;
-            (*pos, *filled) = (0, 0);
-            return parser.answer().ok_or(ErrorKind::Io);
-        }
-        *filled += n;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::Verdicts;
+    use loadtest::http1::{Parser, Verdicts};
 
     fn answer(raw: &[u8]) -> Answer {
         let mut p = Parser::new();

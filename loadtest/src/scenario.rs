@@ -6,6 +6,8 @@ use std::net::{SocketAddr, ToSocketAddrs as _};
 use anyhow::{bail, Context as _};
 use base64::Engine as _;
 
+use loadtest::http1::Verdicts;
+
 use crate::tokens::Token;
 
 /// Where requests go.
@@ -92,13 +94,6 @@ pub struct Expect {
     /// Batch verify: how many of the answer's verdicts say `{"active":true` and how many
     /// `{"active":false`, in the order of the request's tokens' kinds.
     pub verdicts: Option<Verdicts>,
-}
-
-/// The count of active and inactive verdicts a batch answer must hold.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Verdicts {
-    pub active: u32,
-    pub inactive: u32,
 }
 
 impl Expect {

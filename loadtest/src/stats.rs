@@ -3,7 +3,7 @@
 
 use hdrhistogram::Histogram;
 
-use crate::report::{Second, Summary};
+use loadtest::report::{Second, Summary};
 
 /// The largest latency recorded, microseconds (60 s); longer ones count as this.
 pub const MAX_US: u64 = 60_000_000;

@@ -18,13 +18,8 @@ use hyper::body::{Body, Bytes, Frame, Incoming};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use loadtest::report::Report;
 use testkit::{unix_now, Scratch};
-
-#[allow(dead_code)]
-#[path = "../src/report.rs"]
-mod report;
-
-use report::Report;
 
 // ---- servers ----------------------------------------------------------------------------------
 
