@@ -704,16 +704,15 @@ fn verify(host: &str, tokens: &[String]) -> Box<[u8]> {
 /// Sends `request` once: it must get 200 and, for `/v1/verify`, `active: true` for each of
 /// its `tokens`.
 fn check(server: &Server, request: &[u8], tokens: Option<usize>) -> Result<(), CalibrateError> {
-    let (status, body) =
-        load::request_once(server.addr(), request).map_err(CalibrateError::Load)?;
-    if status != 200 {
+    let answer = load::request_once(server.addr(), request).map_err(CalibrateError::Load)?;
+    if answer.status != 200 {
         return Err(CalibrateError::Verify(format!(
-            "the service answered {status} to a valid token"
+            "the service answered {} to a valid token",
+            answer.status
         )));
     }
     if let Some(n) = tokens {
-        let text = String::from_utf8_lossy(&body);
-        let active = text.matches("\"active\":true").count();
+        let active = answer.verdicts().map_or(0, |v| v.active as usize);
         if active != n {
             return Err(CalibrateError::Verify(format!(
                 "/v1/verify found {active} of {n} valid tokens active"

@@ -32,7 +32,7 @@ pub use calibration::{
     AlgorithmCost, Calibration, CalibrationError, HttpCost, Machine, MissRatePoint, FORMAT,
 };
 pub use fixtures::FixtureError;
-pub use load::{LoadError, ResponseError};
+pub use load::LoadError;
 pub use model::{max_rps, plan, Mix, MixError, Plan, PlanError, Share, Workload};
 pub use stats::median;
 

@@ -1,20 +1,19 @@
-//! The daemon's service in this process, and a lean HTTP/1.1 load generator to measure it.
+//! The daemon's service in this process, and a lean HTTP/1.1 load generator to measure it (on
+//! the load harness's client, `loadtest::http1`).
 //!
 //! The service runs as `tessera serve` runs it (`server::App::start`, then `server::run` on
 //! the runtime's main thread), with one runtime worker and one engine worker, every thread of
 //! it pinned to one core when there are several: its CPU time is read per thread, so the load
 //! generator's own CPU (on the other cores) is never counted.
 
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream as StdTcpStream};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use core_affinity::CoreId;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
+use loadtest::http1::{Answer, Connection, ExchangeError};
 
 use crate::cpu::Clock;
 use crate::stats::median;
@@ -45,18 +44,13 @@ pub enum LoadError {
         addr: SocketAddr,
         error: std::io::Error,
     },
-    /// Sending a request failed: the connection broke.
-    Send(std::io::Error),
-    /// Reading an answer failed: the connection broke or the answer took over 10 s.
-    Read(std::io::Error),
-    /// The service closed the connection before answering in full.
-    Closed,
-    /// The service sent more than the answer: its fault.
-    Extra,
+    /// An exchange failed: the connection broke, or the answer was not HTTP/1.1 as the
+    /// harness's client reads it (the service's fault), or it took over 10 s.
+    Exchange(loadtest::http1::ExchangeError),
+    /// No answer within 10 s.
+    Timeout,
     /// The service answered with another status than 200.
     Status(u16),
-    /// The service's answer is not HTTP/1.1 as this client reads it.
-    Response(ResponseError),
 }
 
 impl std::fmt::Display for LoadError {
@@ -70,53 +64,14 @@ impl std::fmt::Display for LoadError {
             LoadError::NoRequests => f.write_str("no requests to send"),
             LoadError::Unanswered => f.write_str("no request was answered in the measured window"),
             LoadError::Connect { addr, error } => write!(f, "connecting to {addr}: {error}"),
-            LoadError::Send(e) => write!(f, "sending: {e}"),
-            LoadError::Read(e) => write!(f, "reading: {e}"),
-            LoadError::Closed => f.write_str("the server closed the connection"),
-            LoadError::Extra => f.write_str("the server sent bytes nobody asked for"),
+            LoadError::Exchange(e) => write!(f, "{e}"),
+            LoadError::Timeout => f.write_str("no answer within 10 s"),
             LoadError::Status(status) => write!(f, "the server answered {status}"),
-            LoadError::Response(e) => write!(f, "{e}"),
         }
     }
 }
 
 impl std::error::Error for LoadError {}
-
-impl From<ResponseError> for LoadError {
-    fn from(e: ResponseError) -> Self {
-        LoadError::Response(e)
-    }
-}
-
-/// Why an answer is not HTTP/1.1 as [`parse_response`] reads it: the service's fault.
-#[non_exhaustive]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ResponseError {
-    /// A header over 64 KiB.
-    TooLarge,
-    /// A header that is not UTF-8.
-    NotUtf8,
-    /// No `HTTP/1.1 NNN` status line.
-    StatusLine,
-    /// A `Content-Length` that is not a number.
-    ContentLength,
-    /// A chunked body, which this service never sends for a full body.
-    Chunked,
-}
-
-impl std::fmt::Display for ResponseError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            ResponseError::TooLarge => "a response header over 64 KiB",
-            ResponseError::NotUtf8 => "a non-UTF-8 header",
-            ResponseError::StatusLine => "not an HTTP/1.1 status line",
-            ResponseError::ContentLength => "a bad Content-Length",
-            ResponseError::Chunked => "a chunked response: not expected from this service",
-        })
-    }
-}
-
-impl std::error::Error for ResponseError {}
 
 /// Names of the service's threads (runtime and blocking pool) and of the engine's workers.
 pub const SERVER_THREADS: [&str; 2] = ["tcal-server", engine::EngineConfig::THREAD_PREFIX];
@@ -407,116 +362,49 @@ fn client_thread(addr: SocketAddr, core: Option<CoreId>, connections: usize, sha
 }
 
 async fn connection(addr: SocketAddr, shared: &Shared) -> Result<(), LoadError> {
-    let mut stream = TcpStream::connect(addr)
+    let mut http = Connection::new();
+    http.connect(addr)
         .await
         .map_err(|error| LoadError::Connect { addr, error })?;
-    let _ = stream.set_nodelay(true);
-    let mut buf = vec![0u8; 16 * 1024];
     while !shared.stop.load(Ordering::Relaxed) {
         let i = shared.next.fetch_add(1, Ordering::Relaxed) % shared.requests.len();
-        stream
-            .write_all(&shared.requests[i])
+        let answer = http
+            .exchange(&shared.requests[i], false)
             .await
-            .map_err(LoadError::Send)?;
-        let mut filled = 0;
-        loop {
-            if filled == buf.len() {
-                buf.resize(buf.len() * 2, 0);
-            }
-            let n = stream
-                .read(&mut buf[filled..])
-                .await
-                .map_err(LoadError::Read)?;
-            if n == 0 {
-                return Err(LoadError::Closed);
-            }
-            filled += n;
-            if let Some((status, len)) = parse_response(&buf[..filled])? {
-                if len != filled {
-                    return Err(LoadError::Extra);
-                }
-                if status != 200 {
-                    return Err(LoadError::Status(status));
-                }
-                break;
-            }
+            .map_err(LoadError::Exchange)?;
+        if answer.status != 200 {
+            return Err(LoadError::Status(answer.status));
+        }
+        if !http.is_open() {
+            return Err(LoadError::Exchange(ExchangeError::Closed));
         }
         shared.done.fetch_add(1, Ordering::Relaxed);
     }
     Ok(())
 }
 
-/// The status and total length of a complete response at the start of `buf`, `None` while it
-/// is incomplete. Only `Content-Length` bodies (hyper's for full bodies).
-pub fn parse_response(buf: &[u8]) -> Result<Option<(u16, usize)>, ResponseError> {
-    let Some(head) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-        if buf.len() > 64 * 1024 {
-            return Err(ResponseError::TooLarge);
-        }
-        return Ok(None);
-    };
-    let head_text = std::str::from_utf8(&buf[..head]).map_err(|_| ResponseError::NotUtf8)?;
-    let mut lines = head_text.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.strip_prefix("HTTP/1.1 "))
-        .and_then(|l| l.get(..3))
-        .and_then(|s| s.parse::<u16>().ok())
-        .ok_or(ResponseError::StatusLine)?;
-    let mut length = 0usize;
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
+/// One request on a fresh connection, answered in full within 10 s: the answer, its batch
+/// verdicts counted. For checks before a measurement.
+pub fn request_once(addr: SocketAddr, request: &[u8]) -> Result<Answer, LoadError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| LoadError::Spawn {
+            what: "a runtime for one request",
+            error,
+        })?;
+    runtime.block_on(async {
+        let exchange = async {
+            let mut http = Connection::new();
+            http.connect(addr)
+                .await
+                .map_err(|error| LoadError::Connect { addr, error })?;
+            http.exchange(request, true)
+                .await
+                .map_err(LoadError::Exchange)
         };
-        if name.eq_ignore_ascii_case("content-length") {
-            length = value
-                .trim()
-                .parse()
-                .map_err(|_| ResponseError::ContentLength)?;
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            return Err(ResponseError::Chunked);
-        }
-    }
-    let total = head + 4 + length;
-    Ok((buf.len() >= total).then_some((status, total)))
-}
-
-/// One request on a fresh connection, answered in full: status and body. For checks before
-/// a measurement.
-pub fn request_once(addr: SocketAddr, request: &[u8]) -> Result<(u16, Vec<u8>), LoadError> {
-    let mut stream =
-        StdTcpStream::connect(addr).map_err(|error| LoadError::Connect { addr, error })?;
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    stream.write_all(request).map_err(LoadError::Send)?;
-    let mut buf = Vec::with_capacity(16 * 1024);
-    let mut chunk = [0u8; 16 * 1024];
-    loop {
-        let n = stream.read(&mut chunk).map_err(LoadError::Read)?;
-        if n == 0 {
-            return Err(LoadError::Closed);
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some((status, total)) = parse_response(&buf)? {
-            let head = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0) + 4;
-            return Ok((status, buf[head.min(total)..total].to_vec()));
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn responses_are_complete_only_with_their_whole_body() {
-        let r = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ndate: x\r\n\r\nhello";
-        assert_eq!(parse_response(r), Ok(Some((200, r.len()))));
-        assert_eq!(parse_response(&r[..r.len() - 1]), Ok(None));
-        assert_eq!(parse_response(&r[..20]), Ok(None));
-        let empty = b"HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Bearer\r\n\r\n";
-        assert_eq!(parse_response(empty), Ok(Some((401, empty.len()))));
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n").is_err());
-        assert!(parse_response(b"SMTP 200\r\n\r\n").is_err());
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n").is_err());
-    }
+        tokio::time::timeout(Duration::from_secs(10), exchange)
+            .await
+            .map_err(|_| LoadError::Timeout)?
+    })
 }
