@@ -7,7 +7,7 @@
 //! is wrong in those ways is a configuration error to fix, not to guess around.
 
 use std::fmt;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use aws_lc_rs::hmac;
 use aws_lc_rs::signature::{self as sig, ParsedPublicKey, RsaPublicKeyComponents};
@@ -35,7 +35,9 @@ pub struct VerifyingKey {
 enum Material {
     /// Boxed: an aws-lc-rs HMAC key holds its precomputed context inline (over 1 KiB).
     Hmac(Box<hmac::Key>),
-    Public(ParsedPublicKey),
+    /// The parsed key, and its public components for verifiers that take them as they are
+    /// (the vectorised backends).
+    Public(ParsedPublicKey, Arc<PublicJwk>),
 }
 
 impl VerifyingKey {
@@ -93,7 +95,7 @@ impl VerifyingKey {
                 if alg != curve_alg {
                     return Err(KeyError::AlgorithmMismatch(EC_MISMATCH));
                 }
-                ec_material(verify_alg, len, x, y)?
+                ec_material(curve_alg, verify_alg, len, x, y)?
             }
             PublicJwk::Ed25519 { x } => {
                 if alg != Algorithm::EdDSA {
@@ -117,12 +119,21 @@ impl VerifyingKey {
         self.alg
     }
 
+    /// The public components of an asymmetric key (`None` for HMAC): for verifiers that take
+    /// the numbers themselves. They passed every check the parsed key did.
+    pub fn public(&self) -> Option<&PublicJwk> {
+        match &self.material {
+            Material::Hmac(_) => None,
+            Material::Public(_, public) => Some(public),
+        }
+    }
+
     /// Checks `signature` over `message`. The algorithm is the key's own.
     #[inline]
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> Result<(), Error> {
         let ok = match &self.material {
             Material::Hmac(key) => hmac::verify(key, message, signature).is_ok(),
-            Material::Public(key) => key.verify_sig(message, signature).is_ok(),
+            Material::Public(key, _) => key.verify_sig(message, signature).is_ok(),
         };
         if ok {
             Ok(())
@@ -565,7 +576,7 @@ fn parse_jwk(obj: Object<'_>) -> Result<Parsed, KeyError> {
             }
             let x = required_bytes(obj, "x")?;
             let y = required_bytes(obj, "y")?;
-            (curve_alg, ec_material(verify_alg, len, &x, &y)?)
+            (curve_alg, ec_material(curve_alg, verify_alg, len, &x, &y)?)
         }
         "OKP" => {
             let crv = string_member(obj, "crv")?.ok_or(KeyError::Missing("crv"))?;
@@ -662,11 +673,16 @@ fn rsa_material(
     let key = RsaPublicKeyComponents { n, e }
         .to_parsed_public_key(params)
         .map_err(|_| KeyError::Rejected("not an RSA public key"))?;
-    Ok(Material::Public(key))
+    let public = PublicJwk::Rsa {
+        n: n.to_vec(),
+        e: e.to_vec(),
+    };
+    Ok(Material::Public(key, Arc::new(public)))
 }
 
 /// An EC public key from its coordinates, `len` bytes each on its curve.
 fn ec_material(
+    curve: Algorithm,
     alg: &'static sig::EcdsaVerificationAlgorithm,
     len: usize,
     x: &[u8],
@@ -685,7 +701,9 @@ fn ec_material(
     point.extend_from_slice(y);
     let key = ParsedPublicKey::new(alg, &point)
         .map_err(|_| KeyError::Rejected("point is not on the curve"))?;
-    Ok(Material::Public(key))
+    let public = PublicJwk::ec_from_point(curve, &point)
+        .ok_or(KeyError::Invalid("x, y (wrong length for the curve)"))?;
+    Ok(Material::Public(key, Arc::new(public)))
 }
 
 /// An Ed25519 public key.
@@ -695,7 +713,8 @@ fn ed25519_material(x: &[u8]) -> Result<Material, KeyError> {
     }
     let key = ParsedPublicKey::new(&sig::ED25519, x)
         .map_err(|_| KeyError::Rejected("not an Ed25519 public key"))?;
-    Ok(Material::Public(key))
+    let public = PublicJwk::Ed25519 { x: x.to_vec() };
+    Ok(Material::Public(key, Arc::new(public)))
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 
 use crate::json::{self, Array, JsonError, JsonStr, Value};
-use crate::{b64, Algorithm, Error, KeySet, Malformed, Segment};
+use crate::{b64, Algorithm, Error, KeySet, Malformed, Segment, VerifyingKey};
 pub(crate) use HeaderMemo as Memo;
 
 /// Size and depth limits applied before and during parsing.
@@ -223,16 +223,34 @@ pub fn peek_key(
 
 /// Verifies the signature of a compact JWS; the payload may be any bytes.
 pub fn verify(token: impl AsRef<[u8]>, keys: &KeySet, limits: &Limits) -> Result<Jws, Error> {
-    verify_with(token.as_ref(), keys, limits, |_| Ok(()))
+    prepare_with(token.as_ref(), keys, limits, |_| Ok(()))?.verify()
 }
 
-/// Verifies the signature, calling `check_header` on the parsed header before any key is used.
-pub(crate) fn verify_with(
-    token: &[u8],
-    keys: &KeySet,
-    limits: &Limits,
+/// A compact JWS checked up to its signature: segments split, header parsed and allowed, key
+/// chosen (pinned to the header's algorithm), signature decoded. Nothing of the payload has
+/// been read. What follows is the signature check, in this thread ([`Prepared::verify`]) or by
+/// a batched backend that takes [`Prepared::key`], [`Prepared::signing_input`] and
+/// [`Prepared::signature`] and reports its verdict to [`Prepared::finish`].
+pub struct Prepared<'a> {
+    keys: &'a KeySet,
+    key: &'a VerifyingKey,
+    limits: &'a Limits,
+    parts: Compact<'a>,
+    /// Decoded header JSON, then the decoded signature.
+    buf: Vec<u8>,
+    header_len: usize,
+    alg: Algorithm,
+    memo_hit: bool,
+}
+
+/// Checks `token` up to its signature, calling `check_header` on the parsed header before any
+/// key is used.
+pub(crate) fn prepare_with<'a>(
+    token: &'a [u8],
+    keys: &'a KeySet,
+    limits: &'a Limits,
     check_header: impl FnOnce(&Header<'_>) -> Result<(), Error>,
-) -> Result<Jws, Error> {
+) -> Result<Prepared<'a>, Error> {
     let parts = Compact::split(token, limits)?;
     let mut buf = Vec::with_capacity(
         b64::decoded_len_bound(parts.header.len())
@@ -259,17 +277,78 @@ pub(crate) fn verify_with(
     let header_len = buf.len();
     // The signature goes after the header in the same buffer, then makes way for the payload.
     b64::decode_append(parts.signature, &mut buf).ok_or(Malformed::Base64(Segment::Signature))?;
-    key.verify(parts.signing_input, &buf[header_len..])?;
-    buf.truncate(header_len);
-    if memo.is_none() && keys.memo().is_none() {
-        HeaderMemo::remember(keys, parts.header, &buf, limits);
-    }
-    b64::decode_append(parts.payload, &mut buf).ok_or(Malformed::Base64(Segment::Payload))?;
-    Ok(Jws {
+    Ok(Prepared {
+        keys,
+        key,
+        limits,
+        parts,
         buf,
         header_len,
         alg,
+        memo_hit: memo.is_some(),
     })
+}
+
+impl std::fmt::Debug for Prepared<'_> {
+    // Never prints the token or its signature.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("alg", &self.alg)
+            .field("kid", &self.key.kid())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Prepared<'a> {
+    /// The header's algorithm, which is the key's.
+    pub fn alg(&self) -> Algorithm {
+        self.alg
+    }
+
+    /// The key that must verify the signature.
+    pub fn key(&self) -> &'a VerifyingKey {
+        self.key
+    }
+
+    /// `BASE64URL(header) '.' BASE64URL(payload)`, as the token carries it: what was signed.
+    pub fn signing_input(&self) -> &'a [u8] {
+        self.parts.signing_input
+    }
+
+    /// The decoded signature.
+    pub fn signature(&self) -> &[u8] {
+        &self.buf[self.header_len..]
+    }
+
+    /// Verifies the signature with the key in this thread, then finishes.
+    #[inline]
+    pub fn verify(self) -> Result<Jws, Error> {
+        let valid = self
+            .key
+            .verify(self.parts.signing_input, self.signature())
+            .is_ok();
+        self.finish(valid)
+    }
+
+    /// Finishes with the verdict of a signature check made elsewhere on exactly
+    /// [`Prepared::signature`] over [`Prepared::signing_input`] with [`Prepared::key`] and its
+    /// algorithm: `BadSignature` unless `signature_valid`; otherwise the payload is decoded.
+    pub fn finish(mut self, signature_valid: bool) -> Result<Jws, Error> {
+        if !signature_valid {
+            return Err(Error::BadSignature);
+        }
+        self.buf.truncate(self.header_len);
+        if !self.memo_hit && self.keys.memo().is_none() {
+            HeaderMemo::remember(self.keys, self.parts.header, &self.buf, self.limits);
+        }
+        b64::decode_append(self.parts.payload, &mut self.buf)
+            .ok_or(Malformed::Base64(Segment::Payload))?;
+        Ok(Jws {
+            buf: self.buf,
+            header_len: self.header_len,
+            alg: self.alg,
+        })
+    }
 }
 
 /// The parsed form of a header that verified, kept by its [`KeySet`] so that the next tokens

@@ -157,24 +157,61 @@ impl Jwt {
 
 /// Verifies the signature of `token` with `keys` and validates it against `validation` at time
 /// `now` (seconds since the Unix epoch).
+#[inline]
 pub fn verify(
     token: impl AsRef<[u8]>,
     keys: &KeySet,
     validation: &Validation,
     now: i64,
 ) -> Result<Jwt, Error> {
-    let jws = jws::verify_with(token.as_ref(), keys, &validation.limits, |header| {
+    let prepared = prepare(token.as_ref(), keys, validation)?;
+    let valid = prepared
+        .jws
+        .key()
+        .verify(prepared.jws.signing_input(), prepared.jws.signature());
+    prepared.finish(valid.is_ok(), now)
+}
+
+/// `token` checked up to its signature as [`verify`] checks it (the header against
+/// `validation` too), for a signature check made elsewhere: see [`jws::Prepared`].
+pub fn prepare<'a>(
+    token: &'a [u8],
+    keys: &'a KeySet,
+    validation: &'a Validation,
+) -> Result<Prepared<'a>, Error> {
+    let jws = jws::prepare_with(token, keys, &validation.limits, |header| {
         check_header(header, validation)
     })?;
-    let (buf, header_len, alg) = jws.into_parts();
-    let text = String::from_utf8(buf).map_err(|_| Malformed::Utf8(Segment::Payload))?;
-    validate_claims(&text[header_len..], validation, now)?;
-    Ok(Jwt {
-        text,
-        header_len,
-        alg,
-        members: OnceLock::new(),
-    })
+    Ok(Prepared { jws, validation })
+}
+
+/// A JWT checked up to its signature; [`Prepared::finish`] takes the signature's verdict and
+/// validates the claims.
+#[derive(Debug)]
+pub struct Prepared<'a> {
+    jws: jws::Prepared<'a>,
+    validation: &'a Validation,
+}
+
+impl<'a> Prepared<'a> {
+    /// The signature check still to make: algorithm, key, signing input and signature.
+    pub fn jws(&self) -> &jws::Prepared<'a> {
+        &self.jws
+    }
+
+    /// Finishes with the verdict of the signature check (see [`jws::Prepared::finish`]), then
+    /// decodes the payload and validates the claims at `now`.
+    pub fn finish(self, signature_valid: bool, now: i64) -> Result<Jwt, Error> {
+        let (buf, header_len, alg) = self.jws.finish(signature_valid)?.into_parts();
+        let text = String::from_utf8(buf).map_err(|_| Malformed::Utf8(Segment::Payload))?;
+        validate_claims(&text[header_len..], self.validation, now)?;
+        Ok(Jwt {
+            text,
+            header_len,
+            alg,
+            members: OnceLock::new(),
+        })
+    }
 }
 
 /// The `iss` that `token` claims, read without verifying anything: for routing a token to the

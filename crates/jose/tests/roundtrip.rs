@@ -250,3 +250,44 @@ fn required_claims_and_optional_exp() {
     lenient.require_exp = false;
     assert!(jose::jwt::verify(&no_exp, &keys, &lenient, NOW).is_ok());
 }
+
+/// The two halves of a verification give what `verify` gives: the signature checked in this
+/// thread and reported to `finish`, for valid and tampered tokens of every algorithm; a
+/// verdict of "not valid" is `BadSignature` whatever the token; the key's public components
+/// are the signer's.
+#[test]
+fn prepared_then_finished_is_verify() {
+    let now = 1_767_225_600;
+    let validation = Validation::default();
+    for alg in Algorithm::ALL {
+        let signer = jose::SigningKey::generate(alg).unwrap().with_kid("k");
+        let keys = signer.key_set().unwrap();
+        let payload = format!(r#"{{"sub":"a","exp":{}}}"#, now + 60);
+        let good = signer.jwt(None, &payload).unwrap();
+        let mut bad = good.clone().into_bytes();
+        let last = bad.len() - 2;
+        bad[last] = if bad[last] == b'A' { b'B' } else { b'A' };
+        for token in [good.as_bytes(), &bad[..]] {
+            let whole = jose::jwt::verify(token, &keys, &validation, now);
+            let prepared = jose::jwt::prepare(token, &keys, &validation).unwrap();
+            let jws = prepared.jws();
+            assert_eq!(jws.alg(), alg);
+            let valid = jws
+                .key()
+                .verify(jws.signing_input(), jws.signature())
+                .is_ok();
+            let halves = prepared.finish(valid, now);
+            match (&whole, &halves) {
+                (Ok(a), Ok(b)) => assert_eq!(a.claims_json(), b.claims_json()),
+                (Err(a), Err(b)) => assert_eq!(a.code(), b.code(), "{alg:?}"),
+                _ => panic!("{alg:?}: verify {whole:?}, halves {halves:?}"),
+            }
+        }
+        let refused = jose::jwt::prepare(good.as_bytes(), &keys, &validation)
+            .unwrap()
+            .finish(false, now);
+        assert!(matches!(refused, Err(jose::Error::BadSignature)), "{alg:?}");
+        let key = keys.iter().next().unwrap();
+        assert_eq!(key.public(), signer.public().as_ref(), "{alg:?}");
+    }
+}
