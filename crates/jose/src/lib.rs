@@ -18,6 +18,7 @@
 
 mod alg;
 pub mod b64;
+pub mod batch;
 pub mod date;
 mod error;
 pub mod json;
