@@ -7,7 +7,7 @@ BIN := target/release/tessera
 # The example tokens are issued 2026-01-01T00:00:00Z; verify them ten minutes later.
 EXAMPLE_ARGS := --jwks examples/jwks.json --iss https://issuer.example --aud api://orders --now 1767226200
 
-.PHONY: all run test lint bench examples toolchain hsm-deps test-deps
+.PHONY: all run test lint bench examples toolchain hsm-deps test-deps crypto-deps
 
 all: test
 
@@ -23,6 +23,10 @@ toolchain:
 hsm-deps:
 	hsm/install.sh
 
+# crypto_mb for the vectorised verification path, into crypto/lib (see crypto/README.md).
+crypto-deps:
+	crypto/install.sh >/dev/null
+
 # Where `make run` serves.
 LISTEN ?= 127.0.0.1:8080
 
@@ -34,7 +38,7 @@ test-deps:
 # start the daemon on $(LISTEN) in development mode: signing keys in the development SoftHSM
 # token (an ES256 key is created if there is none), its own keys trusted, the introspection
 # client dev/dev-secret. Prints ready-to-paste curl commands with a freshly signed token.
-run: toolchain hsm-deps
+run: toolchain hsm-deps crypto-deps
 	$(CARGO) build --release -p tessera
 	@echo "== tessera verify $(EXAMPLE_ARGS) - < examples/NAME.jwt"
 	@for f in examples/*.jwt; do \
@@ -57,7 +61,7 @@ run: toolchain hsm-deps
 	  echo "   curl -s http://$(LISTEN)/metrics"; \
 	  exec $(BIN) serve --dev --listen $(LISTEN)
 
-test: toolchain hsm-deps test-deps lint
+test: toolchain hsm-deps crypto-deps test-deps lint
 	$(CARGO) build -p tessera
 	hsm/setup.sh target/debug/tessera >/dev/null
 	@mkdir -p target
@@ -80,7 +84,7 @@ CRITERION_DIR := $(or $(CRITERION_HOME),$(or $(CARGO_TARGET_DIR),target)/criteri
 # docs/BENCHMARKS.md between its `make bench` markers from these results; the rest of that file is
 # hand-written. Criterion keeps the results of ids it no longer measures: only those written
 # after target/bench/started are reported.
-bench: toolchain hsm-deps
+bench: toolchain hsm-deps crypto-deps
 	@mkdir -p target/bench
 	date +%s > target/bench/started
 	$(CARGO) bench -p benches --bench verify --bench engine --bench sign
