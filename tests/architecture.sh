@@ -29,6 +29,8 @@ allowed() {
 
 # Only pkcs11 reaches FFI, and only through cryptoki; tests and benchmarks go through pkcs11.
 allowed normal,dev,build cryptoki pkcs11
+# The other FFI: crypto_mb, opened at run time by multibuffer alone.
+allowed normal,dev,build libloading multibuffer
 # Libraries return typed errors: anyhow only in the binaries.
 allowed normal anyhow tessera loadtest
 # loadtest is a library and a binary in one package: the library's modules (those lib.rs
@@ -47,13 +49,26 @@ allowed normal,dev hyper engine server loadtest benches testkit tessera
 allowed normal,build testkit testkit
 
 # No unsafe code: the workspace lint in every member, and the attribute at every crate root.
+# multibuffer is the one exception: unsafe code denied, and allowed in its ffi.rs alone.
 for manifest in crates/*/Cargo.toml benches/Cargo.toml loadtest/Cargo.toml; do
+  [ "$manifest" = crates/multibuffer/Cargo.toml ] && continue
   grep -Pzq '\[lints\]\nworkspace = true' "$manifest" \
     || fail "$manifest does not take the workspace lints (unsafe_code = \"forbid\")"
 done
+grep -q '^unsafe_code = "deny"$' crates/multibuffer/Cargo.toml \
+  || fail "crates/multibuffer/Cargo.toml does not deny unsafe code"
+grep -q '^#!\[deny(unsafe_code)\]' crates/multibuffer/src/lib.rs \
+  || fail "crates/multibuffer/src/lib.rs lacks #![deny(unsafe_code)]"
+allowing=$(grep -rl 'allow(unsafe_code)' crates/multibuffer/src | sort | tr '\n' ' ')
+[ "$allowing" = "crates/multibuffer/src/ffi.rs " ] \
+  || fail "unsafe code is allowed in multibuffer outside ffi.rs: $allowing"
+if grep -rn 'allow(unsafe_code)' crates benches loadtest --include='*.rs' | grep -v '^crates/multibuffer/src/ffi.rs:' ; then
+  fail "unsafe code allowed outside crates/multibuffer/src/ffi.rs"
+fi
 roots=$(ls crates/*/src/lib.rs crates/*/src/main.rs benches/src/lib.rs loadtest/src/lib.rs loadtest/src/main.rs \
   benches/src/bin/*.rs benches/src/bin/*/main.rs 2>/dev/null)
 for root in $roots; do
+  [ "$root" = crates/multibuffer/src/lib.rs ] && continue
   grep -q '^#!\[forbid(unsafe_code)\]' "$root" || fail "$root lacks #![forbid(unsafe_code)]"
 done
 
