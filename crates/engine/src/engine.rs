@@ -100,8 +100,19 @@ impl<R: Kept> std::fmt::Debug for EngineHandle<R> {
 }
 
 impl<R: Kept> Engine<R> {
-    /// Starts the workers; the engine verifies tokens of `issuers` from now on.
+    /// Starts the workers; the engine verifies tokens of `issuers` from now on, on the single
+    /// path only.
     pub fn start(config: EngineConfig, issuers: Arc<Issuers>) -> Self {
+        Engine::start_with(config, issuers, None)
+    }
+
+    /// Starts the workers, which verify the signatures of their batches eight at a time with
+    /// `multibuffer` where it takes them (see `lanes.rs`).
+    pub fn start_with(
+        config: EngineConfig,
+        issuers: Arc<Issuers>,
+        multibuffer: Option<Arc<multibuffer::MultiBuffer>>,
+    ) -> Self {
         let workers = config.workers.max(1);
         let locals: Vec<Worker<Job<R>>> = (0..workers).map(|_| Worker::new_fifo()).collect();
         let shared = Arc::new(Shared {
@@ -117,6 +128,7 @@ impl<R: Kept> Engine<R> {
             cache: TokenCache::new(config.cache),
             issuers,
             counters: Counters::default(),
+            multibuffer,
         });
         let cores = if config.pin {
             core_affinity::get_core_ids().unwrap_or_default()
@@ -341,7 +353,23 @@ impl<R: Kept> EngineHandle<R> {
                 })
                 .filter(|&(_, n)| n > 0)
                 .collect(),
+            lanes: crate::lanes::KINDS
+                .iter()
+                .enumerate()
+                .map(|(i, &kind)| {
+                    (
+                        kind,
+                        c.sum(|s| &s.lane_calls[i]),
+                        c.sum(|s| &s.lane_fills[i]),
+                    )
+                })
+                .collect(),
         }
+    }
+
+    /// The vectorised backend the workers use, if one is loaded.
+    pub fn multibuffer(&self) -> Option<&multibuffer::MultiBuffer> {
+        self.shared.multibuffer.as_deref()
     }
 
     /// The trusted issuers (their states, for readiness and metrics).

@@ -11,6 +11,7 @@ pub mod cache;
 mod engine;
 mod error;
 pub mod issuers;
+pub mod lanes;
 mod policy;
 pub mod remote;
 mod replies;
@@ -26,6 +27,7 @@ pub use error::EngineError;
 pub use issuers::{
     Applied, IssuerSpec, IssuerState, Issuers, IssuersError, KeySource, LocalKeySet,
 };
+pub use lanes::{Signed, Tally};
 pub use policy::Policy;
 pub use remote::{RemoteConfig, RemoteError, RemoteKeySet};
 pub use stats::EngineStats;

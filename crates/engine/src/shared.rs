@@ -36,4 +36,6 @@ pub(crate) struct Shared<R: Kept> {
     /// The trusted issuers tokens are routed to.
     pub(crate) issuers: Arc<Issuers>,
     pub(crate) counters: Counters,
+    /// crypto_mb, where it is loaded and this CPU runs it.
+    pub(crate) multibuffer: Option<Arc<multibuffer::MultiBuffer>>,
 }

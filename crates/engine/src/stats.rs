@@ -20,6 +20,8 @@ pub struct EngineStats {
     pub valid_by_alg: [(jose::Algorithm, u64); 13],
     /// Refused, per error code (cache answers included), codes with a zero count left out.
     pub invalid_by_code: Vec<(&'static str, u64)>,
+    /// Vectorised calls and the lanes they filled, per kind (`lanes::KINDS`).
+    pub lanes: Vec<(&'static str, u64, u64)>,
 }
 
 /// The engine's counters, one copy per stripe ([`Striped`]).
@@ -33,6 +35,8 @@ pub(crate) struct Stripe {
     pub(crate) cache_hits: AtomicU64,
     pub(crate) batches: AtomicU64,
     pub(crate) batched_jobs: AtomicU64,
+    pub(crate) lane_calls: [AtomicU64; 6],
+    pub(crate) lane_fills: [AtomicU64; 6],
 }
 
 #[derive(Default)]
@@ -64,6 +68,17 @@ impl Counters {
         stripe.valid.fetch_add(1, Ordering::Relaxed);
         if let Some(i) = jose::Algorithm::ALL.iter().position(|&a| a == alg) {
             stripe.valid_by_alg[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn lanes(&self, tally: &crate::lanes::Tally) {
+        if tally.calls.iter().all(|&c| c == 0) {
+            return;
+        }
+        let stripe = self.stripe();
+        for i in 0..tally.calls.len() {
+            stripe.lane_calls[i].fetch_add(tally.calls[i], Ordering::Relaxed);
+            stripe.lane_fills[i].fetch_add(tally.lanes[i], Ordering::Relaxed);
         }
     }
 

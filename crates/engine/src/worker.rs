@@ -1,5 +1,7 @@
 //! A verification worker's loop: take a batch (own queue, then the injector, then stealing),
-//! sleep when there is nothing, verify, fill the cache, answer.
+//! sleep when there is nothing, verify it (`lanes.rs`: eight signatures at a time where the
+//! vectorised backend is loaded), fill the cache, answer. An idle worker never waits to fill a
+//! batch: it takes what is queued, so a lone token goes out at once on the single path.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -9,6 +11,7 @@ use crossbeam_deque::{Steal, Worker};
 
 use crate::cache::Facts;
 use crate::error::EngineError;
+use crate::lanes::{self, Signed, Tally};
 use crate::shared::{Job, Shared};
 use crate::token::{Kept, Token, Verified};
 
@@ -78,21 +81,74 @@ pub(crate) fn run_worker<R: Kept>(index: usize, shared: &Shared<R>, local: &Work
         shared.counters.add(|s| &s.batched_jobs, batch.len() as u64);
         // Tokens of one issuer together: its keys and policy stay hot in the cache.
         batch.sort_by_key(|job| Arc::as_ptr(&job.policy) as usize);
+        // A panic in the verifier would be a bug; it must not cost the admission slots, the
+        // worker, or the callers' answers. The jobs are refused instead.
+        let verdicts =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| verify(shared, &batch)))
+                .unwrap_or_default();
+        let mut verdicts = verdicts.into_iter();
         for job in batch.drain(..) {
-            // A panic in the verifier would be a bug; it must not cost the admission slot, the
-            // worker, or the caller's answer. The job is refused instead.
-            let result =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| verify_one(shared, &job)))
-                    .unwrap_or(Err(EngineError::Internal));
+            let result = match verdicts.next() {
+                Some((generation, verdict)) => {
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        settle(shared, &job, generation, verdict)
+                    }))
+                    .unwrap_or(Err(EngineError::Internal))
+                }
+                None => Err(EngineError::Internal),
+            };
             shared.in_flight.fetch_sub(1, Ordering::SeqCst);
             job.reply.send(result);
         }
     }
 }
 
-fn verify_one<R: Kept>(shared: &Shared<R>, job: &Job<R>) -> Result<Verified<R>, EngineError> {
-    let (keys, generation) = job.policy.keys_and_generation();
-    match jose::jwt::verify(&job.token, &keys, &job.policy.validation, job.now) {
+/// The verdicts of a batch, in its order, each with the generation of the keys it was verified
+/// with: through the vectorised backend where one is loaded (see `lanes.rs`).
+fn verify<R: Kept>(
+    shared: &Shared<R>,
+    batch: &[Job<R>],
+) -> Vec<(u64, Result<jose::Jwt, jose::Error>)> {
+    let keys: Vec<_> = batch
+        .iter()
+        .map(|job| job.policy.keys_and_generation())
+        .collect();
+    let signed: Vec<Signed<'_>> = batch
+        .iter()
+        .zip(&keys)
+        .map(|(job, (keys, _))| Signed {
+            token: &job.token,
+            keys,
+            validation: &job.policy.validation,
+        })
+        .collect();
+    // One batch holds tokens of one `now` or a few; each is judged at its own.
+    let mut verdicts = Vec::with_capacity(batch.len());
+    let mut tally = Tally::default();
+    let mut start = 0;
+    while start < batch.len() {
+        let now = batch[start].now;
+        let end = start + batch[start..].iter().take_while(|j| j.now == now).count();
+        verdicts.extend(lanes::verify_all(
+            shared.multibuffer.as_deref(),
+            &signed[start..end],
+            now,
+            &mut tally,
+        ));
+        start = end;
+    }
+    shared.counters.lanes(&tally);
+    keys.iter().map(|(_, g)| *g).zip(verdicts).collect()
+}
+
+/// Fills the cache with a verdict and counts it.
+fn settle<R: Kept>(
+    shared: &Shared<R>,
+    job: &Job<R>,
+    generation: u64,
+    verdict: Result<jose::Jwt, jose::Error>,
+) -> Result<Verified<R>, EngineError> {
+    match verdict {
         Ok(jwt) => {
             shared.counters.valid(jwt.alg());
             let jwt = Arc::new(Token::new(jwt));

@@ -154,12 +154,14 @@ const ED25519_ORDER: [u8; 32] = [
 #[derive(Debug)]
 pub enum Lane<'a> {
     /// `signature^exponent mod modulus` (all big-endian; the signature as long as the modulus
-    /// and below it), whose result must then read as `encoding` of the signing input.
+    /// and below it), whose result must then read as `encoding` of `message`, the signing
+    /// input ([`RsaEncoding::matches`]).
     Rsa {
         modulus: &'a [u8],
         exponent: &'a [u8],
         signature: &'a [u8],
         encoding: RsaEncoding,
+        message: &'a [u8],
     },
     /// ECDSA verification of `r`, `s` (big-endian, in range) over `digest` with the public
     /// point `x`, `y` (big-endian coordinates).
@@ -212,6 +214,7 @@ pub fn lane<'a>(prepared: &'a jws::Prepared<'_>) -> Result<Lane<'a>, NoLane> {
                 exponent: e,
                 signature,
                 encoding,
+                message,
             })
         }
         (Family::Ecdsa, Some(PublicJwk::Ec { x, y, .. })) => {

@@ -185,10 +185,12 @@ fn lanes_agree_with_the_single_path() {
                     exponent,
                     signature,
                     encoding,
+                    message,
                 }) => {
+                    assert_eq!(message, jws.signing_input());
                     let bits = modulus.len() * 8 - modulus[0].leading_zeros() as usize;
                     public_op(modulus, exponent, signature)
-                        .is_some_and(|em| encoding.matches(&em, bits, jws.signing_input()))
+                        .is_some_and(|em| encoding.matches(&em, bits, message))
                 }
                 // The curve arithmetic is the backend's; here the lane must carry exactly
                 // what the single path checks.
