@@ -83,3 +83,72 @@ async fn batch_verify_keeps_order_and_filters_audience() {
         .await;
     assert_eq!(reply.status, 400, "{}", reply.text());
 }
+
+/// `[engine] multibuffer`: `auto` loads crypto_mb where this CPU runs it and the daemon says
+/// which path serves; a batch then goes through it (the lanes counted in `/metrics`) with the
+/// verdicts of the single path; `off` keeps the single path; a path that does not load stops
+/// the start.
+#[tokio::test]
+async fn multibuffer_serves_batches_when_it_loads() {
+    let ifma = std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|c| c.contains("avx512ifma"));
+    let setup = Setup::new("multibuffer");
+    let auth = basic(CLIENT, SECRET);
+    let mut tokens: Vec<String> = (0..16)
+        .map(|i| setup.issuer.sign(claims(json!({"jti": format!("t{i}")}))))
+        .collect();
+    tokens[5] = tampered(&tokens[5], claims(json!({"sub": "mallory"})));
+    let body = json!({ "tokens": tokens });
+    for (setting, active) in [("\"auto\"", ifma), ("\"off\"", false)] {
+        let daemon = setup.start(
+            "",
+            &format!("workers = 1\ncache_ttl_s = 0\nmultibuffer = {setting}"),
+            "",
+        );
+        let said = if active {
+            "multibuffer: active, AVX-512 IFMA"
+        } else if setting == "\"off\"" {
+            "multibuffer: off"
+        } else {
+            eprintln!("multi-buffer path not exercised: this CPU lacks avx512ifma");
+            "multibuffer: not used: this CPU lacks avx512ifma"
+        };
+        daemon.wait_for_log(said);
+        let reply = daemon.verify(Some(&auth), &body).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let results = reply.json()["results"].as_array().expect("results").clone();
+        for (i, r) in results.iter().enumerate() {
+            assert_eq!(r["active"], i != 5, "{setting}: token {i}: {r}");
+        }
+        let page = daemon.get("/metrics").await.text();
+        let m = |series: &str| metric(&page, series).unwrap_or_else(|| panic!("{series}:\n{page}"));
+        assert_eq!(
+            m("tessera_engine_multibuffer_active"),
+            f64::from(u8::from(active))
+        );
+        let lanes = m("tessera_engine_multibuffer_lanes_total{kind=\"p256\"}");
+        if active {
+            // 16 tokens in one batch, or a few: each call filled 4 lanes or more.
+            let calls = m("tessera_engine_multibuffer_calls_total{kind=\"p256\"}");
+            assert!(
+                calls >= 1.0 && lanes >= 4.0 * calls && lanes <= 16.0,
+                "{calls} {lanes}"
+            );
+        } else {
+            assert_eq!(lanes, 0.0);
+        }
+    }
+    let missing = setup.dir.path().join("no-such-libcrypto_mb.so");
+    let out = run(
+        {
+            let file = setup.dir.write(
+                "bad.toml",
+                &setup.config("", &format!("multibuffer = \"{}\"", missing.display()), ""),
+            );
+            tessera(&["serve", "--config", path_str(&file)])
+        },
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("engine.multibuffer"), "{stderr}");
+}

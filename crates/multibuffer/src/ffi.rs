@@ -271,11 +271,7 @@ impl Functions {
     /// ECDSA verification on P-256 (`words` = 4) or P-384 (`words` = 6) for the lanes that
     /// are `Some((r, s, digest, x, y))`: `r`, `s`, `digest` of 8 × `words` bytes, `x`, `y` of
     /// `words` words, checked by the caller.
-    pub(crate) fn ecdsa_verify(
-        &self,
-        words: usize,
-        lanes: &[EcdsaLane<'_>; 8],
-    ) -> Status {
+    pub(crate) fn ecdsa_verify(&self, words: usize, lanes: &[EcdsaLane<'_>; 8]) -> Status {
         let verify = match words {
             4 => self.p256_verify,
             6 => self.p384_verify,
@@ -311,10 +307,7 @@ impl Functions {
     }
 
     /// Ed25519 verification for the lanes that are `Some((signature, message, public))`.
-    pub(crate) fn ed25519_verify(
-        &self,
-        lanes: &[Ed25519Lane<'_>; 8],
-    ) -> Status {
+    pub(crate) fn ed25519_verify(&self, lanes: &[Ed25519Lane<'_>; 8]) -> Status {
         let (mut r, mut s) = ([ptr::null::<[u8; 32]>(); 8], [ptr::null::<[u8; 32]>(); 8]);
         let (mut m, mut len, mut key) = ([ptr::null::<u8>(); 8], [0u32; 8], [ptr::null(); 8]);
         for (i, lane) in lanes.iter().enumerate() {

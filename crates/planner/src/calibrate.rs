@@ -367,7 +367,10 @@ fn in_process(
             cache: no_cache,
             ..EngineConfig::default()
         };
-        let engine: Engine = Engine::start(config, issuers(jwks)?);
+        // As the daemon runs them: eight signatures at a time where crypto_mb serves here.
+        let multibuffer = server::load_multibuffer(&server::config::MultiBufferSetting::Auto)
+            .map_err(|e| CalibrateError::Setup(e.to_string()))?;
+        let engine: Engine = Engine::start_with(config, issuers(jwks)?, multibuffer);
         let handle = engine.handle();
         for (alg, tokens) in ALGORITHMS.iter().zip(tokens) {
             let refs: Vec<&[u8]> = tokens[..BATCH].iter().map(|t| t.as_bytes()).collect();

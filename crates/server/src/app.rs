@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::answers::Answers;
 use crate::clients::Clients;
-use crate::config::{AuthzConfig, Config, KeysFrom, Limits};
+use crate::config::{AuthzConfig, Config, KeysFrom, Limits, MultiBufferSetting};
 use crate::metrics::Metrics;
 use crate::signer::{Signer, SignerError};
 
@@ -39,6 +39,8 @@ pub enum StartError {
     Tls(crate::tls::TlsError),
     /// Nothing to verify with.
     NoIssuers,
+    /// `[engine] multibuffer` names a library that cannot serve here.
+    MultiBuffer(multibuffer::LoadError),
 }
 
 impl std::fmt::Display for StartError {
@@ -54,6 +56,7 @@ impl std::fmt::Display for StartError {
             StartError::Issuers(e) => write!(f, "{e}"),
             StartError::Tls(e) => write!(f, "TLS: {e}"),
             StartError::NoIssuers => f.write_str("no trusted issuer is configured"),
+            StartError::MultiBuffer(e) => write!(f, "engine.multibuffer: {e}"),
         }
     }
 }
@@ -213,7 +216,8 @@ impl App {
                 "no usable keys: this issuer's tokens are refused"
             );
         }
-        let engine = Engine::start(config.engine, issuers);
+        let multibuffer = load_multibuffer(&config.multibuffer)?;
+        let engine = Engine::start_with(config.engine, issuers, multibuffer);
         let handle = engine.handle();
         let refresher = handle.keep_fresh(
             config.refresh_every,
@@ -400,4 +404,53 @@ fn discovery(public_url: &str, signer: Option<&Signer>, has_clients: bool) -> St
     }
     out.push('}');
     out
+}
+
+/// Where `crypto/install.sh` of the source tree this binary was built from puts crypto_mb.
+fn installed_crypto_mb() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crypto/lib")
+}
+
+/// Loads crypto_mb as `setting` says, and says once which path serves each algorithm and why.
+/// Only a library named by path that cannot serve stops the start.
+pub fn load_multibuffer(
+    setting: &MultiBufferSetting,
+) -> Result<Option<Arc<multibuffer::MultiBuffer>>, StartError> {
+    use multibuffer::{LoadError, MultiBuffer, Source};
+    let source = match setting {
+        MultiBufferSetting::Off => {
+            tracing::info!("multibuffer: off (engine.multibuffer = \"off\"): every signature on the single path");
+            return Ok(None);
+        }
+        MultiBufferSetting::Auto => Source::Auto {
+            folder: Some(installed_crypto_mb()),
+        },
+        MultiBufferSetting::Path(path) => Source::Path(path.clone()),
+    };
+    match MultiBuffer::load(&source) {
+        Ok(mb) => {
+            tracing::info!(
+                version = mb.version(),
+                path = %mb.path().display(),
+                "multibuffer: active, AVX-512 IFMA: RS256/384/512 and PS256/384/512 (2048, 3072, \
+                 4096-bit keys, e = 65537), ES256, ES384 and EdDSA verified 8 at a time in \
+                 batches; HMAC, ES512, other RSA keys and lone tokens on the single path"
+            );
+            Ok(Some(Arc::new(mb)))
+        }
+        Err(e) if matches!(setting, MultiBufferSetting::Path(_)) => Err(StartError::MultiBuffer(e)),
+        Err(e) => {
+            match e {
+                LoadError::NotApplicable => tracing::info!(
+                    "multibuffer: not used: this CPU lacks avx512ifma; every signature on the single path"
+                ),
+                e => tracing::info!(
+                    cause = %e,
+                    "multibuffer: not used: no crypto_mb library (crypto/install.sh fetches one); \
+                     every signature on the single path"
+                ),
+            }
+            Ok(None)
+        }
+    }
 }

@@ -59,6 +59,8 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     pub limits: Limits,
     pub engine: EngineConfig,
+    /// Where the engine's vectorised backend (crypto_mb) comes from.
+    pub multibuffer: MultiBufferSetting,
     pub log: LogConfig,
     pub hsm: Option<HsmSettings>,
     pub issuers: Vec<IssuerConfig>,
@@ -67,6 +69,19 @@ pub struct Config {
     /// How often key sets are refreshed in the background (remote sets only refetch when their
     /// `Cache-Control` age has run out) and the HSM keys re-read.
     pub refresh_every: Duration,
+}
+
+/// `[engine] multibuffer`: where crypto_mb comes from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum MultiBufferSetting {
+    /// `"auto"` (the default): `TESSERA_CRYPTO_MB`, then the source tree's `crypto/lib`, then
+    /// the system's library path; the single path when none loads or the CPU lacks IFMA.
+    #[default]
+    Auto,
+    /// `"off"`: the single path only.
+    Off,
+    /// A path: this file, and the daemon does not start without it.
+    Path(PathBuf),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -345,6 +360,7 @@ struct FileEngine {
     cache_bytes: Option<usize>,
     cache_ttl_s: Option<u64>,
     negative_ttl_s: Option<u64>,
+    multibuffer: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -558,6 +574,17 @@ impl Config {
             },
         };
 
+        let multibuffer = match e.multibuffer.as_deref() {
+            None | Some("auto") => MultiBufferSetting::Auto,
+            Some("off") => MultiBufferSetting::Off,
+            Some("") => {
+                return Err(ConfigError::new(
+                    "engine.multibuffer",
+                    "\"auto\", \"off\" or the path of libcrypto_mb.so",
+                ))
+            }
+            Some(path) => MultiBufferSetting::Path(relative(PathBuf::from(path))),
+        };
         let capacity = engine.capacity();
         if limits.batch_max_tokens > capacity {
             return Err(ConfigError::new(
@@ -758,6 +785,7 @@ impl Config {
             tls,
             limits,
             engine,
+            multibuffer,
             log,
             hsm,
             issuers,
@@ -810,6 +838,7 @@ impl Config {
             tls: None,
             limits: Limits::default(),
             engine: EngineConfig::default(),
+            multibuffer: MultiBufferSetting::default(),
             log: LogConfig::default(),
             hsm: None,
             issuers: Vec::new(),

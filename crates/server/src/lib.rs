@@ -36,7 +36,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 pub use answers::Answers;
-pub use app::{App, Phase, StartError, Verifier};
+pub use app::{load_multibuffer, App, Phase, StartError, Verifier};
 pub use config::{Config, ConfigError, LogFormat};
 pub use secret::SecretHash;
 pub use tls::TlsError;

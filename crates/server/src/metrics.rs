@@ -295,6 +295,38 @@ fn engine_families<R: Kept>(out: &mut String, engine: &EngineHandle<R>, secret_h
     let _ = writeln!(out, "tessera_engine_batched_jobs_total {}", s.batched_jobs);
     family(
         out,
+        "tessera_engine_multibuffer_active",
+        "gauge",
+        "1 when batches are verified eight signatures at a time with crypto_mb.",
+    );
+    let active = u8::from(engine.multibuffer().is_some());
+    let _ = writeln!(out, "tessera_engine_multibuffer_active {active}");
+    family(
+        out,
+        "tessera_engine_multibuffer_calls_total",
+        "counter",
+        "Vectorised calls, by kind of signature.",
+    );
+    for (kind, calls, _) in &s.lanes {
+        let _ = writeln!(
+            out,
+            "tessera_engine_multibuffer_calls_total{{kind=\"{kind}\"}} {calls}"
+        );
+    }
+    family(
+        out,
+        "tessera_engine_multibuffer_lanes_total",
+        "counter",
+        "Lanes those calls filled (at most 8 per call).",
+    );
+    for (kind, _, lanes) in &s.lanes {
+        let _ = writeln!(
+            out,
+            "tessera_engine_multibuffer_lanes_total{{kind=\"{kind}\"}} {lanes}"
+        );
+    }
+    family(
+        out,
         "tessera_cache_hits_total",
         "counter",
         "Verdicts answered from the verified-token cache.",
