@@ -20,7 +20,10 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use benches::hsm::{assert_verifies, open_token, signing_input, LABEL};
-use benches::ratios::{Ratios, SignRow, VerifyRow, FORMAT};
+use benches::ratios::{BatchRow, Ratios, SignRow, VerifyRow, FORMAT};
+use engine::lanes::{self, Signed, Tally};
+use jose::Algorithm;
+use multibuffer::{MultiBuffer, Source};
 use benches::{Contest, ALGORITHMS};
 use testkit::SoftHsm;
 
@@ -78,6 +81,95 @@ fn median(values: Vec<f64>) -> f64 {
     planner::median(&values).expect("at least one round")
 }
 
+/// Tokens per batch in the batched table: what `/v1/verify` callers send and a busy worker takes.
+const BATCH: usize = 64;
+
+/// The engine's batched verification of 64 distinct tokens against the single path and the raw
+/// signature checks of the same tokens, per algorithm with a vectorised lane.
+fn batched(report: &mut Ratios, rounds: usize, slice: Duration) {
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crypto/lib");
+    let mb = match MultiBuffer::load(&Source::Auto {
+        folder: Some(folder),
+    }) {
+        Ok(mb) => {
+            report.multibuffer = format!("active: {}", mb.version());
+            Some(mb)
+        }
+        Err(e) => {
+            report.multibuffer = format!("not used: {e}");
+            None
+        }
+    };
+    println!();
+    println!("Batches of {BATCH} tokens; multibuffer {}", report.multibuffer);
+    println!("{}", BatchRow::HEADER);
+    let validation = benches::tessera_validation();
+    for alg in [Algorithm::RS256, Algorithm::PS256, Algorithm::ES256, Algorithm::EdDSA] {
+        let signer = benches::Signer::generate(alg);
+        let keys = signer.key_set();
+        let raw = signer.raw_verifier();
+        let now = benches::now();
+        let claims = benches::access_token_claims(now);
+        let tokens: Vec<String> = (0..BATCH)
+            .map(|i| signer.token(&claims.replacen("{", &format!("{{\"n\":{i},"), 1)))
+            .collect();
+        let inputs: Vec<(&[u8], Vec<u8>)> = tokens
+            .iter()
+            .map(|t| (benches::signing_input(t), benches::decoded_signature(t)))
+            .collect();
+        let signed: Vec<Signed<'_>> = tokens
+            .iter()
+            .map(|t| Signed {
+                token: t.as_bytes(),
+                keys: &keys,
+                validation: &validation,
+            })
+            .collect();
+        let mut tally = Tally::default();
+        let all_valid = lanes::verify_all(mb.as_ref(), &signed, now, &mut tally)
+            .iter()
+            .all(Result::is_ok);
+        assert!(all_valid, "{alg}: the batched path refused a valid token");
+        let mut contestants: [Box<dyn FnMut() + '_>; 4] = [
+            Box::new(|| {
+                let mut tally = Tally::default();
+                black_box(lanes::verify_all(mb.as_ref(), black_box(&signed), now, &mut tally));
+            }),
+            Box::new(|| {
+                for t in &tokens {
+                    black_box(jose::jwt::verify(black_box(t), &keys, &validation, now).is_ok());
+                }
+            }),
+            Box::new(|| {
+                for (message, signature) in &inputs {
+                    black_box(raw.verify(black_box(message), signature).is_ok());
+                }
+            }),
+            Box::new(|| {
+                let mut tally = Tally::default();
+                black_box(lanes::verify_all(None, black_box(&signed), now, &mut tally));
+            }),
+        ];
+        let ns = interleave(&mut contestants, rounds, slice);
+        let per_token = |i: usize| median(ns[i].clone()) / BATCH as f64;
+        let row = BatchRow {
+            alg: alg.name().to_owned(),
+            batched_ns: per_token(0),
+            single_ns: per_token(1),
+            raw_ns: per_token(2),
+            batched_vs_single: ratio(&ns, 1),
+            batched_vs_raw: ratio(&ns, 2),
+            unvectorised_ns: per_token(3),
+            // The single path's throughput is the reference here.
+            unvectorised_vs_single: median(
+                (0..ns[1].len()).map(|k| ns[1][k] / ns[3][k]).collect(),
+            ),
+        };
+        println!("{}", row.markdown());
+        report.batch.push(row);
+    }
+}
+
 fn main() {
     // SoftHSM reads SOFTHSM2_CONF once, when the module is first initialised: set it first
     // thing, before any thread exists.
@@ -131,6 +223,8 @@ fn main() {
         println!("{}", row.markdown());
         report.verify.push(row);
     }
+
+    batched(&mut report, rounds, slice);
 
     println!();
     println!("{}", SignRow::HEADER);

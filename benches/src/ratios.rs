@@ -20,6 +20,32 @@ pub struct Ratios {
     pub verify: Vec<VerifyRow>,
     /// Signing with keys in SoftHSM, one row per algorithm.
     pub sign: Vec<SignRow>,
+    /// The engine's batched verification against the single path, one row per algorithm.
+    #[serde(default)]
+    pub batch: Vec<BatchRow>,
+    /// Whether crypto_mb served the batched path, or why not.
+    #[serde(default)]
+    pub multibuffer: String,
+}
+
+/// Median time per token of 64-token batches through the engine's batched path
+/// (`engine::lanes::verify_all`), the single path (`jose::jwt::verify` token by token) and raw
+/// aws-lc-rs signature checks of the same tokens, one core; and the median over rounds of each
+/// round's throughput ratio.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BatchRow {
+    pub alg: String,
+    pub batched_ns: f64,
+    pub single_ns: f64,
+    pub raw_ns: f64,
+    pub batched_vs_single: f64,
+    pub batched_vs_raw: f64,
+    /// The batched path with no library (every signature single): its cost where crypto_mb
+    /// does not serve, as its throughput over the single path's.
+    #[serde(default)]
+    pub unvectorised_ns: f64,
+    #[serde(default)]
+    pub unvectorised_vs_single: f64,
 }
 
 /// Median time per verification of each contestant, and the median over rounds of each
@@ -58,6 +84,25 @@ impl VerifyRow {
             time_and_rate(self.jsonwebtoken_ns),
             self.tessera_vs_raw,
             self.tessera_vs_jsonwebtoken
+        )
+    }
+}
+
+impl BatchRow {
+    /// The head of the Markdown table of [`BatchRow::markdown`] rows.
+    pub const HEADER: &'static str = "| alg | batched (per token) | single | raw | batched / single | batched / raw | batched without the library / single |\n|---|---|---|---|---|---|---|";
+
+    /// This row of the batch table.
+    pub fn markdown(&self) -> String {
+        format!(
+            "| {} | {} | {} | {} | {:.2}× | {:.2}× | {:.3} |",
+            self.alg,
+            time_and_rate(self.batched_ns),
+            time_and_rate(self.single_ns),
+            time_and_rate(self.raw_ns),
+            self.batched_vs_single,
+            self.batched_vs_raw,
+            self.unvectorised_vs_single
         )
     }
 }

@@ -49,8 +49,20 @@ fn main() {
             })
             .collect(),
     );
+    // crypto_mb as the daemon loads it by default, so that /v1/verify is compared with the
+    // same engine.
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crypto/lib");
+    let multibuffer = multibuffer::MultiBuffer::load(&multibuffer::Source::Auto {
+        folder: Some(folder),
+    })
+    .ok()
+    .map(Arc::new);
+    eprintln!(
+        "engine-rate: multibuffer {}",
+        if multibuffer.is_some() { "active" } else { "not used" }
+    );
     // The cache off: every verification is done.
-    let engine: Engine = Engine::start(
+    let engine: Engine = Engine::start_with(
         EngineConfig {
             workers,
             pin: true,
@@ -63,6 +75,7 @@ fn main() {
             },
         },
         benches::issuers(signer.key_set()),
+        multibuffer,
     );
     let handle = engine.handle();
     let runtime = tokio::runtime::Builder::new_current_thread()
