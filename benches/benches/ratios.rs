@@ -21,10 +21,10 @@ use std::time::{Duration, Instant};
 
 use benches::hsm::{assert_verifies, open_token, signing_input, LABEL};
 use benches::ratios::{BatchRow, Ratios, SignRow, VerifyRow, FORMAT};
+use benches::{Contest, ALGORITHMS};
 use engine::lanes::{self, Signed, Tally};
 use jose::Algorithm;
 use multibuffer::{MultiBuffer, Source};
-use benches::{Contest, ALGORITHMS};
 use testkit::SoftHsm;
 
 /// Rounds per algorithm (odd, for a true median) and the length of one contestant's slice.
@@ -101,10 +101,18 @@ fn batched(report: &mut Ratios, rounds: usize, slice: Duration) {
         }
     };
     println!();
-    println!("Batches of {BATCH} tokens; multibuffer {}", report.multibuffer);
+    println!(
+        "Batches of {BATCH} tokens; multibuffer {}",
+        report.multibuffer
+    );
     println!("{}", BatchRow::HEADER);
     let validation = benches::tessera_validation();
-    for alg in [Algorithm::RS256, Algorithm::PS256, Algorithm::ES256, Algorithm::EdDSA] {
+    for alg in [
+        Algorithm::RS256,
+        Algorithm::PS256,
+        Algorithm::ES256,
+        Algorithm::EdDSA,
+    ] {
         let signer = benches::Signer::generate(alg);
         let keys = signer.key_set();
         let raw = signer.raw_verifier();
@@ -133,7 +141,12 @@ fn batched(report: &mut Ratios, rounds: usize, slice: Duration) {
         let mut contestants: [Box<dyn FnMut() + '_>; 4] = [
             Box::new(|| {
                 let mut tally = Tally::default();
-                black_box(lanes::verify_all(mb.as_ref(), black_box(&signed), now, &mut tally));
+                black_box(lanes::verify_all(
+                    mb.as_ref(),
+                    black_box(&signed),
+                    now,
+                    &mut tally,
+                ));
             }),
             Box::new(|| {
                 for t in &tokens {
@@ -161,9 +174,7 @@ fn batched(report: &mut Ratios, rounds: usize, slice: Duration) {
             batched_vs_raw: ratio(&ns, 2),
             unvectorised_ns: per_token(3),
             // The single path's throughput is the reference here.
-            unvectorised_vs_single: median(
-                (0..ns[1].len()).map(|k| ns[1][k] / ns[3][k]).collect(),
-            ),
+            unvectorised_vs_single: median((0..ns[1].len()).map(|k| ns[1][k] / ns[3][k]).collect()),
         };
         println!("{}", row.markdown());
         report.batch.push(row);

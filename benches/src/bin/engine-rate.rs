@@ -59,7 +59,11 @@ fn main() {
     .map(Arc::new);
     eprintln!(
         "engine-rate: multibuffer {}",
-        if multibuffer.is_some() { "active" } else { "not used" }
+        if multibuffer.is_some() {
+            "active"
+        } else {
+            "not used"
+        }
     );
     // The cache off: every verification is done.
     let engine: Engine = Engine::start_with(

@@ -79,8 +79,9 @@ pub(crate) fn run_worker<R: Kept>(index: usize, shared: &Shared<R>, local: &Work
         }
         shared.counters.add(|s| &s.batches, 1);
         shared.counters.add(|s| &s.batched_jobs, batch.len() as u64);
-        // Tokens of one issuer together: its keys and policy stay hot in the cache.
-        batch.sort_by_key(|job| Arc::as_ptr(&job.policy) as usize);
+        // Tokens of one issuer together: its keys and policy stay hot in the cache; within it,
+        // one `now` together, so that a batch straddling a second stays one run (`verify`).
+        batch.sort_by_key(|job| (Arc::as_ptr(&job.policy) as usize, job.now));
         // A panic in the verifier would be a bug; it must not cost the admission slots, the
         // worker, or the callers' answers. The jobs are refused instead.
         let verdicts =
@@ -122,7 +123,8 @@ fn verify<R: Kept>(
             validation: &job.policy.validation,
         })
         .collect();
-    // One batch holds tokens of one `now` or a few; each is judged at its own.
+    // One batch holds tokens of one `now` or a few (runs of one `now`, sorted so by the caller):
+    // each is judged at its own; the signatures of one run share the vectorised calls.
     let mut verdicts = Vec::with_capacity(batch.len());
     let mut tally = Tally::default();
     let mut start = 0;
