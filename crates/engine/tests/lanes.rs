@@ -107,15 +107,6 @@ fn issuers() -> Vec<Issuer> {
     made
 }
 
-const P256_N: [u8; 32] = [
-    0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
-];
-const ED25519_L: [u8; 32] = [
-    0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
-    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10,
-];
-
 /// `a - b` (big-endian, same length, a ≥ b).
 fn sub(a: &[u8], b: &[u8]) -> Vec<u8> {
     let mut out = a.to_vec();
@@ -178,12 +169,18 @@ fn token(issuer: &Issuer, rng: &mut Rng) -> String {
         6 if issuer.alg == Algorithm::ES256 => {
             // High S: n - s verifies as well as s.
             let (r, s) = signature.split_at(32);
-            with_signature(&good, &[r, &sub(&P256_N, s)].concat())
+            with_signature(
+                &good,
+                &[r, &sub(jose::batch::Curve::P256.order(), s)].concat(),
+            )
         }
         6 if issuer.alg == Algorithm::EdDSA => {
             // S + L: the same point, a malleable encoding; refused.
             let (r, s) = signature.split_at(32);
-            with_signature(&good, &[r, &add_le(s, &ED25519_L)].concat())
+            with_signature(
+                &good,
+                &[r, &add_le(s, &jose::batch::ED25519_ORDER)].concat(),
+            )
         }
         6 | 7 => {
             // Out of range: all ones (r, s above n; RSA above the modulus) or zero.

@@ -50,7 +50,7 @@ impl Hash {
 
     /// The digest of `message`.
     pub fn digest(self, message: &[u8]) -> Digest {
-        Digest(digest::digest(self.algorithm(), message))
+        Digest::new(digest::digest(self.algorithm(), message))
     }
 
     /// The DER prefix of a DigestInfo with this hash (RFC 8017 section 9.2, note 1).
@@ -72,13 +72,40 @@ impl Hash {
     }
 }
 
-/// A message digest.
+/// A message digest (at most 64 bytes).
 #[derive(Clone)]
-pub struct Digest(digest::Digest);
+pub struct Digest {
+    bytes: [u8; 64],
+    len: usize,
+}
 
 impl Digest {
+    fn new(d: digest::Digest) -> Digest {
+        let mut bytes = [0u8; 64];
+        let len = d.as_ref().len().min(64);
+        bytes[..len].copy_from_slice(&d.as_ref()[..len]);
+        Digest { bytes, len }
+    }
+
     pub fn as_bytes(&self) -> &[u8] {
-        self.0.as_ref()
+        &self.bytes[..self.len]
+    }
+
+    /// This digest modulo `n`, a big-endian number as long as the digest (so the digest is
+    /// below 2n and one subtraction is enough).
+    fn reduce(&mut self, n: &[u8]) {
+        let d = &mut self.bytes[..self.len];
+        if n.len() != d.len() || &*d < n {
+            return;
+        }
+        let mut borrow = 0u16;
+        for (x, &m) in d.iter_mut().zip(n).rev() {
+            let v = u16::from(*x)
+                .wrapping_sub(u16::from(m))
+                .wrapping_sub(borrow);
+            *x = v as u8;
+            borrow = (v >> 8) & 1;
+        }
     }
 }
 
@@ -124,8 +151,8 @@ impl Curve {
         }
     }
 
-    /// The group order, big-endian.
-    fn order(self) -> &'static [u8] {
+    /// The group order `n`, big-endian.
+    pub const fn order(self) -> &'static [u8] {
         match self {
             Curve::P256 => &P256_ORDER,
             Curve::P384 => &P384_ORDER,
@@ -144,8 +171,9 @@ const P384_ORDER: [u8; 48] = [
     0x58, 0x1a, 0x0d, 0xb2, 0x48, 0xb0, 0xa7, 0x7a, 0xec, 0xec, 0x19, 0x6a, 0xcc, 0xc5, 0x29, 0x73,
 ];
 
-/// The order of the Ed25519 group, little-endian (RFC 8032 section 5.1: `L`).
-const ED25519_ORDER: [u8; 32] = [
+/// The order of the Ed25519 group, little-endian as `S` is encoded (RFC 8032 section 5.1:
+/// `L`).
+pub const ED25519_ORDER: [u8; 32] = [
     0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
     0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10,
 ];
@@ -164,7 +192,8 @@ pub enum Lane<'a> {
         message: &'a [u8],
     },
     /// ECDSA verification of `r`, `s` (big-endian, in range) over `digest` with the public
-    /// point `x`, `y` (big-endian coordinates).
+    /// point `x`, `y` (big-endian coordinates). The digest is taken modulo the group order
+    /// already, as ECDSA uses it ([`ecdsa_digest`]).
     Ecdsa {
         curve: Curve,
         x: &'a [u8],
@@ -232,14 +261,13 @@ pub fn lane<'a>(prepared: &'a jws::Prepared<'_>) -> Result<Lane<'a>, NoLane> {
             if !in_range(r) || !in_range(s) {
                 return Err(NoLane::Refused);
             }
-            let hash = Hash::of(alg).ok_or(NoLane::Algorithm)?;
             Ok(Lane::Ecdsa {
                 curve,
                 x,
                 y,
                 r,
                 s,
-                digest: hash.digest(message),
+                digest: ecdsa_digest(curve, message),
             })
         }
         (Family::EdDsa, Some(PublicJwk::Ed25519 { x })) => {
@@ -262,6 +290,19 @@ pub fn lane<'a>(prepared: &'a jws::Prepared<'_>) -> Result<Lane<'a>, NoLane> {
         }
         _ => Err(NoLane::Algorithm),
     }
+}
+
+/// The digest of `message` as ECDSA on `curve` uses it: hashed with the curve's hash of the
+/// JWS algorithm (SHA-256 for P-256, SHA-384 for P-384) and taken modulo the group order
+/// (SEC 1 section 4.1.4; a backend may refuse a digest at or above it).
+pub fn ecdsa_digest(curve: Curve, message: &[u8]) -> Digest {
+    let hash = match curve {
+        Curve::P256 => Hash::Sha256,
+        Curve::P384 => Hash::Sha384,
+    };
+    let mut digest = hash.digest(message);
+    digest.reduce(curve.order());
+    digest
 }
 
 /// `a < b` for big-endian numbers of the same length.
@@ -359,6 +400,25 @@ mod tests {
         assert!(!less_than(&P256_ORDER, &P256_ORDER));
         assert_eq!(P384_ORDER.len(), Curve::P384.size());
         assert_eq!(ED25519_ORDER[31], 0x10);
+    }
+
+    #[test]
+    fn ecdsa_digests_are_taken_modulo_the_order() {
+        let n = Curve::P256.order();
+        let mut at_n = Hash::Sha256.digest(b"");
+        at_n.bytes[..32].copy_from_slice(n);
+        at_n.reduce(n);
+        assert_eq!(at_n.as_bytes(), &[0u8; 32]);
+        let mut above = Hash::Sha256.digest(b"");
+        above.bytes[..32].copy_from_slice(&[0xff; 32]);
+        above.reduce(n);
+        // 2^256 - 1 - n
+        assert_eq!(&above.as_bytes()[..4], &[0, 0, 0, 0]);
+        assert_eq!(above.as_bytes()[31], 0xff - 0x51);
+        let below = Hash::Sha256.digest(b"message");
+        let mut same = below.clone();
+        same.reduce(n);
+        assert_eq!(same.as_bytes(), below.as_bytes());
     }
 
     #[test]

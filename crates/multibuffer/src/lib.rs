@@ -172,44 +172,6 @@ impl Curve {
             Curve::P384 => 48,
         }
     }
-
-    /// The group order, big-endian.
-    const fn order(self) -> &'static [u8] {
-        match self {
-            Curve::P256 => &P256_ORDER,
-            Curve::P384 => &P384_ORDER,
-        }
-    }
-}
-
-const P256_ORDER: [u8; 32] = [
-    0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
-];
-
-const P384_ORDER: [u8; 48] = [
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xc7, 0x63, 0x4d, 0x81, 0xf4, 0x37, 0x2d, 0xdf,
-    0x58, 0x1a, 0x0d, 0xb2, 0x48, 0xb0, 0xa7, 0x7a, 0xec, 0xec, 0x19, 0x6a, 0xcc, 0xc5, 0x29, 0x73,
-];
-
-/// `digest mod n` for a digest as long as the order `n` (so below 2n: one subtraction).
-/// ECDSA takes the digest modulo the order (SEC 1 section 4.1.4); crypto_mb refuses a digest
-/// at or above it instead, which would refuse valid signatures.
-fn reduced(digest: &[u8], n: &[u8]) -> Option<Vec<u8>> {
-    if digest < n {
-        return None;
-    }
-    let mut out = digest.to_vec();
-    let mut borrow = 0u16;
-    for (o, &m) in out.iter_mut().zip(n).rev() {
-        let d = u16::from(*o)
-            .wrapping_sub(u16::from(m))
-            .wrapping_sub(borrow);
-        *o = d as u8;
-        borrow = (d >> 8) & 1;
-    }
-    Some(out)
 }
 
 /// An ECDSA public key as crypto_mb takes it (affine coordinates, little-endian words).
@@ -241,7 +203,9 @@ impl EcKey {
 }
 
 /// One lane of [`MultiBuffer::ecdsa_verify`]: `r`, `s` and the message digest big-endian, each
-/// of the curve's size, with `0 < r, s < n` already checked by the caller.
+/// of the curve's size, with `0 < r, s < n` checked and the digest taken modulo `n` by the
+/// caller (`jose::batch` does both). crypto_mb refuses a digest at or above `n`, which ECDSA
+/// reduces instead, and so would refuse valid signatures (Wycheproof P-256 #90).
 #[derive(Clone, Copy, Debug)]
 pub struct EcdsaLane<'a> {
     pub key: &'a EcKey,
@@ -376,12 +340,8 @@ impl MultiBuffer {
             return Err(LaneError::Count(lanes.len()));
         }
         let size = curve.size();
-        let reductions: Vec<Option<Vec<u8>>> = lanes
-            .iter()
-            .map(|lane| reduced(lane.digest, curve.order()))
-            .collect();
         let mut call: [ffi::EcdsaLane<'_>; LANES] = [None; LANES];
-        for (i, (lane, reduction)) in lanes.iter().zip(&reductions).enumerate() {
+        for (i, lane) in lanes.iter().enumerate() {
             let fits = lane.key.curve == curve
                 && lane.r.len() == size
                 && lane.s.len() == size
@@ -389,8 +349,7 @@ impl MultiBuffer {
             if !fits {
                 return Err(LaneError::Shape(i));
             }
-            let digest = reduction.as_deref().unwrap_or(lane.digest);
-            call[i] = Some((lane.r, lane.s, digest, &lane.key.x, &lane.key.y));
+            call[i] = Some((lane.r, lane.s, lane.digest, &lane.key.x, &lane.key.y));
         }
         let status = self.functions.ecdsa_verify(size / 8, &call);
         Ok(Lanes::from_status(status, lanes.len()))
@@ -458,22 +417,6 @@ mod tests {
         // Lanes beyond those filled never count.
         assert_eq!(Lanes::from_status(0, 3).count(), 3);
         assert_eq!(Lanes::from_status(0x8888_8888, 8).count(), 0);
-    }
-
-    #[test]
-    fn digests_above_the_order_are_reduced() {
-        let n = Curve::P256.order();
-        assert_eq!(reduced(&[0u8; 32], n), None);
-        assert_eq!(reduced(n, n), Some(vec![0u8; 32]));
-        let mut above = n.to_vec();
-        above[31] += 2;
-        let mut two = vec![0u8; 32];
-        two[31] = 2;
-        assert_eq!(reduced(&above, n), Some(two));
-        let all = reduced(&[0xff; 32], n).unwrap();
-        // 2^256 - 1 - n
-        assert_eq!(&all[..4], &[0, 0, 0, 0]);
-        assert_eq!(all[31], 0xff - 0x51);
     }
 
     #[test]

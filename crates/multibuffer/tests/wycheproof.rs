@@ -12,7 +12,7 @@
 use std::path::PathBuf;
 
 use aws_lc_rs::signature::{self as sig, RsaPublicKeyComponents, UnparsedPublicKey};
-use jose::batch::{Hash, RsaEncoding};
+use jose::batch::{self, Hash, RsaEncoding};
 use multibuffer::{Curve, EcKey, EcdsaLane, Ed25519Lane, LoadError, MultiBuffer, RsaKey, Source};
 use serde_json::Value;
 
@@ -84,10 +84,11 @@ struct EcCase {
 }
 
 fn ecdsa(mb: &MultiBuffer, file: &str, curve: Curve) -> usize {
-    let (size, order, reference_alg, hash): (usize, &[u8], _, _) = match curve {
-        Curve::P256 => (32, &P256_N[..], &sig::ECDSA_P256_SHA256_FIXED, Hash::Sha256),
-        Curve::P384 => (48, &P384_N[..], &sig::ECDSA_P384_SHA384_FIXED, Hash::Sha384),
+    let (size, reference_alg, batch_curve) = match curve {
+        Curve::P256 => (32, &sig::ECDSA_P256_SHA256_FIXED, batch::Curve::P256),
+        Curve::P384 => (48, &sig::ECDSA_P384_SHA384_FIXED, batch::Curve::P384),
     };
+    let order = batch_curve.order();
     let doc = vectors(file);
     let mut cases = Vec::new();
     let mut refused_early = 0;
@@ -104,7 +105,8 @@ fn ecdsa(mb: &MultiBuffer, file: &str, curve: Curve) -> usize {
                 .verify(&msg, &signature)
                 .is_ok();
             let result = t["result"].as_str().unwrap().to_string();
-            // What a caller checks before the call: the length and 0 < r, s < n.
+            // What a caller checks before the call: the length and 0 < r, s < n; and the
+            // digest modulo n.
             let (r, s) = signature.split_at(signature.len().min(size));
             let in_range = |v: &[u8]| v.iter().any(|&b| b != 0) && v < order;
             if signature.len() != 2 * size || !in_range(r) || !in_range(s) {
@@ -116,7 +118,7 @@ fn ecdsa(mb: &MultiBuffer, file: &str, curve: Curve) -> usize {
                 key: EcKey::new(curve, &x, &y).unwrap(),
                 r: r.to_vec(),
                 s: s.to_vec(),
-                digest: hash.digest(&msg).as_bytes().to_vec(),
+                digest: batch::ecdsa_digest(batch_curve, &msg).as_bytes().to_vec(),
                 reference,
                 result,
                 id: t["tcId"].clone(),
@@ -152,16 +154,6 @@ fn ecdsa(mb: &MultiBuffer, file: &str, curve: Curve) -> usize {
     cases.len() + refused_early
 }
 
-const P256_N: [u8; 32] = [
-    0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
-];
-const P384_N: [u8; 48] = [
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xc7, 0x63, 0x4d, 0x81, 0xf4, 0x37, 0x2d, 0xdf,
-    0x58, 0x1a, 0x0d, 0xb2, 0x48, 0xb0, 0xa7, 0x7a, 0xec, 0xec, 0x19, 0x6a, 0xcc, 0xc5, 0x29, 0x73,
-];
-
 #[test]
 fn ecdsa_agrees_with_aws_lc() {
     let Some(mb) = library() else { return };
@@ -172,12 +164,6 @@ fn ecdsa_agrees_with_aws_lc() {
         "{p256} P-256 and {p384} P-384 vectors"
     );
 }
-
-/// The order of the Ed25519 group, big-endian.
-const ED25519_L: [u8; 32] = [
-    0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-    0x14, 0xde, 0xf9, 0xde, 0xa2, 0xf7, 0x9c, 0xd6, 0x58, 0x12, 0x63, 0x1a, 0x5c, 0xf5, 0xd3, 0xed,
-];
 
 #[test]
 fn ed25519_agrees_with_aws_lc() {
@@ -207,9 +193,10 @@ fn ed25519_agrees_with_aws_lc() {
                 continue;
             };
             // What a caller checks before the call: S below the group order.
-            let mut s_be = signature[32..].to_vec();
+            let (mut s_be, mut l_be) = (signature[32..].to_vec(), batch::ED25519_ORDER.to_vec());
             s_be.reverse();
-            if s_be.as_slice() >= &ED25519_L[..] {
+            l_be.reverse();
+            if s_be >= l_be {
                 non_canonical_s += 1;
                 check(file, &t["tcId"], &result, false, reference);
                 continue;
