@@ -1,8 +1,13 @@
-//! Group `engine`: the verification engine's parts. Today: a verified-token cache hit.
+//! Group `engine`: the verification engine's parts: the verified-token cache, the routed cached
+//! path, and the workers.
 //!
-//! - `cache-hit/ES256`: `TokenCache::get` on a realistic ES256 access token, SHA-256 of the
-//!   whole token included, in a cache holding 100 000 other verified tokens.
-//! - `cache-hit-digest/ES256`: the same lookup with the digest already computed: the map alone.
+//! - `cache-hit/N`: `TokenCache::get` (keyed hash, lookup, comparison of the token, the owner
+//!   and expiry checks) of N-byte tokens in a cache of 1 M verified entries (330, 600 and
+//!   1,000 bytes: an ES256 access token, one with more claims, an RS256 one), taking turns
+//!   over 16,384 of them so that they are not all in the CPU's caches.
+//! - `cache-hit-hot/N`: the same lookup of one token again and again: its entry in the CPU's
+//!   caches, as for a gateway's hottest tokens.
+//! - `cache-miss/N`: the same lookup of tokens the cache does not hold: what a miss adds.
 //! - `routed-hit/ES256`: the cached path of the daemon's requests: `EngineHandle::verify` of a
 //!   token the engine's cache holds (digest, lookup, the owner check; no routing, no worker
 //!   hop), inside a current-thread runtime's `block_on`.
@@ -19,8 +24,12 @@ use std::time::Duration;
 
 use benches::Contest;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use engine::{CacheConfig, Cached, Engine, EngineConfig, Facts, TokenCache, TokenDigest};
+use engine::{CacheConfig, Cached, Engine, EngineConfig, Facts, TokenCache};
 use jose::Algorithm;
+
+// The daemon's allocator: the cache's memory is laid out as in the daemon.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn engine(c: &mut Criterion) {
     let mut group = c.benchmark_group("engine");
@@ -35,41 +44,7 @@ fn engine(c: &mut Criterion) {
     let jwt = Arc::new(contest.tessera(token).expect("the token verifies"));
     let exp = jwt.numeric_claim("exp").map(|e| e as i64);
 
-    let cache: TokenCache<jose::Jwt> = TokenCache::new(CacheConfig::default());
-    for i in 0..100_000u32 {
-        let other = format!("{token}{i}");
-        let facts = Facts {
-            exp,
-            bytes: other.len(),
-            ..Facts::default()
-        };
-        cache.insert_valid(
-            TokenDigest::of(other.as_bytes()),
-            1,
-            Arc::clone(&jwt),
-            facts,
-            now,
-        );
-    }
-    let key = TokenDigest::of(token.as_bytes());
-    let facts = Facts {
-        exp,
-        kid: Some("bench-ES256"),
-        bytes: token.len() * 2,
-        ..Facts::default()
-    };
-    cache.insert_valid(key, 1, Arc::clone(&jwt), facts, now);
-    assert!(matches!(
-        cache.get(token.as_bytes(), 1, now),
-        Some(Cached::Valid(_))
-    ));
-
-    group.bench_function(BenchmarkId::new("cache-hit", "ES256"), |b| {
-        b.iter(|| black_box(cache.get(black_box(token.as_bytes()), 1, now)))
-    });
-    group.bench_function(BenchmarkId::new("cache-hit-digest", "ES256"), |b| {
-        b.iter(|| black_box(cache.get_digest(black_box(&key), 1, now)))
-    });
+    cache_lookups(&mut group, &jwt, exp, now);
     group.bench_function(BenchmarkId::new("tessera", "ES256"), |b| {
         b.iter(|| black_box(contest.tessera(black_box(token))))
     });
@@ -139,3 +114,62 @@ fn engine(c: &mut Criterion) {
 
 criterion_group!(engine_group, engine);
 criterion_main!(engine_group);
+
+/// The cache benches: 1 M entries, a third each of 330, 600 and 1,000-byte tokens.
+fn cache_lookups(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    jwt: &Arc<jose::Jwt>,
+    exp: Option<i64>,
+    now: i64,
+) {
+    const SIZES: [usize; 3] = [330, 600, 1000];
+    const ENTRIES: usize = 1 << 20;
+    const HOT: usize = 1 << 14;
+    let cache: TokenCache<jose::Jwt> = TokenCache::new(CacheConfig {
+        max_entries: 2 * ENTRIES,
+        max_bytes: 8 << 30,
+        ..CacheConfig::default()
+    });
+    // Distinct tokens that share all but their last bytes, as tokens of one issuer share their
+    // header and most claims (a hit compares all of them).
+    let token = |size: usize, i: usize| {
+        let tail = format!(".{i:016x}");
+        let mut t = "e".repeat(size - tail.len());
+        t.push_str(&tail);
+        bytes::Bytes::from(t)
+    };
+    for i in 0..ENTRIES {
+        let t = token(SIZES[i % 3], i);
+        let facts = Facts { exp, bytes: 512 };
+        cache.insert_valid(cache.key(&t), t, 1, Arc::clone(jwt), facts, now);
+    }
+    assert_eq!(cache.stats().entries, ENTRIES);
+    for (n, size) in SIZES.into_iter().enumerate() {
+        // Every third entry has this size; take 16,384 of them spread over the million.
+        let hot: Vec<bytes::Bytes> = (0..HOT)
+            .map(|i| token(size, n + 3 * ((i * 61) % (ENTRIES / 3))))
+            .collect();
+        assert!(hot
+            .iter()
+            .all(|t| matches!(cache.get(t, 1, now), Some(Cached::Valid(_)))));
+        let mut turn = 0;
+        group.bench_function(BenchmarkId::new("cache-hit", size), |b| {
+            b.iter(|| {
+                turn = (turn + 1) % HOT;
+                black_box(cache.get(black_box(&hot[turn]), 1, now))
+            })
+        });
+        let one = &hot[0];
+        group.bench_function(BenchmarkId::new("cache-hit-hot", size), |b| {
+            b.iter(|| black_box(cache.get(black_box(one), 1, now)))
+        });
+        let cold: Vec<bytes::Bytes> = (0..HOT).map(|i| token(size, ENTRIES + i)).collect();
+        assert!(cold.iter().all(|t| cache.get(t, 1, now).is_none()));
+        group.bench_function(BenchmarkId::new("cache-miss", size), |b| {
+            b.iter(|| {
+                turn = (turn + 1) % HOT;
+                black_box(cache.get(black_box(&cold[turn]), 1, now))
+            })
+        });
+    }
+}

@@ -472,3 +472,30 @@ async fn route_prefix_bypass_by_spelling_beyond_ascii() {
         .await;
     assert_eq!(reply.status, 200, "another path: {reply:?}");
 }
+
+/// `[authz.headers]` renames the identity headers, and an empty name leaves one out: with
+/// `claims = ""` no claims header is sent, and nothing else changes.
+#[tokio::test]
+async fn identity_headers_can_be_renamed_or_left_out() {
+    let setup = Setup::new("authz-headers");
+    let headers = "[authz.headers]\nclaims = \"\"\nsubject = \"X-User\"\n";
+    let daemon = setup.start("", "workers = 1", &format!("{headers}{ROUTES}"));
+    let token = setup.issuer.sign(claims(json!({})));
+    for round in 0..2 {
+        // The second answer comes from the cache, with the answer rendered for the first.
+        let reply = daemon
+            .authz(Convention::Forwarded, "GET", "/orders/1", Some(&token))
+            .await;
+        assert_eq!(reply.status, 200, "{round}: {reply:?}");
+        assert_eq!(reply.header("x-user"), Some("alice"));
+        assert_eq!(reply.header("x-auth-subject"), None);
+        assert_eq!(reply.header("x-auth-claims"), None);
+        assert_eq!(reply.header("x-auth-issuer"), Some(ISS));
+    }
+    // Left on, the claims header is the token's own payload segment.
+    let on = setup.start("", "workers = 1", ROUTES);
+    let reply = on
+        .authz(Convention::Forwarded, "GET", "/orders/1", Some(&token))
+        .await;
+    assert_eq!(reply.header("x-auth-claims"), token.split('.').nth(1));
+}

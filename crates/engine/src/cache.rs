@@ -1,37 +1,65 @@
 //! The verified-token cache: gateways send the same hot tokens again and again, and a token that
 //! verified once need not be verified again until it expires.
 //!
-//! - Keyed by the SHA-256 of the whole token: a collision cannot be crafted, so a hit is as good
-//!   as a verification. Inside a shard the digest is hashed again with a per-process random
-//!   SipHash key, so that nobody can aim many entries at one bucket either.
-//! - Sharded by the digest's first bytes; each shard is a mutex-guarded map, bounded in entries
-//!   and in bytes, evicting in insertion order (oldest first).
+//! - Keyed by the token itself: an entry keeps the token's bytes and a hit compares them, so a
+//!   hit is exactly the token that was verified. The table is indexed by a fast keyed hash
+//!   (aHash, seeded at random per cache): nobody outside can aim many tokens at one bucket or
+//!   learn the layout, and a collision costs a comparison, never a wrong answer. The hash is
+//!   computed once per lookup ([`TokenCache::key`]) and carried to the insert of a miss.
+//! - Sharded by bits of that hash that the tables do not use; each shard is a mutex-guarded
+//!   table, bounded in entries and in bytes, evicting in insertion order (oldest first).
+//! - The byte bound is the memory the entries take: each entry is charged its token, the value
+//!   (as the caller weighs it) and the allocator's rounding of each; each shard adds its table's
+//!   and its eviction queue's real allocations.
 //! - A verified entry lives until `min(exp, now + ttl)`; a failed verification can be remembered
 //!   for a short, separately bounded time, so a flood of one bad token costs one verification.
 //! - Entries die when the key set of the issuer that decided them changes
 //!   ([`TokenCache::evict_owner`], from `Issuers::sync`), or when a revocation hook names
-//!   their `kid`, `jti`, `sub` or token.
+//!   their `kid`, `jti`, `sub` or token (read from the cached value, [`Revocable`]).
 
-use std::collections::hash_map::{Entry, RandomState};
-use std::collections::{HashMap, VecDeque};
+use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use aws_lc_rs::digest;
+use bytes::Bytes;
+use hashbrown::HashTable;
 
-/// SHA-256 of a whole compact token.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct TokenDigest([u8; 32]);
+/// Where a token lives in the cache: its keyed hash, computed once per lookup by
+/// [`TokenCache::key`] and valid only for the cache that made it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheKey(u64);
 
-impl TokenDigest {
-    pub fn of(token: &[u8]) -> Self {
-        let mut out = [0u8; 32];
-        out.copy_from_slice(digest::digest(&digest::SHA256, token).as_ref());
-        TokenDigest(out)
+impl CacheKey {
+    /// The shard: bits 40 and up (below the 7 top bits the table keeps as tags; its index uses
+    /// the low bits).
+    fn shard(self, mask: usize) -> usize {
+        (self.0 >> 40) as usize & mask
     }
+}
 
-    fn shard(&self, mask: usize) -> usize {
-        usize::from(u16::from_le_bytes([self.0[0], self.0[1]])) & mask
+/// The most shards: the shard bits stay clear of the table's tag bits.
+const MAX_SHARDS: usize = 1 << 16;
+
+/// What an allocation of `n` bytes takes from the allocator: its size class. mimalloc (the
+/// daemon's allocator) rounds small sizes up to a multiple of 8, and larger ones to a quarter of
+/// the power of two below them (four size classes per doubling); taken as 16 below 64 bytes.
+pub fn allocated(n: usize) -> usize {
+    match n {
+        0 => 0,
+        1..=64 => n.next_multiple_of(16),
+        _ => {
+            let step = (1usize << (usize::BITS - 1 - n.leading_zeros())) / 4;
+            n.next_multiple_of(step)
+        }
     }
+}
+
+/// Read from a cached value by the revocation hooks (rarely: they scan every entry).
+pub trait Revocable {
+    /// The `kid` of the key the token was verified with.
+    fn kid(&self) -> Option<Cow<'_, str>>;
+    /// A string claim (`jti`, `sub`).
+    fn str_claim(&self, name: &str) -> Option<Cow<'_, str>>;
 }
 
 /// What the cache remembers about a token.
@@ -55,11 +83,12 @@ impl<V> Clone for Cached<V> {
 /// Bounds and lifetimes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CacheConfig {
-    /// Number of shards (rounded up to a power of two).
+    /// Number of shards (rounded up to a power of two, at most 65,536).
     pub shards: usize,
     /// Most verified entries, over all shards.
     pub max_entries: usize,
-    /// Most bytes of verified entries (as estimated by the caller), over all shards.
+    /// Most bytes the verified entries take, over all shards: their tokens, their values and the
+    /// shards' tables and queues.
     pub max_bytes: usize,
     /// Longest a verified entry lives, in seconds, whatever its `exp`.
     pub ttl: i64,
@@ -85,95 +114,192 @@ impl Default for CacheConfig {
 /// Counters for the daemon's metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CacheStats {
+    /// Verified entries.
     pub entries: usize,
+    /// What the cache takes: every entry (verified or not) and the shards' tables and queues.
     pub bytes: usize,
+    /// Remembered failures.
     pub negative: usize,
 }
 
 struct Item<V> {
+    hash: u64,
+    /// The token, compared on every hit.
+    token: Bytes,
     verdict: Cached<V>,
     /// Who decided: the verdict holds only for lookups by the same owner (a policy).
     owner: u64,
     /// Unix seconds after which the entry is dead.
     until: i64,
+    /// Matches the entry's place in its eviction queue.
+    seq: u64,
+    /// What the entry is charged: its token and its value, as allocated.
     bytes: usize,
-    kid: Option<Arc<str>>,
-    jti: Option<Box<str>>,
-    sub: Option<Box<str>>,
 }
 
+impl<V> Item<V> {
+    fn is(&self, hash: u64, token: &[u8]) -> bool {
+        self.hash == hash && *self.token == *token
+    }
+
+    fn valid(&self) -> bool {
+        matches!(self.verdict, Cached::Valid(_))
+    }
+}
+
+/// An entry's place in an eviction queue: its hash and its sequence number.
+type Place = (u64, u64);
+
 struct Shard<V> {
-    items: HashMap<TokenDigest, Item<V>, RandomState>,
+    items: HashTable<Item<V>>,
     /// Insertion order of verified entries and of failures, for eviction.
-    order: VecDeque<TokenDigest>,
-    negative_order: VecDeque<TokenDigest>,
+    order: VecDeque<Place>,
+    negative_order: VecDeque<Place>,
+    next_seq: u64,
+    /// Charged to the verified entries and to the failures.
     bytes: usize,
+    negative_bytes: usize,
     valid: usize,
     negative: usize,
 }
 
 impl<V> Shard<V> {
-    fn remove(&mut self, key: &TokenDigest) -> Option<Item<V>> {
-        let item = self.items.remove(key)?;
-        match item.verdict {
-            Cached::Valid(_) => {
-                self.valid -= 1;
-                self.bytes -= item.bytes;
-            }
-            Cached::Invalid(_) => self.negative -= 1,
+    fn new() -> Self {
+        Shard {
+            items: HashTable::new(),
+            order: VecDeque::new(),
+            negative_order: VecDeque::new(),
+            next_seq: 0,
+            bytes: 0,
+            negative_bytes: 0,
+            valid: 0,
+            negative: 0,
         }
+    }
+
+    /// What the table and the queues take.
+    fn overhead(&self) -> usize {
+        self.items.allocation_size()
+            + (self.order.capacity() + self.negative_order.capacity()) * size_of::<Place>()
+    }
+
+    /// The overhead once one more entry is in: a full table doubles.
+    fn overhead_with_one_more(&self) -> usize {
+        let table = self.items.allocation_size();
+        let grown = if self.items.len() == self.items.capacity() {
+            (table * 2).max(4 * (size_of::<Item<V>>() + 1))
+        } else {
+            table
+        };
+        let queued = self.order.len() + self.negative_order.len() + 1;
+        let queues = (self.order.capacity() + self.negative_order.capacity()).max(queued);
+        grown + queues * size_of::<Place>()
+    }
+
+    fn account(&mut self, item: &Item<V>, add: bool) {
+        let (count, bytes) = if item.valid() {
+            (&mut self.valid, &mut self.bytes)
+        } else {
+            (&mut self.negative, &mut self.negative_bytes)
+        };
+        if add {
+            *count += 1;
+            *bytes += item.bytes;
+        } else {
+            *count -= 1;
+            *bytes -= item.bytes;
+        }
+    }
+
+    fn remove(&mut self, hash: u64, token: &[u8]) -> Option<Item<V>> {
+        let (item, _) = self
+            .items
+            .find_entry(hash, |i| i.is(hash, token))
+            .ok()?
+            .remove();
+        self.account(&item, false);
         Some(item)
     }
 
-    /// Pops the oldest keys of `order` (skipping keys already gone) until `over` says stop.
-    fn evict(&mut self, negative: bool, over: impl Fn(&Self) -> bool) {
-        while over(self) {
-            let queue = if negative {
-                &mut self.negative_order
-            } else {
-                &mut self.order
-            };
-            let Some(key) = queue.pop_front() else {
-                return;
-            };
-            let matches = self
-                .items
-                .get(&key)
-                .is_some_and(|i| matches!(i.verdict, Cached::Invalid(_)) == negative);
-            if matches {
-                self.remove(&key);
-            }
+    fn remove_place(&mut self, (hash, seq): Place, valid: bool) {
+        if let Ok(entry) = self
+            .items
+            .find_entry(hash, |i| i.seq == seq && i.valid() == valid)
+        {
+            let (item, _) = entry.remove();
+            self.account(&item, false);
         }
     }
 
-    /// Drops keys of entries that are gone from the eviction queues once the queues have grown
-    /// past twice the live entries, so expired and replaced entries cannot make them grow
+    fn insert(&mut self, mut item: Item<V>) {
+        item.seq = self.next_seq;
+        self.next_seq += 1;
+        self.compact();
+        let place = (item.hash, item.seq);
+        if item.valid() {
+            self.order.push_back(place);
+        } else {
+            self.negative_order.push_back(place);
+        }
+        self.account(&item, true);
+        self.items.insert_unique(item.hash, item, |i| i.hash);
+    }
+
+    /// Pops the oldest places of a queue (skipping entries already gone) until `over` says stop.
+    fn evict(&mut self, valid: bool, over: impl Fn(&Self) -> bool) {
+        while over(self) {
+            let queue = if valid {
+                &mut self.order
+            } else {
+                &mut self.negative_order
+            };
+            let Some(place) = queue.pop_front() else {
+                return;
+            };
+            self.remove_place(place, valid);
+        }
+    }
+
+    /// Drops the places of entries that are gone from the eviction queues once the queues have
+    /// grown past twice the live entries, so expired and replaced entries cannot make them grow
     /// without bound.
     fn compact(&mut self) {
         let live = self.items.len().max(16);
         if self.order.len() + self.negative_order.len() > 2 * live {
             let items = &self.items;
-            self.order.retain(|k| items.contains_key(k));
-            self.negative_order.retain(|k| items.contains_key(k));
+            let alive = |&(hash, seq): &Place| items.find(hash, |i| i.seq == seq).is_some();
+            self.order.retain(alive);
+            self.negative_order.retain(alive);
         }
     }
 
-    fn retain(&mut self, keep: impl Fn(&Item<V>) -> bool) {
-        let dead: Vec<TokenDigest> = self
-            .items
-            .iter()
-            .filter(|(_, item)| !keep(item))
-            .map(|(k, _)| *k)
-            .collect();
-        for key in dead {
-            self.remove(&key);
-        }
+    fn retain(&mut self, keep: impl Fn(&Item<V>) -> bool) -> usize {
+        let (mut dropped, mut valid, mut bytes, mut negative_bytes) = (0, 0, 0, 0);
+        self.items.retain(|item| {
+            let kept = keep(item);
+            if !kept {
+                dropped += 1;
+                if item.valid() {
+                    valid += 1;
+                    bytes += item.bytes;
+                } else {
+                    negative_bytes += item.bytes;
+                }
+            }
+            kept
+        });
+        self.valid -= valid;
+        self.negative -= dropped - valid;
+        self.bytes -= bytes;
+        self.negative_bytes -= negative_bytes;
+        dropped
     }
 }
 
 /// The cache. `V` is the verified value handed back on a hit.
 pub struct TokenCache<V> {
     shards: Box<[Mutex<Shard<V>>]>,
+    hasher: ahash::RandomState,
     mask: usize,
     config: CacheConfig,
     per_shard_entries: usize,
@@ -189,35 +315,29 @@ impl<V> std::fmt::Debug for TokenCache<V> {
     }
 }
 
-/// Facts about a verified token that decide when its entry dies.
-#[derive(Clone, Debug, Default)]
-pub struct Facts<'a> {
+/// Facts about a verified value that decide when its entry dies and what it is charged.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Facts {
     /// `exp`, in Unix seconds.
     pub exp: Option<i64>,
-    pub kid: Option<&'a str>,
-    pub jti: Option<&'a str>,
-    pub sub: Option<&'a str>,
-    /// The caller's estimate of the memory the value holds.
+    /// The memory the value takes (its allocation and what it holds, as allocated), not
+    /// counting the token the cache keeps.
     pub bytes: usize,
+}
+
+/// What the cache adds to a token it keeps: the token's allocation and the header that lets it
+/// be shared (a `Bytes` made from a `Vec` grows one when first cloned).
+fn token_bytes(token: &Bytes) -> usize {
+    allocated(token.len()) + allocated(3 * size_of::<usize>())
 }
 
 impl<V> TokenCache<V> {
     pub fn new(config: CacheConfig) -> Self {
-        let shards = config.shards.max(1).next_power_of_two();
+        let shards = config.shards.clamp(1, MAX_SHARDS).next_power_of_two();
         let per = |total: usize| total.div_ceil(shards).max(1);
         TokenCache {
-            shards: (0..shards)
-                .map(|_| {
-                    Mutex::new(Shard {
-                        items: HashMap::with_hasher(RandomState::new()),
-                        order: VecDeque::new(),
-                        negative_order: VecDeque::new(),
-                        bytes: 0,
-                        valid: 0,
-                        negative: 0,
-                    })
-                })
-                .collect(),
+            shards: (0..shards).map(|_| Mutex::new(Shard::new())).collect(),
+            hasher: ahash::RandomState::new(),
             mask: shards - 1,
             per_shard_entries: per(config.max_entries),
             per_shard_bytes: per(config.max_bytes),
@@ -226,7 +346,12 @@ impl<V> TokenCache<V> {
         }
     }
 
-    fn shard(&self, key: &TokenDigest) -> std::sync::MutexGuard<'_, Shard<V>> {
+    /// Where `token` lives in this cache.
+    pub fn key(&self, token: &[u8]) -> CacheKey {
+        CacheKey(self.hasher.hash_one(token))
+    }
+
+    fn shard(&self, key: CacheKey) -> std::sync::MutexGuard<'_, Shard<V>> {
         self.shards[key.shard(self.mask)]
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -235,27 +360,24 @@ impl<V> TokenCache<V> {
     /// The verdict `owner` remembered for `token` at `now`, if any and still alive. A verdict
     /// is only ever answered to the owner (the policy) that reached it.
     pub fn get(&self, token: &[u8], owner: u64, now: i64) -> Option<Cached<V>> {
-        self.get_digest(&TokenDigest::of(token), owner, now)
+        self.get_by(self.key(token), token, |o| o == owner, now)
     }
 
-    pub fn get_digest(&self, key: &TokenDigest, owner: u64, now: i64) -> Option<Cached<V>> {
-        self.get_digest_by(key, |o| o == owner, now)
-    }
-
-    /// The verdict remembered for the token with digest `key` at `now`, if its owner is one
+    /// The verdict remembered for `token` (whose key is `key`) at `now`, if its owner is one
     /// that `owner` accepts and it is still alive.
-    pub fn get_digest_by(
+    pub fn get_by(
         &self,
-        key: &TokenDigest,
+        key: CacheKey,
+        token: &[u8],
         owner: impl Fn(u64) -> bool,
         now: i64,
     ) -> Option<Cached<V>> {
         let mut shard = self.shard(key);
-        match shard.items.get(key) {
+        match shard.items.find(key.0, |i| i.is(key.0, token)) {
             Some(item) if !owner(item.owner) => None,
             Some(item) if now < item.until => Some(item.verdict.clone()),
             Some(_) => {
-                shard.remove(key);
+                shard.remove(key.0, token);
                 None
             }
             None => None,
@@ -265,77 +387,72 @@ impl<V> TokenCache<V> {
     /// Remembers that `token` verified, producing `value`, until `min(exp, now + ttl)`.
     pub fn insert_valid(
         &self,
-        key: TokenDigest,
+        key: CacheKey,
+        token: Bytes,
         owner: u64,
         value: Arc<V>,
-        facts: Facts<'_>,
+        facts: Facts,
         now: i64,
     ) {
         let until = facts
             .exp
             .map_or(i64::MAX, |exp| exp)
             .min(now.saturating_add(self.config.ttl));
-        if until <= now || facts.bytes > self.per_shard_bytes {
+        let bytes = facts.bytes + token_bytes(&token);
+        if until <= now || bytes > self.per_shard_bytes {
             return;
         }
         let item = Item {
+            hash: key.0,
+            token,
             verdict: Cached::Valid(value),
             owner,
             until,
-            bytes: facts.bytes,
-            kid: facts.kid.map(Arc::from),
-            jti: facts.jti.map(Box::from),
-            sub: facts.sub.map(Box::from),
+            seq: 0,
+            bytes,
         };
         let (max_entries, max_bytes) = (self.per_shard_entries, self.per_shard_bytes);
-        let mut shard = self.shard(&key);
-        shard.remove(&key);
-        shard.evict(false, |s| {
-            s.valid + 1 > max_entries || s.bytes + item.bytes > max_bytes
+        let mut shard = self.shard(key);
+        shard.remove(key.0, &item.token);
+        shard.evict(true, |s| {
+            s.valid + 1 > max_entries || s.bytes + s.overhead_with_one_more() + bytes > max_bytes
         });
-        shard.valid += 1;
-        shard.bytes += item.bytes;
-        shard.compact();
-        shard.order.push_back(key);
-        shard.items.insert(key, item);
+        shard.insert(item);
     }
 
     /// Remembers briefly that `token` failed with `code`. A failure never replaces a live
     /// verified entry.
-    pub fn insert_invalid(&self, key: TokenDigest, owner: u64, code: &'static str, now: i64) {
+    pub fn insert_invalid(
+        &self,
+        key: CacheKey,
+        token: Bytes,
+        owner: u64,
+        code: &'static str,
+        now: i64,
+    ) {
         if self.config.negative_ttl <= 0 {
             return;
         }
         let max = self.per_shard_negative;
-        let mut shard = self.shard(&key);
-        match shard.items.entry(key) {
-            Entry::Occupied(e) if matches!(e.get().verdict, Cached::Valid(_)) => return,
-            Entry::Occupied(_) => {
-                shard.remove(&key);
+        let mut shard = self.shard(key);
+        match shard.items.find(key.0, |i| i.is(key.0, &token)) {
+            Some(item) if item.valid() => return,
+            Some(_) => {
+                shard.remove(key.0, &token);
             }
-            Entry::Vacant(_) => {}
+            None => {}
         }
-        shard.evict(true, |s| s.negative + 1 > max);
-        shard.negative += 1;
-        shard.compact();
-        shard.negative_order.push_back(key);
-        shard.items.insert(
-            key,
-            Item {
-                verdict: Cached::Invalid(code),
-                owner,
-                until: now.saturating_add(self.config.negative_ttl),
-                bytes: 0,
-                kid: None,
-                jti: None,
-                sub: None,
-            },
-        );
-    }
-
-    /// Revocation hook: drops every entry verified with key `kid` (a compromised key).
-    pub fn evict_kid(&self, kid: &str) -> usize {
-        self.retain_all(|item| item.kid.as_deref() != Some(kid))
+        shard.evict(false, |s| s.negative + 1 > max);
+        let bytes = token_bytes(&token);
+        shard.insert(Item {
+            hash: key.0,
+            token,
+            verdict: Cached::Invalid(code),
+            owner,
+            until: now.saturating_add(self.config.negative_ttl),
+            seq: 0,
+            bytes,
+        });
     }
 
     /// Drops every entry `owner` decided (its key set changed: a key left or was replaced, and
@@ -344,31 +461,20 @@ impl<V> TokenCache<V> {
         self.retain_all(|item| item.owner != owner)
     }
 
-    /// Revocation hook: drops every entry with this `jti`.
-    pub fn revoke_jti(&self, jti: &str) -> usize {
-        self.retain_all(|item| item.jti.as_deref() != Some(jti))
-    }
-
-    /// Revocation hook: drops every entry with this `sub`.
-    pub fn revoke_sub(&self, sub: &str) -> usize {
-        self.retain_all(|item| item.sub.as_deref() != Some(sub))
-    }
-
     /// Revocation hook: drops the entry of this token.
     pub fn revoke_token(&self, token: &[u8]) -> bool {
-        let key = TokenDigest::of(token);
-        self.shard(&key).remove(&key).is_some()
+        let key = self.key(token);
+        self.shard(key).remove(key.0, token).is_some()
     }
 
     fn retain_all(&self, keep: impl Fn(&Item<V>) -> bool) -> usize {
-        let mut dropped = 0;
-        for shard in self.shards.iter() {
-            let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
-            let before = shard.items.len();
-            shard.retain(&keep);
-            dropped += before - shard.items.len();
-        }
-        dropped
+        self.shards
+            .iter()
+            .map(|shard| {
+                let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+                shard.retain(&keep)
+            })
+            .sum()
     }
 
     pub fn stats(&self) -> CacheStats {
@@ -378,10 +484,35 @@ impl<V> TokenCache<V> {
                 let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
                 CacheStats {
                     entries: acc.entries + shard.valid,
-                    bytes: acc.bytes + shard.bytes,
+                    bytes: acc.bytes + shard.bytes + shard.negative_bytes + shard.overhead(),
                     negative: acc.negative + shard.negative,
                 }
             })
+    }
+}
+
+impl<V: Revocable> TokenCache<V> {
+    /// Drops the verified entries whose value says `f`.
+    fn revoke(&self, f: impl Fn(&V) -> bool) -> usize {
+        self.retain_all(|item| match &item.verdict {
+            Cached::Valid(value) => !f(value),
+            Cached::Invalid(_) => true,
+        })
+    }
+
+    /// Revocation hook: drops every entry verified with key `kid` (a compromised key).
+    pub fn evict_kid(&self, kid: &str) -> usize {
+        self.revoke(|v| v.kid().as_deref() == Some(kid))
+    }
+
+    /// Revocation hook: drops every entry with this `jti`.
+    pub fn revoke_jti(&self, jti: &str) -> usize {
+        self.revoke(|v| v.str_claim("jti").as_deref() == Some(jti))
+    }
+
+    /// Revocation hook: drops every entry with this `sub`.
+    pub fn revoke_sub(&self, sub: &str) -> usize {
+        self.revoke(|v| v.str_claim("sub").as_deref() == Some(sub))
     }
 }
 
@@ -400,15 +531,24 @@ mod tests {
         })
     }
 
-    fn facts(exp: i64) -> Facts<'static> {
+    fn facts(exp: i64) -> Facts {
         Facts {
             exp: Some(exp),
             bytes: 10,
-            ..Facts::default()
         }
     }
 
-    fn valid(c: &TokenCache<String>, token: &str, now: i64) -> Option<String> {
+    fn put<V>(c: &TokenCache<V>, token: &str, value: V, facts: Facts, now: i64) {
+        let token = Bytes::copy_from_slice(token.as_bytes());
+        c.insert_valid(c.key(&token), token, 0, Arc::new(value), facts, now);
+    }
+
+    fn fail(c: &TokenCache<String>, token: &str, code: &'static str, now: i64) {
+        let token = Bytes::copy_from_slice(token.as_bytes());
+        c.insert_invalid(c.key(&token), token, 0, code, now);
+    }
+
+    fn valid<V: Clone>(c: &TokenCache<V>, token: &str, now: i64) -> Option<V> {
         match c.get(token.as_bytes(), 0, now) {
             Some(Cached::Valid(v)) => Some((*v).clone()),
             _ => None,
@@ -418,64 +558,125 @@ mod tests {
     #[test]
     fn entries_live_until_exp_or_ttl() {
         let c = cache(4, 100);
-        let key = TokenDigest::of(b"a.b.c");
-        c.insert_valid(key, 0, Arc::new("claims".into()), facts(1050), 1000);
+        put(&c, "a.b.c", "claims".into(), facts(1050), 1000);
         assert_eq!(valid(&c, "a.b.c", 1049).as_deref(), Some("claims"));
         assert_eq!(valid(&c, "a.b.c", 1050), None, "dies at exp");
         assert_eq!(c.stats().entries, 0, "a dead entry is dropped when met");
-        c.insert_valid(key, 0, Arc::new("claims".into()), facts(9999), 1000);
+        put(&c, "a.b.c", "claims".into(), facts(9999), 1000);
         assert!(valid(&c, "a.b.c", 1099).is_some());
         assert!(valid(&c, "a.b.c", 1100).is_none(), "dies at now + ttl");
         // Already expired: not stored.
-        c.insert_valid(key, 0, Arc::new("x".into()), facts(999), 1000);
+        put(&c, "a.b.c", "x".into(), facts(999), 1000);
         assert!(valid(&c, "a.b.c", 1000).is_none());
-        // Another token is another key, whatever it shares with the first.
-        c.insert_valid(key, 0, Arc::new("claims".into()), facts(9999), 1000);
+        // Another token is another entry, whatever it shares with the first.
+        put(&c, "a.b.c", "claims".into(), facts(9999), 1000);
         assert!(valid(&c, "a.b.d", 1001).is_none());
+        assert!(valid(&c, "a.b.", 1001).is_none());
+        assert!(valid(&c, "a.b.cc", 1001).is_none());
     }
 
     #[test]
-    fn bounded_in_entries_and_bytes_oldest_first() {
+    fn a_hit_is_the_token_itself_even_when_hashes_collide() {
+        let c = cache(1, 100);
+        let (one, two) = (
+            Bytes::from_static(b"t.one.x"),
+            Bytes::from_static(b"t.two.y"),
+        );
+        // Both under one key, as a collision of the keyed hash would put them.
+        let key = c.key(&one);
+        c.insert_valid(key, one.clone(), 0, Arc::new("one".into()), facts(9999), 0);
+        c.insert_valid(key, two.clone(), 0, Arc::new("two".into()), facts(9999), 0);
+        let hit = |token: &Bytes| match c.get_by(key, token, |_| true, 1) {
+            Some(Cached::Valid(v)) => Some((*v).clone()),
+            _ => None,
+        };
+        assert_eq!(hit(&one).as_deref(), Some("one"));
+        assert_eq!(hit(&two).as_deref(), Some("two"));
+        assert_eq!(hit(&Bytes::from_static(b"t.three.z")), None);
+        assert_eq!(c.stats().entries, 2);
+    }
+
+    #[test]
+    fn the_hash_is_keyed_per_cache() {
+        let (a, b) = (cache(1, 1), cache(1, 1));
+        let tokens = ["x.y.z", "a.b.c", "eyJhbGciOiJIUzI1NiJ9.e30.sig"];
+        assert!(tokens
+            .iter()
+            .any(|t| a.key(t.as_bytes()) != b.key(t.as_bytes())));
+        assert!(tokens
+            .iter()
+            .all(|t| a.key(t.as_bytes()) == a.key(t.as_bytes())));
+    }
+
+    #[test]
+    fn bounded_in_entries_oldest_first() {
         let c = cache(1, 3);
         for i in 0..5 {
-            let key = TokenDigest::of(format!("t{i}").as_bytes());
-            c.insert_valid(key, 0, Arc::new(format!("v{i}")), facts(9999), 0);
+            put(&c, &format!("t{i}"), format!("v{i}"), facts(9999), 0);
         }
         assert_eq!(c.stats().entries, 3);
         assert!(valid(&c, "t0", 1).is_none() && valid(&c, "t1", 1).is_none());
         assert_eq!(valid(&c, "t4", 1).as_deref(), Some("v4"));
+    }
 
+    #[test]
+    fn bounded_by_the_bytes_entries_take_with_the_table() {
+        let max_bytes = 64 << 10;
         let c: TokenCache<String> = TokenCache::new(CacheConfig {
             shards: 1,
-            max_bytes: 25,
+            max_bytes,
             ..CacheConfig::default()
         });
-        for i in 0..4 {
-            let key = TokenDigest::of(format!("t{i}").as_bytes());
-            c.insert_valid(key, 0, Arc::new(format!("v{i}")), facts(9999), 0);
+        let token = |i: usize| format!("{i:0>300}");
+        for i in 0..10_000 {
+            put(&c, &token(i), String::new(), facts(9999), 0);
+            let stats = c.stats();
+            assert!(
+                stats.bytes <= max_bytes,
+                "{} > {max_bytes} at {i}",
+                stats.bytes
+            );
         }
-        assert_eq!(
-            c.stats(),
-            CacheStats {
-                entries: 2,
-                bytes: 20,
-                negative: 0
-            }
+        let stats = c.stats();
+        // Each entry is charged its 300-byte token (320 as allocated), its shared header, its
+        // 10 bytes, and its share of the table and the queue.
+        let per_entry = stats.bytes / stats.entries;
+        assert!(
+            (350..700).contains(&per_entry),
+            "{per_entry} bytes per entry"
         );
+        assert!(stats.entries > max_bytes / 700, "{} entries", stats.entries);
+        // The newest are kept.
+        assert!(valid(&c, &token(9_999), 1).is_some());
+        assert!(valid(&c, &token(0), 1).is_none());
         // One entry bigger than the whole budget is not kept.
         let huge = Facts {
-            bytes: 26,
+            bytes: max_bytes,
             ..facts(9999)
         };
-        c.insert_valid(TokenDigest::of(b"huge"), 0, Arc::new("h".into()), huge, 0);
+        put(&c, "huge", "h".into(), huge, 0);
         assert!(valid(&c, "huge", 1).is_none());
+    }
+
+    #[test]
+    fn allocations_round_up_to_size_classes() {
+        assert_eq!(allocated(0), 0);
+        assert_eq!(allocated(1), 16);
+        assert_eq!(allocated(64), 64);
+        assert_eq!(allocated(65), 80);
+        assert_eq!(allocated(300), 320);
+        assert_eq!(allocated(1000), 1024);
+        assert_eq!(allocated(1025), 1280);
+        for n in 1..5000 {
+            let a = allocated(n);
+            assert!(a >= n && a <= n + n / 4 + 16, "{n} -> {a}");
+        }
     }
 
     #[test]
     fn failures_are_remembered_briefly_and_bounded() {
         let c = cache(1, 10);
-        let bad = TokenDigest::of(b"bad");
-        c.insert_invalid(bad, 0, "bad_signature", 100);
+        fail(&c, "bad", "bad_signature", 100);
         assert!(matches!(
             c.get(b"bad", 0, 104),
             Some(Cached::Invalid("bad_signature"))
@@ -483,18 +684,12 @@ mod tests {
         assert!(c.get(b"bad", 0, 105).is_none());
         // A flood of distinct bad tokens keeps at most max_negative of them...
         for i in 0..50 {
-            c.insert_invalid(
-                TokenDigest::of(format!("bad{i}").as_bytes()),
-                0,
-                "malformed",
-                200,
-            );
+            fail(&c, &format!("bad{i}"), "malformed", 200);
         }
         assert_eq!(c.stats().negative, 4);
         // ...and never displaces a verified entry or replaces it.
-        let good = TokenDigest::of(b"good");
-        c.insert_valid(good, 0, Arc::new("ok".into()), facts(9999), 200);
-        c.insert_invalid(good, 0, "expired", 200);
+        put(&c, "good", "ok".into(), facts(9999), 200);
+        fail(&c, "good", "expired", 200);
         assert_eq!(valid(&c, "good", 201).as_deref(), Some("ok"));
         assert_eq!(c.stats().entries, 1);
     }
@@ -502,32 +697,43 @@ mod tests {
     #[test]
     fn verdicts_are_answered_only_to_their_owner() {
         let c = cache(4, 100);
-        let key = TokenDigest::of(b"t");
-        c.insert_valid(key, 1, Arc::new("by one".into()), facts(9999), 0);
+        let t = Bytes::from_static(b"t");
+        c.insert_valid(c.key(&t), t, 1, Arc::new("by one".into()), facts(9999), 0);
         assert!(c.get(b"t", 1, 1).is_some());
         assert!(c.get(b"t", 2, 1).is_none(), "another policy never sees it");
-        c.insert_invalid(TokenDigest::of(b"u"), 1, "expired", 0);
+        let u = Bytes::from_static(b"u");
+        c.insert_invalid(c.key(&u), u, 1, "expired", 0);
         assert!(c.get(b"u", 2, 1).is_none());
+        assert_eq!(c.evict_owner(1), 2);
+        assert_eq!((c.stats().entries, c.stats().negative), (0, 0));
+    }
+
+    #[derive(Clone, Debug, PartialEq)]
+    struct Claims {
+        kid: &'static str,
+        jti: &'static str,
+        sub: &'static str,
+    }
+
+    impl Revocable for Claims {
+        fn kid(&self) -> Option<Cow<'_, str>> {
+            Some(self.kid.into())
+        }
+
+        fn str_claim(&self, name: &str) -> Option<Cow<'_, str>> {
+            match name {
+                "jti" => Some(self.jti.into()),
+                "sub" => Some(self.sub.into()),
+                _ => None,
+            }
+        }
     }
 
     #[test]
     fn keys_and_revocations_drop_entries() {
-        let c = cache(8, 100);
-        let put = |token: &str, kid: &'static str, jti: &'static str, sub: &'static str| {
-            let f = Facts {
-                exp: Some(9999),
-                kid: Some(kid),
-                jti: Some(jti),
-                sub: Some(sub),
-                bytes: 1,
-            };
-            c.insert_valid(
-                TokenDigest::of(token.as_bytes()),
-                0,
-                Arc::new(token.into()),
-                f,
-                0,
-            );
+        let c: TokenCache<Claims> = TokenCache::new(CacheConfig::default());
+        let put = |token: &str, kid, jti, sub| {
+            put(&c, token, Claims { kid, jti, sub }, facts(9999), 0);
         };
         put("t1", "k1", "j1", "alice");
         put("t2", "k1", "j2", "bob");
@@ -541,17 +747,21 @@ mod tests {
         assert!(!c.revoke_token(b"t4"));
         put("t5", "k2", "j5", "dave");
         assert!(c.revoke_token(b"t5"));
-        assert_eq!(c.stats(), CacheStats::default());
+        let stats = c.stats();
+        assert_eq!((stats.entries, stats.negative), (0, 0));
+        // What is left is the empty tables' and queues' allocations.
+        let shards = c.shards.iter().map(|s| s.lock().unwrap().overhead()).sum();
+        assert_eq!(stats.bytes, shards);
     }
 
     #[test]
     fn eviction_queues_stay_bounded_under_churn() {
         let c = cache(1, 1000);
         for i in 0..10_000 {
-            let key = TokenDigest::of(format!("t{i}").as_bytes());
+            let token = format!("t{i}");
             // Each entry expires before the next arrives.
-            c.insert_valid(key, 0, Arc::new(String::new()), facts(i + 1), i);
-            assert!(c.get_digest(&key, 0, i + 1).is_none());
+            put(&c, &token, String::new(), facts(i + 1), i);
+            assert!(c.get(token.as_bytes(), 0, i + 1).is_none());
         }
         let shard = c.shards[0].lock().unwrap();
         assert!(shard.order.len() <= 64, "{}", shard.order.len());
@@ -566,13 +776,7 @@ mod tests {
                 s.spawn(move || {
                     for i in 0..500 {
                         let token = format!("t{t}-{i}");
-                        c.insert_valid(
-                            TokenDigest::of(token.as_bytes()),
-                            0,
-                            Arc::new(token.clone()),
-                            facts(9999),
-                            0,
-                        );
+                        put(c, &token, token.clone(), facts(9999), 0);
                         assert_eq!(valid(c, &token, 1), Some(token));
                     }
                 });

@@ -15,7 +15,7 @@ use std::thread::JoinHandle;
 use crossbeam_deque::{Injector, Worker};
 use tokio::sync::oneshot;
 
-use crate::cache::{CacheConfig, Cached, TokenCache, TokenDigest};
+use crate::cache::{CacheConfig, CacheKey, Cached, TokenCache};
 use crate::error::EngineError;
 use crate::issuers::{Applied, Issuers};
 use crate::policy::Policy;
@@ -181,8 +181,8 @@ impl<R: Kept> EngineHandle<R> {
     /// Verifies `token` at time `now` (Unix seconds) with the issuer it claims (see
     /// [`Issuers::route`]); an unknown `kid` lets that issuer's remote key set refetch first.
     pub async fn verify(&self, token: &[u8], now: i64) -> Result<Verified<R>, EngineError> {
-        let digest = TokenDigest::of(token);
-        if let Some(hit) = self.cached(&digest, now) {
+        let key = self.shared.cache.key(token);
+        if let Some(hit) = self.cached(key, token, now) {
             return hit;
         }
         let issuers = &self.shared.issuers;
@@ -204,7 +204,7 @@ impl<R: Kept> EngineHandle<R> {
         };
         self.admit()?;
         let (reply, receive) = oneshot::channel();
-        self.push(token, digest, policy, now, Reply::One(reply));
+        self.push(token, key, policy, now, Reply::One(reply));
         // A reply dropped unanswered: the engine went away.
         receive.await.unwrap_or(Err(EngineError::Shutdown))
     }
@@ -220,15 +220,15 @@ impl<R: Kept> EngineHandle<R> {
     ) -> Vec<Result<Verified<R>, EngineError>> {
         let issuers = &self.shared.issuers;
         // Each token is a cache hit, or routed to its issuer.
-        let mut steps: Vec<(TokenDigest, Step<'_, R>)> = tokens
+        let mut steps: Vec<(CacheKey, Step<'_, R>)> = tokens
             .iter()
             .map(|token| {
-                let digest = TokenDigest::of(token);
-                let step = match self.cached(&digest, now) {
+                let key = self.shared.cache.key(token);
+                let step = match self.cached(key, token, now) {
                     Some(hit) => Step::Hit(hit),
                     None => Step::Routed(issuers.route(token)),
                 };
-                (digest, step)
+                (key, step)
             })
             .collect();
         let unknown =
@@ -249,12 +249,12 @@ impl<R: Kept> EngineHandle<R> {
             }
         }
         let batch = BatchReplies::new(tokens.len());
-        for (index, ((digest, step), token)) in steps.into_iter().zip(tokens).enumerate() {
+        for (index, ((key, step), token)) in steps.into_iter().zip(tokens).enumerate() {
             let slot = batch.slot(index);
             match step {
                 Step::Hit(hit) => slot.send(hit),
                 Step::Routed(Ok(policy)) => match self.admit() {
-                    Ok(()) => self.push(token, digest, policy, now, Reply::Batch(slot)),
+                    Ok(()) => self.push(token, key, policy, now, Reply::Batch(slot)),
                     Err(e) => slot.send(Err(e)),
                 },
                 Step::Routed(Err(e)) => {
@@ -266,17 +266,22 @@ impl<R: Kept> EngineHandle<R> {
         batch.gather().await
     }
 
-    /// The cache's verdict on the token with `digest`, if it has one (or the engine is down),
+    /// The cache's verdict on `token` (at `key`), if it has one (or the engine is down),
     /// answered before routing: routing is a function of the token's `iss`, so the issuer whose
     /// policy decided it is the one routing would reach again (an issuer's verdicts are evicted
     /// when its keys change). Only verdicts of these issuers' policies are taken.
-    fn cached(&self, digest: &TokenDigest, now: i64) -> Option<Result<Verified<R>, EngineError>> {
+    fn cached(
+        &self,
+        key: CacheKey,
+        token: &[u8],
+        now: i64,
+    ) -> Option<Result<Verified<R>, EngineError>> {
         let shared = &self.shared;
         if shared.shutdown.load(Ordering::Relaxed) {
             return Some(Err(EngineError::Shutdown));
         }
         let owned = |owner| shared.issuers.owns(owner);
-        let hit = match shared.cache.get_digest_by(digest, owned, now)? {
+        let hit = match shared.cache.get_by(key, token, owned, now)? {
             Cached::Valid(jwt) => {
                 shared.counters.valid(jwt.alg());
                 Ok(jwt)
@@ -309,18 +314,11 @@ impl<R: Kept> EngineHandle<R> {
     }
 
     /// Queues an admitted job and wakes a sleeping worker.
-    fn push(
-        &self,
-        token: &[u8],
-        digest: TokenDigest,
-        policy: &Arc<Policy>,
-        now: i64,
-        reply: Reply<R>,
-    ) {
+    fn push(&self, token: &[u8], key: CacheKey, policy: &Arc<Policy>, now: i64, reply: Reply<R>) {
         let shared = &self.shared;
         shared.injector.push(Job {
-            token: token.into(),
-            digest,
+            token: bytes::Bytes::copy_from_slice(token),
+            key,
             policy: Arc::clone(policy),
             now,
             reply,

@@ -21,7 +21,9 @@ pub mod striped;
 pub mod token;
 mod worker;
 
-pub use cache::{CacheConfig, CacheStats, Cached, Facts, TokenCache, TokenDigest};
+pub use cache::{
+    allocated, CacheConfig, CacheKey, CacheStats, Cached, Facts, Revocable, TokenCache,
+};
 pub use engine::{Engine, EngineConfig, EngineHandle, Refresh};
 pub use error::EngineError;
 pub use issuers::{

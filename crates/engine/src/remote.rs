@@ -104,7 +104,7 @@ struct Fresh {
     fetched: Instant,
     max_age: Duration,
     /// SHA-256 of the document the keys came from.
-    digest: Option<crate::cache::TokenDigest>,
+    digest: Option<[u8; 32]>,
     /// The first failed fetch since the last one that succeeded.
     failing_since: Option<Instant>,
 }
@@ -357,7 +357,9 @@ impl RemoteKeySet {
             .unwrap_or(self.config.default_max_age)
             .max(self.config.min_max_age)
             .min(self.config.max_max_age);
-        let digest = crate::cache::TokenDigest::of(&body);
+        let mut digest = [0u8; 32];
+        digest
+            .copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &body).as_ref());
         let mut fresh = self.fresh.write().unwrap_or_else(|e| e.into_inner());
         if fresh.digest == Some(digest) {
             // The same document: the same keys, so nothing downstream sees a change (which would

@@ -6,7 +6,7 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use crossbeam_deque::{Injector, Stealer};
 
-use crate::cache::{TokenCache, TokenDigest};
+use crate::cache::{CacheKey, TokenCache};
 use crate::issuers::Issuers;
 use crate::policy::Policy;
 use crate::replies::Reply;
@@ -15,8 +15,10 @@ use crate::token::{Kept, Token};
 
 /// One admitted verification.
 pub(crate) struct Job<R: Kept> {
-    pub(crate) token: Box<[u8]>,
-    pub(crate) digest: TokenDigest,
+    /// The token, shared with its cache entry once verified.
+    pub(crate) token: bytes::Bytes,
+    /// Where it goes in the cache.
+    pub(crate) key: CacheKey,
     pub(crate) policy: Arc<Policy>,
     pub(crate) now: i64,
     pub(crate) reply: Reply<R>,

@@ -1,32 +1,54 @@
-//! A verified token as the engine hands it out and caches it: the decoded header and claims,
-//! and what the engine's caller keeps with them.
+//! A verified token as the engine hands it out and caches it: the token as it came, its decoded
+//! header and claims, and what the engine's caller keeps with them.
 
+use std::borrow::Cow;
 use std::ops::Deref;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use jose::Jwt;
+
+use crate::cache::{allocated, Revocable};
 
 /// What a caller of the engine keeps with each verified token: made empty (`Default`) when the
 /// token is verified and kept with it in the cache for as long as its verdict, so that what the
 /// caller makes of a token once (the daemon's rendered answers, in `OnceLock`s) serves every
 /// cache hit. `()` keeps nothing.
-pub trait Kept: Default + Send + Sync + 'static {}
+pub trait Kept: Default + Send + Sync + 'static {
+    /// The memory this will hold on the heap for `token` once filled in (what the cache charges
+    /// for it ahead, as the allocator rounds each allocation: [`allocated`]).
+    fn footprint(_token: &Token<Self>) -> usize {
+        0
+    }
+}
 
-impl<T: Default + Send + Sync + 'static> Kept for T {}
+impl Kept for () {}
 
 /// A verified token. Dereferences to its [`Jwt`]; shared (as [`Verified`]) between the cache and
 /// every caller that asks for the same token while its verdict is cached.
 pub struct Token<R = ()> {
     jwt: Jwt,
+    /// The compact token, shared with the cache entry that compares it.
+    compact: Bytes,
     kept: R,
 }
 
 impl<R: Kept> Token<R> {
-    pub fn new(jwt: Jwt) -> Self {
+    pub fn new(jwt: Jwt, compact: Bytes) -> Self {
         Token {
             jwt,
+            compact,
             kept: R::default(),
         }
+    }
+
+    /// What this token takes in memory, not counting the compact token: its own allocation,
+    /// the decoded header and claims, and what the caller will keep with it.
+    pub fn footprint(&self) -> usize {
+        // The allocation of the `Arc` it is shared in: two counts, then the token.
+        allocated(2 * size_of::<usize>() + size_of::<Self>())
+            + self.jwt.heap_bytes(allocated)
+            + R::footprint(self)
     }
 }
 
@@ -35,6 +57,25 @@ impl<R> Token<R> {
     pub fn kept(&self) -> &R {
         &self.kept
     }
+
+    /// The compact token, as it was verified.
+    pub fn compact(&self) -> &Bytes {
+        &self.compact
+    }
+
+    /// The compact token's payload segment (base64url of the claims, as the issuer signed it).
+    pub fn payload_segment(&self) -> Bytes {
+        let mut dots = self
+            .compact
+            .iter()
+            .enumerate()
+            .filter(|(_, &b)| b == b'.')
+            .map(|(i, _)| i);
+        match (dots.next(), dots.next()) {
+            (Some(first), Some(second)) => self.compact.slice(first + 1..second),
+            _ => Bytes::new(),
+        }
+    }
 }
 
 impl<R> Deref for Token<R> {
@@ -42,6 +83,16 @@ impl<R> Deref for Token<R> {
 
     fn deref(&self) -> &Jwt {
         &self.jwt
+    }
+}
+
+impl<R> Revocable for Token<R> {
+    fn kid(&self) -> Option<Cow<'_, str>> {
+        self.jwt.kid()
+    }
+
+    fn str_claim(&self, name: &str) -> Option<Cow<'_, str>> {
+        self.jwt.str_claim(name)
     }
 }
 
@@ -62,24 +113,38 @@ mod tests {
 
     use super::*;
 
-    fn jwt() -> Jwt {
+    #[derive(Default)]
+    struct Subject(OnceLock<String>);
+
+    impl Kept for Subject {
+        fn footprint(token: &Token<Self>) -> usize {
+            allocated(token.str_claim("sub").map_or(0, |s| s.len()))
+        }
+    }
+
+    fn signed() -> String {
         let secret = b"a key of at least thirty-two bytes!!";
-        let key = jose::VerifyingKey::hmac(jose::Algorithm::HS256, secret, Some("k")).expect("key");
-        let keys = jose::KeySet::new(vec![key]).expect("key set");
-        let signed = jose::SigningKey::hmac(jose::Algorithm::HS256, secret)
+        jose::SigningKey::hmac(jose::Algorithm::HS256, secret)
             .expect("HMAC key")
             .with_kid("k")
             .jwt(None, r#"{"sub":"alice","exp":2000}"#)
-            .expect("sign");
+            .expect("sign")
+    }
+
+    fn jwt(signed: &str) -> Jwt {
+        let secret = b"a key of at least thirty-two bytes!!";
+        let key = jose::VerifyingKey::hmac(jose::Algorithm::HS256, secret, Some("k")).expect("key");
+        let keys = jose::KeySet::new(vec![key]).expect("key set");
         jose::jwt::verify(signed, &keys, &jose::Validation::default(), 1000).expect("valid")
     }
 
     #[test]
     fn what_a_caller_keeps_is_made_once_and_kept() {
-        let token: Token<OnceLock<String>> = Token::new(jwt());
+        let signed = signed();
+        let token: Token<Subject> = Token::new(jwt(&signed), Bytes::from(signed.clone()));
         let mut made = 0;
         for _ in 0..2 {
-            let sub = token.kept().get_or_init(|| {
+            let sub = token.kept().0.get_or_init(|| {
                 made += 1;
                 token
                     .str_claim("sub")
@@ -91,7 +156,27 @@ mod tests {
         assert_eq!(made, 1);
         // The token itself is still there to read.
         assert_eq!(token.str_claim("sub").as_deref(), Some("alice"));
-        let nothing: Token = Token::new(jwt());
+        assert_eq!(token.compact(), signed.as_bytes());
+        let nothing: Token = Token::new(jwt(&signed), Bytes::from(signed.clone()));
         assert_eq!(nothing.kept(), &());
+        // What the caller keeps is charged: alice's 5 bytes, as allocated.
+        let own = allocated(2 * size_of::<usize>() + size_of::<Token<Subject>>());
+        assert_eq!(token.footprint(), own + token.heap_bytes(allocated) + 16);
+        assert!(token.heap_bytes(allocated) >= signed.len() / 2);
+    }
+
+    #[test]
+    fn the_payload_segment_is_the_token_s_own() {
+        let signed = signed();
+        let token: Token = Token::new(jwt(&signed), Bytes::from(signed.clone()));
+        let payload = signed.split('.').nth(1).expect("payload");
+        assert_eq!(token.payload_segment(), payload.as_bytes());
+        assert_eq!(
+            token
+                .kid()
+                .as_deref()
+                .zip(token.str_claim("sub").as_deref().map(str::len)),
+            Some(("k", 5))
+        );
     }
 }

@@ -153,21 +153,14 @@ fn settle<R: Kept>(
     match verdict {
         Ok(jwt) => {
             shared.counters.valid(jwt.alg());
-            let jwt = Arc::new(Token::new(jwt));
-            let kid = jwt.kid();
-            let jti = jwt.str_claim("jti");
-            let sub = jwt.str_claim("sub");
+            let jwt = Arc::new(Token::new(jwt, job.token.clone()));
             let facts = Facts {
                 exp: jwt.numeric_claim("exp").map(|e| e as i64),
-                kid: kid.as_deref(),
-                jti: jti.as_deref(),
-                sub: sub.as_deref(),
-                // The token's decoded header and claims, and what callers render of them
-                // (what the caller keeps with it: about the claims again, twice).
-                bytes: job.token.len() * 4 + 256,
+                bytes: jwt.footprint(),
             };
             shared.cache.insert_valid(
-                job.digest,
+                job.key,
+                job.token.clone(),
                 job.policy.id(),
                 Arc::clone(&jwt),
                 facts,
@@ -184,9 +177,13 @@ fn settle<R: Kept>(
             shared.counters.invalid(e.code());
             // A token that is not valid *yet* may be valid in a moment: not remembered.
             if !matches!(e, jose::Error::NotYetValid) {
-                shared
-                    .cache
-                    .insert_invalid(job.digest, job.policy.id(), e.code(), job.now);
+                shared.cache.insert_invalid(
+                    job.key,
+                    job.token.clone(),
+                    job.policy.id(),
+                    e.code(),
+                    job.now,
+                );
             }
             Err(EngineError::Invalid(e.code()))
         }

@@ -116,6 +116,14 @@ impl Jwt {
         &self.text[self.header_len..]
     }
 
+    /// The memory this token holds beside itself: its decoded text and the claims' offsets (made
+    /// here if they were not yet), each allocation rounded by `allocated` to what the allocator
+    /// hands out for it.
+    pub fn heap_bytes(&self, allocated: impl Fn(usize) -> usize) -> usize {
+        let members = self.claims().count();
+        allocated(self.text.capacity()) + allocated(members * size_of::<Member>())
+    }
+
     /// The claims in document order.
     pub fn claims(&self) -> impl Iterator<Item = (JsonStr<'_>, Value<'_>)> {
         let doc = self.claims_json();
@@ -126,6 +134,8 @@ impl Jwt {
                 members.push(Member::new(doc, name, value));
                 Ok(())
             });
+            // Kept as long as the token is (cached): no room to spare.
+            members.shrink_to_fit();
             members
         });
         members.iter().map(move |m| {

@@ -4,7 +4,6 @@
 use std::borrow::Cow;
 use std::sync::OnceLock;
 
-use base64::Engine as _;
 use hyper::body::Bytes;
 use hyper::header::HeaderValue;
 use jose::json::Value;
@@ -27,6 +26,31 @@ impl Answers {
     }
 }
 
+impl engine::Kept for Answers {
+    /// Both answers as they will be made (either may never be): the introspection JSON (the
+    /// RFC 7662 members, at most the claims' text, in a `Bytes` shared with the responses) and
+    /// the identity headers (one allocation each, the claims header a slice of the token the
+    /// cache keeps anyway), with the scopes.
+    fn footprint(token: &engine::Token<Answers>) -> usize {
+        use engine::allocated;
+        let shared = allocated(3 * size_of::<usize>());
+        let claims = token.claims_json().len();
+        let introspection = allocated(64 + claims) + shared;
+        let identity = Identity::of(token);
+        let text = |v: Option<Value<'_>>| Identity::text(v).map_or(0, |s| allocated(s.len()));
+        let scopes = identity.scopes().unwrap_or_default();
+        let scope_words: usize = scopes.iter().map(|s| allocated(s.len())).sum();
+        let scope_line = scopes.iter().map(|s| s.len() + 1).sum::<usize>();
+        let authz = text(identity.sub)
+            + text(identity.iss)
+            + text(identity.client_id.or(identity.azp))
+            + allocated(scope_line)
+            + allocated(scopes.len() * size_of::<String>())
+            + scope_words;
+        introspection + authz
+    }
+}
+
 /// The identity headers of `/v1/authz`, values only (the names are configured), and the scopes
 /// its route rules check: `None` when the token's scopes are not scope-tokens
 /// ([`Identity::scopes`]), which makes the token invalid for forward-auth.
@@ -41,7 +65,10 @@ pub struct AuthzAnswer {
 }
 
 impl AuthzAnswer {
-    pub fn of(jwt: &jose::Jwt) -> Self {
+    /// The answer for `token`, with the claims header if `claims` (it is off when its name is
+    /// configured empty).
+    pub fn of(token: &engine::Token<Answers>, claims: bool) -> Self {
+        let jwt: &jose::Jwt = token;
         // A claim that cannot be a header value (control characters) is left out.
         let value = |value: Option<Cow<'_, str>>| match value? {
             Cow::Owned(v) => HeaderValue::from_maybe_shared(Bytes::from(v)).ok(),
@@ -63,11 +90,11 @@ impl AuthzAnswer {
                 Identity::text(identity.client_id).or_else(|| Identity::text(identity.azp)),
             ),
             issuer: value(Identity::text(identity.iss)),
-            // The claims as the issuer wrote them (whitespace between tokens, if any, is valid
-            // JSON).
-            claims: value(Some(Cow::Owned(
-                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(jwt.claims_json()),
-            ))),
+            // The claims as the issuer signed them: the token's own payload segment, shared with
+            // it (base64url: always a valid header value).
+            claims: claims
+                .then(|| HeaderValue::from_maybe_shared(token.payload_segment()).ok())
+                .flatten(),
             scopes,
         }
     }

@@ -79,11 +79,12 @@ pub enum Phase {
 #[derive(Debug)]
 pub struct Authz {
     pub config: AuthzConfig,
-    pub subject: HeaderName,
-    pub scope: HeaderName,
-    pub client_id: HeaderName,
-    pub issuer: HeaderName,
-    pub claims: HeaderName,
+    /// The identity headers' names; `None` for those configured off (an empty name).
+    pub subject: Option<HeaderName>,
+    pub scope: Option<HeaderName>,
+    pub client_id: Option<HeaderName>,
+    pub issuer: Option<HeaderName>,
+    pub claims: Option<HeaderName>,
 }
 
 /// Everything a request handler needs.
@@ -230,10 +231,8 @@ impl App {
             Some(files) => Some(crate::tls::acceptor(files).map_err(StartError::Tls)?),
             None => None,
         };
-        let header = |name: &str| {
-            // Checked when the configuration was read.
-            HeaderName::from_bytes(name.as_bytes()).unwrap_or(HeaderName::from_static("x-auth"))
-        };
+        // Checked when the configuration was read; an empty name turns the header off.
+        let header = |name: &str| HeaderName::from_bytes(name.as_bytes()).ok();
         let h = &config.authz.headers;
         let authz = Authz {
             subject: header(&h.subject),

@@ -216,7 +216,7 @@ pub struct Client {
     pub secret: SecretHash,
 }
 
-/// Names of the identity headers `/v1/authz` answers with.
+/// Names of the identity headers `/v1/authz` answers with; an empty name leaves that header out.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IdentityHeaders {
     pub subject: String,
@@ -736,7 +736,8 @@ impl Config {
         let header =
             |name: &str, v: Option<String>, default: String| -> Result<String, ConfigError> {
                 let v = v.unwrap_or(default).to_ascii_lowercase();
-                if hyper::header::HeaderName::from_bytes(v.as_bytes()).is_err() {
+                // Empty: the header is not sent.
+                if !v.is_empty() && hyper::header::HeaderName::from_bytes(v.as_bytes()).is_err() {
                     return Err(ConfigError::new(
                         format!("authz.headers.{name}"),
                         format!("{v:?} is not a header name"),
@@ -938,6 +939,19 @@ mod tests {
             let e = prefix(refused).expect_err(refused);
             assert!(e.starts_with("authz.routes[0].prefix:"), "{e}");
         }
+    }
+
+    #[test]
+    fn identity_headers_are_renamed_or_turned_off() {
+        let issuer = "[[issuers]]\nissuer = \"a\"\njwks_file = \"x\"\n";
+        let parse = |extra: &str| Config::parse(&format!("{issuer}{extra}"), Path::new("."));
+        let config =
+            parse("[authz.headers]\nclaims = \"\"\nsubject = \"X-User\"\n").expect("valid");
+        let h = &config.authz.headers;
+        assert_eq!((h.claims.as_str(), h.subject.as_str()), ("", "x-user"));
+        assert_eq!(h.issuer, IdentityHeaders::default().issuer);
+        let err = parse("[authz.headers]\nscope = \"x y\"\n").expect_err("not a name");
+        assert!(err.to_string().starts_with("authz.headers.scope:"), "{err}");
     }
 
     #[test]

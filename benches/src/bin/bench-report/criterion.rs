@@ -289,7 +289,7 @@ mod tests {
         result(&dir.0, "verify/raw/HS256", "null", 1.0, at(11));
         result(&dir.0, "verify/jsonwebtoken/HS256", "null", 1.0, at(12));
         result(&dir.0, "verify/tessera/RS256", "null", 1.0, at(13));
-        result(&dir.0, "engine/cache-hit/ES256", "null", 1.0, at(20));
+        result(&dir.0, "engine/cache-hit-hot/330", "null", 1.0, at(20));
         result(&dir.0, "sign/tessera/ES256", "null", 1.0, at(5));
         let results = read(&dir.0, None).unwrap();
         let ids: Vec<&str> = results.current.iter().map(|m| m.id.as_str()).collect();
@@ -301,7 +301,7 @@ mod tests {
                 "verify/raw/HS256",
                 "verify/jsonwebtoken/HS256",
                 "verify/tessera/RS256",
-                "engine/cache-hit/ES256",
+                "engine/cache-hit-hot/330",
             ]
         );
         assert_eq!(results.groups(), ["sign", "verify", "engine"]);

@@ -118,7 +118,8 @@ pub async fn authz(app: &App, request: &Request<Incoming>) -> Result<Reply, Refu
     let jwt =
         verdict(token.as_bytes(), result)?.map_err(|_| Refusal::Bearer(Challenge::InvalidToken))?;
     Answers::with(&jwt, |answers| {
-        let answer = answers.authz.get_or_init(|| AuthzAnswer::of(&jwt));
+        let claims = app.authz.claims.is_some();
+        let answer = answers.authz.get_or_init(|| AuthzAnswer::of(&jwt, claims));
         authorize(app, method, &path, token, &jwt, answer)
     })
 }
@@ -185,7 +186,7 @@ fn authorize(
         (&a.issuer, &answer.issuer),
         (&a.claims, &answer.claims),
     ] {
-        if let Some(value) = value {
+        if let (Some(name), Some(value)) = (name, value) {
             h.insert(name.clone(), value.clone());
         }
     }
