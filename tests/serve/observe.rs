@@ -99,6 +99,11 @@ async fn metrics_discovery_health_and_logs_without_tokens() {
         8.0
     );
     assert!(m("tessera_cache_hits_total") >= 7.0, "{page}");
+    // The cache holds the valid token: its entry (the token, its claims, the answers) and the
+    // tables take some kilobytes, not megabytes.
+    assert_eq!(m("tessera_cache_entries{kind=\"valid\"}"), 1.0);
+    let bytes = m("tessera_cache_bytes");
+    assert!((1_000.0..4_000_000.0).contains(&bytes), "{bytes}");
     assert_eq!(m("tessera_client_auth_failures_total"), 1.0);
     assert!(m("tessera_http_connections_total") >= 25.0);
     assert!(page.contains("# TYPE tessera_http_requests_total counter"));

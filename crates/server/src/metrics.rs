@@ -358,6 +358,14 @@ fn engine_families<R: Kept>(out: &mut String, engine: &EngineHandle<R>, secret_h
         "tessera_cache_entries{{kind=\"invalid\"}} {}",
         c.negative
     );
+    family(
+        out,
+        "tessera_cache_bytes",
+        "gauge",
+        "Memory the verified-token cache takes: its entries (tokens, verdicts, rendered answers) \
+         and its tables, as allocated.",
+    );
+    let _ = writeln!(out, "tessera_cache_bytes {}", c.bytes);
 }
 
 /// The issuers' families: remote key set fetches, skipped keys, expirations and keys in force.
