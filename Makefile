@@ -80,7 +80,8 @@ CRITERION_DIR := $(or $(CRITERION_HOME),$(or $(CARGO_TARGET_DIR),target)/criteri
 # The criterion suites (verify, engine, sign), the interleaved ratios (their tables also in
 # target/bench/ratios.md, their figures in target/bench/ratios.json), then the short load suite:
 # the daemon under tessera-loadtest next to a hyper hello-world and the in-process engine
-# (target/loadtest/suite.md and suite.json). Last, bench-report rewrites the section of
+# (target/loadtest/suite.md and suite.json), and the daemon's memory at its cache bound
+# (target/loadtest/memory.md). Last, bench-report rewrites the section of
 # docs/BENCHMARKS.md between its `make bench` markers from these results; the rest of that file is
 # hand-written. Criterion keeps the results of ids it no longer measures: only those written
 # after target/bench/started are reported.
@@ -91,6 +92,7 @@ bench: toolchain hsm-deps crypto-deps
 	set -o pipefail; $(CARGO) bench -p benches --bench ratios -- --json "$(CURDIR)/target/bench/ratios.json" \
 	  | tee target/bench/ratios.md
 	loadtest/suite.sh target/loadtest/suite.md
+	loadtest/memory.sh target/loadtest/memory.md
 	$(CARGO) run --release -q -p benches --bin bench-report -- --since "$$(cat target/bench/started)" \
 	  --criterion "$(CRITERION_DIR)" --ratios target/bench/ratios.json \
 	  --suite target/loadtest/suite.json --write docs/BENCHMARKS.md

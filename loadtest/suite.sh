@@ -8,15 +8,21 @@
 #   hello              GET / on the hyper hello-world (benches/src/bin/hello.rs): the HTTP limit,
 #                      measured before and after authz and introspect and averaged
 #   authz, introspect  the daemon with one ES256 token: every verdict from the cache
+#   authz-noclaims     the same, with `[authz.headers] claims = ""` (no X-Auth-Claims)
 #   authz-ALG          the daemon with its cache off (cache_ttl_s = 0), 64 distinct tokens of ALG:
 #                      every request verifies a signature (RS256, ES256, EdDSA)
 #   verify-64          POST /v1/verify with 64 distinct ES256 tokens per request, cache off, 16
 #                      connections (64 x 64 tokens would exceed what the engine admits: 503)
 #   engine             the in-process engine (benches/src/bin/engine-rate.rs), cache off, 64-token
 #                      batches from 8 concurrent callers: the baseline of verify-64
-# The ratios PRODUCT.md names: authz / hello and introspect / hello (target 0.7), and verify-64's
-# tokens per second / engine's (target 0.85). Everything shares this machine's cores: the load
-# generator's CPU counts against the servers (as wrk's does).
+# The ratios: authz / hello and introspect / hello (target 0.85), and verify-64's tokens per
+# second / engine's (target 0.85).
+#
+# Where the machine has two CPUs or more, every server (and engine-rate) runs pinned to the last
+# CPU (`taskset`: the daemon then sizes its runtime and its engine to that one core) and the load
+# generator on the others, so the ratios compare the servers' own work per request, not the
+# generator's share of the same cores. PIN=0 shares all cores instead (the layout of earlier
+# reports, where the generator's CPU counted against the servers, as wrk's does).
 #
 # Writes a markdown report to OUT.md (default target/loadtest/suite.md) and prints it, and the same
 # figures as JSON beside it (OUT.json: target/loadtest/suite.json), which bench-report reads:
@@ -41,6 +47,20 @@ cargo build --release -q -p tessera -p loadtest -p benches --bin tessera --bin t
 # Where cargo put them: CARGO_TARGET_DIR if set (relative to the repository root), else target.
 bin=${CARGO_TARGET_DIR:-target}/release
 lt=$bin/tessera-loadtest
+
+cpus=$(nproc)
+if [ "${PIN:-1}" = 1 ] && [ "$cpus" -ge 2 ]; then
+  last=$((cpus - 1))
+  serve=(taskset -c "$last")
+  load_cpus=$(seq -s, 0 $((last - 1)))
+  threads=$last
+  layout="servers pinned to CPU $last, the load on CPUs $load_cpus"
+else
+  serve=()
+  load_cpus=
+  threads=2
+  layout="servers and load sharing all CPUs"
+fi
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
@@ -85,14 +105,17 @@ secret_hash = "$hash"
 EOF
 }
 config "" > "$work/cached.toml"
+{ config ""; printf '[authz.headers]\nclaims = ""\n'; } > "$work/noclaims.toml"
 config $'cache_ttl_s = 0\nnegative_ttl_s = 0' > "$work/uncached.toml"
 
-start hello $bin/hello
-start cached $bin/tessera serve --config "$work/cached.toml"
-start uncached $bin/tessera serve --config "$work/uncached.toml"
-hello=${addr[hello]} cached=${addr[cached]} uncached=${addr[uncached]}
+start hello "${serve[@]}" $bin/hello
+start cached "${serve[@]}" $bin/tessera serve --config "$work/cached.toml"
+start noclaims "${serve[@]}" $bin/tessera serve --config "$work/noclaims.toml"
+start uncached "${serve[@]}" $bin/tessera serve --config "$work/uncached.toml"
+hello=${addr[hello]} cached=${addr[cached]} noclaims=${addr[noclaims]} uncached=${addr[uncached]}
 export TESSERA_LOADTEST_CLIENT_SECRET=$secret
-common=(--threads 2 --duration "${duration}s" --warmup 1s --quiet)
+common=(--threads "$threads" --duration "${duration}s" --warmup 1s --quiet)
+[ -n "$load_cpus" ] && common+=(--cpus "$load_cpus")
 signed=(--keys "$work/keys" --iss "$iss" --aud "$aud")
 
 # run NAME ARGS...: one harness run, its throughput printed.
@@ -117,6 +140,8 @@ for round in $(seq 1 "$rounds"); do
   read -r before before_p99 < <(run hello get "http://$hello/" --connections 64)
   read -r rate[authz.$round] p99[authz.$round] < <(run authz authz --url "http://$cached" \
     --connections 64 "${signed[@]}")
+  read -r rate[authz-noclaims.$round] p99[authz-noclaims.$round] < <(run authz-noclaims authz \
+    --url "http://$noclaims" --connections 64 "${signed[@]}")
   read -r rate[introspect.$round] p99[introspect.$round] < <(run introspect introspect \
     --url "http://$cached" --connections 64 --client-id suite "${signed[@]}")
   read -r after after_p99 < <(run hello get "http://$hello/" --connections 64)
@@ -126,17 +151,17 @@ for round in $(seq 1 "$rounds"); do
     read -r rate[authz-$alg.$round] p99[authz-$alg.$round] < <(run "authz-$alg" authz \
       --url "http://$uncached" --connections 64 "${signed[@]}" --mix "$alg=100" --distinct 64)
   done
-  # 16 connections x 64 tokens stay within what the engine admits at once (2 x 1024 on two
-  # cores); more would be answered 503, as they should.
+  # 12 connections x 64 tokens stay within what the engine admits at once (1024 a core); more
+  # would be answered 503, as they should.
   read -r rate[verify-64.$round] p99[verify-64.$round] < <(run verify-64 verify-batch --batch 64 \
-    --url "http://$uncached" --connections 16 --client-id suite "${signed[@]}" --distinct 1024)
-  rate[engine.$round]=$($bin/engine-rate --alg ES256 --batch 64 --seconds "$duration" \
+    --url "http://$uncached" --connections 12 --client-id suite "${signed[@]}" --distinct 1024)
+  rate[engine.$round]=$("${serve[@]}" $bin/engine-rate --alg ES256 --batch 64 --seconds "$duration" \
     | sed -n 's/.*tokens_per_s=//p')
 done
 
 # One line per contestant and round: NAME ROUND PER_SECOND P99_US (- where there is none).
 rows=$work/rounds.txt
-for name in hello authz introspect authz-RS256 authz-ES256 authz-EdDSA verify-64 engine; do
+for name in hello authz authz-noclaims introspect authz-RS256 authz-ES256 authz-EdDSA verify-64 engine; do
   for r in $(seq 1 "$rounds"); do
     echo "$name $r ${rate[$name.$r]} ${p99[$name.$r]:--}"
   done
@@ -144,10 +169,10 @@ done > "$rows"
 
 machine="$(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1); $(uname -sr)"
 python3 - "$rows" "$out" "${out%.md}.json" "$rounds" "$duration" "$(date -u +%Y-%m-%dT%H:%MZ)" \
-  "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$machine" <<'PY'
+  "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$machine" "$threads" "$layout" <<'PY'
 import json, statistics, sys
 
-rows, md_path, json_path, rounds, duration, date, commit, machine = sys.argv[1:]
+rows, md_path, json_path, rounds, duration, date, commit, machine, threads, layout = sys.argv[1:]
 rounds = range(1, int(rounds) + 1)
 rate, p99 = {}, {}
 for line in open(rows):
@@ -155,18 +180,19 @@ for line in open(rows):
     rate[name, int(r)] = float(per_s)
     if latency != "-":
         p99[name, int(r)] = int(latency)
-names = ["hello", "authz", "introspect", "authz-RS256", "authz-ES256", "authz-EdDSA", "verify-64"]
-connections = {"verify-64": 16}
+names = ["hello", "authz", "authz-noclaims", "introspect", "authz-RS256", "authz-ES256", "authz-EdDSA", "verify-64"]
+connections = {"verify-64": 12}
 # The ratios PRODUCT.md names, each round's from that round's runs.
 ratios = [
-    ("authz / hello", 0.7, lambda r: rate["authz", r] / rate["hello", r]),
-    ("introspect / hello", 0.7, lambda r: rate["introspect", r] / rate["hello", r]),
+    ("authz / hello", 0.85, lambda r: rate["authz", r] / rate["hello", r]),
+    ("authz-noclaims / hello", 0.85, lambda r: rate["authz-noclaims", r] / rate["hello", r]),
+    ("introspect / hello", 0.85, lambda r: rate["introspect", r] / rate["hello", r]),
     ("verify-64 tokens/s / engine", 0.85, lambda r: rate["verify-64", r] * 64 / rate["engine", r]),
 ]
 
 md = [
     f"Machine: {machine}. `loadtest/suite.sh`, {date}, {len(rounds)} rounds of {duration} s,"
-    f" 2 harness threads, 64 connections (verify-64: 16), tree at {commit}.",
+    f" {threads} harness threads, 64 connections (verify-64: 12), {layout}; tree at {commit}.",
     "",
     "| contestant |" + "".join(f" round {r} req/s (p99 µs) |" for r in rounds),
     "|---|" + "---|" * len(rounds),
@@ -195,7 +221,8 @@ summary = {
     "machine": machine,
     "rounds": len(rounds),
     "duration_s": float(duration),
-    "threads": 2,
+    "threads": int(threads),
+    "layout": layout,
     "contestants": [
         {
             "name": name,
