@@ -95,7 +95,7 @@ bench: toolchain hsm-deps crypto-deps
 	loadtest/memory.sh target/loadtest/memory.md
 	$(CARGO) run --release -q -p benches --bin bench-report -- --since "$$(cat target/bench/started)" \
 	  --criterion "$(CRITERION_DIR)" --ratios target/bench/ratios.json \
-	  --suite target/loadtest/suite.json --write docs/BENCHMARKS.md
+	  --suite target/loadtest/suite.json --memory target/loadtest/memory.json --write docs/BENCHMARKS.md
 
 # Regenerate examples/ with a fresh key (the tokens change; their verdicts do not).
 examples:

@@ -7,7 +7,10 @@
 #
 # The daemon's base is its RSS once it has answered one request with an empty cache; the bound
 # holds when the RSS at the end is at most BOUND × 1.1 + that base. Writes a markdown report to
-# OUT.md (default target/loadtest/memory.md) and prints it. Needs two CPUs: the daemon is pinned
+# OUT.md (default target/loadtest/memory.md) and prints it, and the figures as JSON beside it
+# (OUT.json), which bench-report reads:
+#   {"format": 1, "bound_bytes", "base_bytes", "rss_bytes", "entries", "cache_bytes", "tokens"}
+# Needs two CPUs: the daemon is pinned
 # to the last, the load generator to the others.
 set -euo pipefail
 
@@ -116,4 +119,9 @@ cache=$(echo "$page" | awk '$1 == "tessera_cache_bytes" { print $2 }')
   echo
   cat "$work/samples.md"
 } > "$out"
+cat > "${out%.md}.json" <<EOF
+{"format": 1, "bound_bytes": $((bound_mib << 20)), "base_bytes": $((base * 1024)),
+ "rss_bytes": $((end * 1024)), "entries": ${entries:-0}, "cache_bytes": ${cache:-0},
+ "tokens": $tokens}
+EOF
 cat "$out"

@@ -1,17 +1,18 @@
 //! Writes the generated section of docs/BENCHMARKS.md from the results of a `make bench` run.
 //!
 //! ```text
-//! bench-report [--criterion DIR] [--ratios FILE] [--suite FILE] [--since UNIX_SECONDS]
-//!              [--note TEXT] [--write FILE]
+//! bench-report [--criterion DIR] [--ratios FILE] [--suite FILE] [--memory FILE]
+//!              [--since UNIX_SECONDS] [--note TEXT] [--write FILE]
 //! ```
 //!
 //! - `--criterion`: criterion's output directory (`target/criterion`): every benchmark id's
 //!   median, confidence interval and throughput.
 //! - `--ratios`: the JSON the `ratios` bench writes with `-- --json FILE`.
 //! - `--suite`: the JSON summary `loadtest/suite.sh` writes (`target/loadtest/suite.json`).
+//! - `--memory`: the JSON `loadtest/memory.sh` writes (`target/loadtest/memory.json`).
 //! - `--since`: when the run began. Criterion results written before it are left out of the
-//!   report (criterion keeps results of ids no longer measured), named as such; a `--ratios` or
-//!   `--suite` file written before it is an error.
+//!   report (criterion keeps results of ids no longer measured), named as such; a `--ratios`,
+//!   `--suite` or `--memory` file written before it is an error.
 //! - `--write`: the document whose section between `<!-- make bench: begin -->` and
 //!   `<!-- make bench: end -->` is replaced; everything else in it stays byte for byte. Without
 //!   it the section goes to stdout.
@@ -23,6 +24,7 @@
 
 mod criterion;
 mod machine;
+mod memory;
 mod render;
 mod splice;
 mod suite;
@@ -39,13 +41,14 @@ struct Args {
     criterion: Option<PathBuf>,
     ratios: Option<PathBuf>,
     suite: Option<PathBuf>,
+    memory: Option<PathBuf>,
     since: Option<SystemTime>,
     note: Option<String>,
     write: Option<PathBuf>,
 }
 
 const USAGE: &str = "usage: bench-report [--criterion DIR] [--ratios FILE] [--suite FILE] \
-                     [--since UNIX_SECONDS] [--note TEXT] [--write FILE]";
+                     [--memory FILE] [--since UNIX_SECONDS] [--note TEXT] [--write FILE]";
 
 fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
     let mut parsed = Args::default();
@@ -56,6 +59,7 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
             "--criterion" => parsed.criterion = Some(value()?.into()),
             "--ratios" => parsed.ratios = Some(value()?.into()),
             "--suite" => parsed.suite = Some(value()?.into()),
+            "--memory" => parsed.memory = Some(value()?.into()),
             "--since" => {
                 let text = value()?;
                 let seconds: u64 = text
@@ -133,6 +137,13 @@ fn run(args: Args) -> Result<String, String> {
         }
         None => None,
     };
+    let memory = match &args.memory {
+        Some(path) => {
+            let (text, _) = read_current(path, args.since)?;
+            Some(memory::Memory::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?)
+        }
+        None => None,
+    };
 
     let machine = machine::describe();
     let commit = machine::commit(args.write.as_deref());
@@ -144,6 +155,7 @@ fn run(args: Args) -> Result<String, String> {
         criterion: criterion.as_ref(),
         ratios: ratios.as_ref().map(|(r, t)| (r, *t)),
         suite: suite.as_ref(),
+        memory: memory.as_ref(),
     };
     let section = render::section(&inputs);
 
@@ -174,6 +186,9 @@ fn run(args: Args) -> Result<String, String> {
     }
     if suite.is_some() {
         sources.push("the load suite".to_owned());
+    }
+    if memory.is_some() {
+        sources.push("the memory run".to_owned());
     }
     Ok(format!(
         "bench-report: wrote the `make bench` section of {} ({}; {commit})",

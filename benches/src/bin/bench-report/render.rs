@@ -9,6 +9,7 @@ use planner::median;
 
 use crate::criterion::{Measurement, Results, Throughput};
 use crate::machine::{clock, utc};
+use crate::memory::Memory;
 use crate::suite::Suite;
 
 /// Everything one report is made of; `None` where a source is not part of it.
@@ -25,6 +26,7 @@ pub struct Inputs<'a> {
     /// The `ratios` results and when they were written.
     pub ratios: Option<(&'a Ratios, SystemTime)>,
     pub suite: Option<&'a Suite>,
+    pub memory: Option<&'a Memory>,
 }
 
 /// What a target is measured by.
@@ -44,6 +46,8 @@ enum Measure {
     Suite(&'static str),
     /// `ratios`' tessera / pkcs11, one row per algorithm (criterion `sign` if no `ratios`).
     Sign,
+    /// `loadtest/memory.sh`: the daemon's RSS at its cache bound.
+    Memory,
     /// Measured elsewhere, or not yet.
     NotByMakeBench(&'static str),
 }
@@ -148,6 +152,12 @@ const TARGETS: &[Target] = &[
         goal: "≥ 0.9",
         least: 0.9,
         measure: Measure::Sign,
+    },
+    Target {
+        what: "daemon RSS at the cache bound (all-miss HS256, each token once)",
+        goal: "≤ bound × 1.1 + base",
+        least: 0.0,
+        measure: Measure::Memory,
     },
     Target {
         what: "load harness / wrk against the same trivial endpoint",
@@ -362,6 +372,30 @@ pub fn targets(inputs: &Inputs<'_>) -> Vec<Row> {
                     rows.push(r);
                 }
             }
+            Measure::Memory => rows.push(match inputs.memory {
+                Some(m) => {
+                    let mib = |b: u64| format!("{:.0} MiB", b as f64 / 1048576.0);
+                    row(
+                        format!(
+                            "{} with a {} bound and a {} base (at most {}); {} entries, {} bytes \
+                             each as the cache counts",
+                            mib(m.rss_bytes),
+                            mib(m.bound_bytes),
+                            mib(m.base_bytes),
+                            mib(m.limit()),
+                            m.entries,
+                            m.cache_bytes / m.entries.max(1)
+                        ),
+                        format!("`loadtest/memory.sh`, {} tokens", m.tokens),
+                        if m.rss_bytes <= m.limit() {
+                            "met".to_owned()
+                        } else {
+                            "**not met**".to_owned()
+                        },
+                    )
+                }
+                None => absent("`loadtest/memory.sh`"),
+            }),
             Measure::NotByMakeBench(elsewhere) => {
                 let verdict = if elsewhere.is_empty() {
                     "not measured by `make bench`".to_owned()
@@ -744,7 +778,48 @@ mod tests {
             criterion,
             ratios: ratios.map(|r| (r, at(1_764_319_000))),
             suite,
+            memory: None,
         }
+    }
+
+    #[test]
+    fn the_memory_run_is_judged_against_its_bound() {
+        let mut memory = Memory {
+            format: 1,
+            bound_bytes: 512 << 20,
+            base_bytes: 21 << 20,
+            rss_bytes: 538 << 20,
+            entries: 286_272,
+            cache_bytes: 536_870_000,
+            tokens: 1_600_000,
+        };
+        let judged = |memory: &Memory| {
+            let rows = targets(&Inputs {
+                memory: Some(memory),
+                ..inputs(None, None, None)
+            });
+            let r = row(
+                &rows,
+                "daemon RSS at the cache bound (all-miss HS256, each token once)",
+            );
+            (r.measured.clone(), r.verdict.clone())
+        };
+        let (measured, verdict) = judged(&memory);
+        assert_eq!(
+            measured,
+            "538 MiB with a 512 MiB bound and a 21 MiB base (at most 584 MiB); 286272 entries, \
+             1875 bytes each as the cache counts"
+        );
+        assert_eq!(verdict, "met");
+        memory.rss_bytes = 600 << 20;
+        assert_eq!(judged(&memory).1, "**not met**");
+        let rows = targets(&inputs(None, None, None));
+        assert!(row(
+            &rows,
+            "daemon RSS at the cache bound (all-miss HS256, each token once)"
+        )
+        .verdict
+        .starts_with("not in this report"));
     }
 
     fn row<'a>(rows: &'a [Row], what: &str) -> &'a Row {
