@@ -113,13 +113,27 @@ async fn multibuffer_serves_batches_when_it_loads() {
             "multibuffer: not used: this CPU lacks avx512ifma"
         };
         daemon.wait_for_log(said);
-        let reply = daemon.verify(Some(&auth), &body).await;
-        assert_eq!(reply.status, 200, "{}", reply.text());
-        let results = reply.json()["results"].as_array().expect("results").clone();
-        for (i, r) in results.iter().enumerate() {
-            assert_eq!(r["active"], i != 5, "{setting}: token {i}: {r}");
-        }
-        let page = daemon.get("/metrics").await.text();
+        // A worker takes what is queued when it wakes: on a busy machine the first tokens of a
+        // batch can be taken before the rest arrive, in runs too short for the library. Send the
+        // batch again (the cache is off) until one call went through it, ten times at most.
+        let mut sent = 0.0;
+        let page = loop {
+            let reply = daemon.verify(Some(&auth), &body).await;
+            assert_eq!(reply.status, 200, "{}", reply.text());
+            let results = reply.json()["results"].as_array().expect("results").clone();
+            for (i, r) in results.iter().enumerate() {
+                assert_eq!(r["active"], i != 5, "{setting}: token {i}: {r}");
+            }
+            sent += 1.0;
+            let page = daemon.get("/metrics").await.text();
+            let calls = metric(
+                &page,
+                "tessera_engine_multibuffer_calls_total{kind=\"p256\"}",
+            );
+            if !active || calls.is_some_and(|c| c >= 1.0) || sent >= 10.0 {
+                break page;
+            }
+        };
         let m = |series: &str| metric(&page, series).unwrap_or_else(|| panic!("{series}:\n{page}"));
         assert_eq!(
             m("tessera_engine_multibuffer_active"),
@@ -127,11 +141,11 @@ async fn multibuffer_serves_batches_when_it_loads() {
         );
         let lanes = m("tessera_engine_multibuffer_lanes_total{kind=\"p256\"}");
         if active {
-            // 16 tokens in one batch, or a few: each call filled 4 lanes or more.
+            // Each call filled 4 lanes or more, and no token went through it twice a batch.
             let calls = m("tessera_engine_multibuffer_calls_total{kind=\"p256\"}");
             assert!(
-                calls >= 1.0 && lanes >= 4.0 * calls && lanes <= 16.0,
-                "{calls} {lanes}"
+                calls >= 1.0 && lanes >= 4.0 * calls && lanes <= 16.0 * sent,
+                "{calls} calls, {lanes} lanes, {sent} batches"
             );
         } else {
             assert_eq!(lanes, 0.0);
