@@ -5,7 +5,7 @@
 #
 #   loadtest/memory.sh [OUT.md]     # BOUND=512 MiB, TOKENS=1600000 at RATE=40000/s by default
 #
-# The daemon's base is its RSS once it has answered one request with an empty cache; the bound
+# The daemon's base is its RSS after 2 s of the same load with one token (cached); the bound
 # holds when the RSS at the end is at most BOUND × 1.1 + that base. Writes a markdown report to
 # OUT.md (default target/loadtest/memory.md) and prints it, and the figures as JSON beside it
 # (OUT.json), which bench-report reads:
@@ -69,8 +69,10 @@ addr=$(sed -n 's|^listening on http://||p' "$work/serve.out" | head -1)
 
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status"; }
 metrics() { curl -s "http://$addr/metrics"; }
-one=$("$lt" tokens --keys "$work/keys" --iss "$iss" --mix HS256=100 --distinct 1 | head -1)
-curl -s -o /dev/null -H "authorization: Bearer $one" "http://$addr/v1/authz"
+# The base: the daemon serving the same connections with one token cached (its buffers, its
+# runtime and the allocator's pages for them).
+taskset -c "$others" "$lt" authz --url "http://$addr" --keys "$work/keys" --iss "$iss" \
+  --mix HS256=100 --distinct 1 --duration 2s --warmup 0s --cpus "$others" -q > /dev/null
 base=$(rss_kib)
 
 duration=$(( (tokens + rate - 1) / rate ))
@@ -112,7 +114,7 @@ cache=$(echo "$page" | awk '$1 == "tessera_cache_bytes" { print $2 }')
   echo "$tokens distinct HS256 tokens, each sent once, at $rate/s to /v1/authz; cache_bytes = $bound_mib MiB."
   echo "Machine: $(nproc) CPUs, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1); daemon on CPU $last."
   echo
-  echo "- base RSS (one request answered): $(( base / 1024 )) MiB"
+  echo "- base RSS (the same connections, one token cached): $(( base / 1024 )) MiB"
   echo "- at the end: RSS $(( end / 1024 )) MiB, $entries entries, the cache counting $(( cache / 1048576 )) MiB ($(( cache / (entries > 0 ? entries : 1) )) bytes per entry)"
   echo "- bound: RSS ≤ $bound_mib MiB × 1.1 + base = $(( limit / 1024 )) MiB: $verdict"
   echo "- RSS above the base per entry: $(( (end - base) * 1024 / (entries > 0 ? entries : 1) )) bytes"
