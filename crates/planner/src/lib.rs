@@ -34,7 +34,7 @@ pub use calibration::{
 pub use fixtures::FixtureError;
 pub use load::LoadError;
 pub use model::{max_rps, plan, Mix, MixError, Plan, PlanError, Share, Workload};
-pub use stats::median;
+pub use stats::{median, settle, SettleError, Settled};
 
 /// The algorithms a calibration measures, in the order they are reported.
 pub const ALGORITHMS: [jose::Algorithm; 6] = [
