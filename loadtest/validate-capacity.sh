@@ -23,6 +23,11 @@
 # its client on the others), so sibling hyperthreads and shared caches affect both alike.
 # Needs at least two CPUs and taskset.
 #
+# `tessera calibrate` repeats each probe until two consecutive estimates agree within 5 % and
+# records each figure's spread; `tessera capacity` propagates them (plan.cpu_us_per_request_spread,
+# max_rps_on_cores.rps_low / rps_high in its JSON), so a prediction comes with its own
+# uncertainty from the calibration.
+#
 # What else moves the figures. On a small virtual machine the speed of the cores drifts by
 # 10 to 20 % over tens of seconds even when nothing else runs in it (the host's other tenants):
 # the calibration and the measurements sample it at different moments. Hence a calibration

@@ -53,19 +53,57 @@ fn calibration_measures_the_daemon_over_http_and_feeds_the_plan() {
     let algorithms = calibration["algorithms"].as_array().expect("algorithms");
     assert_eq!(algorithms.len(), 6, "{calibration}");
     for a in algorithms {
-        positive(&a["single_us"], "single_us");
-        positive(&a["authz_miss_us"], "authz_miss_us");
+        figure(&a["single_us"], "single_us");
+        figure(&a["batched_us"], "batched_us");
+        figure(&a["authz_miss_us"], "authz_miss_us");
     }
+    figure(&calibration["cache_hit_us"], "cache_hit_us");
     let http = &calibration["http"];
-    let cached = positive(&http["authz_cached_us"], "authz_cached_us");
-    positive(&http["verify_fixed_us"], "verify_fixed_us");
-    positive(&http["verify_per_token_us"], "verify_per_token_us");
+    let cached = figure(&http["authz_cached_us"], "authz_cached_us");
+    figure(&http["verify_fixed_us"], "verify_fixed_us");
+    figure(&http["verify_per_token_us"], "verify_per_token_us");
+    figure(&http["verify_miss_us"], "verify_miss_us");
+    // The request cost with new tokens, at increasing miss ratios up to every token new, each
+    // above a cached request's.
+    let points = http["authz_new"].as_array().expect("authz_new");
+    assert!(!points.is_empty(), "{http}");
+    let mut last = 0.0;
+    for p in points {
+        let miss = positive(&p["miss"], "miss");
+        assert!(miss > last && miss <= 1.0, "{http}");
+        last = miss;
+        assert!(figure(&p["us"], "authz_new") > cached, "{http}");
+    }
+    assert_eq!(last, 1.0, "{http}");
     // A request answered from the cache costs less than one that verifies an ES384 signature.
     let es384 = algorithms
         .iter()
         .find(|a| a["alg"] == "ES384")
         .expect("ES384 measured");
-    assert!(cached < positive(&es384["authz_miss_us"], "ES384 miss"));
+    assert!(cached < figure(&es384["authz_miss_us"], "ES384 miss"));
+    // No figure anywhere in the file is negative (format 2 printed "-12.11 µs more per miss").
+    assert_no_negative(&calibration, "calibration");
+
+    // The table states each figure's spread and prints no negative figure.
+    let table = tessera(&[
+        "capacity",
+        "--calibration",
+        file,
+        "--rps",
+        "2000",
+        "--mix",
+        "ES256=100",
+        "--cache-hit",
+        "0.5",
+    ]);
+    assert!(
+        table.status.success(),
+        "{}",
+        String::from_utf8_lossy(&table.stderr)
+    );
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.contains(" ± "), "{table}");
+    assert!(!table.contains(" -"), "{table}");
 
     let plan = ok(&tessera(&[
         "capacity",
@@ -80,5 +118,45 @@ fn calibration_measures_the_daemon_over_http_and_feeds_the_plan() {
         "--json",
     ]));
     assert!(positive(&plan["plan"]["cores"], "cores") >= 1.0, "{plan}");
-    positive(&plan["plan"]["max_rps"], "max_rps");
+    let max = positive(&plan["plan"]["max_rps"], "max_rps");
+    // The plan's uncertainty, from the figures' spreads.
+    let spread = plan["plan"]["cpu_us_per_request_spread"]
+        .as_f64()
+        .expect("a spread");
+    assert!(spread > 0.0 && spread < plan["plan"]["cpu_us_per_request"].as_f64().unwrap_or(0.0));
+    assert!(
+        positive(&plan["plan"]["max_rps_low"], "max_rps_low") < max,
+        "{plan}"
+    );
+    assert!(
+        positive(&plan["plan"]["max_rps_high"], "max_rps_high") > max,
+        "{plan}"
+    );
+}
+
+/// A calibration figure: a positive cost with a spread (at least 0, below the cost).
+fn figure(v: &Value, what: &str) -> f64 {
+    let us = positive(&v["us"], what);
+    let spread = v["spread_us"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{what} has no spread: {v}"));
+    assert!(spread >= 0.0 && spread < us, "{what}: {us} ± {spread}");
+    us
+}
+
+fn assert_no_negative(v: &Value, at: &str) {
+    match v {
+        Value::Number(n) => assert!(n.as_f64().is_some_and(|x| x >= 0.0), "{at} = {n}"),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                assert_no_negative(item, &format!("{at}[{i}]"));
+            }
+        }
+        Value::Object(fields) => {
+            for (k, item) in fields {
+                assert_no_negative(item, &format!("{at}.{k}"));
+            }
+        }
+        _ => {}
+    }
 }

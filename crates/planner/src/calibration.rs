@@ -4,10 +4,13 @@
 use jose::Algorithm;
 use serde::{Deserialize, Serialize};
 
-/// Format version of [`Calibration`].
-pub const FORMAT: u32 = 2;
+/// Format version of [`Calibration`]. Format 3 gives each figure its spread and replaces
+/// format 2's derived miss extras (`new_token_extra_us`, `miss_rate_extra`) with measured
+/// request costs; older files are refused ("calibrate again").
+pub const FORMAT: u32 = 3;
 
-/// The costs of one machine. Every figure is CPU time on one core, in microseconds.
+/// The costs of one machine. Every figure is CPU time on one core, in microseconds, with its
+/// spread.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Calibration {
     pub format: u32,
@@ -27,8 +30,29 @@ pub struct Calibration {
     pub algorithms: Vec<AlgorithmCost>,
     /// A verified-token cache hit through `EngineHandle::verify`: SHA-256 of the token and the
     /// lookup.
-    pub cache_hit_us: f64,
+    pub cache_hit_us: Estimate,
     pub http: HttpCost,
+}
+
+/// One figure: CPU µs and how far it may be off. A measured figure is the mean of two
+/// consecutive estimates that agreed (within 5 %), its spread half their distance; a figure
+/// derived from measured ones carries the sum of their spreads, scaled as it uses them.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Estimate {
+    pub us: f64,
+    /// The figure is `us ± spread_us`.
+    pub spread_us: f64,
+}
+
+impl Estimate {
+    pub fn new(us: f64, spread_us: f64) -> Estimate {
+        Estimate { us, spread_us }
+    }
+
+    /// The spread relative to the figure (0.02 is ± 2 %).
+    pub fn relative(&self) -> f64 {
+        self.spread_us / self.us.abs()
+    }
 }
 
 /// The machine a calibration ran on.
@@ -48,13 +72,14 @@ pub struct AlgorithmCost {
     /// The JWS `alg` name.
     pub alg: String,
     /// `jose::jwt::verify` in the calling thread: signature and claims.
-    pub single_us: f64,
+    pub single_us: Estimate,
     /// The same in an engine worker fed batches of 64 (the worker's CPU time per token).
-    pub batched_us: f64,
+    pub batched_us: Estimate,
     /// The daemon's CPU time for one `/v1/authz` request whose token misses the cache, when
-    /// every token misses: HTTP, routing, lookup, the hop to the engine, verification, the
-    /// cache insert and the answer.
-    pub authz_miss_us: f64,
+    /// every token misses (a few hundred tokens cycling through a 16-entry cache): HTTP,
+    /// routing, lookup, the hop to the engine, verification, the cache insert and the answer.
+    /// The model uses its difference from the reference algorithm's.
+    pub authz_miss_us: Estimate,
 }
 
 /// The daemon's CPU time per HTTP request (its own threads only: the load generator's CPU is
@@ -62,26 +87,25 @@ pub struct AlgorithmCost {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HttpCost {
     /// `GET /v1/authz` with a token answered from the cache.
-    pub authz_cached_us: f64,
+    pub authz_cached_us: Estimate,
+    /// The algorithm of the tokens never seen before that `authz_new` and `verify_miss_us`
+    /// measure (cheap to sign in quantity, cheap to verify: the miss's own cost dominates).
+    pub reference: String,
+    /// `GET /v1/authz` per request, in the daemon's default cache, when a share of the tokens
+    /// are new (`reference` tokens never seen before, scattered one at a time among hits on
+    /// tokens sent earlier), in increasing order of that share; the last at a share of 1
+    /// (every token new). What a request costs at a miss ratio between the points is read
+    /// off the line through them and (0, `authz_cached_us`): never a difference divided by a
+    /// small share, never extrapolated.
+    pub authz_new: Vec<MissPoint>,
     /// `POST /v1/verify`: the part of a request that does not depend on its tokens...
-    pub verify_fixed_us: f64,
+    pub verify_fixed_us: Estimate,
     /// ...and the part per token answered from the cache.
-    pub verify_per_token_us: f64,
-    /// Per token of a `/v1/verify` batch that misses the cache, beyond its batched
-    /// verification (`batched_us`): queueing, the reply, the cache insert.
-    pub batch_miss_overhead_us: f64,
-    /// What a miss on a token never seen before costs more than the misses above, which cycle
-    /// a few hundred tokens through a 16-entry cache: the insert into the daemon's default
-    /// cache as it grows, the token's bytes cold in the CPU's caches. Measured with EdDSA
-    /// (`/v1/authz`, new tokens only, against the same tokens cycling, back to back) and added
-    /// to every miss, batched or not.
-    pub new_token_extra_us: f64,
-    /// A miss costs more when misses are scattered among hits (the engine's worker sleeps
-    /// between them and is woken for each) than when every token misses (the worker always has
-    /// work): the extra CPU µs per miss, beyond `authz_miss_us`, as measured on `/v1/authz` at a
-    /// few miss ratios, in increasing order. The model reads it with
-    /// [`HttpCost::miss_extra_us`].
-    pub miss_rate_extra: Vec<MissRatePoint>,
+    pub verify_per_token_us: Estimate,
+    /// What a token of a `/v1/verify` batch costs more than a cached one when it is new
+    /// (`reference`, batches of 64 never seen before): its verification, the hop to the engine,
+    /// the insert.
+    pub verify_miss_us: Estimate,
     /// The share of its core the daemon used while `authz_cached_us` was measured: near 1.0
     /// when the load generator kept it saturated, as it is at its maximum throughput.
     pub server_busy: f64,
@@ -92,12 +116,13 @@ pub struct HttpCost {
     pub server_core: Option<usize>,
 }
 
-/// The extra cost of a miss at one miss ratio.
+/// What a `/v1/authz` request cost at one share of new tokens.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct MissRatePoint {
-    /// Share of tokens that missed the cache, 0 to 1.
+pub struct MissPoint {
+    /// Share of tokens that missed the cache, above 0, at most 1 (as the daemon counted them).
     pub miss: f64,
-    pub extra_us: f64,
+    /// CPU µs per request.
+    pub us: Estimate,
 }
 
 /// Why a calibration file was refused: the file's fault.
@@ -108,9 +133,11 @@ pub enum CalibrationError {
     Json(String),
     /// Another format version.
     Format(u32),
-    /// An algorithm name that is not a JWS algorithm, or one listed twice.
+    /// An algorithm name that is not a JWS algorithm, or one listed twice, or a reference
+    /// algorithm without figures.
     Algorithm(String),
-    /// A cost that is not a finite number (or, where it must be, not positive).
+    /// A cost that is not a positive finite number, or a spread that is negative or not
+    /// finite, or a miss ratio out of order or range.
     Value { field: String, value: f64 },
 }
 
@@ -123,7 +150,10 @@ impl std::fmt::Display for CalibrationError {
                 "calibration format {v}, this version reads format {FORMAT}: calibrate again"
             ),
             CalibrationError::Algorithm(name) => {
-                write!(f, "algorithm {name:?} unknown or listed twice")
+                write!(
+                    f,
+                    "algorithm {name:?} unknown, listed twice or without figures"
+                )
             }
             CalibrationError::Value { field, value } => {
                 write!(f, "{field} = {value}: out of range")
@@ -134,14 +164,23 @@ impl std::fmt::Display for CalibrationError {
 
 impl std::error::Error for CalibrationError {}
 
+/// The format field alone, read before the rest: an older file is refused as such, not as
+/// JSON of the wrong shape.
+#[derive(Deserialize)]
+struct Version {
+    format: u32,
+}
+
 impl Calibration {
     /// Reads and checks a calibration file's contents.
     pub fn from_json(text: &str) -> Result<Calibration, CalibrationError> {
+        let version: Version =
+            serde_json::from_str(text).map_err(|e| CalibrationError::Json(e.to_string()))?;
+        if version.format != FORMAT {
+            return Err(CalibrationError::Format(version.format));
+        }
         let cal: Calibration =
             serde_json::from_str(text).map_err(|e| CalibrationError::Json(e.to_string()))?;
-        if cal.format != FORMAT {
-            return Err(CalibrationError::Format(cal.format));
-        }
         cal.check()?;
         Ok(cal)
     }
@@ -153,56 +192,92 @@ impl Calibration {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
 
+    /// Every figure with its name, as the checks and the error propagation see them.
+    pub fn figures(&self) -> Vec<(String, Estimate)> {
+        let mut cal = self.clone();
+        cal.figures_mut()
+            .into_iter()
+            .map(|(name, e)| (name, *e))
+            .collect()
+    }
+
+    pub(crate) fn figures_mut(&mut self) -> Vec<(String, &mut Estimate)> {
+        let mut all = Vec::new();
+        for a in &mut self.algorithms {
+            all.push((format!("{}.single_us", a.alg), &mut a.single_us));
+            all.push((format!("{}.batched_us", a.alg), &mut a.batched_us));
+            all.push((format!("{}.authz_miss_us", a.alg), &mut a.authz_miss_us));
+        }
+        all.push(("cache_hit_us".into(), &mut self.cache_hit_us));
+        let h = &mut self.http;
+        all.push(("http.authz_cached_us".into(), &mut h.authz_cached_us));
+        for (i, p) in h.authz_new.iter_mut().enumerate() {
+            all.push((format!("http.authz_new[{i}].us"), &mut p.us));
+        }
+        all.push(("http.verify_fixed_us".into(), &mut h.verify_fixed_us));
+        all.push((
+            "http.verify_per_token_us".into(),
+            &mut h.verify_per_token_us,
+        ));
+        all.push(("http.verify_miss_us".into(), &mut h.verify_miss_us));
+        all
+    }
+
     fn check(&self) -> Result<(), CalibrationError> {
-        let positive = |field: String, value: f64| {
-            if value.is_finite() && value > 0.0 {
-                Ok(())
-            } else {
-                Err(CalibrationError::Value { field, value })
-            }
-        };
-        // Overheads are differences of two measurements: small, possibly negative, but finite.
-        let finite = |field: String, value: f64| {
-            if value.is_finite() {
-                Ok(())
-            } else {
-                Err(CalibrationError::Value { field, value })
-            }
-        };
+        let value = |field: String, value: f64| Err(CalibrationError::Value { field, value });
         let mut seen = Vec::new();
         for a in &self.algorithms {
             let alg = Algorithm::from_name(&a.alg)
                 .filter(|alg| !seen.contains(alg))
                 .ok_or_else(|| CalibrationError::Algorithm(a.alg.clone()))?;
             seen.push(alg);
-            positive(format!("{}.single_us", a.alg), a.single_us)?;
-            positive(format!("{}.batched_us", a.alg), a.batched_us)?;
-            positive(format!("{}.authz_miss_us", a.alg), a.authz_miss_us)?;
         }
-        positive("cache_hit_us".into(), self.cache_hit_us)?;
-        finite("other_load_cores".into(), self.other_load_cores)?;
-        let h = &self.http;
-        positive("http.authz_cached_us".into(), h.authz_cached_us)?;
-        positive("http.verify_per_token_us".into(), h.verify_per_token_us)?;
-        finite("http.verify_fixed_us".into(), h.verify_fixed_us)?;
-        finite(
-            "http.batch_miss_overhead_us".into(),
-            h.batch_miss_overhead_us,
-        )?;
-        finite("http.new_token_extra_us".into(), h.new_token_extra_us)?;
-        for (i, point) in h.miss_rate_extra.iter().enumerate() {
-            if !(point.miss > 0.0 && point.miss < 1.0)
-                || h.miss_rate_extra[..i].iter().any(|p| p.miss >= point.miss)
-            {
-                return Err(CalibrationError::Value {
-                    field: format!("http.miss_rate_extra[{i}].miss"),
-                    value: point.miss,
-                });
+        // Every figure is a cost: a negative one is noise, never a figure.
+        for (field, e) in self.figures() {
+            if !(e.us.is_finite() && e.us > 0.0) {
+                return value(field, e.us);
             }
-            finite(
-                format!("http.miss_rate_extra[{i}].extra_us"),
-                point.extra_us,
-            )?;
+            if !(e.spread_us.is_finite() && e.spread_us >= 0.0) {
+                return value(format!("{field}.spread_us"), e.spread_us);
+            }
+        }
+        if !self.other_load_cores.is_finite() {
+            return value("other_load_cores".into(), self.other_load_cores);
+        }
+        let h = &self.http;
+        let reference = self.reference()?;
+        for (i, point) in h.authz_new.iter().enumerate() {
+            if !(point.miss > 0.0 && point.miss <= 1.0)
+                || h.authz_new[..i].iter().any(|p| p.miss >= point.miss)
+            {
+                return value(format!("http.authz_new[{i}].miss"), point.miss);
+            }
+        }
+        match h.authz_new.last() {
+            Some(last) if last.miss == 1.0 => {}
+            last => {
+                return value(
+                    "http.authz_new.last().miss".into(),
+                    last.map_or(0.0, |p| p.miss),
+                )
+            }
+        }
+        // A request whose token misses cannot cost less than one answered from the cache.
+        for (i, point) in h.authz_new.iter().enumerate() {
+            if point.us.us <= h.authz_cached_us.us {
+                return value(format!("http.authz_new[{i}].us"), point.us.us);
+            }
+        }
+        // What a miss of each algorithm adds, as the model reads it: positive.
+        for a in &self.algorithms {
+            let authz = self.authz_miss_extra_us(a, reference);
+            if !(authz.is_finite() && authz > 0.0) {
+                return value(format!("{}: /v1/authz per miss", a.alg), authz);
+            }
+            let batch = self.verify_miss_extra_us(a, reference);
+            if !(batch.is_finite() && batch > 0.0) {
+                return value(format!("{}: /v1/verify per miss", a.alg), batch);
+            }
         }
         Ok(())
     }
@@ -211,45 +286,44 @@ impl Calibration {
     pub fn algorithm(&self, alg: Algorithm) -> Option<&AlgorithmCost> {
         self.algorithms.iter().find(|a| a.alg == alg.name())
     }
-}
 
-impl HttpCost {
-    /// The extra CPU µs per miss at a miss ratio of `miss`, read off the measured points: each
-    /// taken as at least 0 (noise; a miss is not cheaper than when every token misses), linear
-    /// between them, the lowest ratio's figure below it (a lone miss wakes the worker as one in
-    /// ten does), and falling linearly to 0 at a miss ratio of 1 (every token misses: the
-    /// reference the points are measured against). The cost is far from linear in the ratio:
-    /// on a 2-core VM a miss among 90 % hits costs some 60 µs more, one among 50 % nothing.
-    pub fn miss_extra_us(&self, miss: f64) -> f64 {
-        let miss = miss.clamp(0.0, 1.0);
-        let points: Vec<(f64, f64)> = self
-            .miss_rate_extra
-            .iter()
-            .map(|p| (p.miss, p.extra_us.max(0.0)))
-            .chain([(1.0, 0.0)])
-            .collect();
-        let mut below = (0.0, points[0].1);
-        for (m, extra) in points {
-            if miss <= m {
-                let (m0, e0) = below;
-                return if m > m0 {
-                    e0 + (extra - e0) * (miss - m0) / (m - m0)
-                } else {
-                    extra
-                };
-            }
-            below = (m, extra);
-        }
-        0.0
+    /// The reference algorithm's costs.
+    pub fn reference(&self) -> Result<&AlgorithmCost, CalibrationError> {
+        Algorithm::from_name(&self.http.reference)
+            .and_then(|alg| self.algorithm(alg))
+            .ok_or_else(|| CalibrationError::Algorithm(self.http.reference.clone()))
     }
-}
 
-impl AlgorithmCost {
-    /// What a cache miss on `/v1/authz` costs beyond the verification itself (`single_us`),
-    /// when every token misses: the hop to the engine and back, the cache insert, the worker's
-    /// wake-ups.
-    pub fn authz_miss_overhead_us(&self, http: &HttpCost) -> f64 {
-        self.authz_miss_us - http.authz_cached_us - self.single_us
+    /// What a `/v1/authz` request costs at a miss ratio of `miss` (0 to 1) when the misses
+    /// are `reference` tokens: on the line through (0, `authz_cached_us`) and the measured
+    /// points.
+    pub fn authz_reference_us(&self, miss: f64) -> f64 {
+        let miss = miss.clamp(0.0, 1.0);
+        let h = &self.http;
+        let mut below = (0.0, h.authz_cached_us.us);
+        for p in &h.authz_new {
+            if miss <= p.miss {
+                let (m0, c0) = below;
+                return c0 + (p.us.us - c0) * (miss - m0) / (p.miss - m0);
+            }
+            below = (p.miss, p.us.us);
+        }
+        below.1
+    }
+
+    /// What one `/v1/authz` miss of `alg` costs beyond a cached request when every token is
+    /// new: the reference's measured cost, plus what `alg`'s miss costs more than the
+    /// reference's (their difference when every token misses, measured moments apart).
+    pub fn authz_miss_extra_us(&self, alg: &AlgorithmCost, reference: &AlgorithmCost) -> f64 {
+        self.authz_reference_us(1.0) - self.http.authz_cached_us.us + alg.authz_miss_us.us
+            - reference.authz_miss_us.us
+    }
+
+    /// What one token of a `/v1/verify` batch costs more than a cached one when it is new and
+    /// signed with `alg`: the reference's measured cost plus the difference of their batched
+    /// verifications.
+    pub fn verify_miss_extra_us(&self, alg: &AlgorithmCost, reference: &AlgorithmCost) -> f64 {
+        self.http.verify_miss_us.us + alg.batched_us.us - reference.batched_us.us
     }
 }
 
@@ -257,13 +331,17 @@ impl AlgorithmCost {
 pub(crate) mod tests {
     use super::*;
 
-    /// A calibration with round numbers, for the model's tests.
+    fn exact(us: f64) -> Estimate {
+        Estimate::new(us, 0.0)
+    }
+
+    /// A calibration with round numbers and no spread, for the model's tests.
     pub fn sample() -> Calibration {
         let alg = |alg: &str, single_us: f64, authz_miss_us: f64| AlgorithmCost {
             alg: alg.into(),
-            single_us,
-            batched_us: single_us,
-            authz_miss_us,
+            single_us: exact(single_us),
+            batched_us: exact(single_us),
+            authz_miss_us: exact(authz_miss_us),
         };
         Calibration {
             format: FORMAT,
@@ -283,14 +361,19 @@ pub(crate) mod tests {
                 alg("ES256", 80.0, 110.0),
                 alg("EdDSA", 30.0, 60.0),
             ],
-            cache_hit_us: 0.5,
+            cache_hit_us: exact(0.5),
             http: HttpCost {
-                authz_cached_us: 20.0,
-                verify_fixed_us: 30.0,
-                verify_per_token_us: 2.0,
-                batch_miss_overhead_us: 1.0,
-                new_token_extra_us: 0.0,
-                miss_rate_extra: Vec::new(),
+                authz_cached_us: exact(20.0),
+                reference: "HS256".into(),
+                // New tokens cost what cycling ones do, and misses cost the same at every
+                // ratio: the line from (0, 20) to (1, 32).
+                authz_new: vec![MissPoint {
+                    miss: 1.0,
+                    us: exact(32.0),
+                }],
+                verify_fixed_us: exact(30.0),
+                verify_per_token_us: exact(2.0),
+                verify_miss_us: exact(3.0),
                 server_busy: 1.0,
                 connections: 64,
                 client_threads: 1,
@@ -299,16 +382,23 @@ pub(crate) mod tests {
         }
     }
 
+    fn refused(cal: &Calibration) -> bool {
+        matches!(
+            Calibration::from_json(&cal.to_json()),
+            Err(CalibrationError::Value { .. })
+        )
+    }
+
     #[test]
     fn files_round_trip_and_bad_ones_are_refused() {
         let cal = sample();
         assert_eq!(Calibration::from_json(&cal.to_json()).unwrap(), cal);
 
         let mut other = cal.clone();
-        other.format = 1;
+        other.format = 2;
         assert_eq!(
             Calibration::from_json(&other.to_json()),
-            Err(CalibrationError::Format(1))
+            Err(CalibrationError::Format(2))
         );
         let mut other = cal.clone();
         other.algorithms[0].alg = "none".into();
@@ -323,65 +413,97 @@ pub(crate) mod tests {
             Err(CalibrationError::Algorithm(_))
         ));
         let mut other = cal.clone();
-        other.algorithms[2].single_us = 0.0;
+        other.http.reference = "PS256".into();
         assert!(matches!(
             Calibration::from_json(&other.to_json()),
-            Err(CalibrationError::Value { .. })
+            Err(CalibrationError::Algorithm(_))
         ));
         let mut other = cal.clone();
-        other.http.verify_fixed_us = f64::NAN;
+        other.algorithms[2].single_us.us = 0.0;
+        assert!(refused(&other));
+        let mut other = cal.clone();
+        other.http.verify_fixed_us.us = f64::NAN;
         assert!(Calibration::from_json(&other.to_json()).is_err());
+        let mut other = cal.clone();
+        other.http.verify_per_token_us.spread_us = -1.0;
+        assert!(refused(&other));
         assert!(matches!(
             Calibration::from_json("{}"),
+            Err(CalibrationError::Json(_))
+        ));
+        assert!(matches!(
+            Calibration::from_json("[1, 2"),
             Err(CalibrationError::Json(_))
         ));
     }
 
     #[test]
-    fn the_extra_cost_of_scattered_misses_is_read_off_the_points() {
-        let point = |miss: f64, extra_us: f64| MissRatePoint { miss, extra_us };
-        let mut http = sample().http;
-        // No points: nothing extra.
-        assert_eq!(http.miss_extra_us(0.3), 0.0);
-        let on_line = [point(0.1, 60.0), point(0.5, 20.0)];
-        http.miss_rate_extra = on_line.to_vec();
-        let near = |a: f64, b: f64| (a - b).abs() < 1e-9;
-        // At the points, below the lowest (held), between them, and down to 0 at 1.
-        assert!(near(http.miss_extra_us(0.1), 60.0));
-        assert!(near(http.miss_extra_us(0.01), 60.0));
-        assert!(near(http.miss_extra_us(0.0), 60.0));
-        assert!(near(http.miss_extra_us(0.3), 40.0));
-        assert!(near(http.miss_extra_us(0.5), 20.0));
-        assert!(near(http.miss_extra_us(0.75), 10.0));
-        assert!(near(http.miss_extra_us(1.0), 0.0));
-        // A point below 0 (noise) counts as 0.
-        http.miss_rate_extra = vec![point(0.1, 64.0), point(0.5, -15.0)];
-        assert!(near(http.miss_extra_us(0.5), 0.0));
-        assert!(near(http.miss_extra_us(0.3), 32.0));
-        assert!(near(http.miss_extra_us(0.9), 0.0));
-
-        let mut cal = sample();
-        cal.http = http;
-        cal.http.miss_rate_extra = on_line.to_vec();
-        assert!(Calibration::from_json(&cal.to_json()).is_ok());
-        cal.http.miss_rate_extra.swap(0, 1);
-        assert!(matches!(
-            Calibration::from_json(&cal.to_json()),
-            Err(CalibrationError::Value { .. })
-        ));
-        cal.http.miss_rate_extra.swap(0, 1);
-        cal.http.miss_rate_extra[1].miss = 1.0;
-        assert!(matches!(
-            Calibration::from_json(&cal.to_json()),
-            Err(CalibrationError::Value { .. })
-        ));
+    fn a_format_2_file_is_refused_as_such() {
+        let old = r#"{"format": 2, "machine": {"cpu": "x", "cores": 2, "kernel": "k"},
+            "http": {"new_token_extra_us": -12.11, "miss_rate_extra": []}}"#;
+        assert_eq!(
+            Calibration::from_json(old),
+            Err(CalibrationError::Format(2))
+        );
     }
 
     #[test]
-    fn the_miss_overhead_is_what_a_miss_adds_beyond_the_verification() {
+    fn regression_negative_costs_are_refused_not_used() {
+        // Format 2 printed "-12.11 µs more per miss": a difference of two noisy figures.
+        // Every figure of format 3 is a measured or summed cost: none may be negative.
+        let mut cal = sample();
+        cal.http.verify_miss_us.us = -12.11;
+        assert!(refused(&cal));
+        // A miss ratio's request cheaper than a cached request is noise too.
+        let mut cal = sample();
+        cal.http.authz_new[0].us.us = 19.0;
+        assert!(refused(&cal));
+        // An algorithm whose miss would cost nothing beyond a cached request.
+        let mut cal = sample();
+        cal.algorithms[1].authz_miss_us.us = 15.0;
+        assert!(refused(&cal));
+    }
+
+    #[test]
+    fn the_request_cost_is_read_off_the_measured_points() {
+        let point = |miss: f64, us: f64| MissPoint {
+            miss,
+            us: exact(us),
+        };
+        let mut cal = sample();
+        let near = |a: f64, b: f64| (a - b).abs() < 1e-9;
+        // One point: the line from the cached request.
+        assert!(near(cal.authz_reference_us(0.0), 20.0));
+        assert!(near(cal.authz_reference_us(0.5), 26.0));
+        assert!(near(cal.authz_reference_us(1.0), 32.0));
+        // Scattered misses cost more each: 10 % misses measured at 30 µs a request.
+        cal.http.authz_new = vec![point(0.1, 30.0), point(0.5, 40.0), point(1.0, 60.0)];
+        assert!(Calibration::from_json(&cal.to_json()).is_ok());
+        assert!(near(cal.authz_reference_us(0.05), 25.0));
+        assert!(near(cal.authz_reference_us(0.1), 30.0));
+        assert!(near(cal.authz_reference_us(0.3), 35.0));
+        assert!(near(cal.authz_reference_us(0.75), 50.0));
+        assert!(near(cal.authz_reference_us(1.0), 60.0));
+        // Out of order, or without the every-token-new point: refused.
+        cal.http.authz_new.swap(0, 1);
+        assert!(refused(&cal));
+        cal.http.authz_new = vec![point(0.1, 30.0), point(0.5, 40.0)];
+        assert!(refused(&cal));
+        cal.http.authz_new = vec![point(0.0, 30.0), point(1.0, 40.0)];
+        assert!(refused(&cal));
+    }
+
+    #[test]
+    fn a_miss_costs_the_reference_plus_the_algorithms_difference() {
         let cal = sample();
+        let reference = cal.reference().unwrap();
         let es = cal.algorithm(Algorithm::ES256).unwrap();
-        assert_eq!(es.authz_miss_overhead_us(&cal.http), 110.0 - 20.0 - 80.0);
+        assert_eq!(
+            cal.authz_miss_extra_us(es, reference),
+            32.0 - 20.0 + 110.0 - 32.0
+        );
+        assert_eq!(cal.verify_miss_extra_us(es, reference), 3.0 + 80.0 - 2.0);
         assert!(cal.algorithm(Algorithm::PS256).is_none());
+        assert_eq!(cal.figures().len(), 4 * 3 + 1 + 1 + 1 + 3);
     }
 }

@@ -1,21 +1,21 @@
 //! The capacity model: from a [`Calibration`] and a [`Workload`] to CPU demand, cores and
 //! latency.
 //!
-//! CPU time per request (microseconds on one core), with `h` the cache hit ratio and `mᵢ` the
-//! share of algorithm `i` among the tokens:
+//! CPU time per request (microseconds on one core), with `m = 1 - h` the cache miss ratio,
+//! `sᵢ` the share of algorithm `i` among the tokens and `r` the calibration's reference
+//! algorithm (whose tokens never seen before it measured):
 //!
 //! - one token per request (`/v1/authz`, batch 1):
-//!   `authz_cached + (1 - h) · Σᵢ mᵢ · (authz_missᵢ - authz_cached + new + extra(1 - h))`,
-//!   where the cached request is HTTP plus the cache lookup that every token pays, a miss adds
-//!   the verification (`single_usᵢ`) and what the hop to the engine costs beyond it as
-//!   measured when every token misses, `new` is what a token never seen before costs more
-//!   (`HttpCost::new_token_extra_us`), and `extra` is what a miss costs more when misses are
-//!   scattered among hits (the engine's worker is woken for each), read off the measured
-//!   points by miss ratio,
-//!   see `HttpCost::miss_extra_us`;
+//!   `C(m) + m · Σᵢ sᵢ · (authz_missᵢ - authz_miss_r)`, where `C(m)` is the measured cost of a
+//!   request when a share `m` of the tokens are new `r` tokens, read off the line through
+//!   (0, `authz_cached`) and the measured points (`HttpCost::authz_new`, the last at m = 1),
+//!   and the sum adds what each algorithm's miss costs more than the reference's, as measured
+//!   when every token misses;
 //! - `B` tokens per request (`/v1/verify`, batch B > 1):
-//!   `verify_fixed + B · (verify_per_token + (1 - h) · Σᵢ mᵢ · (batchedᵢ + batch_miss_overhead
-//!   + new))`.
+//!   `verify_fixed + B · (verify_per_token + m · Σᵢ sᵢ · (verify_miss + batchedᵢ - batched_r))`.
+//!
+//! Every figure has a spread; the plan's spread is the sum, over the figures, of how far its
+//! CPU time per request moves when that figure moves by its spread.
 //!
 //! Demand in cores is requests per second times that; cores = ⌈demand / utilisation target⌉.
 //! Latency comes from an M/M/c queue (see [`crate::queue`]) with c = cores, λ = requests per
@@ -177,6 +177,8 @@ pub enum PlanError {
     P99Target(f64),
     /// Cores: at least 1.
     Cores,
+    /// The calibration's reference algorithm has no figures (a file edited by hand).
+    NoReference(String),
 }
 
 impl fmt::Display for PlanError {
@@ -191,6 +193,12 @@ impl fmt::Display for PlanError {
             }
             PlanError::P99Target(v) => write!(f, "p99 target {v} ms: must be a positive number"),
             PlanError::Cores => f.write_str("cores: at least 1"),
+            PlanError::NoReference(alg) => {
+                write!(
+                    f,
+                    "the calibration's reference algorithm {alg:?} has no figures"
+                )
+            }
         }
     }
 }
@@ -226,11 +234,17 @@ pub struct Plan {
     /// Mean CPU time per request and per token, microseconds on one core.
     pub cpu_us_per_request: f64,
     pub cpu_us_per_token: f64,
-    /// CPU demand, in cores kept busy.
+    /// How far `cpu_us_per_request` may be off, from the calibration's spreads: ± µs.
+    pub cpu_us_per_request_spread: f64,
+    /// CPU demand, in cores kept busy...
     pub demand_cores: f64,
+    /// ...± this.
+    pub demand_cores_spread: f64,
     pub utilisation_target: f64,
-    /// Cores needed at the utilisation target.
+    /// Cores needed at the utilisation target...
     pub cores: u32,
+    /// ...and if the CPU time per request is at the top of its spread.
+    pub cores_high: u32,
     /// Utilisation on those cores.
     pub utilisation: f64,
     pub shares: Vec<Share>,
@@ -246,8 +260,11 @@ pub struct Plan {
     pub cores_for_p99: Option<u32>,
     /// Cores to provision: the larger of `cores` and `cores_for_p99`.
     pub recommended_cores: u32,
-    /// Most tokens per second `recommended_cores` can verify (at 100 % busy).
+    /// Most tokens per second `recommended_cores` can verify (at 100 % busy)...
     pub max_rps: f64,
+    /// ...at least this and at most this, from the spread of the CPU time per request.
+    pub max_rps_low: f64,
+    pub max_rps_high: f64,
 }
 
 /// CPU time per request, by part.
@@ -272,24 +289,34 @@ fn costs(cal: &Calibration, mix: &Mix, cache_hit: f64, batch: u32) -> Result<Cos
     }
     let miss = 1.0 - cache_hit;
     let h = &cal.http;
+    let reference = cal
+        .reference()
+        .map_err(|_| PlanError::NoReference(h.reference.clone()))?;
+    let b = f64::from(batch);
+    // What every token's miss costs at this ratio, beyond a cached request, with reference
+    // tokens: read off the measured request costs (batch 1), or measured per token (batches).
+    let reference_us = if batch == 1 {
+        cal.authz_reference_us(miss) - h.authz_cached_us.us
+    } else {
+        b * miss * (h.verify_miss_us.us - reference.batched_us.us)
+    };
     let mut algorithms = Vec::with_capacity(mix.shares().len());
     for &(alg, share) in mix.shares() {
         let a = cal.algorithm(alg).ok_or(PlanError::NotCalibrated(alg))?;
-        let per_miss = if batch == 1 {
-            a.single_us + a.authz_miss_overhead_us(h) + h.new_token_extra_us + h.miss_extra_us(miss)
+        let own = if batch == 1 {
+            miss * (a.authz_miss_us.us - reference.authz_miss_us.us)
         } else {
-            f64::from(batch) * (a.batched_us + h.batch_miss_overhead_us + h.new_token_extra_us)
+            b * miss * a.batched_us.us
         };
-        algorithms.push((alg, miss * share * per_miss.max(0.0)));
+        algorithms.push((alg, share * (reference_us + own)));
     }
     let (http_us, cache_us) = if batch == 1 {
-        let cache = cal.cache_hit_us.min(h.authz_cached_us);
-        (h.authz_cached_us - cache, cache)
+        let cache = cal.cache_hit_us.us.min(h.authz_cached_us.us);
+        (h.authz_cached_us.us - cache, cache)
     } else {
-        let b = f64::from(batch);
-        let cache = cal.cache_hit_us.min(h.verify_per_token_us);
+        let cache = cal.cache_hit_us.us.min(h.verify_per_token_us.us);
         (
-            (h.verify_fixed_us + b * (h.verify_per_token_us - cache)).max(0.0),
+            h.verify_fixed_us.us + b * (h.verify_per_token_us.us - cache),
             b * cache,
         )
     };
@@ -300,6 +327,49 @@ fn costs(cal: &Calibration, mix: &Mix, cache_hit: f64, batch: u32) -> Result<Cos
     })
 }
 
+/// How far the CPU time per request moves when each figure of the calibration moves by its
+/// spread, summed over the figures (each figure's error taken at its worst, none cancelling).
+fn spread(cal: &Calibration, mix: &Mix, cache_hit: f64, batch: u32) -> Result<f64, PlanError> {
+    let base = costs(cal, mix, cache_hit, batch)?.total();
+    let count = cal.figures().len();
+    let mut sum = 0.0;
+    for k in 0..count {
+        let mut up = cal.clone();
+        if let Some((_, e)) = up.figures_mut().into_iter().nth(k) {
+            e.us += e.spread_us;
+        }
+        sum += (costs(&up, mix, cache_hit, batch)?.total() - base).abs();
+    }
+    Ok(sum)
+}
+
+/// Tokens per second, with the range the calibration's spreads allow.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Throughput {
+    pub rps: f64,
+    /// With every cost at the top of its spread...
+    pub low: f64,
+    /// ...and at the bottom (infinite if the spread reaches zero cost).
+    pub high: f64,
+}
+
+impl Throughput {
+    fn of(tokens_per_request: f64, cores: f64, per_request: f64, spread: f64) -> Throughput {
+        let at = |us: f64| {
+            if us > 0.0 {
+                cores * 1e6 / us * tokens_per_request
+            } else {
+                f64::INFINITY
+            }
+        };
+        Throughput {
+            rps: at(per_request),
+            low: at(per_request + spread),
+            high: at(per_request - spread),
+        }
+    }
+}
+
 /// The most tokens per second `cores` cores can verify, busy all the time, with this mix,
 /// hit ratio and batch size.
 pub fn max_rps(
@@ -308,12 +378,18 @@ pub fn max_rps(
     cache_hit: f64,
     batch: u32,
     cores: u32,
-) -> Result<f64, PlanError> {
+) -> Result<Throughput, PlanError> {
     if cores == 0 {
         return Err(PlanError::Cores);
     }
     let per_request = costs(cal, mix, cache_hit, batch)?.total();
-    Ok(f64::from(cores) * 1e6 / per_request * f64::from(batch))
+    let spread = spread(cal, mix, cache_hit, batch)?;
+    Ok(Throughput::of(
+        f64::from(batch),
+        f64::from(cores),
+        per_request,
+        spread,
+    ))
 }
 
 /// What `workload` needs on the calibrated machine, keeping cores at most `utilisation` busy
@@ -333,10 +409,13 @@ pub fn plan(cal: &Calibration, workload: &Workload, utilisation: f64) -> Result<
     let batch = workload.batch;
     let costs = costs(cal, &workload.mix, workload.cache_hit, batch)?;
     let per_request = costs.total();
+    let per_request_spread = spread(cal, &workload.mix, workload.cache_hit, batch)?;
     let requests_per_s = workload.rps / f64::from(batch);
     let demand = requests_per_s * per_request / 1e6;
+    let demand_spread = requests_per_s * per_request_spread / 1e6;
     // The epsilon keeps a demand of exactly n × utilisation at n cores despite rounding.
-    let cores = ((demand / utilisation) - 1e-9).ceil().max(1.0) as u32;
+    let cores_for = |demand: f64| ((demand / utilisation) - 1e-9).ceil().max(1.0) as u32;
+    let cores = cores_for(demand);
     let service_rate = 1e6 / per_request;
     let p99_ms =
         |servers: u32| 1e3 * queue::response_quantile(servers, requests_per_s, service_rate, 0.99);
@@ -345,6 +424,12 @@ pub fn plan(cal: &Calibration, workload: &Workload, utilisation: f64) -> Result<
         .p99_target_ms
         .and_then(|target| fewest_cores(demand, target, p99_ms, per_request / 1e3));
     let recommended = cores.max(cores_for_p99.unwrap_or(0));
+    let throughput = Throughput::of(
+        f64::from(batch),
+        f64::from(recommended),
+        per_request,
+        per_request_spread,
+    );
 
     let mut shares = vec![
         ("http".to_string(), costs.http_us),
@@ -384,9 +469,12 @@ pub fn plan(cal: &Calibration, workload: &Workload, utilisation: f64) -> Result<
         requests_per_s,
         cpu_us_per_request: per_request,
         cpu_us_per_token: per_request / f64::from(batch),
+        cpu_us_per_request_spread: per_request_spread,
         demand_cores: demand,
+        demand_cores_spread: demand_spread,
         utilisation_target: utilisation,
         cores,
+        cores_high: cores_for(demand + demand_spread),
         utilisation: demand / f64::from(cores),
         shares,
         wait_probability: queue::erlang_c(cores, demand),
@@ -395,7 +483,9 @@ pub fn plan(cal: &Calibration, workload: &Workload, utilisation: f64) -> Result<
         p99_met: workload.p99_target_ms.map(|t| p99 <= t),
         cores_for_p99,
         recommended_cores: recommended,
-        max_rps: f64::from(recommended) * service_rate * f64::from(batch),
+        max_rps: throughput.rps,
+        max_rps_low: throughput.low,
+        max_rps_high: throughput.high,
     })
 }
 
@@ -539,22 +629,26 @@ mod tests {
         // Half and half, two algorithms: 20 + 0.5 · (0.5 · 30 + 0.5 · 90).
         let p = plan(&cal, &workload(1000.0, "RS256=1,ES256=1", 0.5, 1), 0.7).unwrap();
         assert!((p.cpu_us_per_request - 50.0).abs() < 1e-12);
-        // Scattered misses cost more: 10 µs more per miss at half misses.
+        // Scattered misses cost more: measured at 30 µs a request at half misses (the line
+        // from 20 gave 26): 30 + 0.5 · (0.5 · 18 + 0.5 · 78).
         let mut slow = cal.clone();
-        slow.http.miss_rate_extra = vec![crate::calibration::MissRatePoint {
-            miss: 0.5,
-            extra_us: 10.0,
-        }];
-        let p = plan(&slow, &workload(1000.0, "RS256=1,ES256=1", 0.5, 1), 0.7).unwrap();
-        assert!((p.cpu_us_per_request - 55.0).abs() < 1e-12);
-        // New tokens cost more per miss, batched or not: 20 + 0.5 · (60 + 8) and
-        // 30 + 10 · (2 + 81 + 8).
-        slow.http.miss_rate_extra.clear();
-        slow.http.new_token_extra_us = 8.0;
+        slow.http.authz_new.insert(
+            0,
+            crate::calibration::MissPoint {
+                miss: 0.5,
+                us: crate::calibration::Estimate::new(30.0, 0.0),
+            },
+        );
         let p = plan(&slow, &workload(1000.0, "RS256=1,ES256=1", 0.5, 1), 0.7).unwrap();
         assert!((p.cpu_us_per_request - 54.0).abs() < 1e-12);
+        // ...and less than at all misses: 32 + 0.75 · 78 at 75 % misses, on the line to it.
+        let p = plan(&slow, &workload(1000.0, "ES256", 0.25, 1), 0.7).unwrap();
+        assert!((p.cpu_us_per_request - (31.0 + 0.75 * 78.0)).abs() < 1e-12);
+        // New tokens cost more per batched miss: 30 + 10 · (2 + 8 + 78).
+        let mut slow = cal.clone();
+        slow.http.verify_miss_us.us = 8.0;
         let p = plan(&slow, &workload(1000.0, "ES256", 0.0, 10), 0.7).unwrap();
-        assert!((p.cpu_us_per_request - 940.0).abs() < 1e-9);
+        assert!((p.cpu_us_per_request - 910.0).abs() < 1e-9);
         // A batch of 10, no hits: 30 + 10 · (2 + 1 · (80 + 1)).
         let p = plan(&cal, &workload(1000.0, "ES256", 0.0, 10), 0.7).unwrap();
         assert!((p.cpu_us_per_request - 860.0).abs() < 1e-9);
@@ -602,11 +696,15 @@ mod tests {
     fn max_rps_is_cores_over_the_cost() {
         let cal = sample();
         let m = mix("ES256");
-        assert!((max_rps(&cal, &m, 1.0, 1, 1).unwrap() - 50_000.0).abs() < 1e-6);
-        assert!((max_rps(&cal, &m, 1.0, 1, 4).unwrap() - 200_000.0).abs() < 1e-6);
-        assert!((max_rps(&cal, &m, 0.0, 1, 1).unwrap() - 1e6 / 110.0).abs() < 1e-6);
+        let rps = |hit, batch, cores| max_rps(&cal, &m, hit, batch, cores).unwrap().rps;
+        assert!((rps(1.0, 1, 1) - 50_000.0).abs() < 1e-6);
+        assert!((rps(1.0, 1, 4) - 200_000.0).abs() < 1e-6);
+        assert!((rps(0.0, 1, 1) - 1e6 / 110.0).abs() < 1e-6);
         // Tokens per second with batches: 10 tokens per 860 µs.
-        assert!((max_rps(&cal, &m, 0.0, 10, 1).unwrap() - 1e7 / 860.0).abs() < 1e-6);
+        assert!((rps(0.0, 10, 1) - 1e7 / 860.0).abs() < 1e-6);
+        // Without spreads, no range.
+        let t = max_rps(&cal, &m, 0.0, 1, 1).unwrap();
+        assert_eq!((t.low, t.high), (t.rps, t.rps));
         assert_eq!(max_rps(&cal, &m, 1.0, 1, 0), Err(PlanError::Cores));
     }
 
@@ -634,6 +732,35 @@ mod tests {
         assert_eq!(p.p99_met, Some(true));
         assert!(p.cores_for_p99.unwrap() <= p.cores);
         assert_eq!(p.recommended_cores, p.cores);
+    }
+
+    #[test]
+    fn the_spreads_of_the_figures_add_up_in_the_plan() {
+        let mut cal = sample();
+        // ± 1 µs on the cached request, ± 2 µs on the every-token-new request, ± 3 µs on
+        // ES256's miss when every token misses.
+        cal.http.authz_cached_us.spread_us = 1.0;
+        cal.http.authz_new[0].us.spread_us = 2.0;
+        cal.algorithms[2].authz_miss_us.spread_us = 3.0;
+        // All hits: only the cached request's spread counts.
+        let p = plan(&cal, &workload(1000.0, "ES256", 1.0, 1), 0.7).unwrap();
+        assert!((p.cpu_us_per_request_spread - 1.0).abs() < 1e-9);
+        // All misses, ES256: 32 + (110 - 32): the reference's spread and ES256's (the
+        // cached request's cancels out).
+        let p = plan(&cal, &workload(1000.0, "ES256", 0.0, 1), 0.7).unwrap();
+        assert!((p.cpu_us_per_request_spread - 5.0).abs() < 1e-9);
+        // Half misses: 20 + 0.5 · (32 - 20) + 0.5 · (110 - 32): 0.5 · 1 + 0.5 · 2 + 0.5 · 3.
+        let p = plan(&cal, &workload(1000.0, "ES256", 0.5, 1), 0.7).unwrap();
+        assert!((p.cpu_us_per_request_spread - 3.0).abs() < 1e-9);
+        assert!((p.demand_cores_spread - 1000.0 * 3.0 / 1e6).abs() < 1e-12);
+        let t = max_rps(&cal, &mix("ES256"), 0.5, 1, 2).unwrap();
+        // 65 ± 3 µs per request on 2 cores.
+        assert!((t.rps - 2e6 / 65.0).abs() < 1e-6);
+        assert!((t.low - 2e6 / 68.0).abs() < 1e-6 && (t.high - 2e6 / 62.0).abs() < 1e-6);
+        assert!((p.max_rps_low - 1e6 / 68.0).abs() < 1e-6);
+        // A demand at the edge: more cores if the costs are at their top.
+        let p = plan(&cal, &workload(10_500.0, "ES256", 0.5, 1), 0.7).unwrap();
+        assert_eq!((p.cores, p.cores_high), (1, 2));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use planner::{Calibration, Mix, Plan, Workload};
+use planner::{Calibration, Estimate, Mix, Plan, Throughput, Workload};
 
 /// Other processes' load (in cores) above which a calibration is reported as suspect.
 const OTHER_LOAD: f64 = 0.1;
@@ -130,8 +130,13 @@ pub fn capacity(args: CapacityArgs) -> anyhow::Result<ExitCode> {
             },
             "plan": plan,
         });
-        if let Some((cores, rps)) = on_cores {
-            out["max_rps_on_cores"] = serde_json::json!({ "cores": cores, "rps": rps });
+        if let Some((cores, t)) = on_cores {
+            out["max_rps_on_cores"] = serde_json::json!({
+                "cores": cores,
+                "rps": t.rps,
+                "rps_low": t.low,
+                "rps_high": t.high,
+            });
         }
         emit(&(serde_json::to_string_pretty(&out)? + "\n"))?;
     } else {
@@ -161,6 +166,11 @@ fn emit(text: &str) -> anyhow::Result<()> {
         .context("writing to stdout")
 }
 
+/// A figure with its spread: `12.34 ± 0.20`.
+fn pm(e: Estimate) -> String {
+    format!("{:.2} ± {:.2}", e.us, e.spread_us)
+}
+
 fn calibration_table(cal: &Calibration) -> String {
     use std::fmt::Write as _;
     let m = &cal.machine;
@@ -176,54 +186,62 @@ fn calibration_table(cal: &Calibration) -> String {
         "date      {}, {:.1} s of a {:.0} s budget; other processes used {:.2} cores meanwhile",
         cal.date, cal.took_s, cal.budget_s, cal.other_load_cores
     );
+    let _ = writeln!(
+        out,
+        "figures   CPU µs on one core, ± half the distance between two consecutive estimates \
+         that agreed (sums of those where derived)"
+    );
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "CPU µs on one core   single   batched   /v1/authz miss   miss overhead"
+        "CPU µs on one core          single           batched    /v1/authz miss   a new token's miss"
     );
+    let reference = cal.reference().ok();
     for a in &cal.algorithms {
+        let new = reference.map_or(f64::NAN, |r| cal.authz_miss_extra_us(a, r));
         let _ = writeln!(
             out,
-            "{:<20} {:>7.2}   {:>7.2}   {:>14.2}   {:>13.2}",
+            "{:<20} {:>15}   {:>15}   {:>15}   {:>14.2} ± {:.2}",
             a.alg,
-            a.single_us,
-            a.batched_us,
-            a.authz_miss_us,
-            a.authz_miss_overhead_us(h)
+            pm(a.single_us),
+            pm(a.batched_us),
+            pm(a.authz_miss_us),
+            new,
+            plan_spread(cal, a),
         );
     }
     let _ = writeln!(out);
-    let _ = writeln!(out, "cache hit            {:>7.2} µs", cal.cache_hit_us);
+    let _ = writeln!(out, "cache hit            {} µs", pm(cal.cache_hit_us));
     let _ = writeln!(
         out,
-        "/v1/authz, cached    {:>7.2} µs per request (the service's core {:.0} % busy)",
-        h.authz_cached_us,
+        "/v1/authz, cached    {} µs per request (the service's core {:.0} % busy)",
+        pm(h.authz_cached_us),
         h.server_busy * 100.0
     );
-    let _ = writeln!(
-        out,
-        "/v1/verify           {:>7.2} µs per request + {:.2} µs per cached token; a miss adds \
-         its batched verification + {:.2} µs",
-        h.verify_fixed_us, h.verify_per_token_us, h.batch_miss_overhead_us
-    );
-    let _ = writeln!(
-        out,
-        "new tokens           {:>7.2} µs more per miss on a token never seen before",
-        h.new_token_extra_us
-    );
-    for p in &h.miss_rate_extra {
+    for p in &h.authz_new {
         let _ = writeln!(
             out,
-            "/v1/authz misses     {:>7.2} µs more per miss when {:.1} % of tokens miss, \
+            "/v1/authz, new       {} µs per request when {:.1} % of tokens are new {} tokens, \
              scattered",
-            p.extra_us,
-            p.miss * 100.0
+            pm(p.us),
+            p.miss * 100.0,
+            h.reference
         );
     }
     let _ = writeln!(
         out,
-        "model                a scattered miss costs what these points say, linear between them, \
-         none below 0"
+        "/v1/verify           {} µs per request + {} µs per cached token; a new {} token \
+         adds {} µs",
+        pm(h.verify_fixed_us),
+        pm(h.verify_per_token_us),
+        h.reference,
+        pm(h.verify_miss_us)
+    );
+    let _ = writeln!(
+        out,
+        "model                a request at a miss ratio costs what the line through the cached \
+         and new-token points says; another algorithm's miss adds its difference from {}'s",
+        h.reference
     );
     let core = h
         .server_core
@@ -236,12 +254,37 @@ fn calibration_table(cal: &Calibration) -> String {
     out
 }
 
+/// The spread of what a new token's `/v1/authz` miss of `alg` costs beyond a cached request,
+/// as the planner computes it (every token missing).
+fn plan_spread(cal: &Calibration, a: &planner::AlgorithmCost) -> f64 {
+    let Some(alg) = jose::Algorithm::from_name(&a.alg) else {
+        return f64::NAN;
+    };
+    let Ok(mix) = Mix::new(&[(alg, 1.0)]) else {
+        return f64::NAN;
+    };
+    let Ok(plan) = planner::plan(
+        cal,
+        &Workload {
+            rps: 1.0,
+            mix,
+            cache_hit: 0.0,
+            batch: 1,
+            p99_target_ms: None,
+        },
+        1.0,
+    ) else {
+        return f64::NAN;
+    };
+    plan.cpu_us_per_request_spread
+}
+
 fn plan_table(
     plan: &Plan,
     cal: &Calibration,
     source: &str,
     mix: &Mix,
-    on_cores: Option<(u32, f64)>,
+    on_cores: Option<(u32, Throughput)>,
 ) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
@@ -265,13 +308,25 @@ fn plan_table(
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "CPU           {:.2} µs per request, {:.2} µs per token",
-        plan.cpu_us_per_request, plan.cpu_us_per_token
+        "CPU           {:.2} ± {:.2} µs per request ({:.1} %), {:.2} µs per token",
+        plan.cpu_us_per_request,
+        plan.cpu_us_per_request_spread,
+        100.0 * plan.cpu_us_per_request_spread / plan.cpu_us_per_request,
+        plan.cpu_us_per_token
     );
-    let _ = writeln!(out, "demand        {:.2} cores busy", plan.demand_cores);
     let _ = writeln!(
         out,
-        "cores         {} at ≤ {:.0} % utilisation ({:.0} % busy)",
+        "demand        {:.2} ± {:.2} cores busy",
+        plan.demand_cores, plan.demand_cores_spread
+    );
+    let high = if plan.cores_high > plan.cores {
+        format!("; {} at the top of the spread", plan.cores_high)
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        out,
+        "cores         {} at ≤ {:.0} % utilisation ({:.0} % busy{high})",
         plan.cores,
         plan.utilisation_target * 100.0,
         plan.utilisation * 100.0
@@ -293,12 +348,21 @@ fn plan_table(
     }
     let _ = writeln!(
         out,
-        "provision     {} (at most {} tokens/s when busy all the time)",
+        "provision     {} (at most {} tokens/s when busy all the time, {} to {})",
         cores(plan.recommended_cores),
-        rate(plan.max_rps)
+        rate(plan.max_rps),
+        rate(plan.max_rps_low),
+        rate(plan.max_rps_high)
     );
-    if let Some((n, rps)) = on_cores {
-        let _ = writeln!(out, "on {:<10} at most {} tokens/s", cores(n), rate(rps));
+    if let Some((n, t)) = on_cores {
+        let _ = writeln!(
+            out,
+            "on {:<10} at most {} tokens/s ({} to {})",
+            cores(n),
+            rate(t.rps),
+            rate(t.low),
+            rate(t.high)
+        );
     }
     let _ = writeln!(out);
     let _ = writeln!(out, "CPU share     share    cores   µs/request");
@@ -324,7 +388,9 @@ fn cores(n: u32) -> String {
 }
 
 fn rate(rps: f64) -> String {
-    if rps >= 10_000.0 {
+    if !rps.is_finite() {
+        "unbounded".to_string()
+    } else if rps >= 10_000.0 {
         format!("{:.1} k", rps / 1e3)
     } else {
         format!("{rps:.0}")
