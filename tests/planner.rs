@@ -85,7 +85,7 @@ fn calibration_measures_the_daemon_over_http_and_feeds_the_plan() {
     assert_no_negative(&calibration, "calibration");
 
     // The table states each figure's spread and prints no negative figure.
-    let table = tessera(&[
+    let plan_args = [
         "capacity",
         "--calibration",
         file,
@@ -95,7 +95,8 @@ fn calibration_measures_the_daemon_over_http_and_feeds_the_plan() {
         "ES256=100",
         "--cache-hit",
         "0.5",
-    ]);
+    ];
+    let table = tessera(&plan_args);
     assert!(
         table.status.success(),
         "{}",
@@ -105,18 +106,7 @@ fn calibration_measures_the_daemon_over_http_and_feeds_the_plan() {
     assert!(table.contains(" ± "), "{table}");
     assert!(!table.contains(" -"), "{table}");
 
-    let plan = ok(&tessera(&[
-        "capacity",
-        "--calibration",
-        file,
-        "--rps",
-        "2000",
-        "--mix",
-        "ES256=100",
-        "--cache-hit",
-        "0.5",
-        "--json",
-    ]));
+    let plan = ok(&tessera(&[&plan_args[..], &["--json"]].concat()));
     assert!(positive(&plan["plan"]["cores"], "cores") >= 1.0, "{plan}");
     let max = positive(&plan["plan"]["max_rps"], "max_rps");
     // The plan's uncertainty, from the figures' spreads.
