@@ -384,6 +384,18 @@ impl<V> TokenCache<V> {
         }
     }
 
+    /// When a verified entry with this `exp` would die: `min(exp, now + ttl)`.
+    fn until(&self, exp: Option<i64>, now: i64) -> i64 {
+        exp.unwrap_or(i64::MAX)
+            .min(now.saturating_add(self.config.ttl))
+    }
+
+    /// Whether a token verified at `now` with this `exp` would be kept at all (not with the
+    /// cache off, nor once expired): the caller need not weigh a value that would not be.
+    pub fn keeps(&self, exp: Option<i64>, now: i64) -> bool {
+        self.until(exp, now) > now
+    }
+
     /// Remembers that `token` verified, producing `value`, until `min(exp, now + ttl)`.
     pub fn insert_valid(
         &self,
@@ -394,10 +406,7 @@ impl<V> TokenCache<V> {
         facts: Facts,
         now: i64,
     ) {
-        let until = facts
-            .exp
-            .map_or(i64::MAX, |exp| exp)
-            .min(now.saturating_add(self.config.ttl));
+        let until = self.until(facts.exp, now);
         let bytes = facts.bytes + token_bytes(&token);
         if until <= now || bytes > self.per_shard_bytes {
             return;
@@ -566,6 +575,7 @@ mod tests {
         assert!(valid(&c, "a.b.c", 1099).is_some());
         assert!(valid(&c, "a.b.c", 1100).is_none(), "dies at now + ttl");
         // Already expired: not stored.
+        assert!(!c.keeps(Some(999), 1000) && c.keeps(Some(1001), 1000));
         put(&c, "a.b.c", "x".into(), facts(999), 1000);
         assert!(valid(&c, "a.b.c", 1000).is_none());
         // Another token is another entry, whatever it shares with the first.

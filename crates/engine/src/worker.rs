@@ -154,18 +154,22 @@ fn settle<R: Kept>(
         Ok(jwt) => {
             shared.counters.valid(jwt.alg());
             let jwt = Arc::new(Token::new(jwt, job.token.clone()));
-            let facts = Facts {
-                exp: jwt.numeric_claim("exp").map(|e| e as i64),
-                bytes: jwt.footprint(),
-            };
-            shared.cache.insert_valid(
-                job.key,
-                job.token.clone(),
-                job.policy.id(),
-                Arc::clone(&jwt),
-                facts,
-                job.now,
-            );
+            let exp = jwt.numeric_claim("exp").map(|e| e as i64);
+            // Weighed (a walk of its claims) only when it is kept: not with the cache off.
+            if shared.cache.keeps(exp, job.now) {
+                let facts = Facts {
+                    exp,
+                    bytes: jwt.footprint(),
+                };
+                shared.cache.insert_valid(
+                    job.key,
+                    job.token.clone(),
+                    job.policy.id(),
+                    Arc::clone(&jwt),
+                    facts,
+                    job.now,
+                );
+            }
             // Keys swapped while this token was verified: the swap's eviction may have run
             // before the insert, so take the entry back out (it is verified again next time).
             if job.policy.generation() != generation {
