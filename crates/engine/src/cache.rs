@@ -1,16 +1,18 @@
 //! The verified-token cache: gateways send the same hot tokens again and again, and a token that
 //! verified once need not be verified again until it expires.
 //!
-//! - Keyed by the token itself: an entry keeps the token's bytes and a hit compares them, so a
-//!   hit is exactly the token that was verified. The table is indexed by a fast keyed hash
+//! - Keyed by the token itself: a hit compares the token's bytes with those the entry's value
+//!   holds ([`Keyed`]; a remembered failure holds its own), so a hit is exactly the token that
+//!   was verified. The table is indexed by a fast keyed hash
 //!   (aHash, seeded at random per cache): nobody outside can aim many tokens at one bucket or
 //!   learn the layout, and a collision costs a comparison, never a wrong answer. The hash is
 //!   computed once per lookup ([`TokenCache::key`]) and carried to the insert of a miss.
 //! - Sharded by bits of that hash that the tables do not use; each shard is a mutex-guarded
 //!   table, bounded in entries and in bytes, evicting in insertion order (oldest first).
-//! - The byte bound is the memory the entries take: each entry is charged its token, the value
-//!   (as the caller weighs it) and the allocator's rounding of each; each shard adds its table's
-//!   and its eviction queue's real allocations.
+//! - The byte bound is the memory the entries take: each entry is charged its value (as the
+//!   caller weighs it, token included, each allocation rounded as the allocator rounds it), and
+//!   what the caller makes of it later when it is made ([`TokenCache::charge`]); each shard adds
+//!   its table's and its eviction queue's real allocations.
 //! - A verified entry lives until `min(exp, now + ttl)`; a failed verification can be remembered
 //!   for a short, separately bounded time, so a flood of one bad token costs one verification.
 //! - Entries die when the key set of the issuer that decided them changes
@@ -52,6 +54,12 @@ pub fn allocated(n: usize) -> usize {
             n.next_multiple_of(step)
         }
     }
+}
+
+/// A verified value holds the token it was made from: the cache compares it on every hit and
+/// keeps no copy of its own.
+pub trait Keyed {
+    fn token(&self) -> &[u8];
 }
 
 /// Read from a cached value by the revocation hooks (rarely: they scan every entry).
@@ -122,40 +130,61 @@ pub struct CacheStats {
     pub negative: usize,
 }
 
+/// One entry of a shard's table: 48 bytes; the token is kept by its value.
 struct Item<V> {
     hash: u64,
-    /// The token, compared on every hit.
-    token: Bytes,
-    verdict: Cached<V>,
+    verdict: Verdict<V>,
     /// Who decided: the verdict holds only for lookups by the same owner (a policy).
     owner: u64,
     /// Unix seconds after which the entry is dead.
     until: i64,
-    /// Matches the entry's place in its eviction queue.
-    seq: u64,
-    /// What the entry is charged: its token and its value, as allocated.
-    bytes: usize,
+    /// Matches the entry's place in its eviction queue. Wraps after 2^32 inserts into one
+    /// shard, far more than live in it at once (entries live at most `ttl`; the queues are
+    /// compacted), so two live places never share one.
+    seq: u32,
+    /// What the entry is charged: its value and its token, as allocated.
+    bytes: u32,
+}
+
+/// What an entry remembers: the verified value (which holds the token), or a failure with its
+/// token, boxed so that the common entry stays small.
+enum Verdict<V> {
+    Valid(Arc<V>),
+    Invalid(Box<(Bytes, &'static str)>),
+}
+
+impl<V: Keyed> Item<V> {
+    fn is(&self, hash: u64, token: &[u8]) -> bool {
+        self.hash == hash
+            && match &self.verdict {
+                Verdict::Valid(value) => value.token() == token,
+                Verdict::Invalid(failure) => *failure.0 == *token,
+            }
+    }
 }
 
 impl<V> Item<V> {
-    fn is(&self, hash: u64, token: &[u8]) -> bool {
-        self.hash == hash && *self.token == *token
+    fn valid(&self) -> bool {
+        matches!(self.verdict, Verdict::Valid(_))
     }
 
-    fn valid(&self) -> bool {
-        matches!(self.verdict, Cached::Valid(_))
+    fn cached(&self) -> Cached<V> {
+        match &self.verdict {
+            Verdict::Valid(value) => Cached::Valid(Arc::clone(value)),
+            Verdict::Invalid(failure) => Cached::Invalid(failure.1),
+        }
     }
 }
 
 /// An entry's place in an eviction queue: its hash and its sequence number.
-type Place = (u64, u64);
+type Place = (u64, u32);
 
 struct Shard<V> {
     items: HashTable<Item<V>>,
     /// Insertion order of verified entries and of failures, for eviction.
     order: VecDeque<Place>,
     negative_order: VecDeque<Place>,
-    next_seq: u64,
+    next_seq: u32,
     /// Charged to the verified entries and to the failures.
     bytes: usize,
     negative_bytes: usize,
@@ -204,21 +233,11 @@ impl<V> Shard<V> {
         };
         if add {
             *count += 1;
-            *bytes += item.bytes;
+            *bytes += item.bytes as usize;
         } else {
             *count -= 1;
-            *bytes -= item.bytes;
+            *bytes -= item.bytes as usize;
         }
-    }
-
-    fn remove(&mut self, hash: u64, token: &[u8]) -> Option<Item<V>> {
-        let (item, _) = self
-            .items
-            .find_entry(hash, |i| i.is(hash, token))
-            .ok()?
-            .remove();
-        self.account(&item, false);
-        Some(item)
     }
 
     fn remove_place(&mut self, (hash, seq): Place, valid: bool) {
@@ -233,7 +252,7 @@ impl<V> Shard<V> {
 
     fn insert(&mut self, mut item: Item<V>) {
         item.seq = self.next_seq;
-        self.next_seq += 1;
+        self.next_seq = self.next_seq.wrapping_add(1);
         self.compact();
         let place = (item.hash, item.seq);
         if item.valid() {
@@ -281,9 +300,9 @@ impl<V> Shard<V> {
                 dropped += 1;
                 if item.valid() {
                     valid += 1;
-                    bytes += item.bytes;
+                    bytes += item.bytes as usize;
                 } else {
-                    negative_bytes += item.bytes;
+                    negative_bytes += item.bytes as usize;
                 }
             }
             kept
@@ -293,6 +312,18 @@ impl<V> Shard<V> {
         self.bytes -= bytes;
         self.negative_bytes -= negative_bytes;
         dropped
+    }
+}
+
+impl<V: Keyed> Shard<V> {
+    fn remove(&mut self, hash: u64, token: &[u8]) -> Option<Item<V>> {
+        let (item, _) = self
+            .items
+            .find_entry(hash, |i| i.is(hash, token))
+            .ok()?
+            .remove();
+        self.account(&item, false);
+        Some(item)
     }
 }
 
@@ -320,14 +351,14 @@ impl<V> std::fmt::Debug for TokenCache<V> {
 pub struct Facts {
     /// `exp`, in Unix seconds.
     pub exp: Option<i64>,
-    /// The memory the value takes (its allocation and what it holds, as allocated), not
-    /// counting the token the cache keeps.
+    /// The memory the value takes: its allocation and what it holds (the token too), each
+    /// allocation as allocated.
     pub bytes: usize,
 }
 
-/// What the cache adds to a token it keeps: the token's allocation and the header that lets it
-/// be shared (a `Bytes` made from a `Vec` grows one when first cloned).
-fn token_bytes(token: &Bytes) -> usize {
+/// What a token kept in a `Bytes` takes: its allocation and the header that lets it be shared
+/// (a `Bytes` made from a `Vec` grows one when first cloned).
+pub fn token_bytes(token: &Bytes) -> usize {
     allocated(token.len()) + allocated(3 * size_of::<usize>())
 }
 
@@ -357,6 +388,49 @@ impl<V> TokenCache<V> {
             .unwrap_or_else(|e| e.into_inner())
     }
 
+    /// When a verified entry with this `exp` would die: `min(exp, now + ttl)`.
+    fn until(&self, exp: Option<i64>, now: i64) -> i64 {
+        exp.unwrap_or(i64::MAX)
+            .min(now.saturating_add(self.config.ttl))
+    }
+
+    /// Whether a token verified at `now` with this `exp` would be kept at all (not with the
+    /// cache off, nor once expired): the caller need not weigh a value that would not be.
+    pub fn keeps(&self, exp: Option<i64>, now: i64) -> bool {
+        self.until(exp, now) > now
+    }
+
+    /// Drops every entry `owner` decided (its key set changed: a key left or was replaced, and
+    /// a token without a `kid` may have been verified with it).
+    pub fn evict_owner(&self, owner: u64) -> usize {
+        self.retain_all(|item| item.owner != owner)
+    }
+
+    fn retain_all(&self, keep: impl Fn(&Item<V>) -> bool) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| {
+                let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+                shard.retain(&keep)
+            })
+            .sum()
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        self.shards
+            .iter()
+            .fold(CacheStats::default(), |acc, shard| {
+                let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+                CacheStats {
+                    entries: acc.entries + shard.valid,
+                    bytes: acc.bytes + shard.bytes + shard.negative_bytes + shard.overhead(),
+                    negative: acc.negative + shard.negative,
+                }
+            })
+    }
+}
+
+impl<V: Keyed> TokenCache<V> {
     /// The verdict `owner` remembered for `token` at `now`, if any and still alive. A verdict
     /// is only ever answered to the owner (the policy) that reached it.
     pub fn get(&self, token: &[u8], owner: u64, now: i64) -> Option<Cached<V>> {
@@ -375,7 +449,7 @@ impl<V> TokenCache<V> {
         let mut shard = self.shard(key);
         match shard.items.find(key.0, |i| i.is(key.0, token)) {
             Some(item) if !owner(item.owner) => None,
-            Some(item) if now < item.until => Some(item.verdict.clone()),
+            Some(item) if now < item.until => Some(item.cached()),
             Some(_) => {
                 shard.remove(key.0, token);
                 None
@@ -384,45 +458,47 @@ impl<V> TokenCache<V> {
         }
     }
 
-    /// When a verified entry with this `exp` would die: `min(exp, now + ttl)`.
-    fn until(&self, exp: Option<i64>, now: i64) -> i64 {
-        exp.unwrap_or(i64::MAX)
-            .min(now.saturating_add(self.config.ttl))
+    /// Charges the entry of `value` (if it is still cached) with `bytes` more: what its caller
+    /// made of it after it was inserted (a rendered answer). Evicts the shard's oldest entries
+    /// while it is over its bound, this one too if it must.
+    pub fn charge(&self, value: &Arc<V>, bytes: usize) {
+        let token = value.token();
+        let key = self.key(token);
+        let max_bytes = self.per_shard_bytes;
+        let mut shard = self.shard(key);
+        let Some(item) = shard.items.find_mut(key.0, |i| i.is(key.0, token)) else {
+            return;
+        };
+        match &item.verdict {
+            Verdict::Valid(kept) if Arc::ptr_eq(kept, value) => {}
+            _ => return,
+        }
+        let add = u32::try_from(bytes).unwrap_or(u32::MAX);
+        item.bytes = item.bytes.saturating_add(add);
+        shard.bytes += add as usize;
+        shard.evict(true, |s| s.bytes + s.overhead() > max_bytes);
     }
 
-    /// Whether a token verified at `now` with this `exp` would be kept at all (not with the
-    /// cache off, nor once expired): the caller need not weigh a value that would not be.
-    pub fn keeps(&self, exp: Option<i64>, now: i64) -> bool {
-        self.until(exp, now) > now
-    }
-
-    /// Remembers that `token` verified, producing `value`, until `min(exp, now + ttl)`.
-    pub fn insert_valid(
-        &self,
-        key: CacheKey,
-        token: Bytes,
-        owner: u64,
-        value: Arc<V>,
-        facts: Facts,
-        now: i64,
-    ) {
+    /// Remembers that the token `value` holds (whose key is `key`) verified, producing
+    /// `value`, until `min(exp, now + ttl)`.
+    pub fn insert_valid(&self, key: CacheKey, owner: u64, value: Arc<V>, facts: Facts, now: i64) {
         let until = self.until(facts.exp, now);
-        let bytes = facts.bytes + token_bytes(&token);
+        let bytes = facts.bytes;
         if until <= now || bytes > self.per_shard_bytes {
             return;
         }
+        let (max_entries, max_bytes) = (self.per_shard_entries, self.per_shard_bytes);
+        let mut shard = self.shard(key);
+        shard.remove(key.0, value.token());
         let item = Item {
             hash: key.0,
-            token,
-            verdict: Cached::Valid(value),
+            verdict: Verdict::Valid(value),
             owner,
             until,
             seq: 0,
-            bytes,
+            // At most the shard's bound (checked above), which a u32 holds.
+            bytes: u32::try_from(bytes).unwrap_or(u32::MAX),
         };
-        let (max_entries, max_bytes) = (self.per_shard_entries, self.per_shard_bytes);
-        let mut shard = self.shard(key);
-        shard.remove(key.0, &item.token);
         shard.evict(true, |s| {
             s.valid + 1 > max_entries || s.bytes + s.overhead_with_one_more() + bytes > max_bytes
         });
@@ -452,22 +528,16 @@ impl<V> TokenCache<V> {
             None => {}
         }
         shard.evict(false, |s| s.negative + 1 > max);
-        let bytes = token_bytes(&token);
+        // The token, its box and the entry's share of the table.
+        let bytes = token_bytes(&token) + allocated(size_of::<(Bytes, &str)>());
         shard.insert(Item {
             hash: key.0,
-            token,
-            verdict: Cached::Invalid(code),
+            verdict: Verdict::Invalid(Box::new((token, code))),
             owner,
             until: now.saturating_add(self.config.negative_ttl),
             seq: 0,
-            bytes,
+            bytes: u32::try_from(bytes).unwrap_or(u32::MAX),
         });
-    }
-
-    /// Drops every entry `owner` decided (its key set changed: a key left or was replaced, and
-    /// a token without a `kid` may have been verified with it).
-    pub fn evict_owner(&self, owner: u64) -> usize {
-        self.retain_all(|item| item.owner != owner)
     }
 
     /// Revocation hook: drops the entry of this token.
@@ -475,37 +545,14 @@ impl<V> TokenCache<V> {
         let key = self.key(token);
         self.shard(key).remove(key.0, token).is_some()
     }
-
-    fn retain_all(&self, keep: impl Fn(&Item<V>) -> bool) -> usize {
-        self.shards
-            .iter()
-            .map(|shard| {
-                let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
-                shard.retain(&keep)
-            })
-            .sum()
-    }
-
-    pub fn stats(&self) -> CacheStats {
-        self.shards
-            .iter()
-            .fold(CacheStats::default(), |acc, shard| {
-                let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
-                CacheStats {
-                    entries: acc.entries + shard.valid,
-                    bytes: acc.bytes + shard.bytes + shard.negative_bytes + shard.overhead(),
-                    negative: acc.negative + shard.negative,
-                }
-            })
-    }
 }
 
-impl<V: Revocable> TokenCache<V> {
+impl<V: Revocable + Keyed> TokenCache<V> {
     /// Drops the verified entries whose value says `f`.
     fn revoke(&self, f: impl Fn(&V) -> bool) -> usize {
         self.retain_all(|item| match &item.verdict {
-            Cached::Valid(value) => !f(value),
-            Cached::Invalid(_) => true,
+            Verdict::Valid(value) => !f(value),
+            Verdict::Invalid(_) => true,
         })
     }
 
@@ -529,7 +576,20 @@ impl<V: Revocable> TokenCache<V> {
 mod tests {
     use super::*;
 
-    fn cache(shards: usize, max_entries: usize) -> TokenCache<String> {
+    /// A value as the engine's are: it holds the token it was made from.
+    #[derive(Clone, Debug, PartialEq)]
+    struct Kept<T> {
+        token: Bytes,
+        value: T,
+    }
+
+    impl<T> Keyed for Kept<T> {
+        fn token(&self) -> &[u8] {
+            &self.token
+        }
+    }
+
+    fn cache(shards: usize, max_entries: usize) -> TokenCache<Kept<String>> {
         TokenCache::new(CacheConfig {
             shards,
             max_entries,
@@ -547,19 +607,23 @@ mod tests {
         }
     }
 
-    fn put<V>(c: &TokenCache<V>, token: &str, value: V, facts: Facts, now: i64) {
+    fn kept<T>(token: &str, value: T) -> Arc<Kept<T>> {
         let token = Bytes::copy_from_slice(token.as_bytes());
-        c.insert_valid(c.key(&token), token, 0, Arc::new(value), facts, now);
+        Arc::new(Kept { token, value })
     }
 
-    fn fail(c: &TokenCache<String>, token: &str, code: &'static str, now: i64) {
+    fn put<T>(c: &TokenCache<Kept<T>>, token: &str, value: T, facts: Facts, now: i64) {
+        c.insert_valid(c.key(token.as_bytes()), 0, kept(token, value), facts, now);
+    }
+
+    fn fail(c: &TokenCache<Kept<String>>, token: &str, code: &'static str, now: i64) {
         let token = Bytes::copy_from_slice(token.as_bytes());
         c.insert_invalid(c.key(&token), token, 0, code, now);
     }
 
-    fn valid<V: Clone>(c: &TokenCache<V>, token: &str, now: i64) -> Option<V> {
+    fn valid<T: Clone>(c: &TokenCache<Kept<T>>, token: &str, now: i64) -> Option<T> {
         match c.get(token.as_bytes(), 0, now) {
-            Some(Cached::Valid(v)) => Some((*v).clone()),
+            Some(Cached::Valid(v)) => Some(v.value.clone()),
             _ => None,
         }
     }
@@ -588,21 +652,17 @@ mod tests {
     #[test]
     fn a_hit_is_the_token_itself_even_when_hashes_collide() {
         let c = cache(1, 100);
-        let (one, two) = (
-            Bytes::from_static(b"t.one.x"),
-            Bytes::from_static(b"t.two.y"),
-        );
         // Both under one key, as a collision of the keyed hash would put them.
-        let key = c.key(&one);
-        c.insert_valid(key, one.clone(), 0, Arc::new("one".into()), facts(9999), 0);
-        c.insert_valid(key, two.clone(), 0, Arc::new("two".into()), facts(9999), 0);
-        let hit = |token: &Bytes| match c.get_by(key, token, |_| true, 1) {
-            Some(Cached::Valid(v)) => Some((*v).clone()),
+        let key = c.key(b"t.one.x");
+        c.insert_valid(key, 0, kept("t.one.x", "one".into()), facts(9999), 0);
+        c.insert_valid(key, 0, kept("t.two.y", "two".into()), facts(9999), 0);
+        let hit = |token: &str| match c.get_by(key, token.as_bytes(), |_| true, 1) {
+            Some(Cached::Valid(v)) => Some(v.value.clone()),
             _ => None,
         };
-        assert_eq!(hit(&one).as_deref(), Some("one"));
-        assert_eq!(hit(&two).as_deref(), Some("two"));
-        assert_eq!(hit(&Bytes::from_static(b"t.three.z")), None);
+        assert_eq!(hit("t.one.x").as_deref(), Some("one"));
+        assert_eq!(hit("t.two.y").as_deref(), Some("two"));
+        assert_eq!(hit("t.three.z"), None);
         assert_eq!(c.stats().entries, 2);
     }
 
@@ -632,14 +692,18 @@ mod tests {
     #[test]
     fn bounded_by_the_bytes_entries_take_with_the_table() {
         let max_bytes = 64 << 10;
-        let c: TokenCache<String> = TokenCache::new(CacheConfig {
+        let c: TokenCache<Kept<String>> = TokenCache::new(CacheConfig {
             shards: 1,
             max_bytes,
             ..CacheConfig::default()
         });
         let token = |i: usize| format!("{i:0>300}");
+        let weighed = |i: usize| Facts {
+            bytes: 10 + token_bytes(&Bytes::from(token(i))),
+            ..facts(9999)
+        };
         for i in 0..10_000 {
-            put(&c, &token(i), String::new(), facts(9999), 0);
+            put(&c, &token(i), String::new(), weighed(i), 0);
             let stats = c.stats();
             assert!(
                 stats.bytes <= max_bytes,
@@ -647,9 +711,10 @@ mod tests {
                 stats.bytes
             );
         }
+        assert_eq!(size_of::<Item<Kept<String>>>(), 48);
         let stats = c.stats();
         // Each entry is charged its 300-byte token (320 as allocated), its shared header, its
-        // 10 bytes, and its share of the table and the queue.
+        // 10 bytes, and its share of the table (48-byte items) and the queue.
         let per_entry = stats.bytes / stats.entries;
         assert!(
             (350..700).contains(&per_entry),
@@ -661,11 +726,47 @@ mod tests {
         assert!(valid(&c, &token(0), 1).is_none());
         // One entry bigger than the whole budget is not kept.
         let huge = Facts {
-            bytes: max_bytes,
+            bytes: max_bytes + 1,
             ..facts(9999)
         };
         put(&c, "huge", "h".into(), huge, 0);
         assert!(valid(&c, "huge", 1).is_none());
+    }
+
+    #[test]
+    fn what_is_made_later_is_charged_to_its_entry() {
+        let c = cache(1, 100);
+        let one = kept("t.one", String::new());
+        c.insert_valid(c.key(b"t.one"), 0, Arc::clone(&one), facts(9999), 0);
+        let before = c.stats().bytes;
+        c.charge(&one, 1000);
+        assert_eq!(c.stats().bytes, before + 1000);
+        // Another value for the same token (one verified again) is not this entry.
+        c.charge(&kept("t.one", String::new()), 1000);
+        assert_eq!(c.stats().bytes, before + 1000);
+        // Gone, the entry takes its charge with it.
+        assert!(c.revoke_token(b"t.one"));
+        let gone = c.stats().bytes;
+        assert!(gone < before);
+        c.charge(&one, 1000);
+        assert_eq!(c.stats().bytes, gone);
+        // A charge past the bound evicts, oldest first.
+        let small: TokenCache<Kept<String>> = TokenCache::new(CacheConfig {
+            shards: 1,
+            max_bytes: 16 << 10,
+            ..CacheConfig::default()
+        });
+        let (a, b) = (kept("a", String::new()), kept("b", String::new()));
+        let heavy = Facts {
+            bytes: 4 << 10,
+            ..facts(9999)
+        };
+        small.insert_valid(small.key(b"a"), 0, Arc::clone(&a), heavy, 0);
+        small.insert_valid(small.key(b"b"), 0, Arc::clone(&b), facts(9999), 0);
+        small.charge(&b, 12 << 10);
+        assert_eq!(small.stats().entries, 1);
+        assert!(valid(&small, "a", 1).is_none() && valid(&small, "b", 1).is_some());
+        assert!(small.stats().bytes <= 16 << 10);
     }
 
     #[test]
@@ -707,8 +808,7 @@ mod tests {
     #[test]
     fn verdicts_are_answered_only_to_their_owner() {
         let c = cache(4, 100);
-        let t = Bytes::from_static(b"t");
-        c.insert_valid(c.key(&t), t, 1, Arc::new("by one".into()), facts(9999), 0);
+        c.insert_valid(c.key(b"t"), 1, kept("t", "by one".into()), facts(9999), 0);
         assert!(c.get(b"t", 1, 1).is_some());
         assert!(c.get(b"t", 2, 1).is_none(), "another policy never sees it");
         let u = Bytes::from_static(b"u");
@@ -725,15 +825,15 @@ mod tests {
         sub: &'static str,
     }
 
-    impl Revocable for Claims {
+    impl Revocable for Kept<Claims> {
         fn kid(&self) -> Option<Cow<'_, str>> {
-            Some(self.kid.into())
+            Some(self.value.kid.into())
         }
 
         fn str_claim(&self, name: &str) -> Option<Cow<'_, str>> {
             match name {
-                "jti" => Some(self.jti.into()),
-                "sub" => Some(self.sub.into()),
+                "jti" => Some(self.value.jti.into()),
+                "sub" => Some(self.value.sub.into()),
                 _ => None,
             }
         }
@@ -741,7 +841,7 @@ mod tests {
 
     #[test]
     fn keys_and_revocations_drop_entries() {
-        let c: TokenCache<Claims> = TokenCache::new(CacheConfig::default());
+        let c: TokenCache<Kept<Claims>> = TokenCache::new(CacheConfig::default());
         let put = |token: &str, kid, jti, sub| {
             put(&c, token, Claims { kid, jti, sub }, facts(9999), 0);
         };

@@ -404,6 +404,12 @@ impl<R: Kept> EngineHandle<R> {
         })
     }
 
+    /// Charges `token`'s cache entry (if it is still cached) with `bytes`: what the caller made
+    /// of it and keeps with it ([`Kept`]), once it has made it.
+    pub fn charge(&self, token: &Verified<R>, bytes: usize) {
+        self.shared.cache.charge(token, bytes);
+    }
+
     /// The cache, for revocation hooks.
     pub fn cache(&self) -> &TokenCache<Token<R>> {
         &self.shared.cache

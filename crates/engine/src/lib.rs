@@ -22,7 +22,8 @@ pub mod token;
 mod worker;
 
 pub use cache::{
-    allocated, CacheConfig, CacheKey, CacheStats, Cached, Facts, Revocable, TokenCache,
+    allocated, token_bytes, CacheConfig, CacheKey, CacheStats, Cached, Facts, Keyed, Revocable,
+    TokenCache,
 };
 pub use engine::{Engine, EngineConfig, EngineHandle, Refresh};
 pub use error::EngineError;

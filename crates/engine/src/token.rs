@@ -8,19 +8,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use jose::Jwt;
 
-use crate::cache::{allocated, Revocable};
+use crate::cache::{allocated, token_bytes, Keyed, Revocable};
 
 /// What a caller of the engine keeps with each verified token: made empty (`Default`) when the
 /// token is verified and kept with it in the cache for as long as its verdict, so that what the
 /// caller makes of a token once (the daemon's rendered answers, in `OnceLock`s) serves every
-/// cache hit. `()` keeps nothing.
-pub trait Kept: Default + Send + Sync + 'static {
-    /// The memory this will hold on the heap for `token` once filled in (what the cache charges
-    /// for it ahead, as the allocator rounds each allocation: [`allocated`]).
-    fn footprint(_token: &Token<Self>) -> usize {
-        0
-    }
-}
+/// cache hit. `()` keeps nothing. What it holds on the heap once filled in is charged to the
+/// token's entry when it is made ([`crate::EngineHandle::charge`]).
+pub trait Kept: Default + Send + Sync + 'static {}
 
 impl Kept for () {}
 
@@ -42,13 +37,13 @@ impl<R: Kept> Token<R> {
         }
     }
 
-    /// What this token takes in memory, not counting the compact token: its own allocation,
-    /// the decoded header and claims, and what the caller will keep with it.
+    /// What this token takes in memory as it is verified: its own allocation, the compact
+    /// token and the decoded header and claims. What the caller keeps with it comes later.
     pub fn footprint(&self) -> usize {
         // The allocation of the `Arc` it is shared in: two counts, then the token.
         allocated(2 * size_of::<usize>() + size_of::<Self>())
+            + token_bytes(&self.compact)
             + self.jwt.heap_bytes(allocated)
-            + R::footprint(self)
     }
 }
 
@@ -86,6 +81,12 @@ impl<R> Deref for Token<R> {
     }
 }
 
+impl<R> Keyed for Token<R> {
+    fn token(&self) -> &[u8] {
+        &self.compact
+    }
+}
+
 impl<R> Revocable for Token<R> {
     fn kid(&self) -> Option<Cow<'_, str>> {
         self.jwt.kid()
@@ -116,11 +117,7 @@ mod tests {
     #[derive(Default)]
     struct Subject(OnceLock<String>);
 
-    impl Kept for Subject {
-        fn footprint(token: &Token<Self>) -> usize {
-            allocated(token.str_claim("sub").map_or(0, |s| s.len()))
-        }
-    }
+    impl Kept for Subject {}
 
     fn signed() -> String {
         let secret = b"a key of at least thirty-two bytes!!";
@@ -159,9 +156,13 @@ mod tests {
         assert_eq!(token.compact(), signed.as_bytes());
         let nothing: Token = Token::new(jwt(&signed), Bytes::from(signed.clone()));
         assert_eq!(nothing.kept(), &());
-        // What the caller keeps is charged: alice's 5 bytes, as allocated.
+        // The token is charged its allocation, the compact token and the decoded text.
         let own = allocated(2 * size_of::<usize>() + size_of::<Token<Subject>>());
-        assert_eq!(token.footprint(), own + token.heap_bytes(allocated) + 16);
+        let compact = allocated(signed.len()) + allocated(3 * size_of::<usize>());
+        assert_eq!(
+            token.footprint(),
+            own + compact + token.heap_bytes(allocated)
+        );
         assert!(token.heap_bytes(allocated) >= signed.len() / 2);
     }
 

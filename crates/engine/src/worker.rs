@@ -154,8 +154,7 @@ fn settle<R: Kept>(
         Ok(jwt) => {
             shared.counters.valid(jwt.alg());
             let jwt = Arc::new(Token::new(jwt, job.token.clone()));
-            let exp = jwt.numeric_claim("exp").map(|e| e as i64);
-            // Weighed (a walk of its claims) only when it is kept: not with the cache off.
+            let exp = jwt.exp().map(|e| e as i64);
             if shared.cache.keeps(exp, job.now) {
                 let facts = Facts {
                     exp,
@@ -163,7 +162,6 @@ fn settle<R: Kept>(
                 };
                 shared.cache.insert_valid(
                     job.key,
-                    job.token.clone(),
                     job.policy.id(),
                     Arc::clone(&jwt),
                     facts,

@@ -176,87 +176,10 @@ impl<'a> Value<'a> {
     }
 }
 
-/// A value's type, so that a value can be kept as a span of its document and rebuilt.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Null,
-    True,
-    False,
-    Number,
-    String { escaped: bool },
-    Array,
-    Object,
-}
-
-impl<'a> Value<'a> {
-    /// The value's kind and the span of `doc` that holds it (empty for literals).
-    pub(crate) fn to_span(self, doc: &str) -> (Kind, Span) {
-        let at = |s: &str| Span::of(doc, s);
-        match self {
-            Value::Null => (Kind::Null, Span::EMPTY),
-            Value::Bool(true) => (Kind::True, Span::EMPTY),
-            Value::Bool(false) => (Kind::False, Span::EMPTY),
-            Value::Number(n) => (Kind::Number, at(n.0)),
-            Value::String(s) => (Kind::String { escaped: s.escaped }, at(s.raw)),
-            Value::Array(a) => (Kind::Array, at(a.0)),
-            Value::Object(o) => (Kind::Object, at(o.0)),
-        }
-    }
-
-    /// Rebuilds a value from [`Value::to_span`].
-    pub(crate) fn from_span(kind: Kind, span: Span, doc: &'a str) -> Value<'a> {
-        let text = span.of_doc(doc);
-        match kind {
-            Kind::Null => Value::Null,
-            Kind::True => Value::Bool(true),
-            Kind::False => Value::Bool(false),
-            Kind::Number => Value::Number(Number(text)),
-            Kind::String { escaped } => Value::String(JsonStr { raw: text, escaped }),
-            Kind::Array => Value::Array(Array(text)),
-            Kind::Object => Value::Object(Object(text)),
-        }
-    }
-}
-
-/// A byte range of a document.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Span {
-    start: u32,
-    end: u32,
-}
-
-impl Span {
-    const EMPTY: Span = Span { start: 0, end: 0 };
-
-    /// Where `part`, a slice of `doc`, lies in `doc`.
-    pub(crate) fn of(doc: &str, part: &str) -> Span {
-        let start = (part.as_ptr() as usize).wrapping_sub(doc.as_ptr() as usize);
-        debug_assert!(start + part.len() <= doc.len());
-        Span {
-            start: start as u32,
-            end: (start + part.len()) as u32,
-        }
-    }
-
-    /// The text of this span; empty if it does not fit `doc` (it always does for spans made
-    /// from the same document).
-    pub(crate) fn of_doc(self, doc: &str) -> &str {
-        doc.get(self.start as usize..self.end as usize)
-            .unwrap_or_default()
-    }
-}
-
 impl<'a> JsonStr<'a> {
     /// A string from its raw text between quotes; `escaped` says whether it holds escapes.
     pub(crate) fn from_raw(raw: &'a str, escaped: bool) -> Self {
         JsonStr { raw, escaped }
-    }
-
-    pub(crate) fn from_span(span: Span, escaped: bool, doc: &'a str) -> Self {
-        JsonStr {
-            raw: span.of_doc(doc),
-            escaped,
-        }
     }
 
     pub(crate) fn is_escaped(&self) -> bool {
@@ -294,6 +217,13 @@ impl<'a> Array<'a> {
 pub struct Object<'a>(&'a str);
 
 impl<'a> Object<'a> {
+    /// An object already validated (the claims of a verified token): its text, braces
+    /// included, without surrounding whitespace. Reading anything else yields what it can and
+    /// stops; it never panics.
+    pub(crate) fn trusted(text: &'a str) -> Self {
+        Object(text)
+    }
+
     /// The members in document order.
     pub fn iter(&self) -> impl Iterator<Item = (JsonStr<'a>, Value<'a>)> + 'a {
         let mut r = Reader::trusted(self.0);

@@ -2,10 +2,9 @@
 //! [`Validation`] policy.
 
 use std::borrow::Cow;
-use std::sync::OnceLock;
 
 use crate::date::MAX_NUMERIC_DATE;
-use crate::json::{self, JsonError, JsonStr, Kind, Span, Value};
+use crate::json::{self, JsonError, JsonStr, Object, Value};
 use crate::jws::{self, Header, Limits};
 use crate::{Algorithm, Error, KeySet, Malformed, Segment};
 
@@ -62,35 +61,15 @@ impl Default for Validation {
 }
 
 /// A verified and validated JWT. Holds the decoded header and claims; claim values borrow from
-/// it.
+/// it. Compact (a cache keeps many): one allocation, the claims read from the text on demand.
 #[derive(Debug)]
 pub struct Jwt {
     /// The decoded header JSON, then the decoded claims JSON.
-    text: String,
-    header_len: usize,
+    text: Box<str>,
+    header_len: u32,
     alg: Algorithm,
-    /// Offsets of the claims, built on first use: verification itself does not need them.
-    members: OnceLock<Vec<Member>>,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Member {
-    name: Span,
-    name_escaped: bool,
-    kind: Kind,
-    value: Span,
-}
-
-impl Member {
-    fn new(doc: &str, name: JsonStr<'_>, value: Value<'_>) -> Self {
-        let (kind, span) = value.to_span(doc);
-        Member {
-            name: Span::of(doc, name.raw()),
-            name_escaped: name.is_escaped(),
-            kind,
-            value: span,
-        }
-    }
+    /// `exp`, read when the claims were validated; NaN when the token has none.
+    exp: f64,
 }
 
 impl Jwt {
@@ -100,7 +79,9 @@ impl Jwt {
 
     /// The protected header as JSON text (validated; may contain insignificant whitespace).
     pub fn header_json(&self) -> &str {
-        &self.text[..self.header_len]
+        self.text
+            .get(..self.header_len as usize)
+            .unwrap_or_default()
     }
 
     /// The header's `kid`, if it has one.
@@ -113,37 +94,29 @@ impl Jwt {
 
     /// The claims set as JSON text (validated; may contain insignificant whitespace).
     pub fn claims_json(&self) -> &str {
-        &self.text[self.header_len..]
+        self.text
+            .get(self.header_len as usize..)
+            .unwrap_or_default()
     }
 
-    /// The memory this token holds beside itself: its decoded text and the claims' offsets (made
-    /// here if they were not yet), each allocation rounded by `allocated` to what the allocator
-    /// hands out for it.
+    /// The memory this token holds beside itself: its decoded text, rounded by `allocated` to
+    /// what the allocator hands out for it.
     pub fn heap_bytes(&self, allocated: impl Fn(usize) -> usize) -> usize {
-        let members = self.claims().count();
-        allocated(self.text.capacity()) + allocated(members * size_of::<Member>())
+        allocated(self.text.len())
     }
 
-    /// The claims in document order.
+    /// The claims in document order, read from the claims' text (validated when the token was
+    /// verified) as they are asked for.
     pub fn claims(&self) -> impl Iterator<Item = (JsonStr<'_>, Value<'_>)> {
-        let doc = self.claims_json();
-        let members = self.members.get_or_init(|| {
-            let mut members = Vec::with_capacity(16);
-            // The claims were validated when the token was verified: this walk cannot fail.
-            let _ = json::read_object::<JsonError>(doc, usize::MAX, |name, value| {
-                members.push(Member::new(doc, name, value));
-                Ok(())
-            });
-            // Kept as long as the token is (cached): no room to spare.
-            members.shrink_to_fit();
-            members
-        });
-        members.iter().map(move |m| {
-            (
-                JsonStr::from_span(m.name, m.name_escaped, doc),
-                Value::from_span(m.kind, m.value, doc),
-            )
-        })
+        let object = self
+            .claims_json()
+            .trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'));
+        Object::trusted(object).iter()
+    }
+
+    /// `exp`, in seconds since the epoch, if the token has one.
+    pub fn exp(&self) -> Option<f64> {
+        (!self.exp.is_nan()).then_some(self.exp)
     }
 
     /// The claim called `name`.
@@ -214,12 +187,24 @@ impl<'a> Prepared<'a> {
     pub fn finish(self, signature_valid: bool, now: i64) -> Result<Jwt, Error> {
         let (buf, header_len, alg) = self.jws.finish(signature_valid)?.into_parts();
         let text = String::from_utf8(buf).map_err(|_| Malformed::Utf8(Segment::Payload))?;
-        validate_claims(&text[header_len..], self.validation, now)?;
+        let exp = validate_claims(&text[header_len..], self.validation, now)?;
+        // Kept as long as the token is (cached): no room to spare. The buffer had room for the
+        // signature too; when that room is more than a little, the text moves to an allocation
+        // of its own size (an allocator may shrink a block in place and keep its size class).
+        let text = if text.capacity() - text.len() > 16 {
+            Box::from(text.as_str())
+        } else {
+            text.into_boxed_str()
+        };
         Ok(Jwt {
             text,
-            header_len,
+            header_len: u32::try_from(header_len).map_err(|_| Error::TooLarge {
+                len: header_len,
+                limit: u32::MAX as usize,
+            })?,
             alg,
-            members: OnceLock::new(),
+            // A NumericDate is never NaN: it lies in 0..=MAX_NUMERIC_DATE.
+            exp: exp.unwrap_or(f64::NAN),
         })
     }
 }
@@ -327,7 +312,8 @@ fn string_claim<'a>(value: Value<'a>, what: &'static str) -> Result<JsonStr<'a>,
         .ok_or(ClaimsError::Token(Error::InvalidClaim(what)))
 }
 
-fn validate_claims(text: &str, v: &Validation, now: i64) -> Result<(), Error> {
+/// Validates the claims set `text` at `now`; answers its `exp`.
+fn validate_claims(text: &str, v: &Validation, now: i64) -> Result<Option<f64>, Error> {
     let mut reg = Registered::default();
     let walk = json::read_object(text, v.limits.max_json_depth, |name, value| {
         match name.to_str().as_bytes() {
@@ -422,7 +408,7 @@ fn validate_claims(text: &str, v: &Validation, now: i64) -> Result<(), Error> {
     if let Some(missing) = v.required_claims.iter().find(|r| claims.get(r).is_none()) {
         return Err(Error::MissingClaim(missing.as_str().into()));
     }
-    Ok(())
+    Ok(reg.exp)
 }
 
 #[cfg(test)]

@@ -24,43 +24,75 @@ impl Answers {
     pub fn with<R>(token: &engine::Token<Answers>, f: impl FnOnce(&Answers) -> R) -> R {
         f(token.kept())
     }
-}
 
-impl engine::Kept for Answers {
-    /// Both answers as they will be made (either may never be): the introspection JSON (the
-    /// RFC 7662 members, at most the claims' text, in a `Bytes` shared with the responses) and
-    /// the identity headers (one allocation each, the claims header a slice of the token the
-    /// cache keeps anyway), with the scopes.
-    fn footprint(token: &engine::Token<Answers>) -> usize {
-        use engine::allocated;
-        let shared = allocated(3 * size_of::<usize>());
-        let claims = token.claims_json().len();
-        let introspection = allocated(64 + claims) + shared;
-        let identity = Identity::of(token);
-        let text = |v: Option<Value<'_>>| Identity::text(v).map_or(0, |s| allocated(s.len()));
-        let scopes = identity.scopes().unwrap_or_default();
-        let scope_words: usize = scopes.iter().map(|s| allocated(s.len())).sum();
-        let scope_line = scopes.iter().map(|s| s.len() + 1).sum::<usize>();
-        let authz = text(identity.sub)
-            + text(identity.iss)
-            + text(identity.client_id.or(identity.azp))
-            + allocated(scope_line)
-            + allocated(scopes.len() * size_of::<String>())
-            + scope_words;
-        introspection + authz
+    /// `/introspect`'s answer for `token`, made by `make` on first use and charged to the
+    /// token's cache entry (its allocation and the header that shares it).
+    pub fn introspection(
+        engine: &crate::Verifier,
+        token: &engine::Verified<Answers>,
+        make: impl FnOnce() -> (Bytes, usize),
+    ) -> Bytes {
+        token
+            .kept()
+            .introspection
+            .get_or_init(|| {
+                let (answer, capacity) = make();
+                engine.charge(token, heap(capacity));
+                answer
+            })
+            .clone()
+    }
+
+    /// `/v1/authz`'s answer for `token`, made on first use (the claims header if `claims`) and
+    /// charged to the token's cache entry.
+    pub fn authz<'t>(
+        engine: &crate::Verifier,
+        token: &'t engine::Verified<Answers>,
+        claims: bool,
+    ) -> &'t AuthzAnswer {
+        token.kept().authz.get_or_init(|| {
+            let answer = AuthzAnswer::of(token, claims);
+            engine.charge(token, heap(answer.values.len()));
+            answer
+        })
     }
 }
 
-/// The identity headers of `/v1/authz`, values only (the names are configured), and the scopes
-/// its route rules check: `None` when the token's scopes are not scope-tokens
-/// ([`Identity::scopes`]), which makes the token invalid for forward-auth.
+/// What `n` bytes in a `Bytes` take: their allocation and the header that shares it.
+fn heap(n: usize) -> usize {
+    match n {
+        0 => 0,
+        n => engine::allocated(n) + engine::allocated(3 * size_of::<usize>()),
+    }
+}
+
+impl engine::Kept for Answers {}
+
+/// The span of a field the answer does not have: never within its values.
+const ABSENT: (u32, u32) = (u32::MAX, 0);
+
+/// An identity header of `/v1/authz`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Field {
+    Subject,
+    Scope,
+    ClientId,
+    Issuer,
+}
+
+/// The identity headers of `/v1/authz`, values only (the names are configured), compact: the
+/// texts of `sub`, the scopes, `client_id` (or `azp`) and `iss` one after another in one
+/// allocation that every response's header values share, and the claims header a slice of the
+/// compact token. The route rules check the scopes in the same text.
 #[derive(Debug)]
 pub struct AuthzAnswer {
-    pub scopes: Option<Vec<String>>,
-    pub subject: Option<HeaderValue>,
-    pub scope: Option<HeaderValue>,
-    pub client_id: Option<HeaderValue>,
-    pub issuer: Option<HeaderValue>,
+    values: Bytes,
+    /// Where each [`Field`] lies in `values`; [`ABSENT`] when the token has none, or one that
+    /// cannot be a header value (control characters).
+    spans: [(u32, u32); 4],
+    /// Whether the token's scopes are scope-tokens ([`Identity::scopes`]): when not, the token
+    /// is invalid for forward-auth.
+    scopes_valid: bool,
     pub claims: Option<HeaderValue>,
 }
 
@@ -69,34 +101,72 @@ impl AuthzAnswer {
     /// configured empty).
     pub fn of(token: &engine::Token<Answers>, claims: bool) -> Self {
         let jwt: &jose::Jwt = token;
-        // A claim that cannot be a header value (control characters) is left out.
-        let value = |value: Option<Cow<'_, str>>| match value? {
-            Cow::Owned(v) => HeaderValue::from_maybe_shared(Bytes::from(v)).ok(),
-            Cow::Borrowed(v) => HeaderValue::from_str(v).ok(),
-        };
         let identity = Identity::of(jwt);
-        let scopes: Option<Vec<String>> = identity
-            .scopes()
-            .map(|scopes| scopes.into_iter().map(Cow::into_owned).collect());
+        let scopes = identity.scopes();
+        let scope = scopes
+            .as_ref()
+            .filter(|scopes| !scopes.is_empty())
+            .map(|scopes| Cow::Owned(scopes.join(" ")));
+        let client_id = Identity::text(identity.client_id).or_else(|| Identity::text(identity.azp));
+        let texts = [
+            Identity::text(identity.sub),
+            scope,
+            client_id,
+            Identity::text(identity.iss),
+        ]
+        // A claim that cannot be a header value is left out.
+        .map(|text| text.filter(|t| HeaderValue::from_str(t).is_ok()));
+        let mut values = Vec::with_capacity(texts.iter().flatten().map(|t| t.len()).sum());
+        let spans = texts.map(|text| {
+            let Some(text) = text else {
+                return ABSENT;
+            };
+            let start = values.len();
+            values.extend_from_slice(text.as_bytes());
+            // A token is far shorter than 4 GiB: every span fits.
+            let at = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+            (at(start), at(values.len()))
+        });
         AuthzAnswer {
-            subject: value(Identity::text(identity.sub)),
-            scope: value(
-                scopes
-                    .as_ref()
-                    .filter(|scopes| !scopes.is_empty())
-                    .map(|scopes| Cow::Owned(scopes.join(" "))),
-            ),
-            client_id: value(
-                Identity::text(identity.client_id).or_else(|| Identity::text(identity.azp)),
-            ),
-            issuer: value(Identity::text(identity.iss)),
+            values: Bytes::from(values),
+            spans,
+            scopes_valid: scopes.is_some(),
             // The claims as the issuer signed them: the token's own payload segment, shared with
             // it (base64url: always a valid header value).
             claims: claims
                 .then(|| HeaderValue::from_maybe_shared(token.payload_segment()).ok())
                 .flatten(),
-            scopes,
         }
+    }
+
+    fn span(&self, field: Field) -> Option<std::ops::Range<usize>> {
+        let (start, end) = self.spans[field as usize];
+        let span = start as usize..end as usize;
+        (span.start <= span.end && span.end <= self.values.len()).then_some(span)
+    }
+
+    fn text(&self, field: Field) -> Option<&[u8]> {
+        self.values.get(self.span(field)?)
+    }
+
+    /// The header value of `field`, sharing the answer's allocation (checked again as a header
+    /// value: it was when the answer was made).
+    pub fn value(&self, field: Field) -> Option<HeaderValue> {
+        HeaderValue::from_maybe_shared(self.values.slice(self.span(field)?)).ok()
+    }
+
+    /// Whether the token's scopes are scope-tokens; when not, no rule may see them and no
+    /// header may carry them.
+    pub fn scopes_valid(&self) -> bool {
+        self.scopes_valid
+    }
+
+    /// Whether the token holds scope `need`.
+    pub fn has_scope(&self, need: &str) -> bool {
+        self.scopes_valid
+            && self
+                .text(Field::Scope)
+                .is_some_and(|scopes| scopes.split(|&b| b == b' ').any(|s| s == need.as_bytes()))
     }
 }
 
@@ -179,4 +249,17 @@ pub fn is_scope_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cached_token_is_one_small_allocation() {
+        // The `Arc` a cached token lives in (two counts, then the token) stays in the
+        // allocator's 256-byte class: a size class more is 64 bytes more per entry.
+        let arc = 2 * size_of::<usize>() + size_of::<engine::Token<Answers>>();
+        assert!(arc <= 256, "{arc} bytes");
+    }
 }

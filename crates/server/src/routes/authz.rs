@@ -13,7 +13,7 @@ use crate::config::OriginalFrom;
 
 use super::reply::{Challenge, Refusal, Reply};
 use super::verdict::{has_audience, log_refusal, verdict};
-use crate::answers::{Answers, AuthzAnswer};
+use crate::answers::{Answers, AuthzAnswer, Field};
 
 /// The original request a gateway asks about: method and normalised path. Method and URI come
 /// together from one header family, `X-Forwarded-*` (Traefik, Caddy) or `X-Original-*` (nginx),
@@ -117,11 +117,8 @@ pub async fn authz(app: &App, request: &Request<Incoming>) -> Result<Reply, Refu
     let result = app.engine.verify(token.as_bytes(), crate::unix_now()).await;
     let jwt =
         verdict(token.as_bytes(), result)?.map_err(|_| Refusal::Bearer(Challenge::InvalidToken))?;
-    Answers::with(&jwt, |answers| {
-        let claims = app.authz.claims.is_some();
-        let answer = answers.authz.get_or_init(|| AuthzAnswer::of(&jwt, claims));
-        authorize(app, method, &path, token, &jwt, answer)
-    })
+    let answer = Answers::authz(&app.engine, &jwt, app.authz.claims.is_some());
+    authorize(app, method, &path, token, &jwt, answer)
 }
 
 /// The route rules applied to a verified token, and the identity headers when they let it pass.
@@ -135,10 +132,10 @@ fn authorize(
 ) -> Result<Reply, Refusal> {
     // Scopes that a backend could read otherwise than the rules do: no rule may see them and
     // no header may carry them, whatever the route.
-    let Some(held) = &answer.scopes else {
+    if !answer.scopes_valid() {
         log_refusal(token.as_bytes(), "invalid_scope");
         return Err(Refusal::Bearer(Challenge::InvalidToken));
-    };
+    }
     let rules = &app.authz.config;
     let route = rules
         .routes
@@ -161,11 +158,7 @@ fn authorize(
                     return Err(Refusal::Bearer(Challenge::InvalidToken));
                 }
             }
-            if !route
-                .scopes
-                .iter()
-                .all(|need| held.iter().any(|h| h == need))
-            {
+            if !route.scopes.iter().all(|need| answer.has_scope(need)) {
                 log_refusal(token.as_bytes(), "insufficient_scope");
                 return Err(Refusal::Bearer(Challenge::InsufficientScope(Some(
                     route.scopes.join(" "),
@@ -179,16 +172,18 @@ fn authorize(
     *r.headers_mut() = HeaderMap::with_capacity(10);
     let h = r.headers_mut();
     let a = &app.authz;
-    for (name, value) in [
-        (&a.subject, &answer.subject),
-        (&a.scope, &answer.scope),
-        (&a.client_id, &answer.client_id),
-        (&a.issuer, &answer.issuer),
-        (&a.claims, &answer.claims),
+    for (name, field) in [
+        (&a.subject, Field::Subject),
+        (&a.scope, Field::Scope),
+        (&a.client_id, Field::ClientId),
+        (&a.issuer, Field::Issuer),
     ] {
-        if let (Some(name), Some(value)) = (name, value) {
-            h.insert(name.clone(), value.clone());
+        if let Some((name, value)) = name.as_ref().zip(answer.value(field)) {
+            h.insert(name.clone(), value);
         }
+    }
+    if let (Some(name), Some(value)) = (&a.claims, &answer.claims) {
+        h.insert(name.clone(), value.clone());
     }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(r)

@@ -69,11 +69,11 @@ pub async fn introspect(
     let result = app.engine.verify(token.as_bytes(), now).await;
     let answer = match verdict(token.as_bytes(), result)? {
         Ok(jwt) => {
-            let answer = Answers::with(&jwt, |answers| {
-                answers
-                    .introspection
-                    .get_or_init(|| active_answer(&jwt).map_or(INACTIVE, Bytes::from))
-                    .clone()
+            let answer = Answers::introspection(&app.engine, &jwt, || {
+                active_answer(&jwt).map_or((INACTIVE, 0), |answer| {
+                    let capacity = answer.capacity();
+                    (Bytes::from(answer), capacity)
+                })
             });
             if answer == INACTIVE {
                 log_refusal(token.as_bytes(), "invalid_scope");
@@ -133,7 +133,9 @@ const INACTIVE: Bytes = Bytes::from_static(b"{\"active\":false}");
 /// splits `scope` on whitespace would read other scopes than the issuer granted.
 fn active_answer(jwt: &jose::Jwt) -> Option<String> {
     Identity::of(jwt).scopes()?;
-    let mut out = String::with_capacity(64 + jwt.claims_json().len());
+    // The most it can take: every claim is one, `azp` may become `client_id`, and the
+    // members added.
+    let mut out = String::with_capacity(jwt.claims_json().len() + 48);
     out.push_str("{\"active\":true");
     let mut client_id = false;
     let mut azp = None;
