@@ -356,10 +356,13 @@ pub struct Facts {
     pub bytes: usize,
 }
 
-/// What a token kept in a `Bytes` takes: its allocation and the header that lets it be shared
-/// (a `Bytes` made from a `Vec` grows one when first cloned).
-pub fn token_bytes(token: &Bytes) -> usize {
-    allocated(token.len()) + allocated(3 * size_of::<usize>())
+/// What `len` bytes kept in a `Bytes` take: their allocation and the header that lets it be
+/// shared (a `Bytes` made from a `Vec` grows one when first cloned); nothing when empty.
+pub fn shared_bytes(len: usize) -> usize {
+    match len {
+        0 => 0,
+        len => allocated(len) + allocated(3 * size_of::<usize>()),
+    }
 }
 
 impl<V> TokenCache<V> {
@@ -529,7 +532,7 @@ impl<V: Keyed> TokenCache<V> {
         }
         shard.evict(false, |s| s.negative + 1 > max);
         // The token, its box and the entry's share of the table.
-        let bytes = token_bytes(&token) + allocated(size_of::<(Bytes, &str)>());
+        let bytes = shared_bytes(token.len()) + allocated(size_of::<(Bytes, &str)>());
         shard.insert(Item {
             hash: key.0,
             verdict: Verdict::Invalid(Box::new((token, code))),
@@ -699,7 +702,7 @@ mod tests {
         });
         let token = |i: usize| format!("{i:0>300}");
         let weighed = |i: usize| Facts {
-            bytes: 10 + token_bytes(&Bytes::from(token(i))),
+            bytes: 10 + shared_bytes(token(i).len()),
             ..facts(9999)
         };
         for i in 0..10_000 {

@@ -22,7 +22,7 @@ pub mod token;
 mod worker;
 
 pub use cache::{
-    allocated, token_bytes, CacheConfig, CacheKey, CacheStats, Cached, Facts, Keyed, Revocable,
+    allocated, shared_bytes, CacheConfig, CacheKey, CacheStats, Cached, Facts, Keyed, Revocable,
     TokenCache,
 };
 pub use engine::{Engine, EngineConfig, EngineHandle, Refresh};

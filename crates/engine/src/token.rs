@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use jose::Jwt;
 
-use crate::cache::{allocated, token_bytes, Keyed, Revocable};
+use crate::cache::{allocated, shared_bytes, Keyed, Revocable};
 
 /// What a caller of the engine keeps with each verified token: made empty (`Default`) when the
 /// token is verified and kept with it in the cache for as long as its verdict, so that what the
@@ -42,7 +42,7 @@ impl<R: Kept> Token<R> {
     pub fn footprint(&self) -> usize {
         // The allocation of the `Arc` it is shared in: two counts, then the token.
         allocated(2 * size_of::<usize>() + size_of::<Self>())
-            + token_bytes(&self.compact)
+            + shared_bytes(self.compact.len())
             + self.jwt.heap_bytes(allocated)
     }
 }

@@ -20,11 +20,6 @@ pub struct Answers {
 }
 
 impl Answers {
-    /// Calls `f` with the answers kept with `token`.
-    pub fn with<R>(token: &engine::Token<Answers>, f: impl FnOnce(&Answers) -> R) -> R {
-        f(token.kept())
-    }
-
     /// `/introspect`'s answer for `token`, made by `make` on first use and charged to the
     /// token's cache entry (its allocation and the header that shares it).
     pub fn introspection(
@@ -37,7 +32,7 @@ impl Answers {
             .introspection
             .get_or_init(|| {
                 let (answer, capacity) = make();
-                engine.charge(token, heap(capacity));
+                engine.charge(token, engine::shared_bytes(capacity));
                 answer
             })
             .clone()
@@ -52,17 +47,9 @@ impl Answers {
     ) -> &'t AuthzAnswer {
         token.kept().authz.get_or_init(|| {
             let answer = AuthzAnswer::of(token, claims);
-            engine.charge(token, heap(answer.values.len()));
+            engine.charge(token, engine::shared_bytes(answer.values.len()));
             answer
         })
-    }
-}
-
-/// What `n` bytes in a `Bytes` take: their allocation and the header that shares it.
-fn heap(n: usize) -> usize {
-    match n {
-        0 => 0,
-        n => engine::allocated(n) + engine::allocated(3 * size_of::<usize>()),
     }
 }
 
