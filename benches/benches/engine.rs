@@ -11,6 +11,11 @@
 //! - `routed-hit/ES256`: the cached path of the daemon's requests: `EngineHandle::verify` of a
 //!   token the engine's cache holds (digest, lookup, the owner check; no routing, no worker
 //!   hop), inside a current-thread runtime's `block_on`.
+//! - `routed-hit-revoked-10k/ES256`: the same, with 10,000 revocation records in force (by
+//!   jti, subject, client and token hash, none of them this token's): what the revocation
+//!   check adds to a cached verdict once the token has been checked against the set.
+//! - `revocation-check-10k/ES256`: the full check of one verified token against those 10,000
+//!   records, as each cached token pays it once after every change of the set.
 //! - `tessera/ES256`: full verification of the same token in the calling thread, for scale.
 //! - `single/ES256`: one verification through an idle engine (cache off), routed to its issuer
 //!   as every verification is: the added latency of routing and the worker hop at low load is
@@ -81,6 +86,26 @@ fn engine(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("routed-hit", "ES256"), |b| {
             b.iter(|| runtime.block_on(handle.verify(black_box(token.as_bytes()), now)))
         });
+        handle.revocations().apply(ten_thousand_revocations(now));
+        assert!(runtime
+            .block_on(handle.verify(token.as_bytes(), now))
+            .is_ok());
+        group.bench_function(BenchmarkId::new("routed-hit-revoked-10k", "ES256"), |b| {
+            b.iter(|| runtime.block_on(handle.verify(black_box(token.as_bytes()), now)))
+        });
+        let verified = runtime
+            .block_on(handle.verify(token.as_bytes(), now))
+            .expect("still valid");
+        group.bench_function(BenchmarkId::new("revocation-check-10k", "ES256"), |b| {
+            b.iter(|| {
+                let fresh = engine::revoked::Checked::default();
+                black_box(
+                    handle
+                        .revocations()
+                        .revokes(&verified, verified.compact(), &fresh),
+                )
+            })
+        });
     }
     for workers in 1..=max_workers {
         let config = EngineConfig {
@@ -110,6 +135,34 @@ fn engine(c: &mut Criterion) {
         group.throughput(Throughput::Elements(1));
     }
     group.finish();
+}
+
+/// 10,000 records of every kind, none naming the benchmark's token.
+fn ten_thousand_revocations(now: i64) -> Vec<engine::Revocation> {
+    use engine::Revocation;
+    let iss = benches::ISSUER.to_owned();
+    (0..10_000)
+        .map(|i| match i % 4 {
+            0 => Revocation::Jti {
+                iss: iss.clone(),
+                jti: format!("revoked-{i}"),
+                exp: now + 3600,
+            },
+            1 => Revocation::Subject {
+                iss: iss.clone(),
+                sub: format!("user-{i}"),
+                before: now,
+            },
+            2 => Revocation::Client {
+                client_id: format!("client-{i}"),
+                before: now,
+            },
+            _ => Revocation::Token {
+                sha256: engine::revoked::sha256(format!("t{i}").as_bytes()),
+                exp: now + 3600,
+            },
+        })
+        .collect()
 }
 
 criterion_group!(engine_group, engine);

@@ -20,6 +20,7 @@ use crate::error::EngineError;
 use crate::issuers::{Applied, Issuers};
 use crate::policy::Policy;
 use crate::replies::{BatchReplies, Reply};
+use crate::revoked::{Revocations, REVOKED};
 use crate::shared::{Job, Shared};
 use crate::stats::{Counters, EngineStats, CODES};
 use crate::token::{Kept, Token, Verified};
@@ -126,6 +127,7 @@ impl<R: Kept> Engine<R> {
             idle: Mutex::new(()),
             wake: Condvar::new(),
             cache: TokenCache::new(config.cache),
+            revocations: Revocations::default(),
             issuers,
             counters: Counters::default(),
             multibuffer,
@@ -181,6 +183,12 @@ impl<R: Kept> EngineHandle<R> {
     /// Verifies `token` at time `now` (Unix seconds) with the issuer it claims (see
     /// [`Issuers::route`]); an unknown `kid` lets that issuer's remote key set refetch first.
     pub async fn verify(&self, token: &[u8], now: i64) -> Result<Verified<R>, EngineError> {
+        let verdict = self.verify_unrevoked(token, now).await;
+        self.unless_revoked(verdict)
+    }
+
+    /// The verdict before the revocation check.
+    async fn verify_unrevoked(&self, token: &[u8], now: i64) -> Result<Verified<R>, EngineError> {
         let key = self.shared.cache.key(token);
         if let Some(hit) = self.cached(key, token, now) {
             return hit;
@@ -263,7 +271,31 @@ impl<R: Kept> EngineHandle<R> {
                 }
             }
         }
-        batch.gather().await
+        let mut verdicts = batch.gather().await;
+        for verdict in &mut verdicts {
+            if let Ok(token) = verdict {
+                if token.is_revoked(&self.shared.revocations) {
+                    self.shared.counters.revoked();
+                    *verdict = Err(EngineError::Invalid(REVOKED));
+                }
+            }
+        }
+        verdicts
+    }
+
+    /// `verdict`, unless it is valid and a revocation takes the token back. Runs after the
+    /// cache, so a cached verdict never outlives a revocation.
+    fn unless_revoked(
+        &self,
+        verdict: Result<Verified<R>, EngineError>,
+    ) -> Result<Verified<R>, EngineError> {
+        match verdict {
+            Ok(token) if token.is_revoked(&self.shared.revocations) => {
+                self.shared.counters.revoked();
+                Err(EngineError::Invalid(REVOKED))
+            }
+            verdict => verdict,
+        }
     }
 
     /// The cache's verdict on `token` (at `key`), if it has one (or the engine is down),
@@ -338,6 +370,7 @@ impl<R: Kept> EngineHandle<R> {
             invalid: c.sum(|s| &s.invalid),
             overloaded: c.sum(|s| &s.overloaded),
             cache_hits: c.sum(|s| &s.cache_hits),
+            revoked: c.sum(|s| &s.revoked),
             batches: c.sum(|s| &s.batches),
             batched_jobs: c.sum(|s| &s.batched_jobs),
             in_flight: self.shared.in_flight.load(Ordering::Relaxed),
@@ -413,6 +446,11 @@ impl<R: Kept> EngineHandle<R> {
     /// The cache, for revocation hooks.
     pub fn cache(&self) -> &TokenCache<Token<R>> {
         &self.shared.cache
+    }
+
+    /// The revocation records every verdict is checked against; their owner feeds them.
+    pub fn revocations(&self) -> &Revocations {
+        &self.shared.revocations
     }
 }
 

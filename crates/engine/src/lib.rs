@@ -15,6 +15,7 @@ pub mod lanes;
 mod policy;
 pub mod remote;
 mod replies;
+pub mod revoked;
 mod shared;
 mod stats;
 pub mod striped;
@@ -33,6 +34,7 @@ pub use issuers::{
 pub use lanes::{Signed, Tally};
 pub use policy::Policy;
 pub use remote::{RemoteConfig, RemoteError, RemoteKeySet};
+pub use revoked::{Revocation, Revocations};
 pub use stats::EngineStats;
 pub use striped::Striped;
 pub use token::{Kept, Token, Verified};

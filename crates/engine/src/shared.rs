@@ -10,6 +10,7 @@ use crate::cache::{CacheKey, TokenCache};
 use crate::issuers::Issuers;
 use crate::policy::Policy;
 use crate::replies::Reply;
+use crate::revoked::Revocations;
 use crate::stats::Counters;
 use crate::token::{Kept, Token};
 
@@ -35,6 +36,8 @@ pub(crate) struct Shared<R: Kept> {
     pub(crate) idle: Mutex<()>,
     pub(crate) wake: Condvar,
     pub(crate) cache: TokenCache<Token<R>>,
+    /// Checked after the cache on every valid verdict.
+    pub(crate) revocations: Revocations,
     /// The trusted issuers tokens are routed to.
     pub(crate) issuers: Arc<Issuers>,
     pub(crate) counters: Counters,

@@ -12,6 +12,9 @@ pub struct EngineStats {
     pub invalid: u64,
     pub overloaded: u64,
     pub cache_hits: u64,
+    /// Verdicts of valid taken back by a revocation record (counted in `valid` too: the
+    /// token verified, then was refused as revoked).
+    pub revoked: u64,
     pub batches: u64,
     /// Jobs over all batches: `batched_jobs / batches` is the mean batch size.
     pub batched_jobs: u64,
@@ -33,6 +36,7 @@ pub(crate) struct Stripe {
     pub(crate) invalid: AtomicU64,
     pub(crate) overloaded: AtomicU64,
     pub(crate) cache_hits: AtomicU64,
+    pub(crate) revoked: AtomicU64,
     pub(crate) batches: AtomicU64,
     pub(crate) batched_jobs: AtomicU64,
     pub(crate) lane_calls: [AtomicU64; 6],
@@ -61,6 +65,10 @@ impl Counters {
             .position(|&c| c == code)
             .unwrap_or(CODES - 1);
         stripe.invalid_by_code[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn revoked(&self) {
+        self.stripe().revoked.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn valid(&self, alg: jose::Algorithm) {

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use jose::Jwt;
 
 use crate::cache::{allocated, shared_bytes, Keyed, Revocable};
+use crate::revoked::{Checked, Revocations};
 
 /// What a caller of the engine keeps with each verified token: made empty (`Default`) when the
 /// token is verified and kept with it in the cache for as long as its verdict, so that what the
@@ -25,6 +26,8 @@ pub struct Token<R = ()> {
     jwt: Jwt,
     /// The compact token, shared with the cache entry that compares it.
     compact: Bytes,
+    /// The revocation set's generation this token was last found clean at.
+    checked: Checked,
     kept: R,
 }
 
@@ -33,6 +36,7 @@ impl<R: Kept> Token<R> {
         Token {
             jwt,
             compact,
+            checked: Checked::default(),
             kept: R::default(),
         }
     }
@@ -56,6 +60,12 @@ impl<R> Token<R> {
     /// The compact token, as it was verified.
     pub fn compact(&self) -> &Bytes {
         &self.compact
+    }
+
+    /// Whether `revocations` takes this token back (looked up in full once per change of the
+    /// set; see [`Revocations::revokes`]).
+    pub fn is_revoked(&self, revocations: &Revocations) -> bool {
+        revocations.revokes(&self.jwt, &self.compact, &self.checked)
     }
 
     /// The compact token's payload segment (base64url of the claims, as the issuer signed it).

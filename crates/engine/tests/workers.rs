@@ -263,3 +263,45 @@ fn cached_verdicts_belong_to_their_issuer() {
     let r = block_on(only_b.handle().verify(for_a.as_bytes(), NOW));
     assert_eq!(r.err(), Some(EngineError::Invalid("invalid_issuer")));
 }
+
+#[test]
+fn a_revocation_takes_back_cached_and_batched_verdicts() {
+    let issuer = Issuer::new();
+    let engine = issuer.engine(config(1, 16));
+    let handle = engine.handle();
+    let gone = issuer.token(&format!(
+        r#""sub":"a","jti":"j1","iat":{NOW},"exp":{}"#,
+        NOW + 60
+    ));
+    let kept = issuer.token(&format!(
+        r#""sub":"b","jti":"j2","iat":{NOW},"exp":{}"#,
+        NOW + 60
+    ));
+    block_on(handle.verify(gone.as_bytes(), NOW)).expect("valid before the record");
+    handle.revocations().apply([engine::Revocation::Jti {
+        iss: ISS.into(),
+        jti: "j1".into(),
+        exp: NOW + 60,
+    }]);
+    // The cached verdict does not outlive the record; the other token is untouched.
+    let revoked = Some(EngineError::Invalid("revoked"));
+    assert_eq!(block_on(handle.verify(gone.as_bytes(), NOW)).err(), revoked);
+    block_on(handle.verify(kept.as_bytes(), NOW)).expect("another jti stays valid");
+    let batch = block_on(handle.verify_batch(&[gone.as_bytes(), kept.as_bytes()], NOW));
+    assert_eq!(batch[0].as_ref().err(), revoked.as_ref());
+    assert!(batch[1].is_ok());
+    // Every token of subject b issued before NOW + 1: the cached verdict of `kept` goes too.
+    handle.revocations().apply([engine::Revocation::Subject {
+        iss: ISS.into(),
+        sub: "b".into(),
+        before: NOW + 1,
+    }]);
+    assert_eq!(block_on(handle.verify(kept.as_bytes(), NOW)).err(), revoked);
+    let later = issuer.token(&format!(
+        r#""sub":"b","iat":{},"exp":{}"#,
+        NOW + 5,
+        NOW + 60
+    ));
+    block_on(handle.verify(later.as_bytes(), NOW + 5)).expect("issued after the record");
+    assert_eq!(handle.stats().revoked, 3);
+}
