@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Checks the invariants of docs/ARCHITECTURE.md that a machine can check: which workspace crates
-# may depend on cryptoki (FFI), anyhow (binaries only) and hyper (HTTP), and that every crate
+# may depend on cryptoki (FFI), the SQL clients (store), anyhow (binaries only) and hyper (HTTP), and that every crate
 # forbids unsafe code. `make lint` runs it; each failure names the rule it breaks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +31,10 @@ allowed() {
 allowed normal,dev,build cryptoki pkcs11
 # The other FFI: crypto_mb, opened at run time by multibuffer alone.
 allowed normal,dev,build libloading multibuffer
+# Only store speaks SQL: SQLite through rusqlite, PostgreSQL through tokio-postgres and its pool.
+allowed normal,dev,build rusqlite store
+allowed normal,dev,build tokio-postgres store
+allowed normal,dev,build deadpool-postgres store
 # Libraries return typed errors: anyhow only in the binaries.
 allowed normal anyhow tessera loadtest
 # loadtest is a library and a binary in one package: the library's modules (those lib.rs

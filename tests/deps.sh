@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests start besides SoftHSM (hsm/install.sh): openssl (a TLS
-# certificate for tests/tls.rs) and nginx (the gateway in front, tests/gateway.rs). Idempotent;
+# certificate for tests/tls.rs), nginx (the gateway in front, tests/gateway.rs) and the
+# PostgreSQL server (throw-away clusters for the store's tests and tests/cluster.rs; the package
+# also creates the `postgres` user they run as when the tests run as root). Idempotent;
 # explains itself when it cannot.
 set -euo pipefail
 missing=()
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 [ -x /usr/sbin/nginx ] || missing+=(nginx)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "tests/deps.sh: missing ${missing[*]}: install them (Debian: apt-get install ${missing[*]})" >&2

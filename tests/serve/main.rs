@@ -39,6 +39,7 @@ mod introspect;
 mod keysets;
 mod limits;
 mod observe;
+mod revoke;
 mod verify;
 
 const ISS: &str = "https://issuer.example";

@@ -1129,7 +1129,7 @@ const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 
 /// The same bytes with a non-zero unused bit in the last character.
 fn dirty_trailing_bits(enc: &str) -> String {
-    assert!(enc.len() % 4 != 0, "{enc} has no unused bits");
+    assert!(!enc.len().is_multiple_of(4), "{enc} has no unused bits");
     let last = enc.as_bytes()[enc.len() - 1];
     let v = ALPHABET
         .iter()
@@ -1145,7 +1145,7 @@ fn non_canonical(enc: &str) -> Vec<(&'static str, String)> {
     let mid = enc.len() / 2;
     let insert = |s: &str| format!("{}{s}{}", &enc[..mid], &enc[mid..]);
     let mut padded = enc.to_string();
-    while padded.len() % 4 != 0 {
+    while !padded.len().is_multiple_of(4) {
         padded.push('=');
     }
     let standard: String = enc
@@ -1180,7 +1180,7 @@ fn non_canonical(enc: &str) -> Vec<(&'static str, String)> {
 fn awkward(json: &str) -> String {
     for spaces in 0..12 {
         let enc = b64::encode(format!("{}{json}", " ".repeat(spaces)).as_bytes());
-        if enc.len() % 4 != 0 && enc.contains(['-', '_']) {
+        if !enc.len().is_multiple_of(4) && enc.contains(['-', '_']) {
             return enc;
         }
     }

@@ -784,8 +784,17 @@ fn config(jwks: &std::path::Path, cache: CacheConfig) -> Result<server::Config, 
         // Checked once, then remembered: cheap is enough.
         secret: server::SecretHash::new(CLIENT_SECRET.as_bytes(), 1000)
             .map_err(|e| CalibrateError::Setup(e.to_string()))?,
+        permissions: vec![server::config::Permission::Introspect],
     }];
+    // A store of its own beside the key set: a calibration never touches the daemon's state.
+    config.store.backend = store_beside(jwks);
     Ok(config)
+}
+
+fn store_beside(jwks: &std::path::Path) -> server::config::StoreBackend {
+    server::config::StoreBackend::Sqlite {
+        path: jwks.with_extension("store.sqlite3"),
+    }
 }
 
 /// `GET /v1/authz` as the load harness sends it.

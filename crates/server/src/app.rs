@@ -15,6 +15,7 @@ use crate::answers::Answers;
 use crate::clients::Clients;
 use crate::config::{AuthzConfig, Config, KeysFrom, Limits, MultiBufferSetting};
 use crate::metrics::Metrics;
+use crate::revocations::Follower;
 use crate::signer::{Signer, SignerError};
 
 /// Why the daemon could not start.
@@ -41,6 +42,9 @@ pub enum StartError {
     NoIssuers,
     /// `[engine] multibuffer` names a library that cannot serve here.
     MultiBuffer(multibuffer::LoadError),
+    /// The store could not be opened or read: a daemon starts with every revocation or not
+    /// at all.
+    Store(store::StoreError),
 }
 
 impl std::fmt::Display for StartError {
@@ -57,6 +61,7 @@ impl std::fmt::Display for StartError {
             StartError::Tls(e) => write!(f, "TLS: {e}"),
             StartError::NoIssuers => f.write_str("no trusted issuer is configured"),
             StartError::MultiBuffer(e) => write!(f, "engine.multibuffer: {e}"),
+            StartError::Store(e) => write!(f, "{e}"),
         }
     }
 }
@@ -102,10 +107,13 @@ pub struct App {
     /// The RFC 8414 metadata document.
     pub discovery: String,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The shared store's revocations as this daemon follows them.
+    pub revocations: Arc<Follower>,
     phase: AtomicU8,
     /// Owns the worker threads; stopped when the `App` goes.
     _engine: Engine<Answers>,
     refresher: JoinHandle<()>,
+    follower: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for App {
@@ -120,6 +128,7 @@ impl std::fmt::Debug for App {
 impl Drop for App {
     fn drop(&mut self) {
         self.refresher.abort();
+        self.follower.abort();
     }
 }
 
@@ -220,6 +229,10 @@ impl App {
         let multibuffer = load_multibuffer(&config.multibuffer)?;
         let engine = Engine::start_with(config.engine, issuers, multibuffer);
         let handle = engine.handle();
+        let revocations = Follower::start(&config.store, &handle)
+            .await
+            .map_err(StartError::Store)?;
+        let follower = revocations.follow(handle.clone());
         let refresher = handle.keep_fresh(
             config.refresh_every,
             DaemonRefresh {
@@ -253,9 +266,11 @@ impl App {
             public_url,
             discovery,
             tls,
+            revocations,
             phase: AtomicU8::new(Phase::Starting as u8),
             _engine: engine,
             refresher,
+            follower,
         }))
     }
 

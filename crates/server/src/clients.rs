@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use aws_lc_rs::digest::{digest, SHA256};
 use base64::Engine as _;
 
-use crate::config::{Client, FailureLimit};
+use crate::config::{Client, FailureLimit, Permission};
 use crate::secret::SecretHash;
 
 /// Why a caller was not authenticated.
@@ -59,6 +59,8 @@ const CHECK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 #[derive(Debug)]
 pub struct Clients {
     clients: HashMap<String, Arc<SecretHash>>,
+    /// What each client may call.
+    permissions: HashMap<String, Vec<Permission>>,
     /// SHA-256 of an accepted `Authorization` value → the client id.
     verified: Mutex<HashMap<[u8; 32], Arc<str>>>,
     checks: Arc<tokio::sync::Semaphore>,
@@ -86,6 +88,10 @@ impl Clients {
                 .iter()
                 .map(|c| (c.id.clone(), Arc::new(c.secret.clone())))
                 .collect(),
+            permissions: clients
+                .iter()
+                .map(|c| (c.id.clone(), c.permissions.clone()))
+                .collect(),
             verified: Mutex::new(HashMap::new()),
             checks: Arc::new(tokio::sync::Semaphore::new(CHECKS)),
             decoy: Arc::new(SecretHash::decoy(
@@ -102,6 +108,13 @@ impl Clients {
             hashes: Arc::new(AtomicU64::new(0)),
             failures: Arc::new(Failures::new(failures, SOURCES)),
         }
+    }
+
+    /// Whether the authenticated client `id` may call what `permission` covers.
+    pub fn permits(&self, id: &str, permission: Permission) -> bool {
+        self.permissions
+            .get(id)
+            .is_some_and(|granted| granted.contains(&permission))
     }
 
     /// Secret hashes computed so far (each a full PBKDF2 run).
@@ -405,6 +418,7 @@ mod tests {
             &[Client {
                 id: "gw".into(),
                 secret: SecretHash::new(b"pw", 1000).unwrap(),
+                permissions: vec![crate::config::Permission::Introspect],
             }],
             FailureLimit {
                 burst,

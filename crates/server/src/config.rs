@@ -9,6 +9,7 @@ pub use engine::IssuerSpec;
 use engine::{CacheConfig, EngineConfig};
 use jose::Algorithm;
 use serde::Deserialize;
+pub use store::StoreConfig as StoreBackend;
 
 use crate::secret::SecretHash;
 
@@ -69,6 +70,89 @@ pub struct Config {
     /// How often key sets are refreshed in the background (remote sets only refetch when their
     /// `Cache-Control` age has run out) and the HSM keys re-read.
     pub refresh_every: Duration,
+    /// The shared state (revocations) and how this daemon follows it.
+    pub store: StoreSettings,
+}
+
+/// `[store]`: where the shared state lives and how far behind it this daemon may fall.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreSettings {
+    pub backend: store::StoreConfig,
+    /// The poll backstop: new records are looked for at least this often (PostgreSQL's
+    /// `LISTEN` wakes the daemon sooner; polling alone must be, and is, correct).
+    pub poll: Duration,
+    /// How old this daemon's view of the store may grow (the store unreachable) before
+    /// verification fails closed.
+    pub max_lag: Duration,
+    pub on_loss: OnStoreLoss,
+}
+
+/// `[store] on_store_loss`: what verification does once the view is older than `max_lag_ms`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnStoreLoss {
+    /// 503 on `/v1/authz`, `/introspect` and `/v1/verify`; `/readyz` not ready.
+    #[default]
+    FailClosed,
+    /// Keep verifying with the revocations already applied (records written meanwhile are
+    /// not seen until the store is back). Logged loudly at start.
+    ServeStale,
+}
+
+impl StoreSettings {
+    /// The file name of the embedded store in the state directory.
+    pub const SQLITE_FILE: &str = "store.sqlite3";
+
+    /// The embedded default: SQLite in the daemon's state directory ([`state_dir`]).
+    pub fn embedded() -> StoreSettings {
+        StoreSettings {
+            backend: store::StoreConfig::Sqlite {
+                path: state_dir().join(Self::SQLITE_FILE),
+            },
+            poll: Duration::from_millis(1_000),
+            max_lag: Duration::from_millis(10_000),
+            on_loss: OnStoreLoss::FailClosed,
+        }
+    }
+}
+
+/// The daemon's state directory: `$STATE_DIRECTORY` (systemd's `StateDirectory=`), else
+/// `$XDG_STATE_HOME/tessera`, else `~/.local/state/tessera`, else `./tessera-state`.
+pub fn state_dir() -> PathBuf {
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(dir) = var("STATE_DIRECTORY") {
+        // systemd may list several, separated by ':'; the first is ours.
+        let first = dir
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        return PathBuf::from(first);
+    }
+    if let Some(dir) = var("XDG_STATE_HOME") {
+        return dir.join("tessera");
+    }
+    if let Some(home) = var("HOME") {
+        return home.join(".local/state/tessera");
+    }
+    PathBuf::from("tessera-state")
+}
+
+/// What a `[[clients]]` entry may call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Permission {
+    /// `/introspect` and `/v1/verify` (the default when `permissions` is not given).
+    Introspect,
+    /// `POST /revoke` (RFC 7009) for tokens of any trusted issuer.
+    Revoke,
+    /// `/v1/revocations`: records by jti, subject and client, and their list.
+    Admin,
 }
 
 /// `[engine] multibuffer`: where crypto_mb comes from.
@@ -214,6 +298,7 @@ pub struct IssuerConfig {
 pub struct Client {
     pub id: String,
     pub secret: SecretHash,
+    pub permissions: Vec<Permission>,
 }
 
 /// Names of the identity headers `/v1/authz` answers with; an empty name leaves that header out.
@@ -320,6 +405,18 @@ struct FileConfig {
     clients: Vec<FileClient>,
     #[serde(default)]
     authz: FileAuthz,
+    store: Option<FileStore>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileStore {
+    path: Option<PathBuf>,
+    url: Option<String>,
+    pool: Option<usize>,
+    poll_ms: Option<u64>,
+    max_lag_ms: Option<u64>,
+    on_store_loss: Option<OnStoreLoss>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -407,6 +504,7 @@ struct FileIssuer {
 struct FileClient {
     id: String,
     secret_hash: String,
+    permissions: Option<Vec<Permission>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -728,7 +826,14 @@ impl Config {
             let secret = SecretHash::parse(&c.secret_hash).map_err(|e| {
                 ConfigError::new(format!("clients[{i}].secret_hash"), e.to_string())
             })?;
-            clients.push(Client { id: c.id, secret });
+            let permissions = c
+                .permissions
+                .unwrap_or_else(|| vec![Permission::Introspect]);
+            clients.push(Client {
+                id: c.id,
+                secret,
+                permissions,
+            });
         }
 
         let a = file.authz;
@@ -780,6 +885,8 @@ impl Config {
             });
         }
 
+        let store = store_settings(file.store.unwrap_or_default(), &relative)?;
+
         Ok(Config {
             listen,
             public_url: s.public_url,
@@ -799,6 +906,7 @@ impl Config {
                 path_case: a.path_case,
             },
             refresh_every,
+            store,
         })
     }
 
@@ -846,8 +954,66 @@ impl Config {
             clients: Vec::new(),
             authz: AuthzConfig::default(),
             refresh_every: Duration::from_secs(30),
+            store: StoreSettings::embedded(),
         }
     }
+}
+
+/// `[store]`, checked: exactly one of `path` (SQLite, relative to the file) and `url`
+/// (PostgreSQL), or neither (the embedded default); the lag bound above the poll interval.
+fn store_settings(
+    f: FileStore,
+    relative: &dyn Fn(PathBuf) -> PathBuf,
+) -> Result<StoreSettings, ConfigError> {
+    let d = StoreSettings::embedded();
+    let backend = match (f.path, f.url) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                "store",
+                "path (SQLite) and url (PostgreSQL) exclude each other",
+            ))
+        }
+        (Some(path), None) => store::StoreConfig::Sqlite {
+            path: relative(path),
+        },
+        (None, Some(url)) => {
+            if !(url.starts_with("postgres://")
+                || url.starts_with("postgresql://")
+                || url.contains('='))
+            {
+                return Err(ConfigError::new(
+                    "store.url",
+                    "a PostgreSQL URL (postgres://...) or key=value connection string",
+                ));
+            }
+            store::StoreConfig::Postgres {
+                url,
+                pool: positive("store.pool", f.pool, 8)?,
+            }
+        }
+        (None, None) => d.backend,
+    };
+    if f.pool.is_some() && !matches!(backend, store::StoreConfig::Postgres { .. }) {
+        return Err(ConfigError::new("store.pool", "applies only to store.url"));
+    }
+    let poll = Duration::from_millis(positive_u64("store.poll_ms", f.poll_ms, 1_000)?);
+    let max_lag = Duration::from_millis(positive_u64("store.max_lag_ms", f.max_lag_ms, 10_000)?);
+    if max_lag <= poll {
+        return Err(ConfigError::new(
+            "store.max_lag_ms",
+            format!(
+                "must exceed store.poll_ms ({} ms): a daemon that polls less often than its lag \
+                 bound would fail closed between polls",
+                poll.as_millis()
+            ),
+        ));
+    }
+    Ok(StoreSettings {
+        backend,
+        poll,
+        max_lag,
+        on_loss: f.on_store_loss.unwrap_or_default(),
+    })
 }
 
 fn positive(field: &str, value: Option<usize>, default: usize) -> Result<usize, ConfigError> {
@@ -910,11 +1076,61 @@ mod tests {
         let text = include_str!("../../../examples/tessera.toml");
         let config = Config::parse(text, Path::new("/etc/tessera")).expect("example config");
         assert_eq!(config.issuers.len(), 3);
-        assert_eq!(config.clients.len(), 1);
+        assert_eq!(config.clients.len(), 2);
+        assert_eq!(config.clients[0].permissions, [Permission::Introspect]);
+        assert_eq!(
+            config.clients[1].permissions,
+            [Permission::Revoke, Permission::Admin]
+        );
+        assert_eq!(config.store.on_loss, OnStoreLoss::FailClosed);
+        assert_eq!(config.store.poll, Duration::from_millis(1000));
         assert_eq!(config.authz.routes.len(), 2);
         assert_eq!(
             config.issuers[0].keys,
             KeysFrom::File("/etc/tessera/jwks.json".into())
+        );
+    }
+
+    #[test]
+    fn the_store_section_is_checked() {
+        let parse = |store: &str| Config::parse(&format!("[store]\n{store}"), Path::new("/etc/t"));
+        let sqlite = parse("path = \"s.db\"").expect("sqlite");
+        assert_eq!(
+            sqlite.store.backend,
+            StoreBackend::Sqlite {
+                path: "/etc/t/s.db".into()
+            }
+        );
+        let pg = parse("url = \"postgres://db/t\"\npool = 3\non_store_loss = \"serve_stale\"")
+            .expect("postgres");
+        assert_eq!(
+            pg.store.backend,
+            StoreBackend::Postgres {
+                url: "postgres://db/t".into(),
+                pool: 3
+            }
+        );
+        assert_eq!(pg.store.on_loss, OnStoreLoss::ServeStale);
+        for (bad, field) in [
+            ("path = \"a\"\nurl = \"postgres://db\"", "store"),
+            ("url = \"mysql://db\"", "store.url"),
+            ("path = \"a\"\npool = 2", "store.pool"),
+            ("poll_ms = 0", "store.poll_ms"),
+            ("poll_ms = 5000\nmax_lag_ms = 5000", "store.max_lag_ms"),
+        ] {
+            match parse(bad) {
+                Err(ConfigError::Field { field: f, .. }) => assert_eq!(f, field, "{bad}"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            parse("on_store_loss = \"maybe\""),
+            Err(ConfigError::Syntax(_))
+        ));
+        // Without the section: the embedded store in the state directory.
+        let none = Config::parse("", Path::new("/etc/t")).expect("empty");
+        assert!(
+            matches!(none.store.backend, StoreBackend::Sqlite { ref path } if path.ends_with(StoreSettings::SQLITE_FILE))
         );
     }
 

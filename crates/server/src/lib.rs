@@ -16,6 +16,7 @@ pub mod config;
 mod form;
 pub mod metrics;
 mod path;
+pub mod revocations;
 pub mod routes;
 pub mod secret;
 pub mod signer;

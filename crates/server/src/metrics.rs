@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use engine::{EngineHandle, Issuers, Kept, Striped};
 
+use crate::revocations::Follower;
+
 /// The endpoints, as labelled in the metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Endpoint {
@@ -19,11 +21,13 @@ pub enum Endpoint {
     Metrics,
     Healthz,
     Readyz,
+    Revoke,
+    Revocations,
     Other,
 }
 
 impl Endpoint {
-    const ALL: [Endpoint; 9] = [
+    const ALL: [Endpoint; 11] = [
         Endpoint::Introspect,
         Endpoint::Verify,
         Endpoint::Authz,
@@ -32,6 +36,8 @@ impl Endpoint {
         Endpoint::Metrics,
         Endpoint::Healthz,
         Endpoint::Readyz,
+        Endpoint::Revoke,
+        Endpoint::Revocations,
         Endpoint::Other,
     ];
 
@@ -45,14 +51,16 @@ impl Endpoint {
             Endpoint::Metrics => "metrics",
             Endpoint::Healthz => "healthz",
             Endpoint::Readyz => "readyz",
+            Endpoint::Revoke => "revoke",
+            Endpoint::Revocations => "revocations",
             Endpoint::Other => "other",
         }
     }
 }
 
 /// Status codes counted one by one; the rest by class.
-const STATUSES: [u16; 15] = [
-    200, 400, 401, 403, 404, 405, 406, 408, 413, 415, 429, 431, 500, 503, 504,
+const STATUSES: [u16; 16] = [
+    200, 201, 400, 401, 403, 404, 405, 406, 408, 413, 415, 429, 431, 500, 503, 504,
 ];
 const SLOTS: usize = STATUSES.len() + 1;
 /// Latency bucket bounds, in microseconds.
@@ -109,9 +117,15 @@ impl Metrics {
 
     /// The whole `/metrics` page: this daemon's own families, then the engine's (read from
     /// `engine`), the issuers' and their key sets' (read from `issuers`).
-    pub fn page<R: Kept>(&self, engine: &EngineHandle<R>, secret_hashes: u64) -> String {
+    pub fn page<R: Kept>(
+        &self,
+        engine: &EngineHandle<R>,
+        secret_hashes: u64,
+        revocations: &Follower,
+    ) -> String {
         self.render(|out| {
             engine_families(out, engine, secret_hashes);
+            revocation_families(out, engine, revocations);
             issuer_families(out, engine.issuers());
         })
     }
@@ -238,6 +252,46 @@ fn prometheus_label(value: &str) -> String {
 
 /// The engine's families: verdicts, admission, batches and the verified-token cache, with the
 /// callers' secret hashes.
+/// The revocations in force and how far behind the store this daemon's view is.
+fn revocation_families<R: Kept>(out: &mut String, engine: &EngineHandle<R>, follower: &Follower) {
+    let families: [(&str, &str, &str, String); 5] = [
+        (
+            "tessera_revoked_total",
+            "counter",
+            "Verdicts of valid taken back by a revocation record (reason revoked).",
+            engine.stats().revoked.to_string(),
+        ),
+        (
+            "tessera_revocations",
+            "gauge",
+            "Revocation records in force in this daemon's memory.",
+            engine.revocations().len().to_string(),
+        ),
+        (
+            "tessera_revocations_last_seq",
+            "gauge",
+            "The store's sequence number of the last revocation applied here.",
+            follower.last_seq().to_string(),
+        ),
+        (
+            "tessera_store_lag_seconds",
+            "gauge",
+            "Age of this daemon's view of the store (time since the last catch-up started).",
+            format!("{:.3}", follower.lag().as_secs_f64()),
+        ),
+        (
+            "tessera_store_sync_failures_total",
+            "counter",
+            "Catch-ups with the store that failed.",
+            follower.failures().to_string(),
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        family(out, name, kind, help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+}
+
 fn engine_families<R: Kept>(out: &mut String, engine: &EngineHandle<R>, secret_hashes: u64) {
     family(
         out,

@@ -5,6 +5,7 @@
 
 mod capacity;
 mod keys;
+mod revoke;
 mod serve;
 mod verify;
 
@@ -61,6 +62,13 @@ enum Command {
         #[command(subcommand)]
         command: serve::ClientCommand,
     },
+    /// Revoke tokens in the shared store: by jti, subject, client or the token itself.
+    Revoke(revoke::RevokeArgs),
+    /// The shared store.
+    Store {
+        #[command(subcommand)]
+        command: revoke::StoreCommand,
+    },
     /// Measure this machine for the capacity planner (about 30 s): CPU time per verification
     /// per algorithm, cache hits, HTTP requests.
     Calibrate(capacity::CalibrateArgs),
@@ -90,6 +98,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::serve(args, env_pin),
         Command::Config { command } => serve::config(command),
         Command::Client { command } => serve::client(command),
+        Command::Revoke(args) => revoke::revoke(args),
+        Command::Store { command } => revoke::store(command),
         Command::Calibrate(args) => capacity::calibrate(args),
         Command::Capacity(args) => capacity::capacity(args),
     };

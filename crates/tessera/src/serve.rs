@@ -200,6 +200,12 @@ fn dev(config: &mut Config, public_url: &str) -> anyhow::Result<()> {
         id: "dev".into(),
         // Development only: a well-known secret, hashed cheaply.
         secret: SecretHash::new(b"dev-secret", 1000)?,
+        // Development only: the dev client may also revoke and administer revocations.
+        permissions: vec![
+            server::config::Permission::Introspect,
+            server::config::Permission::Revoke,
+            server::config::Permission::Admin,
+        ],
     }];
     Ok(())
 }

@@ -3,6 +3,8 @@
 //! [`Daemon::spawn`] starts the command it is given (the test builds it: binary, arguments,
 //! environment) with its stdout and stderr piped, waits for the `listening on ...` line and
 //! keeps the rest of both streams for the test to read. The daemon is killed when dropped.
+//! Unless the test gives it a `STATE_DIRECTORY`, each daemon gets a fresh one of its own (its
+//! embedded store), so that no two tests share state.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
@@ -33,12 +35,21 @@ pub struct Daemon {
     stdout: mpsc::Receiver<String>,
     stderr: Arc<Mutex<Vec<u8>>>,
     stderr_done: Option<JoinHandle<()>>,
+    /// The state directory made for it, when the test gave none.
+    _state: Option<crate::Scratch>,
 }
 
 impl Daemon {
     /// Starts `command` and waits for its listening line; panics with the daemon's stderr when
     /// it does not come within [`START`].
     pub fn spawn(mut command: Command) -> Daemon {
+        let given = command
+            .get_envs()
+            .any(|(name, value)| name == "STATE_DIRECTORY" && value.is_some());
+        let state = (!given).then(|| crate::Scratch::new("daemon-state"));
+        if let Some(state) = &state {
+            command.env("STATE_DIRECTORY", state.path());
+        }
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -80,6 +91,7 @@ impl Daemon {
             stdout,
             stderr,
             stderr_done: Some(stderr_done),
+            _state: state,
         };
         let line = match first {
             Ok(line) => line,

@@ -10,6 +10,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use jose::json::Value;
 
 use crate::app::App;
+use crate::config::Permission;
 
 use super::reply::{json, Refusal, Reply};
 use super::request::{body, caller, media_type_is};
@@ -38,7 +39,7 @@ pub async fn introspect(
     if request.method() != Method::POST {
         return Err(Refusal::Method("POST"));
     }
-    let client = caller(app, &request, peer).await?;
+    let client = caller(app, &request, peer, Permission::Introspect).await?;
     let wants_jwt = request
         .headers()
         .get_all(header::ACCEPT)

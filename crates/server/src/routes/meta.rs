@@ -50,6 +50,9 @@ pub fn healthz(request: &Request<Incoming>) -> Result<Reply, Refusal> {
 pub fn readyz(app: &App, request: &Request<Incoming>) -> Result<Reply, Refusal> {
     only_get(request)?;
     let (status, word) = match app.phase() {
+        Phase::Ready if app.revocations.refuses() => {
+            (StatusCode::SERVICE_UNAVAILABLE, "store_behind")
+        }
         Phase::Ready if app.has_keys() => (StatusCode::OK, "ready"),
         Phase::Ready => (StatusCode::SERVICE_UNAVAILABLE, "no_keys"),
         Phase::Starting => (StatusCode::SERVICE_UNAVAILABLE, "starting"),
@@ -82,7 +85,9 @@ pub fn readyz(app: &App, request: &Request<Incoming>) -> Result<Reply, Refusal> 
 /// Every metric family, in the Prometheus text format.
 pub fn metrics(app: &App, request: &Request<Incoming>) -> Result<Reply, Refusal> {
     only_get(request)?;
-    let body = app.metrics.page(&app.engine, app.clients.hashes());
+    let body = app
+        .metrics
+        .page(&app.engine, app.clients.hashes(), &app.revocations);
     let mut r = Response::new(Full::new(Bytes::from(body)));
     r.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -10,6 +10,8 @@ mod introspect;
 mod meta;
 mod reply;
 mod request;
+mod revocations;
+mod revoke;
 mod verdict;
 mod verify;
 
@@ -36,6 +38,8 @@ pub fn endpoint(path: &str) -> Endpoint {
         "/metrics" => Endpoint::Metrics,
         "/healthz" => Endpoint::Healthz,
         "/readyz" => Endpoint::Readyz,
+        "/revoke" => Endpoint::Revoke,
+        "/v1/revocations" => Endpoint::Revocations,
         _ => Endpoint::Other,
     }
 }
@@ -47,6 +51,15 @@ pub async fn handle(
     request: Request<Incoming>,
     peer: IpAddr,
 ) -> Reply {
+    // A daemon that cannot know what was revoked lately verifies nothing (unless the operator
+    // chose to serve stale).
+    if matches!(
+        endpoint,
+        Endpoint::Introspect | Endpoint::Verify | Endpoint::Authz
+    ) && app.revocations.refuses()
+    {
+        return Refusal::StoreBehind.reply();
+    }
     let result = match endpoint {
         Endpoint::Introspect => introspect::introspect(app, request, peer).await,
         Endpoint::Verify => verify::verify(app, request, peer).await,
@@ -56,6 +69,8 @@ pub async fn handle(
         Endpoint::Metrics => meta::metrics(app, &request),
         Endpoint::Healthz => meta::healthz(&request),
         Endpoint::Readyz => meta::readyz(app, &request),
+        Endpoint::Revoke => revoke::revoke(app, request, peer).await,
+        Endpoint::Revocations => revocations::revocations(app, request, peer).await,
         Endpoint::Other => Err(Refusal::NotFound),
     };
     result.unwrap_or_else(Refusal::reply)

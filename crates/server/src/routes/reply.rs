@@ -24,6 +24,10 @@ pub enum Refusal {
     NotAcceptable,
     Overloaded,
     Unavailable,
+    /// The view of the shared store is older than `[store] max_lag_ms`: fail closed.
+    StoreBehind,
+    /// An authenticated client without the permission the endpoint needs.
+    NotPermitted,
     Timeout,
     Internal,
     /// `/v1/authz`: the bearer token is missing, malformed, invalid or not enough (RFC 6750).
@@ -98,6 +102,14 @@ impl Refusal {
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                 r
             }
+            Refusal::StoreBehind => {
+                let mut r = error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable");
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                r
+            }
+            // RFC 6749 section 5.2's code for a client not allowed what it asked.
+            Refusal::NotPermitted => error(StatusCode::BAD_REQUEST, "unauthorized_client"),
             Refusal::Timeout => error(StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Refusal::Internal => error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
             Refusal::Bearer(challenge) => {

@@ -10,6 +10,7 @@ use hyper::{Method, Request};
 
 use crate::app::App;
 use crate::clients::AuthError;
+use crate::config::Permission;
 
 use super::reply::Refusal;
 
@@ -84,7 +85,22 @@ pub fn media_type_is(headers: &HeaderMap, expected: &str) -> bool {
         .is_some_and(|t| t.trim().eq_ignore_ascii_case(expected))
 }
 
+/// The authenticated caller, if the configuration grants it `permission`.
 pub async fn caller(
+    app: &App,
+    request: &Request<Incoming>,
+    peer: IpAddr,
+    permission: Permission,
+) -> Result<std::sync::Arc<str>, Refusal> {
+    let id = authenticated(app, request, peer).await?;
+    if !app.clients.permits(&id, permission) {
+        tracing::info!(client = %id, ?permission, "caller lacks the permission");
+        return Err(Refusal::NotPermitted);
+    }
+    Ok(id)
+}
+
+async fn authenticated(
     app: &App,
     request: &Request<Incoming>,
     peer: IpAddr,

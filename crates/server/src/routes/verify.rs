@@ -6,6 +6,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
 
 use crate::app::App;
+use crate::config::Permission;
 
 use super::reply::{json, Refusal, Reply};
 use super::request::{body, caller, media_type_is};
@@ -22,7 +23,7 @@ pub async fn verify(app: &App, request: Request<Incoming>, peer: IpAddr) -> Resu
     if request.method() != Method::POST {
         return Err(Refusal::Method("POST"));
     }
-    caller(app, &request, peer).await?;
+    caller(app, &request, peer, Permission::Introspect).await?;
     if !media_type_is(request.headers(), "application/json") {
         return Err(Refusal::UnsupportedMediaType);
     }

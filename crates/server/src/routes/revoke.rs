@@ -1,0 +1,82 @@
+//! `POST /revoke` (RFC 7009): a client with the `revoke` permission takes back a token of any
+//! trusted issuer. The answer is 200 whether the token was valid, unknown or already invalid
+//! (section 2.2), so it tells nothing about the token.
+
+use std::net::IpAddr;
+
+use engine::Revocation;
+use hyper::body::Incoming;
+use hyper::{Method, Request, StatusCode};
+
+use crate::app::App;
+use crate::config::Permission;
+
+use super::reply::{json, Refusal, Reply};
+use super::request::{body, caller, media_type_is};
+use super::verdict::{fingerprint, verdict};
+
+/// How long a token-hash record lasts for a token without `exp` (a policy that does not
+/// require one): a day.
+const NO_EXP_KEEP_S: i64 = 86_400;
+
+pub async fn revoke(app: &App, request: Request<Incoming>, peer: IpAddr) -> Result<Reply, Refusal> {
+    if request.method() != Method::POST {
+        return Err(Refusal::Method("POST"));
+    }
+    let client = caller(app, &request, peer, Permission::Revoke).await?;
+    if !media_type_is(request.headers(), "application/x-www-form-urlencoded") {
+        return Err(Refusal::UnsupportedMediaType);
+    }
+    let body = body(app, request).await?;
+    let params = crate::form::parse(&body).map_err(|_| Refusal::BadRequest("invalid_request"))?;
+    let token = params
+        .iter()
+        .find(|(name, _)| name == "token")
+        .map(|(_, value)| value.as_ref())
+        .ok_or(Refusal::BadRequest("invalid_request"))?;
+    // `token_type_hint` is only a hint (section 2.1): every token is looked up the same way.
+    let now = crate::unix_now();
+    let result = app.engine.verify(token.as_bytes(), now).await;
+    let jwt = match verdict(token.as_bytes(), result)? {
+        Ok(jwt) => jwt,
+        // Invalid, expired or already revoked: nothing to take back, and nothing to say.
+        Err(_) => return Ok(done()),
+    };
+    let iss = jwt
+        .str_claim("iss")
+        .map(|s| s.into_owned())
+        .unwrap_or_default();
+    // Kept until the token would expire anyway (rounded up: never a second early).
+    let exp = jwt.exp().map_or(now + NO_EXP_KEEP_S, |e| e.ceil() as i64);
+    let revocation = match jwt.str_claim("jti") {
+        Some(jti) => Revocation::Jti {
+            iss,
+            jti: jti.into_owned(),
+            exp,
+        },
+        None => Revocation::Token {
+            sha256: engine::revoked::sha256(token.as_bytes()),
+            exp,
+        },
+    };
+    match app.revocations.revoke(&app.engine, revocation).await {
+        Ok(record) => {
+            tracing::info!(
+                client = %client,
+                token = %fingerprint(token.as_bytes()),
+                seq = record.seq,
+                "token revoked"
+            );
+            Ok(done())
+        }
+        Err(e) => {
+            tracing::error!(cause = %e, "revocation not recorded");
+            Err(Refusal::Unavailable)
+        }
+    }
+}
+
+/// Section 2.2: 200, and a body the client ignores.
+fn done() -> Reply {
+    json(StatusCode::OK, "{}", Some("no-store"))
+}

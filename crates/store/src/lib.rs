@@ -1,0 +1,26 @@
+//! State that several tessera daemons share, on engines people already run: SQLite (embedded,
+//! the default for one machine) or PostgreSQL (for clusters). The only crate that speaks SQL.
+//!
+//! Today it holds revocation records ([`engine::Revocation`]), each with a sequence number
+//! that only grows, in commit order, so that a daemon applies new records by `seq > last`.
+//!
+//! Both backends run the same statements ([`schema`]); what differs is how they are driven:
+//! SQLite from one thread of its own that owns the connection ([`sqlite`]), PostgreSQL from a
+//! connection pool plus one `LISTEN` connection ([`postgres`]).
+
+#![forbid(unsafe_code)]
+
+mod config;
+mod error;
+mod postgres;
+mod record;
+mod schema;
+mod sqlite;
+mod store;
+mod wake;
+
+pub use crate::config::StoreConfig;
+pub use crate::error::StoreError;
+pub use crate::record::Record;
+pub use crate::store::Store;
+pub use engine::Revocation;
