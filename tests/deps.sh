@@ -9,7 +9,15 @@ missing=()
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 [ -x /usr/sbin/nginx ] || missing+=(nginx)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
-[ ${#missing[@]} -eq 0 ] && exit 0
+# PostgreSQL refuses to run as root: tests run as root start their clusters as `postgres`
+# (testkit's Postgres), the user the package creates.
+check_postgres_user() {
+  [ "$(id -u)" != 0 ] || id -u postgres >/dev/null 2>&1 || {
+    echo "tests/deps.sh: no postgres user to run PostgreSQL as (apt-get install --reinstall postgresql-common creates it)" >&2
+    exit 1
+  }
+}
+[ ${#missing[@]} -eq 0 ] && { check_postgres_user; exit 0; }
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "tests/deps.sh: missing ${missing[*]}: install them (Debian: apt-get install ${missing[*]})" >&2
   exit 1
@@ -18,3 +26,4 @@ echo "tests/deps.sh: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 \
   || { apt-get update -q >/dev/null && apt-get install -y -q "${missing[@]}" >/dev/null; }
+check_postgres_user

@@ -4,9 +4,9 @@
 //! Today it holds revocation records ([`engine::Revocation`]), each with a sequence number
 //! that only grows, in commit order, so that a daemon applies new records by `seq > last`.
 //!
-//! Both backends run the same statements ([`schema`]); what differs is how they are driven:
-//! SQLite from one thread of its own that owns the connection ([`sqlite`]), PostgreSQL from a
-//! connection pool plus one `LISTEN` connection ([`postgres`]).
+//! Both backends run the same statements (`schema.rs`); what differs is how they are driven:
+//! SQLite from one thread of its own that owns the connection (`sqlite.rs`), PostgreSQL from a
+//! connection pool plus one `LISTEN` connection (`postgres.rs`).
 
 #![forbid(unsafe_code)]
 

@@ -24,6 +24,9 @@ const WAIT: Duration = Duration::from_secs(5);
 /// accepted a statement and then went silent (a partition, not a refusal) must not hang a
 /// caller until TCP keepalive notices.
 const CALL_LIMIT: Duration = Duration::from_secs(10);
+/// How long a pooled connection may take to answer the check made before each reuse; one
+/// that does not is dropped and another is taken or made.
+const RECYCLE: Duration = Duration::from_secs(2);
 /// An arbitrary constant: the advisory lock two daemons migrating at once take in turn.
 const MIGRATION_LOCK: i64 = 0x0074_6573_7365_7261;
 
@@ -46,8 +49,9 @@ fn unavailable(host: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("postgresql at {host}: {e}"))
 }
 
-/// Runs one call within [`CALL_LIMIT`]. A transaction cut off here is rolled back: its
-/// `Transaction` is dropped, and the server ends it when the connection goes.
+/// Runs one call within [`CALL_LIMIT`]. A transaction cut off here is not committed: dropping
+/// its `Transaction` queues a `ROLLBACK`, and the connection goes back to the pool, whose
+/// next checkout verifies it (see [`RECYCLE`]) and drops it if it does not answer.
 async fn bounded<T>(
     host: &str,
     call: impl std::future::Future<Output = Result<T, StoreError>>,
@@ -92,8 +96,11 @@ impl Postgres {
         let manager = Manager::from_config(
             config.clone(),
             tls.clone(),
+            // Verified, not Fast: one empty query per checkout (cheap next to a follower's poll)
+            // finds the connections a restarted or unreachable server left half-open, which
+            // Fast (that only asks the client whether it has noticed) would hand out.
             ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
+                recycling_method: RecyclingMethod::Verified,
             },
         );
         let pool = Pool::builder(manager)
@@ -101,7 +108,7 @@ impl Postgres {
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(WAIT))
             .create_timeout(Some(WAIT))
-            .recycle_timeout(Some(WAIT))
+            .recycle_timeout(Some(RECYCLE))
             .build()
             .map_err(|e| StoreError::Config(format!("store pool: {e}")))?;
         let version = bounded(&host, migrate(&pool, &host, now)).await?;
@@ -135,7 +142,13 @@ impl Postgres {
         let e = |e: tokio_postgres::Error| unavailable(&self.host, e);
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(e)?;
-        let seq: i64 = tx.query_one(schema::NEXT_SEQ, &[]).await.map_err(e)?.get(0);
+        let seq: i64 = tx
+            .query_opt(schema::NEXT_SEQ, &[])
+            .await
+            .map_err(e)?
+            .ok_or_else(|| StoreError::Corrupt("the revocations sequence row is missing".into()))?
+            .try_get(0)
+            .map_err(|e| StoreError::Corrupt(format!("the revocations sequence: {e}")))?;
         let row = Row::of(revocation);
         tx.execute(
             schema::INSERT,
@@ -260,7 +273,8 @@ async fn migrate(pool: &Pool, host: &str, now: i64) -> Result<i64, StoreError> {
         .query_one(schema::CURRENT_VERSION, &[])
         .await
         .map_err(e)?
-        .get(0);
+        .try_get(0)
+        .map_err(|e| StoreError::Corrupt(format!("tessera_migrations: {e}")))?;
     if current > schema::VERSION {
         return Err(StoreError::SchemaTooNew {
             found: current,

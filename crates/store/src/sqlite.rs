@@ -84,6 +84,19 @@ fn unavailable(e: rusqlite::Error) -> StoreError {
     StoreError::Unavailable(format!("sqlite: {e}"))
 }
 
+/// A row that failed to read: a column of the wrong type is the row's fault, anything else
+/// the disk's.
+fn unreadable(e: rusqlite::Error) -> StoreError {
+    match e {
+        rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..) => {
+            StoreError::Corrupt(format!("sqlite: {e}"))
+        }
+        e => unavailable(e),
+    }
+}
+
 /// The writer thread: opens and migrates, says so, then answers commands until every handle
 /// is gone.
 fn writer(path: PathBuf, now: i64, queue: mpsc::Receiver<Command>, opened: Reply<i64>) {
@@ -179,6 +192,10 @@ fn migrate(connection: &mut Connection, now: i64) -> Result<i64, StoreError> {
     Ok(schema::VERSION)
 }
 
+/// One transaction: the next number, the row, the commit. `BEGIN IMMEDIATE` takes the
+/// database's write lock before the sequence is read, so writers in other processes on the
+/// same file (waiting up to `busy_timeout`) take numbers strictly after this one commits: the
+/// commit order the followers' `seq > last` relies on (see [`schema::NEXT_SEQ`]).
 fn revoke(
     connection: &mut Connection,
     revocation: Revocation,
@@ -234,7 +251,7 @@ fn select(
         .map_err(unavailable)?;
     let mut out = Vec::new();
     for row in rows {
-        let (seq, kind, iss, subject, at, created) = row.map_err(unavailable)?;
+        let (seq, kind, iss, subject, at, created) = row.map_err(unreadable)?;
         out.push(schema::record(seq, &kind, iss, subject, at, created)?);
     }
     Ok(out)

@@ -1,12 +1,115 @@
-//! One suite, run against both backends: SQLite in a scratch folder and a throw-away
-//! PostgreSQL cluster (testkit's `Postgres`), each case a function over the store config.
+//! One suite, run against both backends: each case is a function over a [`Db`], driven once on
+//! SQLite in a scratch folder and once on a throw-away PostgreSQL cluster (testkit's
+//! `Postgres`); `on_both!` makes the two tests (`sqlite::case`, `postgres::case`). What only
+//! PostgreSQL has (notifications between processes, a server that goes away) follows.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use store::{Revocation, Store, StoreConfig, StoreError};
 use testkit::{Postgres, Scratch};
 
 const NOW: i64 = 1_800_000_000;
+
+/// No case may take longer, whatever the store does.
+const CASE_LIMIT: Duration = Duration::from_secs(90);
+
+/// A database of a test's own, and a way to reach it behind the store's back (each engine's
+/// own client), as another program would.
+enum Db {
+    Sqlite(Scratch),
+    Postgres(Postgres),
+}
+
+impl Db {
+    fn sqlite(name: &str) -> Db {
+        Db::Sqlite(Scratch::new(&format!("store-{name}")))
+    }
+
+    fn postgres() -> Db {
+        Db::Postgres(Postgres::start())
+    }
+
+    fn config(&self) -> StoreConfig {
+        match self {
+            // A folder that does not exist yet: the store creates it.
+            Db::Sqlite(dir) => StoreConfig::Sqlite {
+                path: dir.join("nested/store.sqlite3"),
+            },
+            Db::Postgres(pg) => StoreConfig::Postgres {
+                url: pg.url(),
+                pool: 4,
+            },
+        }
+    }
+
+    async fn open(&self) -> Store {
+        Store::open(&self.config(), NOW).await.expect("open")
+    }
+
+    /// Runs one statement directly; returns the first column of the first row, if any.
+    async fn sql(&self, statement: &str) -> Option<i64> {
+        match self {
+            Db::Sqlite(dir) => {
+                let path = dir.join("nested/store.sqlite3");
+                let connection = rusqlite::Connection::open(path).expect("sqlite open");
+                let mut prepared = connection.prepare(statement).expect("prepare");
+                let mut rows = prepared.query([]).expect("query");
+                let row = rows.next().expect("step");
+                row.and_then(|r| r.get(0).ok())
+            }
+            Db::Postgres(pg) => {
+                let (client, connection) =
+                    tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls)
+                        .await
+                        .expect("postgres connect");
+                tokio::spawn(connection);
+                let rows = client.query(statement, &[]).await.expect("query");
+                rows.first().and_then(|r| r.try_get(0).ok())
+            }
+        }
+    }
+}
+
+macro_rules! on_both {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $case() {
+                    let db = super::Db::sqlite(stringify!($case));
+                    super::bounded(super::$case(&db)).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $case() {
+                    let db = super::Db::postgres();
+                    super::bounded(super::$case(&db)).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both!(
+    every_kind_round_trips,
+    seq_grows_and_since_returns_only_newer,
+    purge_removes_only_expired_jti_and_token_records,
+    reopening_runs_no_migration_twice_and_keeps_records,
+    a_newer_schema_is_refused,
+    an_unreadable_row_is_corrupt,
+    concurrent_writers_get_every_number_once,
+    own_writes_wake_changed,
+);
+
+async fn bounded(case: impl Future<Output = ()>) {
+    tokio::time::timeout(CASE_LIMIT, case)
+        .await
+        .expect("the case finished in time");
+}
 
 fn every_kind() -> Vec<Revocation> {
     vec![
@@ -31,204 +134,319 @@ fn every_kind() -> Vec<Revocation> {
     ]
 }
 
-async fn round_trip_purge_and_reopen(config: StoreConfig) {
-    let store = Store::open(&config, NOW).await.expect("open");
-    assert_eq!(store.schema_version(), 1);
-    let mut seqs = Vec::new();
-    for revocation in every_kind() {
-        let record = store.revoke(&revocation, NOW).await.expect("revoke");
-        assert_eq!(record.revocation, revocation);
-        assert_eq!(record.created, NOW);
-        seqs.push(record.seq);
+fn jti(iss: &str, n: usize, exp: i64) -> Revocation {
+    Revocation::Jti {
+        iss: iss.into(),
+        jti: format!("{n}"),
+        exp,
     }
-    assert_eq!(seqs, [1, 2, 3, 4]);
-    let all = store.since(0, 100).await.expect("since");
+}
+
+fn seqs(records: &[store::Record]) -> Vec<i64> {
+    records.iter().map(|r| r.seq).collect()
+}
+
+async fn every_kind_round_trips(db: &Db) {
+    let store = db.open().await;
+    assert_eq!(store.schema_version(), 1);
+    for revocation in every_kind() {
+        let record = store.revoke(&revocation, NOW + 1).await.expect("revoke");
+        assert_eq!(record.revocation, revocation);
+        assert_eq!(record.created, NOW + 1);
+    }
+    let back = store.since(0, 100).await.expect("since");
     assert_eq!(
-        all.iter().map(|r| r.revocation.clone()).collect::<Vec<_>>(),
+        back.iter()
+            .map(|r| r.revocation.clone())
+            .collect::<Vec<_>>(),
         every_kind()
     );
-    let newer = store.since(2, 1).await.expect("since");
-    assert_eq!(newer.len(), 1);
-    assert_eq!(newer[0].seq, 3);
+    assert!(back.iter().all(|r| r.created == NOW + 1));
+    // The token hash is stored as lowercase hex, as the other tools read it.
     assert_eq!(
-        store
-            .list(2)
-            .await
-            .expect("list")
-            .iter()
-            .map(|r| r.seq)
-            .collect::<Vec<_>>(),
-        [4, 3]
+        db.sql("SELECT COUNT(*) FROM tessera_revocations WHERE kind = 'token' AND subject = lower(subject)")
+            .await,
+        Some(1)
     );
-    // Only the records whose tokens expired before the time go; subject and client stay.
+}
+
+async fn seq_grows_and_since_returns_only_newer(db: &Db) {
+    let store = db.open().await;
+    for n in 0..5 {
+        let record = store.revoke(&jti("i", n, NOW), NOW).await.expect("revoke");
+        assert_eq!(record.seq, n as i64 + 1);
+    }
+    assert_eq!(
+        seqs(&store.since(0, 100).await.expect("since")),
+        [1, 2, 3, 4, 5]
+    );
+    assert_eq!(seqs(&store.since(2, 2).await.expect("since")), [3, 4]);
+    assert_eq!(seqs(&store.since(5, 100).await.expect("since")), [0i64; 0]);
+    // The admin listing: newest first.
+    assert_eq!(seqs(&store.list(3).await.expect("list")), [5, 4, 3]);
+}
+
+async fn purge_removes_only_expired_jti_and_token_records(db: &Db) {
+    let store = db.open().await;
+    for revocation in every_kind() {
+        store.revoke(&revocation, NOW).await.expect("revoke");
+    }
+    // The token record expired at NOW - 10; the jti one expires at NOW + 60; subject and
+    // client records never expire.
     assert_eq!(store.purge(NOW).await.expect("purge"), 1);
-    assert_eq!(store.since(0, 100).await.expect("since").len(), 3);
+    let kinds: Vec<_> = store
+        .since(0, 100)
+        .await
+        .expect("since")
+        .iter()
+        .map(|r| r.revocation.kind())
+        .collect();
+    assert_eq!(kinds, ["jti", "subject", "client"]);
+    assert_eq!(store.purge(NOW).await.expect("purge again"), 0);
+    assert_eq!(store.purge(NOW + 61).await.expect("purge later"), 1);
+    assert_eq!(store.since(0, 100).await.expect("since").len(), 2);
+}
+
+async fn reopening_runs_no_migration_twice_and_keeps_records(db: &Db) {
+    let store = db.open().await;
+    store.revoke(&jti("i", 1, NOW), NOW).await.expect("revoke");
+    store.revoke(&jti("i", 2, NOW), NOW).await.expect("revoke");
     drop(store);
-    // Reopened: no migration runs twice, the records and the sequence go on.
-    let store = Store::open(&config, NOW + 1).await.expect("reopen");
-    assert_eq!(store.since(0, 100).await.expect("since").len(), 3);
-    let next = store.revoke(&every_kind()[0], NOW).await.expect("revoke");
-    assert_eq!(next.seq, 5, "sequence numbers are never reused");
+    let store = Store::open(&db.config(), NOW + 100).await.expect("reopen");
+    assert_eq!(store.schema_version(), 1);
+    assert_eq!(
+        db.sql("SELECT COUNT(*) FROM tessera_migrations").await,
+        Some(1)
+    );
+    assert_eq!(
+        db.sql("SELECT applied FROM tessera_migrations WHERE version = 1")
+            .await,
+        Some(NOW),
+        "the first open's migration stands"
+    );
+    assert_eq!(seqs(&store.since(0, 100).await.expect("since")), [1, 2]);
+    let next = store.revoke(&jti("i", 3, NOW), NOW).await.expect("revoke");
+    assert_eq!(next.seq, 3, "the sequence goes on where it was");
+}
+
+async fn a_newer_schema_is_refused(db: &Db) {
+    drop(db.open().await);
+    // What a newer binary would leave behind.
+    db.sql("INSERT INTO tessera_migrations (version, applied) VALUES (999, 0)")
+        .await;
+    match Store::open(&db.config(), NOW).await {
+        Err(StoreError::SchemaTooNew {
+            found: 999,
+            known: 1,
+        }) => {}
+        other => panic!("expected SchemaTooNew, got {other:?}"),
+    }
+}
+
+async fn an_unreadable_row_is_corrupt(db: &Db) {
+    let store = db.open().await;
+    store.revoke(&jti("i", 1, NOW), NOW).await.expect("revoke");
+    // Rows another program wrote: a kind this binary does not know, a hash that is not hex.
+    db.sql(
+        "INSERT INTO tessera_revocations (seq, kind, iss, subject, at, expires, created) \
+         VALUES (10, 'device', '', 'x', 1, NULL, 1)",
+    )
+    .await;
+    db.sql(
+        "INSERT INTO tessera_revocations (seq, kind, iss, subject, at, expires, created) \
+         VALUES (20, 'token', '', 'not-hex', 1, 1, 1)",
+    )
+    .await;
+    for after in [1, 10] {
+        match store.since(after, 1).await {
+            Err(StoreError::Corrupt(m)) => assert!(!m.is_empty()),
+            other => panic!("expected Corrupt after {after}, got {other:?}"),
+        }
+    }
+    // What was before them still reads.
+    assert_eq!(seqs(&store.since(0, 1).await.expect("since")), [1]);
 }
 
 /// Two stores on one database writing at once: unique numbers, no gaps, and a reader that
 /// follows `seq > last` while they write misses nothing.
-async fn concurrent_writers_get_every_number_once(config: StoreConfig) {
-    let a = Store::open(&config, NOW).await.expect("open a");
-    let b = Store::open(&config, NOW).await.expect("open b");
+async fn concurrent_writers_get_every_number_once(db: &Db) {
+    let (a, b) = (db.open().await, db.open().await);
     let write = |store: Store, name: &'static str| {
         tokio::spawn(async move {
             let mut seqs = Vec::new();
-            for i in 0..50 {
-                let r = Revocation::Jti {
-                    iss: name.into(),
-                    jti: format!("{i}"),
-                    exp: NOW + 60,
-                };
-                seqs.push(store.revoke(&r, NOW).await.expect("revoke").seq);
+            for n in 0..50 {
+                let record = store.revoke(&jti(name, n, NOW), NOW).await.expect("revoke");
+                seqs.push(record.seq);
+                tokio::task::yield_now().await;
             }
             seqs
         })
     };
     let (wa, wb) = (write(a.clone(), "a"), write(b.clone(), "b"));
-    let reader = {
-        let reader = a.clone();
+    let follower = {
+        let reader = b.clone();
         tokio::spawn(async move {
             let (mut last, mut seen) = (0, Vec::new());
-            let start = Instant::now();
-            while seen.len() < 100 && start.elapsed() < Duration::from_secs(30) {
-                for r in reader.since(last, 7).await.expect("since") {
-                    last = r.seq;
-                    seen.push(r.seq);
+            while seen.len() < 100 {
+                for record in reader.since(last, 7).await.expect("since") {
+                    last = record.seq;
+                    seen.push(record.seq);
                 }
             }
             seen
         })
     };
-    let mut all: Vec<i64> = wa
-        .await
-        .expect("a")
-        .into_iter()
-        .chain(wb.await.expect("b"))
-        .collect();
-    all.sort();
-    assert_eq!(all, (1..=100).collect::<Vec<_>>());
-    let seen = reader.await.expect("reader");
+    let mut all = wa.await.expect("writer a");
+    all.extend(wb.await.expect("writer b"));
+    all.sort_unstable();
+    assert_eq!(all, (1..=100).collect::<Vec<_>>(), "unique, without gaps");
+    let seen = follower.await.expect("follower");
     assert_eq!(
         seen,
         (1..=100).collect::<Vec<_>>(),
         "the follower skipped or repeated a record"
     );
-}
-
-/// `bump` marks the store as migrated to version 999, as a newer binary would.
-async fn a_newer_schema_is_refused(
-    config: StoreConfig,
-    bump: impl std::future::Future<Output = ()>,
-) {
-    drop(Store::open(&config, NOW).await.expect("open"));
-    bump.await;
-    match Store::open(&config, NOW).await {
-        Err(StoreError::SchemaTooNew {
-            found: 999,
-            known: 1,
-        }) => {}
-        other => panic!("{other:?}"),
+    for after in 0..100 {
+        let rest = a.since(after, 1000).await.expect("since");
+        assert_eq!(seqs(&rest), (after + 1..=100).collect::<Vec<_>>());
     }
 }
 
-fn sqlite(dir: &Scratch) -> StoreConfig {
-    StoreConfig::Sqlite {
-        path: dir.join("nested/store.sqlite3"),
-    }
-}
-
-fn postgres(pg: &Postgres) -> StoreConfig {
-    StoreConfig::Postgres {
-        url: pg.url(),
-        pool: 4,
-    }
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn sqlite_suite() {
-    let dir = Scratch::new("store-sqlite");
-    round_trip_purge_and_reopen(sqlite(&dir)).await;
-    let dir = Scratch::new("store-sqlite-concurrent");
-    concurrent_writers_get_every_number_once(sqlite(&dir)).await;
-    let dir = Scratch::new("store-sqlite-newer");
-    let path = dir.join("nested/store.sqlite3");
-    a_newer_schema_is_refused(sqlite(&dir), async {
-        rusqlite::Connection::open(&path)
-            .expect("open")
-            .execute(BUMP, [])
-            .expect("bump");
-    })
-    .await;
-}
-
-const BUMP: &str = "INSERT INTO tessera_migrations (version, applied) VALUES (999, 0)";
-
-#[tokio::test(flavor = "multi_thread")]
-async fn postgres_suite() {
-    let pg = Postgres::start();
-    round_trip_purge_and_reopen(postgres(&pg)).await;
-    let pg = Postgres::start();
-    concurrent_writers_get_every_number_once(postgres(&pg)).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn postgres_wakes_other_stores_and_survives_a_restart() {
-    let pg = Postgres::start();
-    let config = postgres(&pg);
-    let (a, b) = (
-        Store::open(&config, NOW).await.expect("a"),
-        Store::open(&config, NOW).await.expect("b"),
-    );
-    // The wake-up after b's LISTEN connected, then one for a's write.
-    let _ = tokio::time::timeout(Duration::from_secs(2), b.changed()).await;
-    let start = Instant::now();
-    a.revoke(&every_kind()[0], NOW).await.expect("revoke");
-    tokio::time::timeout(Duration::from_secs(1), b.changed())
+async fn own_writes_wake_changed(db: &Db) {
+    let store = db.open().await;
+    let waiter = {
+        let store = store.clone();
+        tokio::spawn(async move { store.changed().await })
+    };
+    store.revoke(&jti("i", 1, NOW), NOW).await.expect("revoke");
+    tokio::time::timeout(Duration::from_secs(1), waiter)
         .await
-        .expect("b woken by a's NOTIFY within 1 s");
-    eprintln!("NOTIFY wake-up: {:?}", start.elapsed());
+        .expect("woken by its own write")
+        .expect("waiter");
+}
 
-    pg.stop();
-    let start = Instant::now();
-    match b.since(0, 10).await {
-        Err(StoreError::Unavailable(_)) => {}
-        other => panic!("{other:?}"),
-    }
-    assert!(
-        start.elapsed() < Duration::from_secs(8),
-        "{:?}",
-        start.elapsed()
-    );
-    pg.start_again();
-    let start = Instant::now();
-    loop {
-        match b.since(0, 10).await {
-            Ok(records) => {
-                assert_eq!(records.len(), 1);
-                break;
-            }
-            Err(e) => assert!(start.elapsed() < Duration::from_secs(15), "{e}"),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+// PostgreSQL alone: other processes' writes are heard, and the server may go away.
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_changed_wakes_another_store_within_a_second() {
+    let db = Db::postgres();
+    bounded(async {
+        let (a, b) = (db.open().await, db.open().await);
+        // Let b's LISTEN connection come up; it wakes b once when it does.
+        let _ = tokio::time::timeout(Duration::from_secs(5), b.changed()).await;
+        // Swallows a leftover permit, if any.
+        let _ = tokio::time::timeout(Duration::from_millis(200), b.changed()).await;
+        let start = Instant::now();
+        a.revoke(&jti("i", 1, NOW), NOW).await.expect("revoke");
+        tokio::time::timeout(Duration::from_secs(1), b.changed())
+            .await
+            .expect("b woken by a's NOTIFY within 1 s");
+        eprintln!("NOTIFY reached the other store in {:?}", start.elapsed());
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn postgres_refuses_a_newer_schema() {
-    let pg = Postgres::start();
-    let url = pg.url();
-    a_newer_schema_is_refused(postgres(&pg), async {
-        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .expect("connect");
-        tokio::spawn(connection);
-        client.batch_execute(BUMP).await.expect("bump");
+async fn postgres_down_is_unavailable_in_bounded_time_and_the_pool_recovers() {
+    let db = Db::postgres();
+    bounded(async {
+        let store = db.open().await;
+        store.revoke(&jti("i", 1, NOW), NOW).await.expect("revoke");
+        let Db::Postgres(pg) = &db else {
+            unreachable!("Db::postgres makes a PostgreSQL database")
+        };
+        pg.stop();
+        for _ in 0..2 {
+            let start = Instant::now();
+            match store.since(0, 10).await {
+                Err(StoreError::Unavailable(m)) => eprintln!("down: {m}"),
+                other => panic!("expected Unavailable, got {other:?}"),
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(6),
+                "{:?}",
+                start.elapsed()
+            );
+            let start = Instant::now();
+            assert!(matches!(
+                store.revoke(&jti("i", 2, NOW), NOW).await,
+                Err(StoreError::Unavailable(_))
+            ));
+            assert!(
+                start.elapsed() < Duration::from_secs(6),
+                "{:?}",
+                start.elapsed()
+            );
+        }
+        pg.start_again();
+        // The same store, not reopened: the pool makes new connections.
+        let start = Instant::now();
+        let records = loop {
+            match store.since(0, 10).await {
+                Ok(records) => break records,
+                Err(e) => assert!(start.elapsed() < Duration::from_secs(15), "{e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(seqs(&records), [1], "the failed write left nothing");
+        let record = store.revoke(&jti("i", 3, NOW), NOW).await.expect("revoke");
+        assert_eq!(record.seq, 2);
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_errors_never_show_the_password() {
+    bounded(async {
+        let url = "postgres://tessera:hunter2-secret@%2Fnonexistent-tessera/db";
+        let err = Store::open(
+            &StoreConfig::Postgres {
+                url: url.into(),
+                pool: 1,
+            },
+            NOW,
+        )
+        .await
+        .expect_err("no server there");
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        let bad = "postgres://tessera:hunter2-secret@%2Fnonexistent-tessera/db?sslmode=sometimes";
+        let err = Store::open(
+            &StoreConfig::Postgres {
+                url: bad.into(),
+                pool: 1,
+            },
+            NOW,
+        )
+        .await
+        .expect_err("not a mode");
+        assert!(matches!(err, StoreError::Config(_)), "{err:?}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        let err = Store::open(
+            &StoreConfig::Postgres {
+                url: "host=/tmp".into(),
+                pool: 0,
+            },
+            NOW,
+        )
+        .await
+        .expect_err("no pool");
+        assert!(matches!(err, StoreError::Config(_)), "{err:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_path_that_cannot_be_created_is_a_config_error() {
+    let dir = Scratch::new("store-sqlite-bad-path");
+    let file = dir.write("a-file", "");
+    let err = Store::open(
+        &StoreConfig::Sqlite {
+            path: file.join("store.sqlite3"),
+        },
+        NOW,
+    )
+    .await
+    .expect_err("a file is no folder");
+    assert!(matches!(err, StoreError::Config(_)), "{err:?}");
 }
