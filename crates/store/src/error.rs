@@ -12,6 +12,9 @@ pub enum StoreError {
     SchemaTooNew { found: i64, known: i64 },
     /// A row could not be read back as a record (written by something else).
     Corrupt(String),
+    /// The write conflicts with what is stored (a key that is already taken): the caller's
+    /// fault, and nothing was written.
+    Conflict(String),
 }
 
 impl std::fmt::Display for StoreError {
@@ -24,6 +27,7 @@ impl std::fmt::Display for StoreError {
                 "store schema version {found} is newer than this binary's {known}: upgrade tessera"
             ),
             StoreError::Corrupt(m) => write!(f, "store row unreadable: {m}"),
+            StoreError::Conflict(m) => write!(f, "store conflict: {m}"),
         }
     }
 }

@@ -12,7 +12,9 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use engine::Revocation;
 
+use crate::client::ClientRow;
 use crate::error::StoreError;
+use crate::opaque::OpaqueRow;
 use crate::record::Record;
 use crate::schema::{self, Row};
 use crate::wake::Wake;
@@ -121,7 +123,7 @@ impl Postgres {
         })
     }
 
-    async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
+    async fn connection(&self) -> Result<deadpool_postgres::Client, StoreError> {
         self.pool
             .get()
             .await
@@ -140,7 +142,7 @@ impl Postgres {
         now: i64,
     ) -> Result<Record, StoreError> {
         let e = |e: tokio_postgres::Error| unavailable(&self.host, e);
-        let mut client = self.client().await?;
+        let mut client = self.connection().await?;
         let tx = client.transaction().await.map_err(e)?;
         let seq: i64 = tx
             .query_opt(schema::NEXT_SEQ, &[])
@@ -186,11 +188,211 @@ impl Postgres {
         self.select(schema::LIST, &[&limit]).await
     }
 
+    /// Every purge statement in one transaction; the rows deleted, all tables together.
     pub async fn purge(&self, before: i64) -> Result<u64, StoreError> {
         bounded(&self.host, async {
-            let client = self.client().await?;
+            let e = |e: tokio_postgres::Error| unavailable(&self.host, e);
+            let mut client = self.connection().await?;
+            let tx = client.transaction().await.map_err(e)?;
+            let mut deleted = 0;
+            for statement in schema::PURGE {
+                deleted += tx.execute(statement, &[&before]).await.map_err(e)?;
+            }
+            tx.commit().await.map_err(e)?;
+            Ok(deleted)
+        })
+        .await
+    }
+
+    pub async fn add_client(&self, row: &ClientRow) -> Result<bool, StoreError> {
+        self.client_write(
+            schema::ADD_CLIENT,
+            &[
+                &row.id,
+                &row.secret,
+                &row.registration,
+                &row.created,
+                &row.updated,
+            ],
+        )
+        .await
+    }
+
+    pub async fn update_client(&self, row: &ClientRow) -> Result<bool, StoreError> {
+        self.client_write(
+            schema::UPDATE_CLIENT,
+            &[&row.secret, &row.registration, &row.updated, &row.id],
+        )
+        .await
+    }
+
+    pub async fn remove_client(&self, id: &str) -> Result<bool, StoreError> {
+        self.client_write(schema::REMOVE_CLIENT, &[&id]).await
+    }
+
+    /// One transaction: the clients' version counted (see [`schema::BUMP_CLIENTS`]), the
+    /// write, the notification, the commit; `false`, and nothing written (the count and the
+    /// notification included), when the write affected no row.
+    async fn client_write(
+        &self,
+        sql: &str,
+        args: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<bool, StoreError> {
+        bounded(&self.host, async {
+            let e = |e: tokio_postgres::Error| unavailable(&self.host, e);
+            let mut client = self.connection().await?;
+            let tx = client.transaction().await.map_err(e)?;
+            if tx.execute(schema::BUMP_CLIENTS, &[]).await.map_err(e)? != 1 {
+                return Err(StoreError::Corrupt(
+                    "the clients sequence row is missing".into(),
+                ));
+            }
+            if tx.execute(sql, args).await.map_err(e)? == 0 {
+                // Dropping the transaction rolls the count back.
+                return Ok(false);
+            }
+            // Delivered to every listener when (and only if) the transaction commits.
+            tx.batch_execute(&format!("NOTIFY {}", schema::CHANNEL))
+                .await
+                .map_err(e)?;
+            tx.commit().await.map_err(e)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    pub async fn client(&self, id: &str) -> Result<Option<ClientRow>, StoreError> {
+        Ok(self
+            .clients_where(schema::CLIENT, &[&id])
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    pub async fn clients(&self) -> Result<Vec<ClientRow>, StoreError> {
+        self.clients_where(schema::CLIENTS, &[]).await
+    }
+
+    async fn clients_where(
+        &self,
+        sql: &str,
+        args: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<ClientRow>, StoreError> {
+        let rows = self.query(sql, args).await?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get(0).map_err(|e| {
+                    StoreError::Corrupt(format!("a client whose id is not text: {e}"))
+                })?;
+                let read = || -> Result<_, tokio_postgres::Error> {
+                    Ok((r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?))
+                };
+                let (secret, registration, created, updated) =
+                    read().map_err(|e| StoreError::Corrupt(format!("client {id:?}: {e}")))?;
+                Ok(ClientRow {
+                    id,
+                    secret,
+                    registration,
+                    created,
+                    updated,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn clients_version(&self) -> Result<i64, StoreError> {
+        self.query(schema::CLIENTS_VERSION, &[])
+            .await?
+            .first()
+            .ok_or_else(|| StoreError::Corrupt("the clients sequence row is missing".into()))?
+            .try_get(0)
+            .map_err(|e| StoreError::Corrupt(format!("the clients sequence row: {e}")))
+    }
+
+    pub async fn remember_once(
+        &self,
+        client_id: &str,
+        jti: &str,
+        exp: i64,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .execute(schema::REMEMBER_ONCE, &[&client_id, &jti, &exp])
+            .await?
+            == 1)
+    }
+
+    pub async fn put_opaque(&self, row: &OpaqueRow) -> Result<(), StoreError> {
+        let hash: &[u8] = &row.hash;
+        let written = self
+            .execute(
+                schema::PUT_OPAQUE,
+                &[&hash, &row.client_id, &row.claims, &row.exp, &row.created],
+            )
+            .await?;
+        if written == 0 {
+            return Err(StoreError::Conflict(
+                "an opaque token with this hash is already stored".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub async fn opaque(&self, hash: &[u8; 32]) -> Result<Option<OpaqueRow>, StoreError> {
+        let wanted: &[u8] = hash;
+        let rows = self.query(schema::OPAQUE, &[&wanted]).await?;
+        let Some(r) = rows.first() else {
+            return Ok(None);
+        };
+        let read = || -> Result<_, tokio_postgres::Error> {
+            Ok((
+                r.try_get::<_, Vec<u8>>(0)?,
+                r.try_get(1)?,
+                r.try_get(2)?,
+                r.try_get(3)?,
+                r.try_get(4)?,
+            ))
+        };
+        let (stored, client_id, claims, exp, created) = read().map_err(|e| {
+            StoreError::Corrupt(format!(
+                "opaque token {}: {e}",
+                engine::revoked::sha256_hex(hash)
+            ))
+        })?;
+        Ok(Some(OpaqueRow {
+            hash: schema::opaque_hash(hash, stored)?,
+            client_id,
+            claims,
+            exp,
+            created,
+        }))
+    }
+
+    /// One statement outside a transaction, within [`CALL_LIMIT`]; the rows it affected.
+    async fn execute(
+        &self,
+        sql: &str,
+        args: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        bounded(&self.host, async {
+            let client = self.connection().await?;
             client
-                .execute(schema::PURGE, &[&before])
+                .execute(sql, args)
+                .await
+                .map_err(|e| unavailable(&self.host, e))
+        })
+        .await
+    }
+
+    /// One query within [`CALL_LIMIT`]; the rows, unread.
+    async fn query(
+        &self,
+        sql: &str,
+        args: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        bounded(&self.host, async {
+            let client = self.connection().await?;
+            client
+                .query(sql, args)
                 .await
                 .map_err(|e| unavailable(&self.host, e))
         })
@@ -202,14 +404,7 @@ impl Postgres {
         sql: &str,
         args: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<Record>, StoreError> {
-        let rows = bounded(&self.host, async {
-            let client = self.client().await?;
-            client
-                .query(sql, args)
-                .await
-                .map_err(|e| unavailable(&self.host, e))
-        })
-        .await?;
+        let rows = self.query(sql, args).await?;
         rows.iter()
             .map(|r| {
                 let read = || -> Result<_, tokio_postgres::Error> {

@@ -11,7 +11,9 @@ use tokio::sync::oneshot;
 
 use engine::Revocation;
 
+use crate::client::ClientRow;
 use crate::error::StoreError;
+use crate::opaque::OpaqueRow;
 use crate::record::Record;
 use crate::schema::{self, Row};
 
@@ -22,6 +24,15 @@ enum Command {
     Since(i64, usize, Reply<Vec<Record>>),
     List(usize, Reply<Vec<Record>>),
     Purge(i64, Reply<u64>),
+    AddClient(ClientRow, Reply<bool>),
+    UpdateClient(ClientRow, Reply<bool>),
+    RemoveClient(String, Reply<bool>),
+    Client(String, Reply<Option<ClientRow>>),
+    Clients(Reply<Vec<ClientRow>>),
+    ClientsVersion(Reply<i64>),
+    RememberOnce(String, String, i64, Reply<bool>),
+    PutOpaque(OpaqueRow, Reply<()>),
+    Opaque([u8; 32], Reply<Option<OpaqueRow>>),
 }
 
 /// The handle of the writer thread; the thread ends when the last handle goes.
@@ -78,6 +89,55 @@ impl Sqlite {
     pub async fn purge(&self, before: i64) -> Result<u64, StoreError> {
         self.ask(|reply| Command::Purge(before, reply)).await
     }
+
+    pub async fn add_client(&self, row: &ClientRow) -> Result<bool, StoreError> {
+        let row = row.clone();
+        self.ask(|reply| Command::AddClient(row, reply)).await
+    }
+
+    pub async fn update_client(&self, row: &ClientRow) -> Result<bool, StoreError> {
+        let row = row.clone();
+        self.ask(|reply| Command::UpdateClient(row, reply)).await
+    }
+
+    pub async fn remove_client(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.ask(|reply| Command::RemoveClient(id, reply)).await
+    }
+
+    pub async fn client(&self, id: &str) -> Result<Option<ClientRow>, StoreError> {
+        let id = id.to_owned();
+        self.ask(|reply| Command::Client(id, reply)).await
+    }
+
+    pub async fn clients(&self) -> Result<Vec<ClientRow>, StoreError> {
+        self.ask(Command::Clients).await
+    }
+
+    pub async fn clients_version(&self) -> Result<i64, StoreError> {
+        self.ask(Command::ClientsVersion).await
+    }
+
+    pub async fn remember_once(
+        &self,
+        client_id: &str,
+        jti: &str,
+        exp: i64,
+    ) -> Result<bool, StoreError> {
+        let (client_id, jti) = (client_id.to_owned(), jti.to_owned());
+        self.ask(|reply| Command::RememberOnce(client_id, jti, exp, reply))
+            .await
+    }
+
+    pub async fn put_opaque(&self, row: &OpaqueRow) -> Result<(), StoreError> {
+        let row = row.clone();
+        self.ask(|reply| Command::PutOpaque(row, reply)).await
+    }
+
+    pub async fn opaque(&self, hash: &[u8; 32]) -> Result<Option<OpaqueRow>, StoreError> {
+        let hash = *hash;
+        self.ask(|reply| Command::Opaque(hash, reply)).await
+    }
 }
 
 fn unavailable(e: rusqlite::Error) -> StoreError {
@@ -94,6 +154,14 @@ fn unreadable(e: rusqlite::Error) -> StoreError {
             StoreError::Corrupt(format!("sqlite: {e}"))
         }
         e => unavailable(e),
+    }
+}
+
+/// [`unreadable`], naming the row (`what`) when the row is at fault.
+fn unreadable_row(what: &str, e: rusqlite::Error) -> StoreError {
+    match unreadable(e) {
+        StoreError::Corrupt(m) => StoreError::Corrupt(format!("{what}: {m}")),
+        other => other,
     }
 }
 
@@ -126,12 +194,60 @@ fn writer(path: PathBuf, now: i64, queue: mpsc::Receiver<Command>, opened: Reply
                 let _ = reply.send(select(&connection, schema::LIST, &[&limit_of(limit)]));
             }
             Command::Purge(before, reply) => {
+                let _ = reply.send(purge(&mut connection, before));
+            }
+            Command::AddClient(row, reply) => {
+                let _ = reply.send(client_write(
+                    &mut connection,
+                    schema::ADD_CLIENT,
+                    params![
+                        row.id,
+                        row.secret,
+                        row.registration,
+                        row.created,
+                        row.updated
+                    ],
+                ));
+            }
+            Command::UpdateClient(row, reply) => {
+                let _ = reply.send(client_write(
+                    &mut connection,
+                    schema::UPDATE_CLIENT,
+                    params![row.secret, row.registration, row.updated, row.id],
+                ));
+            }
+            Command::RemoveClient(id, reply) => {
+                let _ = reply.send(client_write(
+                    &mut connection,
+                    schema::REMOVE_CLIENT,
+                    params![id],
+                ));
+            }
+            Command::Client(id, reply) => {
+                let _ = reply.send(
+                    clients(&connection, schema::CLIENT, params![id])
+                        .map(|rows| rows.into_iter().next()),
+                );
+            }
+            Command::Clients(reply) => {
+                let _ = reply.send(clients(&connection, schema::CLIENTS, []));
+            }
+            Command::ClientsVersion(reply) => {
+                let _ = reply.send(clients_version(&connection));
+            }
+            Command::RememberOnce(client_id, jti, exp, reply) => {
                 let _ = reply.send(
                     connection
-                        .execute(schema::PURGE, params![before])
-                        .map(|n| n as u64)
+                        .execute(schema::REMEMBER_ONCE, params![client_id, jti, exp])
+                        .map(|n| n == 1)
                         .map_err(unavailable),
                 );
+            }
+            Command::PutOpaque(row, reply) => {
+                let _ = reply.send(put_opaque(&connection, &row));
+            }
+            Command::Opaque(hash, reply) => {
+                let _ = reply.send(opaque(&connection, &hash));
             }
         }
     }
@@ -255,4 +371,115 @@ fn select(
         out.push(schema::record(seq, &kind, iss, subject, at, created)?);
     }
     Ok(out)
+}
+
+/// Every purge statement in one transaction; the rows deleted, all tables together.
+fn purge(connection: &mut Connection, before: i64) -> Result<u64, StoreError> {
+    let tx = connection
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(unavailable)?;
+    let mut deleted = 0;
+    for statement in schema::PURGE {
+        deleted += tx
+            .execute(statement, params![before])
+            .map_err(unavailable)? as u64;
+    }
+    tx.commit().map_err(unavailable)?;
+    Ok(deleted)
+}
+
+/// One transaction: the clients' version counted (see [`schema::BUMP_CLIENTS`]), the write,
+/// the commit; `false`, and nothing written (the count included), when the write affected no
+/// row.
+fn client_write(
+    connection: &mut Connection,
+    sql: &str,
+    args: impl rusqlite::Params,
+) -> Result<bool, StoreError> {
+    let tx = connection
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(unavailable)?;
+    if tx.execute(schema::BUMP_CLIENTS, []).map_err(unavailable)? != 1 {
+        return Err(StoreError::Corrupt(
+            "the clients sequence row is missing".into(),
+        ));
+    }
+    if tx.execute(sql, args).map_err(unavailable)? == 0 {
+        // Dropping the transaction rolls the count back.
+        return Ok(false);
+    }
+    tx.commit().map_err(unavailable)?;
+    Ok(true)
+}
+
+fn clients_version(connection: &Connection) -> Result<i64, StoreError> {
+    connection
+        .query_row(schema::CLIENTS_VERSION, [], |r| r.get(0))
+        .optional()
+        .map_err(|e| unreadable_row("the clients sequence row", e))?
+        .ok_or_else(|| StoreError::Corrupt("the clients sequence row is missing".into()))
+}
+
+fn clients(
+    connection: &Connection,
+    sql: &str,
+    args: impl rusqlite::Params,
+) -> Result<Vec<ClientRow>, StoreError> {
+    let mut statement = connection.prepare_cached(sql).map_err(unavailable)?;
+    let mut rows = statement.query(args).map_err(unavailable)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(unavailable)? {
+        let id: String = r
+            .get(0)
+            .map_err(|e| unreadable_row("a client whose id is not text", e))?;
+        let what = format!("client {id:?}");
+        out.push(ClientRow {
+            secret: r.get(1).map_err(|e| unreadable_row(&what, e))?,
+            registration: r.get(2).map_err(|e| unreadable_row(&what, e))?,
+            created: r.get(3).map_err(|e| unreadable_row(&what, e))?,
+            updated: r.get(4).map_err(|e| unreadable_row(&what, e))?,
+            id,
+        });
+    }
+    Ok(out)
+}
+
+fn put_opaque(connection: &Connection, row: &OpaqueRow) -> Result<(), StoreError> {
+    let written = connection
+        .execute(
+            schema::PUT_OPAQUE,
+            params![
+                &row.hash[..],
+                row.client_id,
+                row.claims,
+                row.exp,
+                row.created
+            ],
+        )
+        .map_err(unavailable)?;
+    if written == 0 {
+        return Err(StoreError::Conflict(
+            "an opaque token with this hash is already stored".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn opaque(connection: &Connection, hash: &[u8; 32]) -> Result<Option<OpaqueRow>, StoreError> {
+    let what = format!("opaque token {}", engine::revoked::sha256_hex(hash));
+    let mut statement = connection
+        .prepare_cached(schema::OPAQUE)
+        .map_err(unavailable)?;
+    let mut rows = statement.query(params![&hash[..]]).map_err(unavailable)?;
+    let Some(r) = rows.next().map_err(unavailable)? else {
+        return Ok(None);
+    };
+    let stored: Vec<u8> = r.get(0).map_err(|e| unreadable_row(&what, e))?;
+    Ok(Some(OpaqueRow {
+        hash: schema::opaque_hash(hash, stored)?,
+        client_id: r.get(1).map_err(|e| unreadable_row(&what, e))?,
+        claims: r.get(2).map_err(|e| unreadable_row(&what, e))?,
+        exp: r.get(3).map_err(|e| unreadable_row(&what, e))?,
+        created: r.get(4).map_err(|e| unreadable_row(&what, e))?,
+    }))
 }
