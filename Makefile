@@ -51,7 +51,7 @@ run: toolchain hsm-deps crypto-deps
 	  echo "== development HSM token: SOFTHSM2_CONF=$$SOFTHSM2_CONF"; \
 	  $(BIN) keys list | grep -q ' ES256 *active ' || $(BIN) keys generate --alg ES256 >/dev/null; \
 	  $(BIN) keys list; \
-	  token=$$($(BIN) token sign --alg ES256 --ttl 1h \
+	  token=$$($(BIN) token sign --alg ES256 --ttl 1h --typ at+jwt \
 	    --claims '{"iss":"http://$(LISTEN)","sub":"demo","scope":"orders:read","client_id":"make-run"}'); \
 	  echo "== tessera serve --dev --listen $(LISTEN)   (Ctrl-C stops it)"; \
 	  echo "   Once it says 'listening', try from another terminal:"; \

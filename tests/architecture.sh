@@ -48,6 +48,11 @@ done
 # clients), and the end-to-end tests of tessera.
 allowed normal hyper engine server loadtest benches testkit
 allowed normal,dev hyper engine server loadtest benches testkit tessera
+# oauth decides and does no I/O: no runtime, no HTTP, no store.
+for dep in tokio hyper store rusqlite tokio-postgres; do
+  ! cargo tree --locked -p oauth -e normal --prefix none | awk '{ print $1 }' | grep -qx "$dep" \
+    || fail "oauth depends on $dep; it does no I/O"
+done
 # The test kit is for tests only: no crate depends on it but as a dev-dependency (the
 # inverted tree lists testkit itself).
 allowed normal,build testkit testkit

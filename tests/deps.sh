@@ -2,13 +2,17 @@
 # Installs what the end-to-end tests start besides SoftHSM (hsm/install.sh): openssl (a TLS
 # certificate for tests/tls.rs), nginx (the gateway in front, tests/gateway.rs) and the
 # PostgreSQL server (throw-away clusters for the store's tests and tests/cluster.rs; the package
-# also creates the `postgres` user they run as when the tests run as root). Idempotent;
-# explains itself when it cannot.
+# also creates the `postgres` user they run as when the tests run as root), and Python's venv
+# with node and npm (the OAuth client libraries of tests/oauth_clients.rs, which
+# tests/oauth-clients/install.sh puts under target/). Idempotent; explains itself when it cannot.
 set -euo pipefail
 missing=()
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 [ -x /usr/sbin/nginx ] || missing+=(nginx)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 # PostgreSQL refuses to run as root: tests run as root start their clusters as `postgres`
 # (testkit's Postgres), the user the package creates.
 check_postgres_user() {

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Bytes, Incoming};
@@ -21,7 +21,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-use testkit::{unix_now, Algorithm, Daemon, Issuer, Scratch};
+use testkit::{unix_now, Algorithm, Daemon, Issuer, Scratch, SoftHsm};
 
 const ISS: &str = "https://issuer.example";
 /// Longest wait for a process to start or for one HTTP exchange.
@@ -111,6 +111,7 @@ struct Seen {
     client_id: Option<String>,
     issuer: Option<String>,
     claims: Option<String>,
+    authorization: Option<String>,
 }
 
 /// The protected service: answers 200 with the `X-Auth-Subject` it received (or `none`) and
@@ -151,6 +152,7 @@ impl Backend {
                             client_id: header("x-auth-client-id"),
                             issuer: header("x-auth-issuer"),
                             claims: header("x-auth-claims"),
+                            authorization: header("authorization"),
                         };
                         let body = seen.subject.clone().unwrap_or_else(|| "none".into());
                         log.lock().expect("backend log").push(seen);
@@ -261,13 +263,15 @@ enum AuthConf {
     Minimal,
     /// The nginx manual's recipe: X-Original-URI alone.
     UriOnly,
+    /// `Documented`, and the phantom JWT of tessera's answer forwarded as `Authorization`.
+    Phantom,
 }
 
 /// The nginx configuration of the README (Gateways, nginx), with every path inside `dir`.
 fn nginx_conf(dir: &Path, port: u16, tessera: SocketAddr, backend: u16, auth: AuthConf) -> String {
     let d = path_str(dir);
     let clear_forwarded = match auth {
-        AuthConf::Documented => {
+        AuthConf::Documented | AuthConf::Phantom => {
             "# tessera prefers X-Forwarded-*: the client's own must not reach it.
             proxy_set_header X-Forwarded-Uri \"\";
             proxy_set_header X-Forwarded-Method \"\";"
@@ -275,10 +279,18 @@ fn nginx_conf(dir: &Path, port: u16, tessera: SocketAddr, backend: u16, auth: Au
         AuthConf::Minimal | AuthConf::UriOnly => "",
     };
     let method = match auth {
-        AuthConf::Documented | AuthConf::Minimal => {
+        AuthConf::Documented | AuthConf::Minimal | AuthConf::Phantom => {
             "proxy_set_header X-Original-Method $request_method;"
         }
         AuthConf::UriOnly => "",
+    };
+    let phantom = match auth {
+        AuthConf::Phantom => {
+            "# The phantom-token pattern: the JWT of tessera's answer replaces the opaque token.
+            auth_request_set $tessera_phantom $upstream_http_authorization;
+            proxy_set_header Authorization $tessera_phantom;"
+        }
+        _ => "",
     };
     format!(
         r#"# One process, in the foreground, so that the test can stop it with one kill.
@@ -317,6 +329,7 @@ http {{
             proxy_set_header X-Auth-Client-Id $auth_client_id;
             proxy_set_header X-Auth-Issuer    $auth_issuer;
             proxy_set_header X-Auth-Claims    $auth_claims;
+            {phantom}
             proxy_pass http://127.0.0.1:{backend};
         }}
 
@@ -410,6 +423,8 @@ impl Drop for Nginx {
 struct Answer {
     status: StatusCode,
     www_authenticate: Option<String>,
+    /// Every response header, `name: value` a line.
+    head: String,
     body: String,
 }
 
@@ -441,6 +456,13 @@ impl Gateway {
                 .headers()
                 .get("www-authenticate")
                 .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+            let head = response
+                .headers()
+                .iter()
+                .fold(String::new(), |mut out, (n, v)| {
+                    let _ = writeln!(out, "{n}: {}", String::from_utf8_lossy(v.as_bytes()));
+                    out
+                });
             let body = response
                 .into_body()
                 .collect()
@@ -450,6 +472,7 @@ impl Gateway {
             Answer {
                 status,
                 www_authenticate,
+                head,
                 body: String::from_utf8_lossy(&body).into_owned(),
             }
         };
@@ -969,5 +992,188 @@ async fn client_x_forwarded_headers_override_the_gateway_x_original_headers() {
         let_through.is_empty(),
         "requests let through without the needed scope:\n{}",
         let_through.join("\n")
+    );
+}
+
+// ---- opaque tokens and their phantom JWTs ----
+
+/// The daemon's own issuer (`[server] public_url`) and the audience of its tokens.
+const PUBLIC_URL: &str = "https://tessera.example";
+const ORDERS_API: &str = "https://api.example/orders";
+
+/// `tessera ARGS` with the SoftHSM token's environment; its stdout.
+fn tessera_ok(hsm: &SoftHsm, args: &[&str]) -> String {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    hsm.env(command.args(args));
+    let out = testkit::process::run_bounded(command, b"", WAIT);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "tessera {args:?}: {err}");
+    String::from_utf8(out.stdout).expect("UTF-8 stdout")
+}
+
+/// `body` (`tat_` and 43 base64url characters) with its checksum: 6 bytes of its SHA-256.
+fn with_checksum(body: &str) -> String {
+    let out = testkit::process::run_bounded(Command::new("sha256sum"), body.as_bytes(), WAIT);
+    let hex = String::from_utf8(out.stdout).expect("sha256sum");
+    let sum: Vec<u8> = (0..6)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex"))
+        .collect();
+    format!("{body}{}", URL_SAFE_NO_PAD.encode(sum))
+}
+
+fn b64_json(segment: &str) -> serde_json::Value {
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(segment).expect("base64url")).expect("JSON")
+}
+
+async fn post_form(daemon: &Daemon, path: &str, basic: &str, body: &str) -> testkit::Reply {
+    let headers = [
+        ("authorization", basic),
+        ("content-type", "application/x-www-form-urlencoded"),
+    ];
+    daemon.call("POST", path, &headers, body).await
+}
+
+/// The phantom-token pattern behind nginx: the client holds an opaque token, the backend gets
+/// its JWT (minted once by the HSM), and neither crosses to the other side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_forwards_the_phantom_jwt_and_the_client_never_sees_it() {
+    let bin = env!("CARGO_BIN_EXE_tessera");
+    let hsm = SoftHsm::new(bin, "gateway-phantom", "tessera-gateway");
+    tessera_ok(&hsm, &["keys", "generate", "--alg", "ES256"]);
+    let dir = Scratch::new("gateway-phantom");
+    let config = dir.write(
+        "tessera.toml",
+        &format!(
+            "[server]\npublic_url = \"{PUBLIC_URL}\"\n\n[engine]\nworkers = 2\npin_cores = false\n\n\
+             [store]\npath = \"store.sqlite3\"\n\n[hsm]\ntoken = \"{}\"\npin_file = \"{}\"\n\n\
+             [[issuers]]\nissuer = \"{PUBLIC_URL}\"\nhsm = true\ntyp = \"at+jwt\"\n\n\
+             [authz]\nphantom = true\n",
+            hsm.label,
+            hsm.dir.join("pin").display()
+        ),
+    );
+    let config = path_str(&config).to_owned();
+    // Registered in the daemon's store before it starts; `Basic` credentials for each.
+    let register = |id: &str, more: &[&str]| {
+        let mut args = vec!["clients", "add", "--config", &config, "--id", id];
+        args.extend_from_slice(more);
+        let out: serde_json::Value =
+            serde_json::from_str(&tessera_ok(&hsm, &args)).expect("clients add prints JSON");
+        let secret = out["client_secret"].as_str().expect("client_secret");
+        format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
+    };
+    let app = register(
+        "orders-app",
+        &[
+            "--grant",
+            "client_credentials",
+            "--scope",
+            "orders:read",
+            "--audience",
+            ORDERS_API,
+            "--format",
+            "opaque",
+        ],
+    );
+    let revoker = register("revoker", &["--permission", "revoke"]);
+    let mut serve = Command::new(bin);
+    hsm.env(serve.args(["serve", "--config", &config, "--listen", "127.0.0.1:0"]));
+    let daemon = Daemon::spawn(serve);
+    let reply = post_form(&daemon, "/token", &app, "grant_type=client_credentials").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let opaque = reply.json()["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_owned();
+    assert!(opaque.starts_with("tat_"), "{opaque}");
+    assert_eq!(
+        with_checksum(&opaque[..47]),
+        opaque,
+        "the checksum as tessera makes it"
+    );
+    let stack = Stack::around(dir, daemon, AuthConf::Phantom).await;
+    let daemon = stack.daemon.as_ref().expect("running");
+    let minted = || async {
+        let page = daemon.get("/metrics").await.text();
+        page.lines()
+            .find_map(|l| l.strip_prefix("tessera_phantom_tokens_minted_total "))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no phantom counter in /metrics:\n{page}"))
+    };
+
+    let mut jwts = Vec::new();
+    for i in 0..3 {
+        let (answer, seen) = stack
+            .assert_allowed(&format!("opaque #{i}"), "GET", "/orders/42", &opaque, &[])
+            .await;
+        assert_eq!(answer.body, "orders-app");
+        let jwt = seen
+            .authorization
+            .as_deref()
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .unwrap_or_else(|| panic!("no phantom JWT upstream: {seen:?}"))
+            .to_owned();
+        // The client sees its own token's outcome, never the JWT.
+        assert!(!answer.head.contains(&jwt), "{}", answer.head);
+        assert!(!answer.body.contains(&jwt), "{}", answer.body);
+        jwts.push(jwt);
+    }
+    assert!(jwts.iter().all(|j| *j == jwts[0]), "one JWT: {jwts:?}");
+    assert_eq!(minted().await, "1", "one HSM signature for three requests");
+    let parts: Vec<&str> = jwts[0].split('.').collect();
+    assert_eq!(parts.len(), 3, "a compact JWS: {}", jwts[0]);
+    let (header, payload) = (b64_json(parts[0]), b64_json(parts[1]));
+    assert_eq!(header["typ"], "at+jwt", "{header}");
+    assert_eq!(payload["iss"], PUBLIC_URL, "{payload}");
+    assert_eq!(payload["sub"], "orders-app", "{payload}");
+    assert_eq!(payload["client_id"], "orders-app", "{payload}");
+    assert_eq!(payload["scope"], "orders:read", "{payload}");
+    assert_eq!(payload["aud"], ORDERS_API, "{payload}");
+
+    // A client that sends a JWT: the same configuration passes its token on as it came.
+    let (_, seen) = stack
+        .assert_allowed("a JWT client", "GET", "/orders/42", &jwts[0], &[])
+        .await;
+    assert_eq!(
+        seen.authorization.as_deref(),
+        Some(format!("Bearer {}", jwts[0]).as_str()),
+        "{seen:?}"
+    );
+
+    // Never issued, mistyped (its checksum fails), then revoked: 401, and no backend call.
+    let mut mistyped = opaque.clone();
+    mistyped.replace_range(10..11, if &opaque[10..11] == "x" { "y" } else { "x" });
+    let reply = post_form(daemon, "/revoke", &revoker, &format!("token={opaque}")).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    for (what, token) in [
+        (
+            "never issued",
+            with_checksum(&format!("tat_{}", "A".repeat(43))),
+        ),
+        ("mistyped", mistyped),
+        ("revoked", opaque.clone()),
+        ("the revoked token's phantom JWT", jwts[0].clone()),
+    ] {
+        let answer = stack
+            .assert_refused(
+                what,
+                "GET",
+                "/orders/42",
+                Some(&token),
+                &[],
+                StatusCode::UNAUTHORIZED,
+            )
+            .await;
+        let challenge = answer.www_authenticate.unwrap_or_default();
+        assert!(
+            challenge.contains(r#"error="invalid_token""#),
+            "{what}: {challenge:?}"
+        );
+    }
+    assert_eq!(minted().await, "1");
+    let seen = stack.backend.seen.lock().expect("backend log");
+    assert!(
+        !format!("{seen:?}").contains("tat_"),
+        "an opaque token reached the backend: {seen:?}"
     );
 }

@@ -162,13 +162,26 @@ async fn dev_mode_signs_introspection_answers_with_its_published_key() {
             "issuer": url,
             "introspection_endpoint": format!("{url}/introspect"),
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic"],
+            "revocation_endpoint": format!("{url}/revoke"),
+            "revocation_endpoint_auth_methods_supported": ["client_secret_basic"],
             "jwks_uri": format!("{url}/.well-known/jwks.json"),
+            "token_endpoint": format!("{url}/token"),
+            "grant_types_supported": ["client_credentials"],
+            "token_endpoint_auth_methods_supported":
+                ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+            "token_endpoint_auth_signing_alg_values_supported": [
+                "ES256", "ES384", "ES512", "EdDSA", "PS256", "PS384", "PS512",
+                "RS256", "RS384", "RS512"
+            ],
+            "response_types_supported": [],
             "introspection_signing_alg_values_supported": ["ES256"],
         })
     );
 
     let claims = format!(r#"{{"iss":"{url}","sub":"alice","scope":"read"}}"#);
-    let access = token.ok(&["token", "sign", "--alg", "ES256", "--claims", &claims]);
+    let access = token.ok(&[
+        "token", "sign", "--alg", "ES256", "--typ", "at+jwt", "--claims", &claims,
+    ]);
     let access = access.trim();
 
     let plain = daemon.introspect(Some(&auth), access).await;
@@ -282,7 +295,9 @@ async fn daemon_and_cli_agree_on_the_active_key() {
     assert_eq!(active(), new);
     // ... and so does the daemon, which has no lifecycle settings of its own.
     let daemon = Daemon::spawn(token.command(&["serve", "--dev", "--listen", "127.0.0.1:0"]));
-    let access = token.ok(&["token", "sign", "--alg", "ES256", "--claims", "{}"]);
+    let access = token.ok(&[
+        "token", "sign", "--alg", "ES256", "--typ", "at+jwt", "--claims", "{}",
+    ]);
     let reply = daemon
         .introspect_with(
             Some(&basic("dev", "dev-secret")),

@@ -40,6 +40,7 @@ mod keysets;
 mod limits;
 mod observe;
 mod revoke;
+mod token;
 mod verify;
 
 const ISS: &str = "https://issuer.example";

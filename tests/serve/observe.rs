@@ -37,6 +37,8 @@ async fn metrics_discovery_health_and_logs_without_tokens() {
             "issuer": url,
             "introspection_endpoint": format!("{url}/introspect"),
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic"],
+            "revocation_endpoint": format!("{url}/revoke"),
+            "revocation_endpoint_auth_methods_supported": ["client_secret_basic"],
         })
     );
     assert_eq!(daemon.get("/nowhere").await.status, 404);

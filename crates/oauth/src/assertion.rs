@@ -9,8 +9,10 @@ use crate::error::OAuthError;
 /// `client_assertion_type` for a JWT (RFC 7523 section 2.2).
 pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
-/// The longest life an assertion may have: `exp - iat`, or without `iat`, `exp - now`.
-pub const MAX_LIFETIME_S: u64 = 300;
+/// The longest life an assertion may have: `exp - iat`, or without `iat`, `exp - now`. An
+/// hour, as common authorization servers take and client libraries sign by default (authlib);
+/// the `jti` record makes each assertion work once however long it lives.
+pub const MAX_LIFETIME_S: u64 = 3_600;
 /// Clock skew tolerated on `exp`, `nbf` and `iat`.
 pub const LEEWAY_S: u64 = 30;
 /// Longest `jti` remembered.
@@ -139,7 +141,7 @@ mod tests {
         refused(
             format!(
                 r#"{{"iss":"c","sub":"c","aud":"{AS}","jti":"j","exp":{}}}"#,
-                NOW + 3600
+                NOW + 7200
             ),
             "lifetime",
         );

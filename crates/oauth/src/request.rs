@@ -74,6 +74,10 @@ impl TokenRequest {
         let (mut client_id, mut client_secret) = (None, None);
         let (mut assertion_type, mut assertion) = (None, None);
         for (name, value) in params {
+            // RFC 6749 section 3.2: a parameter without a value is as if it were not sent.
+            if value.is_empty() {
+                continue;
+            }
             match name {
                 "grant_type" => grant_type = Some(value),
                 "scope" => scope = Some(value),
@@ -258,6 +262,20 @@ mod tests {
             ErrorCode::InvalidClient
         );
         assert_eq!(code(&[("scope", "a")], basic), ErrorCode::InvalidRequest);
+        // Without a value, a parameter is not there (RFC 6749 section 3.2).
+        let r = parse(
+            &[
+                g,
+                ("scope", ""),
+                ("resource", ""),
+                ("client_id", ""),
+                ("client_secret", ""),
+            ],
+            basic,
+        )
+        .unwrap();
+        assert_eq!((r.scope, r.resources.len()), (None, 0));
+        assert_eq!(r.auth.method(), AuthMethod::ClientSecretBasic);
     }
 
     #[test]

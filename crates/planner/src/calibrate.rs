@@ -779,13 +779,13 @@ fn config(jwks: &std::path::Path, cache: CacheConfig) -> Result<server::Config, 
         cache,
         ..EngineConfig::default()
     };
-    config.clients = vec![server::config::Client {
-        id: CLIENT_ID.into(),
+    config.clients = vec![server::config::Client::caller(
+        CLIENT_ID,
         // Checked once, then remembered: cheap is enough.
-        secret: server::SecretHash::new(CLIENT_SECRET.as_bytes(), 1000)
+        server::SecretHash::new(CLIENT_SECRET.as_bytes(), 1000)
             .map_err(|e| CalibrateError::Setup(e.to_string()))?,
-        permissions: vec![server::config::Permission::Introspect],
-    }];
+        &[server::config::Permission::Introspect],
+    )];
     // A store of its own beside the key set: a calibration never touches the daemon's state.
     config.store.backend = store_beside(jwks);
     Ok(config)

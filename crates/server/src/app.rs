@@ -90,6 +90,8 @@ pub struct Authz {
     pub client_id: Option<HeaderName>,
     pub issuer: Option<HeaderName>,
     pub claims: Option<HeaderName>,
+    /// Set when `[authz] phantom` is on.
+    pub phantom: Option<HeaderName>,
 }
 
 /// Everything a request handler needs.
@@ -97,7 +99,7 @@ pub struct App {
     pub limits: Limits,
     /// Verification: the trusted issuers, the cache and the workers.
     pub engine: Verifier,
-    pub clients: Clients,
+    pub clients: Arc<Clients>,
     pub signer: Option<Arc<Signer>>,
     pub authz: Authz,
     pub metrics: Metrics,
@@ -109,6 +111,8 @@ pub struct App {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// The shared store's revocations as this daemon follows them.
     pub revocations: Arc<Follower>,
+    /// The phantom JWTs of opaque tokens.
+    pub opaque: crate::opaque::Opaque,
     phase: AtomicU8,
     /// Owns the worker threads; stopped when the `App` goes.
     _engine: Engine<Answers>,
@@ -229,7 +233,8 @@ impl App {
         let multibuffer = load_multibuffer(&config.multibuffer)?;
         let engine = Engine::start_with(config.engine, issuers, multibuffer);
         let handle = engine.handle();
-        let revocations = Follower::start(&config.store, &handle)
+        let clients = Arc::new(Clients::new(&config.clients, config.limits.auth_failures));
+        let revocations = Follower::start(&config.store, &handle, Arc::clone(&clients))
             .await
             .map_err(StartError::Store)?;
         let follower = revocations.follow(handle.clone());
@@ -253,13 +258,14 @@ impl App {
             client_id: header(&h.client_id),
             issuer: header(&h.issuer),
             claims: header(&h.claims),
+            phantom: header(&h.phantom).filter(|_| config.authz.phantom),
             config: config.authz.clone(),
         };
         let discovery = discovery(&public_url, signer.as_deref(), !config.clients.is_empty());
         Ok(Arc::new(App {
             limits: config.limits,
             engine: handle,
-            clients: Clients::new(&config.clients, config.limits.auth_failures),
+            clients,
             signer,
             authz,
             metrics: Metrics::default(),
@@ -267,6 +273,7 @@ impl App {
             discovery,
             tls,
             revocations,
+            opaque: crate::opaque::Opaque::default(),
             phase: AtomicU8::new(Phase::Starting as u8),
             _engine: engine,
             refresher,
@@ -391,25 +398,45 @@ impl Refresh for DaemonRefresh {
 }
 
 /// RFC 8414 metadata, listing only what this daemon has; `public_url` has no trailing `/`.
+/// The token endpoint and its methods exist with signing keys; introspection and revocation
+/// with clients (configured ones, or the store's, which a daemon with keys may gain at any
+/// time).
 fn discovery(public_url: &str, signer: Option<&Signer>, has_clients: bool) -> String {
     let mut out = String::from("{\"issuer\":");
     jose::json::write_str(&mut out, public_url);
+    let endpoint = |out: &mut String, name: &str, path: &str| {
+        out.push_str(&format!(",\"{name}\":"));
+        jose::json::write_str(out, &format!("{public_url}{path}"));
+    };
+    let has_clients = has_clients || signer.is_some();
     if has_clients {
-        out.push_str(",\"introspection_endpoint\":");
-        jose::json::write_str(&mut out, &format!("{public_url}/introspect"));
+        endpoint(&mut out, "introspection_endpoint", "/introspect");
         out.push_str(
             ",\"introspection_endpoint_auth_methods_supported\":[\"client_secret_basic\"]",
         );
+        endpoint(&mut out, "revocation_endpoint", "/revoke");
+        out.push_str(",\"revocation_endpoint_auth_methods_supported\":[\"client_secret_basic\"]");
     }
     if let Some(signer) = signer {
-        out.push_str(",\"jwks_uri\":");
-        jose::json::write_str(&mut out, &format!("{public_url}/.well-known/jwks.json"));
+        endpoint(&mut out, "jwks_uri", "/.well-known/jwks.json");
+        endpoint(&mut out, "token_endpoint", "/token");
+        out.push_str(",\"grant_types_supported\":[\"client_credentials\"]");
+        out.push_str(
+            ",\"token_endpoint_auth_methods_supported\":[\"client_secret_basic\",\
+             \"client_secret_post\",\"private_key_jwt\"]",
+        );
+        // What client assertions may be signed with: the asymmetric algorithms jose verifies.
+        out.push_str(
+            ",\"token_endpoint_auth_signing_alg_values_supported\":[\"ES256\",\"ES384\",\
+             \"ES512\",\"EdDSA\",\"PS256\",\"PS384\",\"PS512\",\"RS256\",\"RS384\",\"RS512\"]",
+        );
+        out.push_str(",\"response_types_supported\":[]");
         let algs: Vec<String> = signer
             .algorithms()
             .iter()
             .map(|a| format!("\"{a}\""))
             .collect();
-        if has_clients && !algs.is_empty() {
+        if !algs.is_empty() {
             out.push_str(&format!(
                 ",\"introspection_signing_alg_values_supported\":[{}]",
                 algs.join(",")

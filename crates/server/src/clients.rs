@@ -1,20 +1,27 @@
-//! The callers of `/introspect` and `/v1/verify`: client ids with secrets stored as PBKDF2
-//! password hashes, presented with HTTP Basic (RFC 6749 section 2.3.1).
+//! The daemon's clients: those of the configuration file (read-only) and those registered in
+//! the store (`tessera clients`), followed as the store changes. They call `/introspect`,
+//! `/v1/verify`, `/revoke` and `/v1/revocations` with HTTP Basic (RFC 6749 section 2.3.1) as
+//! their permissions say, and `/token` in the way they are registered for.
 //!
-//! A hash costs hundreds of milliseconds by design, so a verified credential is remembered (by
-//! the SHA-256 of the whole header value, bounded) and hash checks run on the blocking pool,
-//! a few at a time: a flood of wrong secrets cannot take the request threads. Failed checks are
-//! limited per source address ([`Failures`]), so that a flood cannot keep the few checks busy
-//! either.
+//! A configured secret is a PBKDF2 hash that costs hundreds of milliseconds by design, so a
+//! verified credential is remembered (by the SHA-256 of what was presented, bounded) and hash
+//! checks run on the blocking pool, a few at a time: a flood of wrong secrets cannot take the
+//! request threads. A generated secret's hash (`sha256$`) costs microseconds and is checked
+//! where the request runs. Failed checks are limited per source address ([`Failures`]), so
+//! that a flood cannot keep the few checks busy either. Remembered credentials belong to one
+//! generation of the client table: a client removed or given a new secret in the store is not
+//! remembered past the change.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::digest::{digest, SHA256};
 use base64::Engine as _;
+use engine::{RemoteConfig, RemoteKeySet};
+use oauth::{ClientKeys, Registration};
 
 use crate::config::{Client, FailureLimit, Permission};
 use crate::secret::SecretHash;
@@ -55,16 +62,60 @@ const CHECKS: usize = 2;
 /// Longest wait for a turn to check a hash.
 const CHECK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The configured clients and the credentials already verified.
+/// Where a `private_key_jwt` client's keys are.
+#[derive(Debug)]
+pub enum AssertionKeys {
+    /// Registered with the client.
+    Set(Arc<jose::KeySet>),
+    /// Its `jwks_uri`, fetched when first needed and refreshed as the engine's remote sets are.
+    Remote(Arc<RemoteKeySet>),
+}
+
+/// One client as the daemon knows it.
+#[derive(Debug)]
+pub struct ClientEntry {
+    pub id: Arc<str>,
+    secret: Option<Arc<SecretHash>>,
+    pub registration: Registration,
+    pub keys: Option<AssertionKeys>,
+    /// From the store (else the configuration file).
+    pub stored: bool,
+}
+
+impl ClientEntry {
+    fn configured(client: &Client) -> ClientEntry {
+        ClientEntry {
+            id: client.id.as_str().into(),
+            secret: Some(Arc::new(client.secret.clone())),
+            registration: client.registration.clone(),
+            keys: None,
+            stored: false,
+        }
+    }
+
+    pub fn permits(&self, permission: Permission) -> bool {
+        self.registration.permissions.contains(&permission)
+    }
+}
+
+/// The clients of one generation: the configured ones and the store's as last read.
+#[derive(Debug, Default)]
+struct Table {
+    generation: u64,
+    by_id: HashMap<String, Arc<ClientEntry>>,
+}
+
+/// The clients and the credentials already verified.
 #[derive(Debug)]
 pub struct Clients {
-    clients: HashMap<String, Arc<SecretHash>>,
-    /// What each client may call.
-    permissions: HashMap<String, Vec<Permission>>,
-    /// SHA-256 of an accepted `Authorization` value → the client id.
-    verified: Mutex<HashMap<[u8; 32], Arc<str>>>,
+    configured: Vec<Arc<ClientEntry>>,
+    table: RwLock<Arc<Table>>,
+    /// The table's generation, read without its lock.
+    generation: AtomicU64,
+    /// SHA-256 of accepted credentials → (the generation, the client id).
+    verified: Mutex<HashMap<[u8; 32], Remembered>>,
     checks: Arc<tokio::sync::Semaphore>,
-    /// Checked for unknown client ids, as costly as the costliest real hash.
+    /// Checked for unknown client ids, as costly as the costliest configured hash.
     decoy: Arc<SecretHash>,
     /// Unique per `Clients`, for the per-thread memo.
     id: u64,
@@ -73,25 +124,42 @@ pub struct Clients {
     failures: Arc<Failures>,
 }
 
-/// Per request thread, the last credentials this thread saw verified: (whose, digest, client).
-/// Spares the shared map's lock on the hot path; the client set never changes after start.
+/// A verified credential: the table generation it was verified in, and whose it is.
+type Remembered = (u64, Arc<str>);
+
+/// Per request thread, the last credentials this thread saw verified: (whose, generation,
+/// digest, client). Spares the shared map's lock on the hot path.
 const THREAD_MEMO: usize = 4;
-type Memo = Vec<(u64, [u8; 32], Arc<str>)>;
+type Memo = Vec<(u64, u64, [u8; 32], Arc<str>)>;
 thread_local! {
     static MEMO: std::cell::RefCell<Memo> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// One stored client as [`Clients::replace_stored`] reads it.
+#[derive(Debug)]
+pub struct StoredClient<'a> {
+    pub id: &'a str,
+    pub secret: Option<&'a str>,
+    pub registration: &'a str,
+}
+
 impl Clients {
     pub fn new(clients: &[Client], failures: FailureLimit) -> Self {
+        let configured: Vec<Arc<ClientEntry>> = clients
+            .iter()
+            .map(|c| Arc::new(ClientEntry::configured(c)))
+            .collect();
+        let table = Table {
+            generation: 0,
+            by_id: configured
+                .iter()
+                .map(|c| (c.id.to_string(), Arc::clone(c)))
+                .collect(),
+        };
         Clients {
-            clients: clients
-                .iter()
-                .map(|c| (c.id.clone(), Arc::new(c.secret.clone())))
-                .collect(),
-            permissions: clients
-                .iter()
-                .map(|c| (c.id.clone(), c.permissions.clone()))
-                .collect(),
+            configured,
+            table: RwLock::new(Arc::new(table)),
+            generation: AtomicU64::new(0),
             verified: Mutex::new(HashMap::new()),
             checks: Arc::new(tokio::sync::Semaphore::new(CHECKS)),
             decoy: Arc::new(SecretHash::decoy(
@@ -110,11 +178,59 @@ impl Clients {
         }
     }
 
+    fn table(&self) -> Arc<Table> {
+        Arc::clone(&self.table.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The client `id`, if there is one.
+    pub fn get(&self, id: &str) -> Option<Arc<ClientEntry>> {
+        self.table().by_id.get(id).cloned()
+    }
+
+    /// Replaces the store's clients with `stored` (the configured ones stay, and win over a
+    /// stored client of the same id). A stored client that cannot be read is left out and
+    /// logged: it cannot authenticate until it is fixed. Credentials remembered so far are
+    /// forgotten. Returns how many stored clients were taken.
+    pub fn replace_stored(&self, stored: &[StoredClient<'_>]) -> usize {
+        let old = self.table();
+        let mut by_id: HashMap<String, Arc<ClientEntry>> = self
+            .configured
+            .iter()
+            .map(|c| (c.id.to_string(), Arc::clone(c)))
+            .collect();
+        let mut taken = 0;
+        for row in stored {
+            if by_id.get(row.id).is_some_and(|c| !c.stored) {
+                tracing::warn!(
+                    client = row.id,
+                    "a stored client has the id of a configured one: the configured one is used"
+                );
+                continue;
+            }
+            match stored_entry(row, old.by_id.get(row.id)) {
+                Ok(entry) => {
+                    by_id.insert(row.id.to_owned(), Arc::new(entry));
+                    taken += 1;
+                }
+                Err(e) => {
+                    tracing::error!(client = row.id, cause = %e, "stored client left out")
+                }
+            }
+        }
+        let generation = old.generation + 1;
+        *self.table.write().unwrap_or_else(|e| e.into_inner()) =
+            Arc::new(Table { generation, by_id });
+        self.generation.store(generation, Ordering::Release);
+        self.verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        taken
+    }
+
     /// Whether the authenticated client `id` may call what `permission` covers.
     pub fn permits(&self, id: &str, permission: Permission) -> bool {
-        self.permissions
-            .get(id)
-            .is_some_and(|granted| granted.contains(&permission))
+        self.get(id).is_some_and(|c| c.permits(permission))
     }
 
     /// Secret hashes computed so far (each a full PBKDF2 run).
@@ -123,7 +239,7 @@ impl Clients {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.clients.is_empty()
+        self.table().by_id.is_empty()
     }
 
     /// The client id the `Authorization` header value proves, sent from `peer`.
@@ -133,20 +249,45 @@ impl Clients {
         peer: IpAddr,
     ) -> Result<Arc<str>, AuthError> {
         let value = authorization.ok_or(AuthError::Missing)?;
-        let key: [u8; 32] = digest(&SHA256, value)
-            .as_ref()
-            .try_into()
-            .map_err(|_| AuthError::Refused)?;
+        let key = sha256(value);
         if let Some(id) = self.remembered(&key) {
             return Ok(id);
         }
         let (id, secret) = parse_basic(value).ok_or(AuthError::Refused)?;
+        self.check_secret(key, &id, &secret, peer).await
+    }
+
+    /// The client `id` if `secret` is its secret, presented from `peer` in a form whose
+    /// SHA-256 is `key` (the header value, or the form's id and secret).
+    pub async fn check_secret(
+        &self,
+        key: [u8; 32],
+        id: &str,
+        secret: &str,
+        peer: IpAddr,
+    ) -> Result<Arc<str>, AuthError> {
+        if let Some(id) = self.remembered(&key) {
+            return Ok(id);
+        }
+        let generation = self.generation.load(Ordering::Acquire);
         // An unknown client costs the same hash as a known one, so that the time taken does
-        // not tell which client ids exist.
-        let (hash, known) = match self.clients.get(&id) {
-            Some(hash) => (Arc::clone(hash), true),
+        // not tell which configured client ids exist.
+        let (hash, known) = match self.get(id).and_then(|c| c.secret.clone()) {
+            Some(hash) => (hash, true),
             None => (Arc::clone(&self.decoy), false),
         };
+        if hash.is_fast() {
+            let source = Source::of(peer);
+            self.failures
+                .allowed(source, Instant::now())
+                .map_err(AuthError::Throttled)?;
+            if !hash.verify(secret.as_bytes()) {
+                let (source, _turn) = self.failures.turn(peer, Instant::now());
+                self.failures.charge(source, Instant::now());
+                return Err(AuthError::Refused);
+            }
+            return Ok(self.remember(key, generation, id));
+        }
         // One check at a time per source address: a flood from one address holds at most one
         // of the checks, and a caller's concurrent first requests wait for the first one's
         // verdict (remembered when right) instead of spending hashes and failures.
@@ -173,6 +314,7 @@ impl Clients {
         // neither while the hash still runs, nor escapes the charge of a failed check.
         let hashes = Arc::clone(&self.hashes);
         let failures = Arc::clone(&self.failures);
+        let secret = secret.to_owned();
         let checked = tokio::task::spawn_blocking(move || {
             hashes.fetch_add(1, Ordering::Relaxed);
             let ok = hash.verify(secret.as_bytes());
@@ -191,21 +333,28 @@ impl Clients {
         if !ok || !known {
             return Err(AuthError::Refused);
         }
+        Ok(self.remember(key, generation, id))
+    }
+
+    fn remember(&self, key: [u8; 32], generation: u64, id: &str) -> Arc<str> {
         let id: Arc<str> = id.into();
         let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
         if verified.len() >= REMEMBERED {
             verified.clear();
         }
-        verified.insert(key, Arc::clone(&id));
-        Ok(id)
+        verified.insert(key, (generation, Arc::clone(&id)));
+        id
     }
 
     fn remembered(&self, key: &[u8; 32]) -> Option<Arc<str>> {
+        let generation = self.generation.load(Ordering::Acquire);
         let local = MEMO.with(|memo| {
             memo.borrow()
                 .iter()
-                .find(|(owner, digest, _)| *owner == self.id && digest == key)
-                .map(|(_, _, client)| Arc::clone(client))
+                .find(|(owner, g, digest, _)| {
+                    *owner == self.id && *g == generation && digest == key
+                })
+                .map(|(_, _, _, client)| Arc::clone(client))
         });
         if local.is_some() {
             return local;
@@ -215,17 +364,76 @@ impl Clients {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(key)
-            .cloned()?;
+            .filter(|(g, _)| *g == generation)
+            .map(|(_, id)| Arc::clone(id))?;
         MEMO.with(|memo| {
             let mut memo = memo.borrow_mut();
             if memo.len() >= THREAD_MEMO {
                 memo.remove(0);
             }
             // A copy of its own, so that its count stays on this thread.
-            memo.push((self.id, *key, Arc::from(&*shared)));
+            memo.push((self.id, generation, *key, Arc::from(&*shared)));
         });
         Some(shared)
     }
+}
+
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest(&SHA256, bytes).as_ref());
+    out
+}
+
+/// A stored client, checked; a `jwks_uri` already followed by the previous table keeps its
+/// fetched keys.
+fn stored_entry(
+    row: &StoredClient<'_>,
+    previous: Option<&Arc<ClientEntry>>,
+) -> Result<ClientEntry, String> {
+    let registration = Registration::from_json(row.registration).map_err(|e| e.to_string())?;
+    let secret = match row.secret {
+        Some(text) => Some(Arc::new(
+            SecretHash::parse(text).map_err(|e| format!("secret: {e}"))?,
+        )),
+        None => None,
+    };
+    if registration.auth_method.uses_secret() && secret.is_none() {
+        return Err(format!(
+            "{} without a secret",
+            registration.auth_method.as_str()
+        ));
+    }
+    let keys = match &registration.keys {
+        None => None,
+        Some(ClientKeys::Jwks(doc)) => {
+            Some(AssertionKeys::Set(Arc::new(oauth::client_key_set(doc)?)))
+        }
+        Some(ClientKeys::JwksUri(uri)) => {
+            let same = previous.and_then(|p| match (&p.keys, &p.registration.keys) {
+                (Some(AssertionKeys::Remote(remote)), Some(ClientKeys::JwksUri(old)))
+                    if old == uri =>
+                {
+                    Some(Arc::clone(remote))
+                }
+                _ => None,
+            });
+            let remote = match same {
+                Some(remote) => remote,
+                None => Arc::new(
+                    RemoteKeySet::unfetched(RemoteConfig::new(uri.clone()))
+                        .map_err(|e| format!("jwks_uri: {e}"))?,
+                ),
+            };
+            Some(AssertionKeys::Remote(remote))
+        }
+    };
+    Ok(ClientEntry {
+        id: row.id.into(),
+        secret,
+        registration,
+        keys,
+        stored: true,
+    })
 }
 
 /// Most source addresses whose failures are remembered one by one (about 3 MiB); beyond, new
@@ -366,7 +574,7 @@ impl FailureMap {
 /// RFC 6749 section 2.3.1 says. A secret is one hash: trying other readings of it (as sent, for
 /// clients that do not encode, such as `curl -u`) would make every wrong secret with a `+` or a
 /// `%` cost two.
-fn parse_basic(value: &[u8]) -> Option<(String, String)> {
+pub fn parse_basic(value: &[u8]) -> Option<(String, String)> {
     let value = std::str::from_utf8(value).ok()?;
     let (scheme, rest) = value.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
@@ -415,11 +623,11 @@ mod tests {
     /// One client, `gw` with the secret `pw` (1000 iterations), `burst` failures per source.
     fn gateway(burst: u32) -> Clients {
         Clients::new(
-            &[Client {
-                id: "gw".into(),
-                secret: SecretHash::new(b"pw", 1000).unwrap(),
-                permissions: vec![crate::config::Permission::Introspect],
-            }],
+            &[Client::caller(
+                "gw",
+                SecretHash::new(b"pw", 1000).unwrap(),
+                &[Permission::Introspect],
+            )],
             FailureLimit {
                 burst,
                 ..FailureLimit::default()
@@ -519,6 +727,81 @@ mod tests {
         fail(c, later).unwrap();
         fail(c, later).unwrap();
         assert!(failures.len() <= 2, "{}", failures.len());
+    }
+
+    #[tokio::test]
+    async fn stored_clients_are_replaced_and_not_remembered_past_a_change() {
+        let clients = gateway(100);
+        let peer = IpAddr::from([127, 0, 0, 1]);
+        let registration = {
+            let mut r = Registration::new(oauth::AuthMethod::ClientSecretPost);
+            r.permissions = vec![Permission::Revoke];
+            r.to_json()
+        };
+        let (first, first_hash) = SecretHash::generate().unwrap();
+        let first_hash = first_hash.to_string();
+        fn row<'a>(secret: &'a str, registration: &'a str) -> StoredClient<'a> {
+            StoredClient {
+                id: "svc",
+                secret: Some(secret),
+                registration,
+            }
+        }
+        assert_eq!(
+            clients.replace_stored(&[row(&first_hash, &registration)]),
+            1
+        );
+        let key = sha256(first.as_bytes());
+        assert_eq!(
+            clients
+                .check_secret(key, "svc", &first, peer)
+                .await
+                .as_deref(),
+            Ok("svc")
+        );
+        assert!(clients.permits("svc", Permission::Revoke));
+        assert!(!clients.permits("svc", Permission::Introspect));
+        // Generated secrets cost no PBKDF2 run.
+        assert_eq!(clients.hashes(), 0);
+        // Rotated: the old secret is neither remembered nor right any more.
+        let (second, second_hash) = SecretHash::generate().unwrap();
+        assert_eq!(
+            clients.replace_stored(&[row(&second_hash.to_string(), &registration)]),
+            1
+        );
+        assert_eq!(
+            clients.check_secret(key, "svc", &first, peer).await,
+            Err(AuthError::Refused)
+        );
+        assert_eq!(
+            clients
+                .check_secret(sha256(second.as_bytes()), "svc", &second, peer)
+                .await
+                .as_deref(),
+            Ok("svc")
+        );
+        // A stored client cannot take a configured one's id; an unreadable one is left out.
+        let bad = StoredClient {
+            id: "broken",
+            secret: Some("sha256$nope"),
+            registration: &registration,
+        };
+        let shadow = StoredClient {
+            id: "gw",
+            secret: Some(&first_hash),
+            registration: &registration,
+        };
+        assert_eq!(clients.replace_stored(&[bad, shadow]), 0);
+        assert!(clients.get("broken").is_none());
+        assert!(clients.get("gw").is_some_and(|c| !c.stored));
+        // Removed.
+        assert!(clients.get("svc").is_none());
+        assert_eq!(
+            clients
+                .check_secret(sha256(second.as_bytes()), "svc", &second, peer)
+                .await,
+            Err(AuthError::Refused)
+        );
     }
 
     #[tokio::test]

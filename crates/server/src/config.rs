@@ -143,17 +143,9 @@ pub fn state_dir() -> PathBuf {
     PathBuf::from("tessera-state")
 }
 
-/// What a `[[clients]]` entry may call.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Permission {
-    /// `/introspect` and `/v1/verify` (the default when `permissions` is not given).
-    Introspect,
-    /// `POST /revoke` (RFC 7009) for tokens of any trusted issuer.
-    Revoke,
-    /// `/v1/revocations`: records by jti, subject and client, and their list.
-    Admin,
-}
+/// What a client may call besides the token endpoint (`introspect`, the default for a
+/// `[[clients]]` entry; `revoke`; `admin`).
+pub use oauth::Permission;
 
 /// `[engine] multibuffer`: where crypto_mb comes from.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -293,12 +285,31 @@ pub struct IssuerConfig {
     pub keys: KeysFrom,
 }
 
-/// A caller of `/introspect` and `/v1/verify`.
+/// A client of the configuration file: a caller of `/introspect`, `/v1/verify`, `/revoke`,
+/// `/v1/revocations` as its permissions say, and of `/token` when it is granted tokens.
+/// Read-only: the store's clients are managed with `tessera clients`.
 #[derive(Clone, Debug)]
 pub struct Client {
     pub id: String,
     pub secret: SecretHash,
-    pub permissions: Vec<Permission>,
+    pub registration: oauth::Registration,
+}
+
+impl Client {
+    /// A caller with a secret and permissions, granted no tokens.
+    pub fn caller(id: impl Into<String>, secret: SecretHash, permissions: &[Permission]) -> Client {
+        let mut registration = oauth::Registration::new(oauth::AuthMethod::ClientSecretBasic);
+        registration.permissions = permissions.to_vec();
+        Client {
+            id: id.into(),
+            secret,
+            registration,
+        }
+    }
+
+    pub fn permissions(&self) -> &[Permission] {
+        &self.registration.permissions
+    }
 }
 
 /// Names of the identity headers `/v1/authz` answers with; an empty name leaves that header out.
@@ -309,6 +320,9 @@ pub struct IdentityHeaders {
     pub client_id: String,
     pub issuer: String,
     pub claims: String,
+    /// Where the phantom JWT of an opaque token goes (`[authz] phantom = true`), as
+    /// `Bearer <JWT>`.
+    pub phantom: String,
 }
 
 impl Default for IdentityHeaders {
@@ -319,6 +333,7 @@ impl Default for IdentityHeaders {
             client_id: "x-auth-client-id".into(),
             issuer: "x-auth-issuer".into(),
             claims: "x-auth-claims".into(),
+            phantom: "authorization".into(),
         }
     }
 }
@@ -341,6 +356,9 @@ pub struct AuthzConfig {
     pub deny_unmatched: bool,
     pub original_from: OriginalFrom,
     pub path_case: PathCase,
+    /// The phantom-token pattern: a request with an opaque token is let through with its
+    /// phantom JWT in `headers.phantom`, for the gateway to forward upstream.
+    pub phantom: bool,
 }
 
 /// How route prefixes are compared with the request's path.
@@ -505,6 +523,17 @@ struct FileClient {
     id: String,
     secret_hash: String,
     permissions: Option<Vec<Permission>>,
+    /// `/token`: the grants, scopes and audiences, as `tessera clients add` registers them.
+    #[serde(default)]
+    grants: Vec<oauth::Grant>,
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default)]
+    audiences: Vec<String>,
+    token_format: Option<oauth::TokenFormat>,
+    token_lifetime_s: Option<u64>,
+    /// `client_secret_basic` (the default) or `client_secret_post`.
+    auth_method: Option<oauth::AuthMethod>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -516,6 +545,8 @@ struct FileAuthz {
     original_from: OriginalFrom,
     #[serde(default)]
     path_case: PathCase,
+    #[serde(default)]
+    phantom: bool,
     #[serde(default)]
     headers: FileHeaders,
     #[serde(default)]
@@ -530,6 +561,7 @@ struct FileHeaders {
     client_id: Option<String>,
     issuer: Option<String>,
     claims: Option<String>,
+    phantom: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -826,13 +858,40 @@ impl Config {
             let secret = SecretHash::parse(&c.secret_hash).map_err(|e| {
                 ConfigError::new(format!("clients[{i}].secret_hash"), e.to_string())
             })?;
-            let permissions = c
-                .permissions
-                .unwrap_or_else(|| vec![Permission::Introspect]);
+            let field = |name: &str| format!("clients[{i}].{name}");
+            let auth_method = c
+                .auth_method
+                .unwrap_or(oauth::AuthMethod::ClientSecretBasic);
+            if !auth_method.uses_secret() {
+                return Err(ConfigError::new(
+                    field("auth_method"),
+                    "a configured client authenticates with its secret: client_secret_basic or \
+                     client_secret_post (register key-holding clients with `tessera clients add`)",
+                ));
+            }
+            let registration = oauth::Registration {
+                grants: c.grants,
+                scopes: oauth::Scope::from_tokens(&c.scopes)
+                    .map_err(|e| ConfigError::new(field("scopes"), e.to_string()))?,
+                audiences: c.audiences,
+                token_format: c.token_format.unwrap_or_default(),
+                token_lifetime: c
+                    .token_lifetime_s
+                    .unwrap_or(oauth::Registration::new(auth_method).token_lifetime),
+                auth_method,
+                keys: None,
+                sign: None,
+                permissions: c
+                    .permissions
+                    .unwrap_or_else(|| vec![Permission::Introspect]),
+            };
+            registration
+                .check()
+                .map_err(|e| ConfigError::new(format!("clients[{i}]"), e.to_string()))?;
             clients.push(Client {
                 id: c.id,
                 secret,
-                permissions,
+                registration,
             });
         }
 
@@ -856,6 +915,7 @@ impl Config {
             client_id: header("client_id", a.headers.client_id, dh.client_id)?,
             issuer: header("issuer", a.headers.issuer, dh.issuer)?,
             claims: header("claims", a.headers.claims, dh.claims)?,
+            phantom: header("phantom", a.headers.phantom, dh.phantom)?,
         };
         let mut routes = Vec::new();
         for (i, r) in a.routes.into_iter().enumerate() {
@@ -904,6 +964,7 @@ impl Config {
                 deny_unmatched: a.deny_unmatched,
                 original_from: a.original_from,
                 path_case: a.path_case,
+                phantom: a.phantom,
             },
             refresh_every,
             store,
@@ -1076,10 +1137,14 @@ mod tests {
         let text = include_str!("../../../examples/tessera.toml");
         let config = Config::parse(text, Path::new("/etc/tessera")).expect("example config");
         assert_eq!(config.issuers.len(), 3);
-        assert_eq!(config.clients.len(), 2);
-        assert_eq!(config.clients[0].permissions, [Permission::Introspect]);
+        assert_eq!(config.clients.len(), 3);
         assert_eq!(
-            config.clients[1].permissions,
+            config.clients[2].registration.grants,
+            [oauth::Grant::ClientCredentials]
+        );
+        assert_eq!(config.clients[0].permissions(), [Permission::Introspect]);
+        assert_eq!(
+            config.clients[1].permissions(),
             [Permission::Revoke, Permission::Admin]
         );
         assert_eq!(config.store.on_loss, OnStoreLoss::FailClosed);

@@ -60,6 +60,15 @@ pub type Param<'a> = (Cow<'a, str>, Cow<'a, str>);
 
 /// The parameters of a form body, each name at most once, at most [`MAX_PARAMS`].
 pub fn parse(body: &[u8]) -> Result<Vec<Param<'_>>, FormError> {
+    parse_repeating(body, &[])
+}
+
+/// As [`parse`], except that the names in `repeatable` may appear more than once (RFC 8707's
+/// `resource`).
+pub fn parse_repeating<'a>(
+    body: &'a [u8],
+    repeatable: &[&str],
+) -> Result<Vec<Param<'a>>, FormError> {
     let mut params: Vec<Param<'_>> = Vec::new();
     // Split with memchr: a body is mostly one long token, not worth a byte-by-byte scan.
     let mut rest = body;
@@ -81,7 +90,7 @@ pub fn parse(body: &[u8]) -> Result<Vec<Param<'_>>, FormError> {
         };
         let name = decode(name).ok_or(FormError::Malformed)?;
         let value = decode(value).ok_or(FormError::Malformed)?;
-        if params.iter().any(|(n, _)| *n == name) {
+        if !repeatable.contains(&&*name) && params.iter().any(|(n, _)| *n == name) {
             return Err(FormError::Repeated(name.into_owned()));
         }
         params.push((name, value));
@@ -118,6 +127,16 @@ mod tests {
         assert_eq!(parse(b"a=%+1"), Err(FormError::Malformed));
         assert_eq!(parse(b"a=%ff"), Err(FormError::Malformed));
         assert!(parse(b"").unwrap().is_empty());
+        assert_eq!(
+            parse_repeating(b"resource=a&resource=b&x=1", &["resource"])
+                .unwrap()
+                .len(),
+            3
+        );
+        assert_eq!(
+            parse_repeating(b"resource=a&x=1&x=2", &["resource"]),
+            Err(FormError::Repeated("x".into()))
+        );
         let many: Vec<String> = (0..17).map(|i| format!("p{i}=x")).collect();
         assert_eq!(parse(many.join("&").as_bytes()), Err(FormError::Malformed));
     }

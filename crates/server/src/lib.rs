@@ -15,6 +15,7 @@ pub mod clients;
 pub mod config;
 mod form;
 pub mod metrics;
+pub mod opaque;
 mod path;
 pub mod revocations;
 pub mod routes;

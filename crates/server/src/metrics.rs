@@ -23,11 +23,13 @@ pub enum Endpoint {
     Readyz,
     Revoke,
     Revocations,
+    Token,
+    Sign,
     Other,
 }
 
 impl Endpoint {
-    const ALL: [Endpoint; 11] = [
+    const ALL: [Endpoint; 13] = [
         Endpoint::Introspect,
         Endpoint::Verify,
         Endpoint::Authz,
@@ -38,6 +40,8 @@ impl Endpoint {
         Endpoint::Readyz,
         Endpoint::Revoke,
         Endpoint::Revocations,
+        Endpoint::Token,
+        Endpoint::Sign,
         Endpoint::Other,
     ];
 
@@ -53,6 +57,8 @@ impl Endpoint {
             Endpoint::Readyz => "readyz",
             Endpoint::Revoke => "revoke",
             Endpoint::Revocations => "revocations",
+            Endpoint::Token => "token",
+            Endpoint::Sign => "sign",
             Endpoint::Other => "other",
         }
     }
@@ -92,6 +98,8 @@ pub struct Metrics {
     pub hsm_errors: AtomicU64,
     pub hsm_signatures: AtomicU64,
     pub client_auth_failures: AtomicU64,
+    /// Access tokens issued by `/token`.
+    pub tokens_issued: AtomicU64,
 }
 
 fn slot(status: u16) -> usize {
@@ -122,8 +130,16 @@ impl Metrics {
         engine: &EngineHandle<R>,
         secret_hashes: u64,
         revocations: &Follower,
+        phantom_minted: u64,
     ) -> String {
         self.render(|out| {
+            family(
+                out,
+                "tessera_phantom_tokens_minted_total",
+                "counter",
+                "JWTs minted for opaque tokens (one HSM signature each).",
+            );
+            let _ = writeln!(out, "tessera_phantom_tokens_minted_total {phantom_minted}");
             engine_families(out, engine, secret_hashes);
             revocation_families(out, engine, revocations);
             issuer_families(out, engine.issuers());
@@ -209,6 +225,13 @@ impl Metrics {
             "Callers of introspect and verify refused.",
             "counter",
             self.client_auth_failures.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut out,
+            "tessera_tokens_issued_total",
+            "Access tokens issued by the token endpoint.",
+            "counter",
+            self.tokens_issued.load(Ordering::Relaxed),
         );
         gauge(
             &mut out,

@@ -1,7 +1,7 @@
-//! The daemon's view of the shared store's revocations: records applied to the engine's
-//! in-memory set by `seq > last`, at start, on a wake-up from the store (PostgreSQL `NOTIFY`)
-//! and on a poll backstop, and how old that view is. A leaf: used by `app.rs`, the endpoints
-//! and the metrics.
+//! The daemon's view of the shared store: revocation records applied to the engine's
+//! in-memory set by `seq > last`, and the registered clients reloaded into [`Clients`] when
+//! their version changes, at start, on a wake-up from the store (PostgreSQL `NOTIFY`) and on a
+//! poll backstop; and how old that view is. Used by `app.rs`, the endpoints and the metrics.
 //!
 //! Every daemon of a cluster follows the same store the same way, so they converge without
 //! talking to each other; a daemon whose view is older than `[store] max_lag_ms` fails closed
@@ -16,6 +16,7 @@ use engine::{EngineHandle, Kept, Revocation};
 use store::{Record, Store, StoreError};
 use tokio::task::JoinHandle;
 
+use crate::clients::{Clients, StoredClient};
 use crate::config::{OnStoreLoss, StoreSettings};
 
 /// Records fetched per statement while catching up.
@@ -32,6 +33,9 @@ pub struct Follower {
     on_loss: OnStoreLoss,
     /// The highest sequence number applied: everything at or below it is in the engine.
     last_seq: AtomicI64,
+    /// Where the store's clients go, and the version of them last loaded (-1: none yet).
+    clients: Arc<Clients>,
+    clients_version: AtomicI64,
     /// When the last successful catch-up started (ms since `epoch`): the view is at least
     /// that fresh.
     fresh_at_ms: AtomicU64,
@@ -41,11 +45,13 @@ pub struct Follower {
 }
 
 impl Follower {
-    /// Opens the store (running its migrations) and applies every record in it to `engine`:
-    /// a daemon starts with the whole revocation list or not at all.
+    /// Opens the store (running its migrations), applies every record in it to `engine` and
+    /// loads its clients into `clients`: a daemon starts with the whole revocation list or not
+    /// at all.
     pub async fn start<R: Kept>(
         settings: &StoreSettings,
         engine: &EngineHandle<R>,
+        clients: Arc<Clients>,
     ) -> Result<Arc<Follower>, StoreError> {
         let store = Store::open(&settings.backend, crate::unix_now()).await?;
         let follower = Arc::new(Follower {
@@ -54,6 +60,8 @@ impl Follower {
             max_lag: settings.max_lag,
             on_loss: settings.on_loss,
             last_seq: AtomicI64::new(0),
+            clients,
+            clients_version: AtomicI64::new(-1),
             fresh_at_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             failures: AtomicU64::new(0),
@@ -123,9 +131,32 @@ impl Follower {
         })
     }
 
-    /// Applies every record after the last one applied; returns how many.
+    /// Reloads the store's clients if their version moved since the last load.
+    async fn reload_clients(&self) -> Result<(), StoreError> {
+        let version = self.store.clients_version().await?;
+        if version == self.clients_version.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let rows = self.store.clients().await?;
+        let stored: Vec<StoredClient<'_>> = rows
+            .iter()
+            .map(|row| StoredClient {
+                id: &row.id,
+                secret: row.secret.as_deref(),
+                registration: &row.registration,
+            })
+            .collect();
+        let taken = self.clients.replace_stored(&stored);
+        self.clients_version.store(version, Ordering::Release);
+        tracing::info!(version, clients = taken, "stored clients loaded");
+        Ok(())
+    }
+
+    /// Applies every record after the last one applied and reloads the clients if they
+    /// changed; returns how many records were applied.
     async fn catch_up<R: Kept>(&self, engine: &EngineHandle<R>) -> Result<usize, StoreError> {
         let started = self.epoch.elapsed();
+        self.reload_clients().await?;
         let mut applied = 0;
         loop {
             let last = self.last_seq();
@@ -162,6 +193,12 @@ impl Follower {
             "revocation recorded"
         );
         Ok(record)
+    }
+
+    /// The store itself, for what the endpoints write and read once (assertion `jti`s,
+    /// opaque tokens).
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// The store's records, for the admin list.

@@ -1,6 +1,11 @@
-//! Callers' secrets as the configuration stores them: PBKDF2-SHA256 hashes
-//! (`pbkdf2-sha256$ITERATIONS$SALT$HASH`), made by `tessera client hash-secret` and checked
-//! in constant time.
+//! Callers' secrets as they are stored, checked in constant time. Two forms:
+//!
+//! - `pbkdf2-sha256$ITERATIONS$SALT$HASH`, for secrets an operator chose (the configuration
+//!   file's `[[clients]]`, made by `tessera client hash-secret`): slow by design, since a chosen
+//!   secret may be guessable.
+//! - `sha256$HASH`, for secrets tessera generated (`tessera clients add`, `rotate-secret`): 256
+//!   random bits cannot be guessed, so a slow hash would add cost and no safety (the way API
+//!   keys are stored); checked in microseconds, on the request's own thread.
 
 use std::num::NonZeroU32;
 
@@ -8,21 +13,30 @@ use aws_lc_rs::pbkdf2;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::Engine as _;
 
-/// `pbkdf2-sha256$ITERATIONS$SALT$HASH`, salt and hash in unpadded base64url.
+/// A stored secret: `pbkdf2-sha256$ITERATIONS$SALT$HASH` or `sha256$HASH`, salt and hash in
+/// unpadded base64url.
 #[derive(Clone, PartialEq, Eq)]
-pub struct SecretHash {
-    iterations: NonZeroU32,
-    salt: Vec<u8>,
-    hash: Vec<u8>,
+pub struct SecretHash(Scheme);
+
+#[derive(Clone, PartialEq, Eq)]
+enum Scheme {
+    Pbkdf2 {
+        iterations: NonZeroU32,
+        salt: Vec<u8>,
+        hash: Vec<u8>,
+    },
+    /// Of a generated secret.
+    Sha256([u8; 32]),
 }
 
 impl std::fmt::Debug for SecretHash {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "SecretHash(pbkdf2-sha256, {} iterations)",
-            self.iterations
-        )
+        match &self.0 {
+            Scheme::Pbkdf2 { iterations, .. } => {
+                write!(f, "SecretHash(pbkdf2-sha256, {iterations} iterations)")
+            }
+            Scheme::Sha256(_) => f.write_str("SecretHash(sha256, generated secret)"),
+        }
     }
 }
 
@@ -34,7 +48,8 @@ impl std::fmt::Display for SecretHashError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} (expected pbkdf2-sha256$ITERATIONS$SALT$HASH, from `tessera client hash-secret`)",
+            "{} (expected pbkdf2-sha256$ITERATIONS$SALT$HASH, from `tessera client hash-secret`, \
+             or sha256$HASH of a generated secret)",
             self.0
         )
     }
@@ -43,12 +58,24 @@ impl std::fmt::Display for SecretHashError {
 impl std::error::Error for SecretHashError {}
 
 const PREFIX: &str = "pbkdf2-sha256";
+const GENERATED_PREFIX: &str = "sha256";
+/// How generated secrets start: tessera client secret.
+pub const GENERATED_SECRET_PREFIX: &str = "tcs_";
 /// OWASP's figure for PBKDF2-HMAC-SHA256.
 pub const DEFAULT_ITERATIONS: u32 = 600_000;
 pub(crate) const MIN_ITERATIONS: u32 = 1_000;
 
 impl SecretHash {
     pub fn parse(text: &str) -> Result<Self, SecretHashError> {
+        if let Some(hash) = text.strip_prefix("sha256$") {
+            let hash = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(hash)
+                .map_err(|_| SecretHashError("bad hash encoding"))?;
+            let hash: [u8; 32] = hash
+                .try_into()
+                .map_err(|_| SecretHashError("hash not 32 bytes"))?;
+            return Ok(SecretHash(Scheme::Sha256(hash)));
+        }
         let mut parts = text.split('$');
         let (Some(PREFIX), Some(iterations), Some(salt), Some(hash), None) = (
             parts.next(),
@@ -75,11 +102,32 @@ impl SecretHash {
         if salt.len() < 16 || hash.len() != 32 {
             return Err(SecretHashError("salt under 16 bytes or hash not 32 bytes"));
         }
-        Ok(SecretHash {
+        Ok(SecretHash(Scheme::Pbkdf2 {
             iterations: NonZeroU32::new(iterations).ok_or(SecretHashError("zero iterations"))?,
             salt,
             hash,
-        })
+        }))
+    }
+
+    /// A fresh secret (`tcs_` and 256 random bits in base64url) and its hash. The secret is
+    /// shown once and never stored.
+    pub fn generate() -> Result<(String, Self), SecretHashError> {
+        let mut random = [0u8; 32];
+        SystemRandom::new()
+            .fill(&mut random)
+            .map_err(|_| SecretHashError("the system random generator failed"))?;
+        let secret = format!(
+            "{GENERATED_SECRET_PREFIX}{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random)
+        );
+        let hash = SecretHash(Scheme::Sha256(sha256(secret.as_bytes())));
+        Ok((secret, hash))
+    }
+
+    /// Whether checking costs microseconds (a generated secret's hash) rather than a
+    /// key-stretching run.
+    pub fn is_fast(&self) -> bool {
+        matches!(self.0, Scheme::Sha256(_))
     }
 
     /// Hashes `secret` with a fresh random salt.
@@ -98,11 +146,11 @@ impl SecretHash {
             secret,
             &mut hash,
         );
-        Ok(SecretHash {
+        Ok(SecretHash(Scheme::Pbkdf2 {
             iterations,
             salt,
             hash,
-        })
+        }))
     }
 
     /// A hash no secret matches (a random salt and hash), costing `iterations` to check.
@@ -114,41 +162,60 @@ impl SecretHash {
         let random = SystemRandom::new();
         let _ = random.fill(&mut salt);
         let _ = random.fill(&mut hash);
-        SecretHash {
+        SecretHash(Scheme::Pbkdf2 {
             iterations: NonZeroU32::new(iterations.max(MIN_ITERATIONS)).unwrap_or(NonZeroU32::MIN),
             salt,
             hash,
-        }
+        })
     }
 
-    /// What one check costs: PBKDF2 iterations.
+    /// What one check costs: PBKDF2 iterations (0 for a generated secret's hash).
     pub fn iterations(&self) -> u32 {
-        self.iterations.get()
+        match &self.0 {
+            Scheme::Pbkdf2 { iterations, .. } => iterations.get(),
+            Scheme::Sha256(_) => 0,
+        }
     }
 
     /// Whether `secret` is the one hashed (constant time in the comparison).
     pub fn verify(&self, secret: &[u8]) -> bool {
-        pbkdf2::verify(
-            pbkdf2::PBKDF2_HMAC_SHA256,
-            self.iterations,
-            &self.salt,
-            secret,
-            &self.hash,
-        )
-        .is_ok()
+        match &self.0 {
+            Scheme::Pbkdf2 {
+                iterations,
+                salt,
+                hash,
+            } => {
+                pbkdf2::verify(pbkdf2::PBKDF2_HMAC_SHA256, *iterations, salt, secret, hash).is_ok()
+            }
+            Scheme::Sha256(hash) => {
+                aws_lc_rs::constant_time::verify_slices_are_equal(&sha256(secret), hash).is_ok()
+            }
+        }
     }
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref());
+    out
 }
 
 impl std::fmt::Display for SecretHash {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        write!(
-            f,
-            "{PREFIX}${}${}${}",
-            self.iterations,
-            b64.encode(&self.salt),
-            b64.encode(&self.hash)
-        )
+        match &self.0 {
+            Scheme::Pbkdf2 {
+                iterations,
+                salt,
+                hash,
+            } => write!(
+                f,
+                "{PREFIX}${iterations}${}${}",
+                b64.encode(salt),
+                b64.encode(hash)
+            ),
+            Scheme::Sha256(hash) => write!(f, "{GENERATED_PREFIX}${}", b64.encode(hash)),
+        }
     }
 }
 
@@ -174,6 +241,22 @@ mod tests {
             "pbkdf2-sha256$1000$AAAAAAAAAAAAAAAAAAAAAA$AAAA",
             "pbkdf2-sha256$1000$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA$",
         ] {
+            assert!(SecretHash::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn generated_secrets_are_hashed_fast() {
+        let (secret, hash) = SecretHash::generate().unwrap();
+        assert!(secret.starts_with("tcs_") && secret.len() == 47, "{secret}");
+        assert!(hash.is_fast());
+        let parsed = SecretHash::parse(&hash.to_string()).unwrap();
+        assert_eq!(parsed, hash);
+        assert!(parsed.verify(secret.as_bytes()));
+        assert!(!parsed.verify(&secret.as_bytes()[..46]));
+        assert!(!format!("{parsed:?}").contains(&hash.to_string()[7..]));
+        assert_ne!(SecretHash::generate().unwrap().0, secret);
+        for bad in ["sha256$", "sha256$AAAA", "sha256$!!"] {
             assert!(SecretHash::parse(bad).is_err(), "{bad}");
         }
     }

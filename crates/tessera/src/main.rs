@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod capacity;
+mod clients;
 mod keys;
 mod revoke;
 mod serve;
@@ -62,6 +63,11 @@ enum Command {
         #[command(subcommand)]
         command: serve::ClientCommand,
     },
+    /// Clients registered in the shared store: add, list, show, remove, rotate-secret.
+    Clients {
+        #[command(subcommand)]
+        command: clients::ClientsCommand,
+    },
     /// Revoke tokens in the shared store: by jti, subject, client or the token itself.
     Revoke(revoke::RevokeArgs),
     /// The shared store.
@@ -98,6 +104,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::serve(args, env_pin),
         Command::Config { command } => serve::config(command),
         Command::Client { command } => serve::client(command),
+        Command::Clients { command } => clients::clients(command),
         Command::Revoke(args) => revoke::revoke(args),
         Command::Store { command } => revoke::store(command),
         Command::Calibrate(args) => capacity::calibrate(args),

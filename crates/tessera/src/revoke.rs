@@ -138,7 +138,7 @@ pub fn store(command: StoreCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn store_settings(config: Option<&std::path::Path>) -> anyhow::Result<StoreSettings> {
+pub(crate) fn store_settings(config: Option<&std::path::Path>) -> anyhow::Result<StoreSettings> {
     Ok(match config {
         Some(file) => {
             Config::load(file)
@@ -149,7 +149,7 @@ fn store_settings(config: Option<&std::path::Path>) -> anyhow::Result<StoreSetti
     })
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

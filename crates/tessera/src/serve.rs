@@ -192,21 +192,25 @@ fn dev(config: &mut Config, public_url: &str) -> anyhow::Result<()> {
         sessions: 4,
         ensure_key: Some(jose::Algorithm::ES256),
     });
+    // Its own access tokens are RFC 9068 JWTs: `typ` at+jwt, required.
     config.issuers = vec![IssuerConfig {
-        spec: engine_spec(public_url),
+        spec: server::config::IssuerSpec {
+            typ: Some(oauth::ACCESS_TOKEN_TYP.into()),
+            ..engine_spec(public_url)
+        },
         keys: KeysFrom::Hsm,
     }];
-    config.clients = vec![server::config::Client {
-        id: "dev".into(),
+    config.clients = vec![server::config::Client::caller(
+        "dev",
         // Development only: a well-known secret, hashed cheaply.
-        secret: SecretHash::new(b"dev-secret", 1000)?,
+        SecretHash::new(b"dev-secret", 1000)?,
         // Development only: the dev client may also revoke and administer revocations.
-        permissions: vec![
+        &[
             server::config::Permission::Introspect,
             server::config::Permission::Revoke,
             server::config::Permission::Admin,
         ],
-    }];
+    )];
     Ok(())
 }
 

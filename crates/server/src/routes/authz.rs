@@ -12,7 +12,7 @@ use crate::app::App;
 use crate::config::OriginalFrom;
 
 use super::reply::{Challenge, Refusal, Reply};
-use super::verdict::{has_audience, log_refusal, verdict};
+use super::verdict::{by_value, has_audience, log_refusal, verdict, ByValue};
 use crate::answers::{Answers, AuthzAnswer, Field};
 
 /// The original request a gateway asks about: method and normalised path. Method and URI come
@@ -114,11 +114,30 @@ pub async fn authz(app: &App, request: &Request<Incoming>) -> Result<Reply, Refu
         // ...and 400 for a malformed request.
         Err(()) => return Err(Refusal::Bearer(Challenge::InvalidRequest)),
     };
-    let result = app.engine.verify(token.as_bytes(), crate::unix_now()).await;
-    let jwt =
-        verdict(token.as_bytes(), result)?.map_err(|_| Refusal::Bearer(Challenge::InvalidToken))?;
+    let by_value = by_value(app, token)
+        .await?
+        .ok_or(Refusal::Bearer(Challenge::InvalidToken))?;
+    let result = app
+        .engine
+        .verify(by_value.as_bytes(), crate::unix_now())
+        .await;
+    let jwt = verdict(by_value.as_bytes(), result)?
+        .map_err(|_| Refusal::Bearer(Challenge::InvalidToken))?;
     let answer = Answers::authz(&app.engine, &jwt, app.authz.claims.is_some());
-    authorize(app, method, &path, token, &jwt, answer)
+    let mut reply = authorize(app, method, &path, token, &jwt, answer)?;
+    // The phantom-token pattern: the opaque token's JWT goes upstream with the request.
+    // A JWT sent as it is goes on as it came, so that one gateway configuration serves
+    // clients of both kinds.
+    if let Some(name) = &app.authz.phantom {
+        let bearer = match &by_value {
+            ByValue::Phantom(phantom) => Some(phantom.bearer.clone()),
+            ByValue::Sent(_) => request.headers().get(header::AUTHORIZATION).cloned(),
+        };
+        if let Some(bearer) = bearer {
+            reply.headers_mut().insert(name.clone(), bearer);
+        }
+    }
+    Ok(reply)
 }
 
 /// The route rules applied to a verified token, and the identity headers when they let it pass.

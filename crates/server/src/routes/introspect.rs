@@ -14,7 +14,7 @@ use crate::config::Permission;
 
 use super::reply::{json, Refusal, Reply};
 use super::request::{body, caller, media_type_is};
-use super::verdict::{log_refusal, verdict};
+use super::verdict::{by_value, log_refusal, verdict};
 use crate::answers::{Answers, Identity};
 
 const INTROSPECTION_JWT: &str = "application/token-introspection+jwt";
@@ -67,21 +67,9 @@ pub async fn introspect(
         .map(|(_, value)| value.as_ref())
         .ok_or(Refusal::BadRequest("invalid_request"))?;
     let now = crate::unix_now();
-    let result = app.engine.verify(token.as_bytes(), now).await;
-    let answer = match verdict(token.as_bytes(), result)? {
-        Ok(jwt) => {
-            let answer = Answers::introspection(&app.engine, &jwt, || {
-                active_answer(&jwt).map_or((INACTIVE, 0), |answer| {
-                    let capacity = answer.capacity();
-                    (Bytes::from(answer), capacity)
-                })
-            });
-            if answer == INACTIVE {
-                log_refusal(token.as_bytes(), "invalid_scope");
-            }
-            answer
-        }
-        Err(_) => INACTIVE,
+    let answer = match by_value(app, token).await? {
+        Some(token) => answer(app, token.as_bytes(), now).await?,
+        None => INACTIVE,
     };
     if !wants_jwt {
         return Ok(json(StatusCode::OK, answer, Some("no-store")));
@@ -128,6 +116,26 @@ pub async fn introspect(
 }
 
 const INACTIVE: Bytes = Bytes::from_static(b"{\"active\":false}");
+
+/// The JSON answer for `token` (a JWT: an opaque token's phantom one, or as sent).
+async fn answer(app: &App, token: &[u8], now: i64) -> Result<Bytes, Refusal> {
+    let result = app.engine.verify(token, now).await;
+    Ok(match verdict(token, result)? {
+        Ok(jwt) => {
+            let answer = Answers::introspection(&app.engine, &jwt, || {
+                active_answer(&jwt).map_or((INACTIVE, 0), |answer| {
+                    let capacity = answer.capacity();
+                    (Bytes::from(answer), capacity)
+                })
+            });
+            if answer == INACTIVE {
+                log_refusal(token, "invalid_scope");
+            }
+            answer
+        }
+        Err(_) => INACTIVE,
+    })
+}
 
 /// `{"active":true, ...}` with the RFC 7662 members the token has, in one pass over the claims;
 /// `None` when its scopes are not scope-tokens (`Identity::scopes`): a resource server that

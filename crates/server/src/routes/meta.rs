@@ -85,9 +85,12 @@ pub fn readyz(app: &App, request: &Request<Incoming>) -> Result<Reply, Refusal> 
 /// Every metric family, in the Prometheus text format.
 pub fn metrics(app: &App, request: &Request<Incoming>) -> Result<Reply, Refusal> {
     only_get(request)?;
-    let body = app
-        .metrics
-        .page(&app.engine, app.clients.hashes(), &app.revocations);
+    let body = app.metrics.page(
+        &app.engine,
+        app.clients.hashes(),
+        &app.revocations,
+        app.opaque.minted(),
+    );
     let mut r = Response::new(Full::new(Bytes::from(body)));
     r.headers_mut().insert(
         header::CONTENT_TYPE,

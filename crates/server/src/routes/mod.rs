@@ -12,6 +12,8 @@ mod reply;
 mod request;
 mod revocations;
 mod revoke;
+mod sign;
+mod token;
 mod verdict;
 mod verify;
 
@@ -40,6 +42,8 @@ pub fn endpoint(path: &str) -> Endpoint {
         "/readyz" => Endpoint::Readyz,
         "/revoke" => Endpoint::Revoke,
         "/v1/revocations" => Endpoint::Revocations,
+        "/token" => Endpoint::Token,
+        "/v1/sign" => Endpoint::Sign,
         _ => Endpoint::Other,
     }
 }
@@ -71,6 +75,8 @@ pub async fn handle(
         Endpoint::Readyz => meta::readyz(app, &request),
         Endpoint::Revoke => revoke::revoke(app, request, peer).await,
         Endpoint::Revocations => revocations::revocations(app, request, peer).await,
+        Endpoint::Token => token::token(app, request, peer).await,
+        Endpoint::Sign => sign::sign(app, request, peer).await,
         Endpoint::Other => Err(Refusal::NotFound),
     };
     result.unwrap_or_else(Refusal::reply)

@@ -32,6 +32,14 @@ pub enum Refusal {
     Internal,
     /// `/v1/authz`: the bearer token is missing, malformed, invalid or not enough (RFC 6750).
     Bearer(Challenge),
+    /// `/token`: an RFC 6749 section 5.2 error; `basic` when the client authenticated with
+    /// HTTP Basic (an `invalid_client` then carries the Basic challenge).
+    OAuth {
+        error: oauth::OAuthError,
+        basic: bool,
+    },
+    /// `/v1/sign`: the claims break the caller's policy; 403 naming the rule.
+    Policy(oauth::SignRefusal),
 }
 
 /// An RFC 6750 section 3 refusal of a bearer token: an empty body and a `WWW-Authenticate:
@@ -112,6 +120,33 @@ impl Refusal {
             Refusal::NotPermitted => error(StatusCode::BAD_REQUEST, "unauthorized_client"),
             Refusal::Timeout => error(StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Refusal::Internal => error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+            Refusal::OAuth { error, basic } => {
+                // Section 5.2: 400, except invalid_client, which may be 401 and must be when
+                // the client used the Authorization header.
+                let status = if error.code == oauth::ErrorCode::InvalidClient {
+                    StatusCode::UNAUTHORIZED
+                } else {
+                    StatusCode::BAD_REQUEST
+                };
+                let mut r = json(status, error.to_json(), Some("no-store"));
+                r.headers_mut()
+                    .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+                if basic && status == StatusCode::UNAUTHORIZED {
+                    r.headers_mut().insert(
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static("Basic realm=\"tessera\""),
+                    );
+                }
+                r
+            }
+            Refusal::Policy(refusal) => {
+                let mut body = String::from("{\"error\":\"policy_refused\",\"rule\":\"");
+                body.push_str(refusal.rule);
+                body.push_str("\",\"error_description\":");
+                jose::json::write_str(&mut body, &refusal.detail);
+                body.push('}');
+                json(StatusCode::FORBIDDEN, body, Some("no-store"))
+            }
             Refusal::Bearer(challenge) => {
                 let (status, value) = match challenge {
                     Challenge::NoToken => (

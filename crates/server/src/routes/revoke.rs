@@ -36,6 +36,9 @@ pub async fn revoke(app: &App, request: Request<Incoming>, peer: IpAddr) -> Resu
         .ok_or(Refusal::BadRequest("invalid_request"))?;
     // `token_type_hint` is only a hint (section 2.1): every token is looked up the same way.
     let now = crate::unix_now();
+    if oauth::OpaqueToken::looks_like(token.as_bytes()) {
+        return revoke_opaque(app, &client, token).await;
+    }
     let result = app.engine.verify(token.as_bytes(), now).await;
     let jwt = match verdict(token.as_bytes(), result)? {
         Ok(jwt) => jwt,
@@ -66,6 +69,54 @@ pub async fn revoke(app: &App, request: Request<Incoming>, peer: IpAddr) -> Resu
                 token = %fingerprint(token.as_bytes()),
                 seq = record.seq,
                 "token revoked"
+            );
+            Ok(done())
+        }
+        Err(e) => {
+            tracing::error!(cause = %e, "revocation not recorded");
+            Err(Refusal::Unavailable)
+        }
+    }
+}
+
+/// An opaque token is revoked by the `jti` of its claims, which its phantom JWT carries too:
+/// the record reaches every daemon's cache as a JWT's does. Unknown: nothing to do.
+async fn revoke_opaque(app: &App, client: &str, token: &str) -> Result<Reply, Refusal> {
+    let store = app.revocations.store();
+    let row = crate::opaque::Opaque::claims(token.as_bytes(), store)
+        .await
+        .map_err(|e| {
+            tracing::error!(cause = %e, "opaque token not looked up");
+            Refusal::Unavailable
+        })?;
+    let Some(row) = row else {
+        return Ok(done());
+    };
+    // Written by the token endpoint: an object with `iss` and `jti`.
+    let claim = |name: &str| match jose::json::parse(&row.claims, 4) {
+        Ok(jose::json::Value::Object(claims)) => match claims.get(name) {
+            Some(jose::json::Value::String(value)) => value.to_str().into_owned(),
+            _ => String::new(),
+        },
+        _ => String::new(),
+    };
+    let (iss, jti) = (claim("iss"), claim("jti"));
+    if jti.is_empty() {
+        tracing::error!(token = %fingerprint(token.as_bytes()), "stored opaque token without a jti");
+        return Err(Refusal::Internal);
+    }
+    let revocation = Revocation::Jti {
+        iss,
+        jti,
+        exp: row.exp,
+    };
+    match app.revocations.revoke(&app.engine, revocation).await {
+        Ok(record) => {
+            tracing::info!(
+                client = %client,
+                token = %fingerprint(token.as_bytes()),
+                seq = record.seq,
+                "opaque token revoked"
             );
             Ok(done())
         }

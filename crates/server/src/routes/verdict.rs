@@ -1,11 +1,59 @@
 //! The engine's verdict on a token as the endpoints read it: invalid tokens logged by
 //! fingerprint, the whole request refused when the engine cannot answer.
 
+use std::sync::Arc;
+
 use jose::json::Value;
 
 use super::reply::Refusal;
 
 use crate::answers::Answers;
+use crate::app::App;
+
+/// A token as the engine verifies it.
+pub enum ByValue<'t> {
+    /// A JWT, as sent.
+    Sent(&'t str),
+    /// An opaque token's phantom JWT.
+    Phantom(Arc<crate::opaque::Phantom>),
+}
+
+impl ByValue<'_> {
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            ByValue::Sent(token) => token.as_bytes(),
+            ByValue::Phantom(phantom) => phantom.jwt.as_bytes(),
+        }
+    }
+}
+
+/// What the engine verifies for `token`: the token itself, or for an opaque token of ours its
+/// phantom JWT (`crate::opaque`); `None` for an opaque token that is unknown or expired.
+pub async fn by_value<'t>(app: &App, token: &'t str) -> Result<Option<ByValue<'t>>, Refusal> {
+    if !oauth::OpaqueToken::looks_like(token.as_bytes()) {
+        return Ok(Some(ByValue::Sent(token)));
+    }
+    match app
+        .opaque
+        .resolve(
+            token.as_bytes(),
+            app.revocations.store(),
+            app.signer.as_ref(),
+            crate::unix_now(),
+        )
+        .await
+    {
+        Ok(Some(phantom)) => Ok(Some(ByValue::Phantom(phantom))),
+        Ok(None) => {
+            log_refusal(token.as_bytes(), "unknown_opaque_token");
+            Ok(None)
+        }
+        Err(e) => {
+            tracing::error!(token = %fingerprint(token.as_bytes()), cause = %e, "opaque token not resolved");
+            Err(Refusal::Unavailable)
+        }
+    }
+}
 
 /// A short SHA-256 fingerprint of a token, for logs.
 pub fn fingerprint(token: &[u8]) -> String {

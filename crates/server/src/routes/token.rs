@@ -1,0 +1,273 @@
+//! `POST /token` (RFC 6749 section 4.4): access tokens for machine clients, signed by the HSM
+//! (RFC 9068) or by reference (opaque, their claims in the store). The client authenticates in
+//! exactly the way it is registered for: `client_secret_basic`, `client_secret_post` or
+//! `private_key_jwt` (RFC 7523, each assertion once). Every refusal is an RFC 6749 section 5.2
+//! error; nothing is issued on any of them, and neither secrets nor tokens are logged.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, StatusCode};
+use oauth::{AccessClaims, ClientAuth, OAuthError, OpaqueToken, TokenFormat, TokenRequest};
+
+use crate::app::App;
+use crate::clients::{sha256, AssertionKeys, AuthError, ClientEntry};
+
+use super::reply::{json, Refusal, Reply};
+use super::request::{body, media_type_is};
+use super::verdict::fingerprint;
+
+pub async fn token(app: &App, request: Request<Incoming>, peer: IpAddr) -> Result<Reply, Refusal> {
+    if request.method() != Method::POST {
+        return Err(Refusal::Method("POST"));
+    }
+    // Without signing keys this daemon issues nothing.
+    let signer = app.signer.as_ref().ok_or(Refusal::NotFound)?;
+    let authorization = request.headers().get(header::AUTHORIZATION).cloned();
+    let basic = authorization.is_some();
+    let refuse = |error: OAuthError| Refusal::OAuth { error, basic };
+    if !media_type_is(request.headers(), "application/x-www-form-urlencoded") {
+        return Err(refuse(OAuthError::invalid_request(
+            "the body must be application/x-www-form-urlencoded",
+        )));
+    }
+    let credentials = match &authorization {
+        None => None,
+        Some(value) => Some(
+            crate::clients::parse_basic(value.as_bytes())
+                .ok_or_else(|| refuse(OAuthError::invalid_client("malformed Basic credentials")))?,
+        ),
+    };
+    let body = body(app, request).await?;
+    let params = crate::form::parse_repeating(&body, &["resource"]).map_err(|e| {
+        refuse(OAuthError::invalid_request(match e {
+            crate::form::FormError::Repeated(name) => format!("the parameter {name} is repeated"),
+            _ => "a malformed form body".to_owned(),
+        }))
+    })?;
+    let asked = TokenRequest::parse(
+        params.iter().map(|(n, v)| (n.as_ref(), v.as_ref())),
+        credentials,
+    )
+    .map_err(refuse)?;
+    let client = authenticate(app, &asked.auth, authorization.as_ref(), peer)
+        .await
+        .map_err(|e| match e {
+            Failure::OAuth(error) => {
+                app.metrics
+                    .client_auth_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(%peer, method = asked.auth.method().as_str(), cause = %error, "token request: client refused");
+                refuse(error)
+            }
+            Failure::Refusal(r) => r,
+        })?;
+    let issue =
+        oauth::grant::client_credentials(&client.registration, &asked).map_err(|error| {
+            tracing::info!(client = %client.id, cause = %error, "token request refused");
+            refuse(error)
+        })?;
+
+    let now = crate::unix_now();
+    let lifetime = issue.lifetime as i64;
+    let jti = oauth::new_jti();
+    let claims = AccessClaims {
+        iss: &app.public_url,
+        sub: &client.id,
+        aud: &issue.audiences,
+        client_id: &client.id,
+        scope: &issue.scope,
+        iat: now,
+        exp: now + lifetime,
+        jti: &jti,
+    }
+    .to_json();
+    let access_token = match issue.format {
+        TokenFormat::Jwt => {
+            let signer = Arc::clone(signer);
+            let signed =
+                tokio::task::spawn_blocking(move || signer.sign(&claims, oauth::ACCESS_TOKEN_TYP))
+                    .await
+                    .map_err(|_| Refusal::Internal)?;
+            let counter = if signed.is_ok() {
+                &app.metrics.hsm_signatures
+            } else {
+                &app.metrics.hsm_errors
+            };
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            signed.map_err(|e| {
+                tracing::error!(cause = %e, "access token not signed");
+                Refusal::Unavailable
+            })?
+        }
+        TokenFormat::Opaque => {
+            let token = OpaqueToken::generate();
+            let row = store::OpaqueRow {
+                hash: token.hash(),
+                client_id: client.id.to_string(),
+                claims,
+                exp: now + lifetime,
+                created: now,
+            };
+            app.revocations
+                .store()
+                .put_opaque(&row)
+                .await
+                .map_err(|e| {
+                    tracing::error!(cause = %e, "opaque token not stored");
+                    Refusal::Unavailable
+                })?;
+            token.as_str().to_owned()
+        }
+    };
+    app.metrics
+        .tokens_issued
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tracing::info!(
+        client = %client.id,
+        jti = %jti,
+        token = %fingerprint(access_token.as_bytes()),
+        expires_in = lifetime,
+        "access token issued"
+    );
+    let mut out = String::with_capacity(access_token.len() + 128);
+    out.push_str("{\"access_token\":");
+    jose::json::write_str(&mut out, &access_token);
+    out.push_str(&format!(
+        ",\"token_type\":\"Bearer\",\"expires_in\":{lifetime}"
+    ));
+    if !issue.scope.is_empty() {
+        out.push_str(",\"scope\":");
+        jose::json::write_str(&mut out, &issue.scope.to_string());
+    }
+    out.push('}');
+    let mut reply = json(StatusCode::OK, out, Some("no-store"));
+    reply
+        .headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    Ok(reply)
+}
+
+/// Why a client was not authenticated: an RFC 6749 error, or a refusal of the daemon's own
+/// (throttled, busy, the store unreachable).
+enum Failure {
+    OAuth(OAuthError),
+    Refusal(Refusal),
+}
+
+impl From<AuthError> for Failure {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Busy | AuthError::Throttled(_) => Failure::Refusal(Refusal::Client(e)),
+            _ => Failure::OAuth(OAuthError::invalid_client("client authentication failed")),
+        }
+    }
+}
+
+/// The client `auth` proves, registered for exactly that way of authenticating.
+async fn authenticate(
+    app: &App,
+    auth: &ClientAuth,
+    authorization: Option<&HeaderValue>,
+    peer: IpAddr,
+) -> Result<Arc<ClientEntry>, Failure> {
+    let id = match auth {
+        ClientAuth::Basic { id, secret } => {
+            // Remembered by the header as presented, like the other endpoints' callers.
+            let key = sha256(authorization.map_or(&b""[..], HeaderValue::as_bytes));
+            app.clients.check_secret(key, id, secret, peer).await?
+        }
+        ClientAuth::Post { id, secret } => {
+            let mut presented = Vec::with_capacity(id.len() + secret.len() + 6);
+            presented.extend_from_slice(b"post\n");
+            presented.extend_from_slice(id.as_bytes());
+            presented.push(b'\n');
+            presented.extend_from_slice(secret.as_bytes());
+            app.clients
+                .check_secret(sha256(&presented), id, secret, peer)
+                .await?
+        }
+        ClientAuth::Assertion { id, assertion } => {
+            return assertion_client(app, id.as_deref(), assertion).await;
+        }
+    };
+    let client = app
+        .clients
+        .get(&id)
+        .ok_or_else(|| Failure::OAuth(OAuthError::invalid_client("unknown client")))?;
+    if client.registration.auth_method != auth.method() {
+        return Err(Failure::OAuth(OAuthError::invalid_client(
+            "the client is registered for another authentication method",
+        )));
+    }
+    Ok(client)
+}
+
+/// RFC 7523 section 3: the assertion verified with the client's keys, its `jti` recorded in
+/// the store until its `exp` (a second use is refused, on every daemon of the store).
+async fn assertion_client(
+    app: &App,
+    id: Option<&str>,
+    assertion: &str,
+) -> Result<Arc<ClientEntry>, Failure> {
+    let claimed = oauth::assertion::claimed_client(assertion).map_err(Failure::OAuth)?;
+    if id.is_some_and(|id| id != claimed) {
+        return Err(Failure::OAuth(OAuthError::invalid_client(
+            "client_id differs from the assertion's issuer",
+        )));
+    }
+    let client = app
+        .clients
+        .get(&claimed)
+        .filter(|c| c.registration.auth_method == oauth::AuthMethod::PrivateKeyJwt)
+        .ok_or_else(|| {
+            Failure::OAuth(OAuthError::invalid_client(
+                "no client is registered for private_key_jwt under the assertion's issuer",
+            ))
+        })?;
+    let audiences = [app.public_url.clone(), format!("{}/token", app.public_url)];
+    let now = crate::unix_now();
+    let verified = match &client.keys {
+        Some(AssertionKeys::Set(keys)) => {
+            oauth::assertion::verify(assertion, &client.id, keys, &audiences, now)
+        }
+        Some(AssertionKeys::Remote(remote)) => {
+            if remote.is_stale() {
+                if let Err(e) = remote.refresh().await {
+                    tracing::warn!(client = %client.id, cause = %e, "client jwks_uri not fetched");
+                }
+            }
+            let first =
+                oauth::assertion::verify(assertion, &client.id, &remote.keys(), &audiences, now);
+            // A key the set lacks may be a new one: refetch (at most once per cool-down).
+            if first
+                .as_ref()
+                .is_err_and(|e| e.description.contains("unknown_key"))
+                && remote.unknown_kid().await
+            {
+                oauth::assertion::verify(assertion, &client.id, &remote.keys(), &audiences, now)
+            } else {
+                first
+            }
+        }
+        None => Err(OAuthError::invalid_client("the client has no keys")),
+    }
+    .map_err(Failure::OAuth)?;
+    let fresh = app
+        .revocations
+        .store()
+        .remember_once(&client.id, &verified.jti, verified.exp)
+        .await
+        .map_err(|e| {
+            tracing::error!(cause = %e, "assertion jti not recorded");
+            Failure::Refusal(Refusal::Unavailable)
+        })?;
+    if !fresh {
+        return Err(Failure::OAuth(OAuthError::invalid_client(
+            "the client assertion was used before",
+        )));
+    }
+    Ok(client)
+}
