@@ -43,6 +43,9 @@ enum Command {
     Introspect(IntrospectArgs),
     /// POST /v1/verify with `{"tokens": [...]}`, --batch tokens per request, HTTP Basic.
     VerifyBatch(VerifyBatchArgs),
+    /// POST /token (RFC 6749 4.4): client credentials grants with HTTP Basic, 200 with an
+    /// `access_token` expected; every answer is a token the daemon signed.
+    Token(GrantArgs),
     /// GET /.well-known/jwks.json.
     Jwks(JwksArgs),
     /// GET any http:// URL (a baseline, such as the hyper hello-world).
@@ -150,7 +153,7 @@ struct TokenArgs {
 
 #[derive(Args, Debug)]
 struct ClientArgs {
-    /// Introspection client id (HTTP Basic).
+    /// Client id (HTTP Basic).
     #[arg(
         long,
         value_name = "ID",
@@ -158,7 +161,8 @@ struct ClientArgs {
         default_value = "dev"
     )]
     client_id: String,
-    /// Its secret; prefer the environment variable, which keeps it off the process list.
+    /// Its secret; prefer the environment variable or --client-secret-file, which keep it off
+    /// the process list.
     #[arg(
         long,
         value_name = "SECRET",
@@ -166,6 +170,14 @@ struct ClientArgs {
         hide_env_values = true
     )]
     client_secret: Option<String>,
+    /// Read the secret from FILE (its first line) instead.
+    #[arg(
+        long,
+        value_name = "FILE",
+        visible_alias = "secret-file",
+        conflicts_with = "client_secret"
+    )]
+    client_secret_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -204,6 +216,20 @@ struct VerifyBatchArgs {
     client: ClientArgs,
     #[command(flatten)]
     tokens: TokenArgs,
+    #[command(flatten)]
+    load: LoadArgs,
+}
+
+#[derive(Args, Debug)]
+struct GrantArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(flatten)]
+    client: ClientArgs,
+    /// The `scope` parameter asked for (space-separated scopes); without it, none is sent and
+    /// the daemon grants what the client is registered for.
+    #[arg(long, value_name = "SCOPES")]
+    scope: Option<String>,
     #[command(flatten)]
     load: LoadArgs,
 }
@@ -336,6 +362,12 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 Some(args.batch),
             )
         }
+        Command::Token(args) => {
+            let target = Target::parse(&args.server.url)?.join("/token");
+            let client = client(&args.client)?;
+            let requests = scenario::token(&target, &client, args.scope.as_deref());
+            load("token", &target, requests, &args.load, None, None)
+        }
         Command::Jwks(args) => {
             let target = Target::parse(&args.server.url)?.join("/.well-known/jwks.json");
             let requests = scenario::get(&target);
@@ -394,17 +426,30 @@ fn tokens_command(args: &TokenArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn client(args: &ClientArgs) -> anyhow::Result<Client> {
-    let Some(secret) = args.client_secret.clone() else {
-        bail!(
-            "the client secret is missing: set TESSERA_LOADTEST_CLIENT_SECRET (or --client-secret) \
-             for client {:?}",
+    let secret = match (&args.client_secret_file, &args.client_secret) {
+        (Some(file), _) => secret_file(file)?,
+        (None, Some(secret)) => secret.clone(),
+        (None, None) => bail!(
+            "the client secret is missing: give --client-secret-file FILE or set \
+             TESSERA_LOADTEST_CLIENT_SECRET (or --client-secret) for client {:?}",
             args.client_id
-        );
+        ),
     };
     Ok(Client {
         id: args.client_id.clone(),
         secret,
     })
+}
+
+/// A client secret from the first line of `file` (its line end removed).
+fn secret_file(file: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("reading the client secret from {}", file.display()))?;
+    let secret = text.lines().next().unwrap_or_default();
+    if secret.is_empty() {
+        bail!("{}: no client secret on its first line", file.display());
+    }
+    Ok(secret.to_string())
 }
 
 /// The tokens of a load run, from `--tokens FILE` or signed with `--keys DIR`.
@@ -754,6 +799,19 @@ mod tests {
         ] {
             assert!(mix(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_secret_file_gives_its_first_line() {
+        let dir = std::env::temp_dir().join(format!("loadtest-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("secret");
+        std::fs::write(&file, "tcs_abc\r\nignored\n").unwrap();
+        assert_eq!(secret_file(&file).unwrap(), "tcs_abc");
+        std::fs::write(&file, "\n").unwrap();
+        assert!(secret_file(&file).is_err());
+        assert!(secret_file(&dir.join("missing")).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

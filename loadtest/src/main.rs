@@ -1,6 +1,6 @@
 //! `tessera-loadtest`: open- and closed-loop HTTP/1.1 or HTTP/2 load against tessera (forward-auth,
-//! introspection, batch verify, JWKS) or any URL, with tokens it signs itself and HDR latency
-//! reports. See loadtest/README.md.
+//! introspection, batch verify, the token endpoint, JWKS) or any URL, with tokens it signs itself
+//! and HDR latency reports. See loadtest/README.md.
 
 #![forbid(unsafe_code)]
 

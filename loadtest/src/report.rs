@@ -9,7 +9,7 @@ pub const FORMAT: u32 = 1;
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub format: u32,
-    /// `authz`, `introspect`, `verify-batch`, `jwks` or `get`.
+    /// `authz`, `introspect`, `verify-batch`, `token`, `jwks` or `get`.
     pub scenario: String,
     /// The URL requests went to.
     pub target: String,

@@ -403,13 +403,18 @@ fn verdict(expect: Expect, answer: &Answer) -> Option<ErrorKind> {
     if let Some(verdicts) = expect.verdicts {
         return (answer.verdicts() != Some(verdicts)).then_some(ErrorKind::UnexpectedAnswer);
     }
-    let active = expect.active?;
     let said = |needle: &[u8]| {
         answer
             .body_prefix()
             .windows(needle.len())
             .any(|w| w == needle)
     };
+    if let Some(needle) = expect.contains {
+        if !said(needle) {
+            return Some(ErrorKind::UnexpectedAnswer);
+        }
+    }
+    let active = expect.active?;
     let ok = if active {
         said(b"\"active\":true")
     } else {
@@ -732,6 +737,18 @@ mod tests {
             verdict(active(false), &ok),
             Some(ErrorKind::UnexpectedAnswer)
         );
+        // The token endpoint: an access token in the first body bytes.
+        let issued = answer(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 52\r\n\r\n\
+              {\"access_token\":\"a.b.c\",\"token_type\":\"Bearer\",\"x\":1}",
+        );
+        let token = Expect {
+            contains: Some(crate::scenario::ACCESS_TOKEN),
+            ..Expect::OK
+        };
+        assert_eq!(verdict(token, &issued), None);
+        assert_eq!(verdict(token, &ok), Some(ErrorKind::UnexpectedAnswer));
+        assert_eq!(verdict(token, &refused), Some(ErrorKind::UnexpectedStatus));
     }
 
     /// A batch answer, chunked, its verdicts split across chunks and pieces (and a stray `{`

@@ -94,6 +94,9 @@ pub struct Expect {
     /// Batch verify: how many of the answer's verdicts say `{"active":true` and how many
     /// `{"active":false`, in the order of the request's tokens' kinds.
     pub verdicts: Option<Verdicts>,
+    /// Whether the answer's first body bytes (the [`PREFIX`](loadtest::http1::PREFIX) an
+    /// answer keeps) contain this, such as `"access_token"` at the start of a token response.
+    pub contains: Option<&'static [u8]>,
 }
 
 impl Expect {
@@ -101,6 +104,7 @@ impl Expect {
         status: 200,
         active: None,
         verdicts: None,
+        contains: None,
     };
 }
 
@@ -121,7 +125,7 @@ impl std::fmt::Debug for Request {
     }
 }
 
-/// HTTP Basic credentials of an introspection client.
+/// HTTP Basic credentials of a client (introspection, batch verify, the token endpoint).
 #[derive(Clone)]
 pub struct Client {
     pub id: String,
@@ -218,6 +222,32 @@ pub fn introspect(target: &Target, tokens: &[Token], client: &Client) -> Vec<Req
             )
         })
         .collect()
+}
+
+/// What a token response starts with (RFC 6749 5.1, as the daemon writes it): within the first
+/// [`PREFIX`](loadtest::http1::PREFIX) bytes of the body, where answers are checked.
+pub const ACCESS_TOKEN: &[u8] = b"{\"access_token\":";
+
+/// The token endpoint (RFC 6749 4.4): a client credentials grant, authenticated with HTTP Basic
+/// (`client_secret_basic`), asking for `scope` if given; 200 with an `access_token` expected.
+/// One request, sent again and again: every answer is a new token the daemon signed.
+pub fn token(target: &Target, client: &Client, scope: Option<&str>) -> Vec<Request> {
+    let mut body = String::from("grant_type=client_credentials");
+    if let Some(scope) = scope {
+        body.push_str("&scope=");
+        body.push_str(&form_encode(scope));
+    }
+    let expect = Expect {
+        contains: Some(ACCESS_TOKEN),
+        ..Expect::OK
+    };
+    vec![post(
+        target,
+        &client.header(),
+        "application/x-www-form-urlencoded",
+        &body,
+        expect,
+    )]
 }
 
 /// Batch verify: `batch` tokens per request, taken in turn from `tokens` (wrapping around), as
@@ -339,5 +369,25 @@ mod tests {
             .unwrap()
             .ends_with("{\"tokens\":[\"a.b.c\",\"d.e.f\",\"a.b.c\"]}"));
         assert_eq!(form_encode("a b+c/é"), "a+b%2Bc%2F%C3%A9");
+        // The token endpoint: both halves of the credentials form-encoded (RFC 6749 2.3.1).
+        let odd = Client {
+            id: "a b".into(),
+            secret: "s:%".into(),
+        };
+        let r = token(&t.join("/token"), &odd, Some("orders:read orders:write"));
+        assert_eq!(r.len(), 1);
+        let text = String::from_utf8(r[0].bytes.to_vec()).unwrap();
+        let basic = base64::engine::general_purpose::STANDARD.encode("a+b:s%3A%25");
+        assert!(text.starts_with("POST /token HTTP/1.1\r\n"), "{text}");
+        assert!(text.contains(&format!("Authorization: Basic {basic}\r\n")));
+        assert!(text.contains("Content-Type: application/x-www-form-urlencoded\r\n"));
+        assert!(text
+            .ends_with("\r\n\r\ngrant_type=client_credentials&scope=orders%3Aread+orders%3Awrite"));
+        assert_eq!(r[0].expect.status, 200);
+        assert_eq!(r[0].expect.contains, Some(ACCESS_TOKEN));
+        let r = token(&t.join("/token"), &client, None);
+        assert!(String::from_utf8(r[0].bytes.to_vec())
+            .unwrap()
+            .ends_with("Content-Length: 29\r\n\r\ngrant_type=client_credentials"));
     }
 }

@@ -21,7 +21,8 @@ pub enum ErrorKind {
     Protocol,
     /// An answer whose status contradicts what the request should get.
     UnexpectedStatus,
-    /// Introspection: an `active` verdict that contradicts the token.
+    /// The expected status with the wrong body: an `active` verdict that contradicts the token
+    /// (introspection, batch verify), or no `access_token` (the token endpoint).
     UnexpectedAnswer,
     /// Open loop: due in the measured window but never sent, every connection being busy.
     NotSent,

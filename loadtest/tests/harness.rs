@@ -762,6 +762,123 @@ fn batch_verify_checks_every_verdict() {
     }
 }
 
+/// A token endpoint in the daemon's answer format: 200 with an access token for the client
+/// `svc one` / `p@ss:w0rd` (form-encoded in its Basic credentials) asking for the scope
+/// `orders:read`; a 200 without one when no scope is asked; 401 otherwise.
+fn token_server(http: Http) -> Server {
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("svc+one:p%40ss%3Aw0rd")
+    );
+    serve_with(
+        http,
+        handler(move |request: Request<Incoming>, _| {
+            let basic = basic.clone();
+            async move {
+                let header = |name| {
+                    request
+                        .headers()
+                        .get(name)
+                        .map(|v| v.as_bytes().to_vec())
+                        .unwrap_or_default()
+                };
+                let form =
+                    header(hyper::header::CONTENT_TYPE) == b"application/x-www-form-urlencoded";
+                let authorized = header(hyper::header::AUTHORIZATION) == basic.as_bytes();
+                if request.method() != hyper::Method::POST
+                    || request.uri().path() != "/token"
+                    || !form
+                    || !authorized
+                {
+                    return reply(401, "{\"error\":\"invalid_client\"}");
+                }
+                let body = request
+                    .into_body()
+                    .collect()
+                    .await
+                    .expect("body")
+                    .to_bytes();
+                match &body[..] {
+                    b"grant_type=client_credentials&scope=orders%3Aread" => reply(
+                        200,
+                        "{\"access_token\":\"a.b.c\",\"token_type\":\"Bearer\",\"expires_in\":900}",
+                    ),
+                    b"grant_type=client_credentials" => reply(200, "{\"token_type\":\"Bearer\"}"),
+                    _ => reply(400, "{\"error\":\"invalid_request\"}"),
+                }
+            }
+        }),
+    )
+}
+
+#[test]
+fn token_grants_read_the_secret_file_and_check_for_an_access_token() {
+    let dir = Scratch::new("loadtest-token");
+    let secret = dir.join("secret");
+    testkit::write_private(&secret, "p@ss:w0rd\n");
+    let wrong = dir.join("wrong");
+    testkit::write_private(&wrong, "nope\n");
+    let json = dir.join("r.json");
+    for http in [Http::One, Http::Two] {
+        let server = token_server(http);
+        let target = url(&server, "");
+        let run = |secret: &Path, scope: Option<&str>| {
+            let mut args = vec![
+                "token",
+                "--url",
+                &target,
+                "--client-id",
+                "svc one",
+                "--secret-file",
+                secret.to_str().expect("path"),
+                "-c",
+                "2",
+                "-d",
+                "1s",
+                "--warmup",
+                "0s",
+                "--json",
+                json.to_str().expect("path"),
+            ];
+            if let Some(scope) = scope {
+                args.extend(["--scope", scope]);
+            }
+            if matches!(http, Http::Two) {
+                args.push("--http2");
+            }
+            ok(&loadtest(&args, &[]));
+            report(&json)
+        };
+        let r = run(&secret, Some("orders:read"));
+        assert_eq!(r.scenario, "token");
+        assert!(r.target.ends_with("/token"), "{}", r.target);
+        assert!(r.requests > 10, "{} requests", r.requests);
+        assert_eq!(r.statuses, vec![("200".to_string(), r.requests)]);
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        assert!(!r.notes.iter().any(|n| n.contains("p@ss")));
+        // A 200 without an access token is an unexpected answer.
+        let r = run(&secret, None);
+        assert_eq!(count(&r.errors, "unexpected_answer"), r.requests);
+        // The wrong secret: every answer is a 401 nobody expected.
+        let r = run(&wrong, Some("orders:read"));
+        assert_eq!(count(&r.errors, "unexpected_status"), r.requests);
+    }
+    // The secret never on the command line: a missing file fails before any load.
+    let server = token_server(Http::One);
+    let out = loadtest(
+        &[
+            "token",
+            "--url",
+            &url(&server, ""),
+            "--secret-file",
+            dir.join("missing").to_str().expect("path"),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(server.requests.load(Ordering::Relaxed), 0);
+}
+
 #[test]
 fn ctrl_c_ends_the_run_early_with_a_report() {
     let server = serve(handler(|_, _| async { reply(200, "ok\n") }));
