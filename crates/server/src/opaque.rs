@@ -103,14 +103,11 @@ impl Opaque {
                 if row.exp <= now {
                     return Ok(None);
                 }
-                let signer = Arc::clone(signer.ok_or(OpaqueError::NoSigner)?);
-                let claims = row.claims;
-                let jwt = tokio::task::spawn_blocking(move || {
-                    signer.sign(&claims, oauth::ACCESS_TOKEN_TYP)
-                })
-                .await
-                .map_err(|_| OpaqueError::Internal("the signing task was lost"))?
-                .map_err(OpaqueError::Signer)?;
+                let signer = signer.ok_or(OpaqueError::NoSigner)?;
+                let jwt = signer
+                    .sign_async(row.claims, oauth::ACCESS_TOKEN_TYP)
+                    .await
+                    .map_err(OpaqueError::Signer)?;
                 self.minted
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 // Base64url and dots: always a header value.

@@ -57,6 +57,10 @@ pub struct Signer {
     hsm: Hsm,
     published: RwLock<Published>,
     local: Arc<LocalKeySet>,
+    /// Signatures running at once: no more than there are cores to run them (nor sessions to
+    /// run them on). A signature is CPU-bound (SoftHSM) or a round trip to a device; more
+    /// threads than cores only switch between themselves and wait for sessions.
+    running: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for Signer {
@@ -115,6 +119,11 @@ impl Signer {
                 jwks: Arc::from("{\"keys\":[]}"),
             }),
             local: Arc::new(LocalKeySet::default()),
+            running: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism()
+                    .map_or(1, |n| n.get())
+                    .min(settings.sessions.max(1)),
+            ),
         };
         signer.reload(now)?;
         Ok(signer)
@@ -172,6 +181,25 @@ impl Signer {
                     .any(|k| k.life.alg == *alg && k.life.state == KeyState::Active)
             })
             .collect()
+    }
+
+    /// [`Signer::sign`] from async code: it waits its turn (at most one signature per core at
+    /// once), then runs on the blocking pool.
+    pub async fn sign_async(
+        self: &Arc<Self>,
+        claims: String,
+        typ: &'static str,
+    ) -> Result<String, SignerError> {
+        let _turn =
+            self.running.acquire().await.map_err(|_| {
+                SignerError::Hsm(HsmError::Unavailable("the signer is closed".into()))
+            })?;
+        let signer = Arc::clone(self);
+        tokio::task::spawn_blocking(move || signer.sign(&claims, typ))
+            .await
+            .map_err(|_| {
+                SignerError::Hsm(HsmError::Unavailable("the signing task was lost".into()))
+            })?
     }
 
     /// Signs `claims` (a JSON object) with the preferred key active at this moment (a

@@ -86,11 +86,9 @@ pub async fn introspect(
         ",\"iat\":{now},\"token_introspection\":{answer}}}"
     ));
     let signer = app.signer.clone().ok_or(Refusal::NotAcceptable)?;
-    let signed = tokio::task::spawn_blocking(move || {
-        signer.sign(&claims, jose::jwt::INTROSPECTION_RESPONSE)
-    })
-    .await
-    .map_err(|_| Refusal::Internal)?;
+    let signed = signer
+        .sign_async(claims, jose::jwt::INTROSPECTION_RESPONSE)
+        .await;
     match signed {
         Ok(jwt) => {
             app.metrics

@@ -5,7 +5,6 @@
 //! of tessera's own access tokens, which are `at+jwt`). A refusal names the rule it broke.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
@@ -58,10 +57,7 @@ pub async fn sign(app: &App, request: Request<Incoming>, peer: IpAddr) -> Result
             tracing::info!(client = %client, rule = refusal.rule, "signing refused");
             Refusal::Policy(refusal)
         })?;
-    let signer = Arc::clone(signer);
-    let signed = tokio::task::spawn_blocking(move || signer.sign(&claims, TYP))
-        .await
-        .map_err(|_| Refusal::Internal)?;
+    let signed = signer.sign_async(claims, TYP).await;
     let counter = if signed.is_ok() {
         &app.metrics.hsm_signatures
     } else {

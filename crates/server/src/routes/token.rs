@@ -86,11 +86,7 @@ pub async fn token(app: &App, request: Request<Incoming>, peer: IpAddr) -> Resul
     .to_json();
     let access_token = match issue.format {
         TokenFormat::Jwt => {
-            let signer = Arc::clone(signer);
-            let signed =
-                tokio::task::spawn_blocking(move || signer.sign(&claims, oauth::ACCESS_TOKEN_TYP))
-                    .await
-                    .map_err(|_| Refusal::Internal)?;
+            let signed = signer.sign_async(claims, oauth::ACCESS_TOKEN_TYP).await;
             let counter = if signed.is_ok() {
                 &app.metrics.hsm_signatures
             } else {
