@@ -1253,3 +1253,50 @@ async fn signing_api_signs_within_the_policy_and_names_the_rule_it_breaks() {
     assert!(logs.contains("token signed"), "{logs}");
     assert!(!logs.contains(&token) && !logs.contains(&secret), "{logs}");
 }
+
+/// private_key_jwt with a `jwks_uri`: fetched when the client first authenticates, and fetched
+/// again when an assertion names a key the set lacks (the client rotated).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_key_jwt_follows_the_clients_jwks_uri() {
+    let issuing = Issuing::new("jwks-uri", Some(PUBLIC), "");
+    let first = jose::SigningKey::generate(jose::Algorithm::ES256)
+        .expect("ES256 key")
+        .with_kid("first");
+    let (url, document) = serve_jwks(&first.jwks()).await;
+    issuing.add("keyed", "private_key_jwt", 60, &["--jwks-uri", &url]);
+    let daemon = issuing.serve();
+    let grant = |key: &jose::SigningKey| {
+        let assertion = assertion(key, "keyed", json!({}));
+        let daemon = &daemon;
+        async move { token(daemon, None, &with_assertion(&assertion, &[])).await }
+    };
+    let reply = grant(&first).await;
+    issued(
+        &reply,
+        60,
+        Some("orders:read orders:write"),
+        "the first key",
+    );
+    // The client publishes a new key and signs with it: the daemon refetches and accepts it.
+    let second = jose::SigningKey::generate(jose::Algorithm::ES256)
+        .expect("ES256 key")
+        .with_kid("second");
+    *document.lock().expect("document") = second.jwks();
+    let reply = grant(&second).await;
+    issued(
+        &reply,
+        60,
+        Some("orders:read orders:write"),
+        "the rotated key",
+    );
+    // A key the client never published is refused.
+    let stranger = jose::SigningKey::generate(jose::Algorithm::ES256)
+        .expect("ES256 key")
+        .with_kid("second");
+    refused(
+        &grant(&stranger).await,
+        401,
+        "invalid_client",
+        "an unpublished key",
+    );
+}
