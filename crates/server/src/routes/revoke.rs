@@ -36,31 +36,14 @@ pub async fn revoke(app: &App, request: Request<Incoming>, peer: IpAddr) -> Resu
         .ok_or(Refusal::BadRequest("invalid_request"))?;
     // `token_type_hint` is only a hint (section 2.1): every token is looked up the same way.
     let now = crate::unix_now();
-    if oauth::OpaqueToken::looks_like(token.as_bytes()) {
-        return revoke_opaque(app, &client, token).await;
-    }
-    let result = app.engine.verify(token.as_bytes(), now).await;
-    let jwt = match verdict(token.as_bytes(), result)? {
-        Ok(jwt) => jwt,
-        // Invalid, expired or already revoked: nothing to take back, and nothing to say.
-        Err(_) => return Ok(done()),
+    let revocation = if oauth::OpaqueToken::looks_like(token.as_bytes()) {
+        opaque_revocation(app, token).await?
+    } else {
+        jwt_revocation(app, token, now).await?
     };
-    let iss = jwt
-        .str_claim("iss")
-        .map(|s| s.into_owned())
-        .unwrap_or_default();
-    // Kept until the token would expire anyway (rounded up: never a second early).
-    let exp = jwt.exp().map_or(now + NO_EXP_KEEP_S, |e| e.ceil() as i64);
-    let revocation = match jwt.str_claim("jti") {
-        Some(jti) => Revocation::Jti {
-            iss,
-            jti: jti.into_owned(),
-            exp,
-        },
-        None => Revocation::Token {
-            sha256: engine::revoked::sha256(token.as_bytes()),
-            exp,
-        },
+    // Invalid, unknown, expired or already revoked: nothing to take back, and nothing to say.
+    let Some(revocation) = revocation else {
+        return Ok(done());
     };
     match app.revocations.revoke(&app.engine, revocation).await {
         Ok(record) => {
@@ -79,9 +62,35 @@ pub async fn revoke(app: &App, request: Request<Incoming>, peer: IpAddr) -> Resu
     }
 }
 
+/// A JWT this daemon accepts is revoked by its `jti` (or, without one, its SHA-256).
+async fn jwt_revocation(app: &App, token: &str, now: i64) -> Result<Option<Revocation>, Refusal> {
+    let result = app.engine.verify(token.as_bytes(), now).await;
+    let Ok(jwt) = verdict(token.as_bytes(), result)? else {
+        return Ok(None);
+    };
+    let iss = jwt
+        .str_claim("iss")
+        .map(|s| s.into_owned())
+        .unwrap_or_default();
+    // Kept until the token would expire anyway (rounded up: never a second early).
+    let exp = jwt.exp().map_or(now + NO_EXP_KEEP_S, |e| e.ceil() as i64);
+    let revocation = match jwt.str_claim("jti") {
+        Some(jti) => Revocation::Jti {
+            iss,
+            jti: jti.into_owned(),
+            exp,
+        },
+        None => Revocation::Token {
+            sha256: engine::revoked::sha256(token.as_bytes()),
+            exp,
+        },
+    };
+    Ok(Some(revocation))
+}
+
 /// An opaque token is revoked by the `jti` of its claims, which its phantom JWT carries too:
 /// the record reaches every daemon's cache as a JWT's does. Unknown: nothing to do.
-async fn revoke_opaque(app: &App, client: &str, token: &str) -> Result<Reply, Refusal> {
+async fn opaque_revocation(app: &App, token: &str) -> Result<Option<Revocation>, Refusal> {
     let store = app.revocations.store();
     let row = crate::opaque::Opaque::claims(token.as_bytes(), store)
         .await
@@ -90,7 +99,7 @@ async fn revoke_opaque(app: &App, client: &str, token: &str) -> Result<Reply, Re
             Refusal::Unavailable
         })?;
     let Some(row) = row else {
-        return Ok(done());
+        return Ok(None);
     };
     // Written by the token endpoint: an object with `iss` and `jti`.
     let claim = |name: &str| match jose::json::parse(&row.claims, 4) {
@@ -105,26 +114,11 @@ async fn revoke_opaque(app: &App, client: &str, token: &str) -> Result<Reply, Re
         tracing::error!(token = %fingerprint(token.as_bytes()), "stored opaque token without a jti");
         return Err(Refusal::Internal);
     }
-    let revocation = Revocation::Jti {
+    Ok(Some(Revocation::Jti {
         iss,
         jti,
         exp: row.exp,
-    };
-    match app.revocations.revoke(&app.engine, revocation).await {
-        Ok(record) => {
-            tracing::info!(
-                client = %client,
-                token = %fingerprint(token.as_bytes()),
-                seq = record.seq,
-                "opaque token revoked"
-            );
-            Ok(done())
-        }
-        Err(e) => {
-            tracing::error!(cause = %e, "revocation not recorded");
-            Err(Refusal::Unavailable)
-        }
-    }
+    }))
 }
 
 /// Section 2.2: 200, and a body the client ignores.
