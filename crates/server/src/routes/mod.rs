@@ -55,11 +55,16 @@ pub async fn handle(
     request: Request<Incoming>,
     peer: IpAddr,
 ) -> Reply {
-    // A daemon that cannot know what was revoked lately verifies nothing (unless the operator
+    // A daemon that cannot know what was revoked lately verifies nothing, nor issues to
+    // clients that may have been removed or given new secrets meanwhile (unless the operator
     // chose to serve stale).
     if matches!(
         endpoint,
-        Endpoint::Introspect | Endpoint::Verify | Endpoint::Authz
+        Endpoint::Introspect
+            | Endpoint::Verify
+            | Endpoint::Authz
+            | Endpoint::Token
+            | Endpoint::Sign
     ) && app.revocations.refuses()
     {
         return Refusal::StoreBehind.reply();
