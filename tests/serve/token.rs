@@ -1048,6 +1048,12 @@ async fn store_clients_follow_rotation_and_removal_without_a_restart() {
         scope,
         "the other client",
     );
+    let metrics = daemon.get("/metrics").await.text();
+    assert!(
+        metrics.contains("tessera_clients{source=\"store\"} 1\n")
+            && metrics.contains("tessera_clients_left_out 0\n"),
+        "{metrics}"
+    );
     never_logged(&daemon, &secrets);
 }
 

@@ -25,6 +25,25 @@ pub struct Verified {
     pub exp: i64,
 }
 
+/// Why an assertion was refused: the rule it broke (a `jose` error code such as `expired` or
+/// `unknown_key`, or `sub`, `jti`, `exp`). The client is told `invalid_client` with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refused(pub &'static str);
+
+impl Refused {
+    /// Whether the assertion names a key the client's set lacks (the set may be worth
+    /// fetching again).
+    pub fn is_unknown_key(self) -> bool {
+        self.0 == jose::Error::UnknownKey.code()
+    }
+}
+
+impl From<Refused> for OAuthError {
+    fn from(refused: Refused) -> Self {
+        OAuthError::invalid_client(format!("client assertion refused: {}", refused.0))
+    }
+}
+
 /// The client an assertion claims to be (its unverified `iss`), to find its keys with; the
 /// verification then requires `iss` and `sub` to be that client.
 pub fn claimed_client(assertion: &str) -> Result<String, OAuthError> {
@@ -41,31 +60,25 @@ pub fn verify(
     keys: &jose::KeySet,
     audiences: &[String],
     now: i64,
-) -> Result<Verified, OAuthError> {
+) -> Result<Verified, Refused> {
     let mut validation = jose::Validation::default().with_issuer(client_id);
     validation.audiences = audiences.to_vec();
     validation.leeway = LEEWAY_S;
     validation.require_exp = true;
     validation.required_claims = vec!["jti".into(), "sub".into()];
     validation.max_lifetime = Some(MAX_LIFETIME_S);
-    let jwt = jose::jwt::verify(assertion, keys, &validation, now).map_err(|e| {
-        OAuthError::invalid_client(format!("client assertion refused: {}", e.code()))
-    })?;
+    let jwt =
+        jose::jwt::verify(assertion, keys, &validation, now).map_err(|e| Refused(e.code()))?;
     if jwt.str_claim("sub").as_deref() != Some(client_id) {
-        return Err(OAuthError::invalid_client(
-            "client assertion refused: sub is not the client",
-        ));
+        return Err(Refused("sub"));
     }
     let jti = jwt
         .str_claim("jti")
         .filter(|j| !j.is_empty() && j.len() <= MAX_JTI_BYTES)
-        .ok_or_else(|| OAuthError::invalid_client("client assertion refused: jti"))?
+        .ok_or(Refused("jti"))?
         .into_owned();
     // Required by the validation above; rounded up so that the record outlives the assertion.
-    let exp = jwt
-        .exp()
-        .map(|e| e.ceil() as i64)
-        .ok_or_else(|| OAuthError::invalid_client("client assertion refused: exp"))?;
+    let exp = jwt.exp().map(|e| e.ceil() as i64).ok_or(Refused("exp"))?;
     Ok(Verified { jti, exp })
 }
 
@@ -106,7 +119,7 @@ mod tests {
         );
         let refused = |claims: String, why: &str| {
             let t = assertion(&key, &claims);
-            let e = verify(&t, "c", &keys, &auds, NOW).unwrap_err();
+            let e = OAuthError::from(verify(&t, "c", &keys, &auds, NOW).unwrap_err());
             assert_eq!(e.code, crate::ErrorCode::InvalidClient);
             assert!(e.description.contains(why), "{} lacks {why}", e.description);
         };
@@ -151,7 +164,15 @@ mod tests {
         );
         // Another key, `alg: none`, and a tampered signature.
         let other = assertion(&self::key(), &good);
-        assert!(verify(&other, "c", &keys, &auds, NOW).is_err());
+        assert_eq!(
+            verify(&other, "c", &keys, &auds, NOW),
+            Err(Refused("bad_signature"))
+        );
+        let unknown = jose::SigningKey::generate(jose::Algorithm::ES256)
+            .unwrap()
+            .with_kid("c2");
+        let refused = verify(&assertion(&unknown, &good), "c", &keys, &auds, NOW).unwrap_err();
+        assert!(refused.is_unknown_key(), "{refused:?}");
         let b64 = |s: &str| jose::b64::encode(s.as_bytes());
         let none = format!("{}.{}.", b64(r#"{"alg":"none"}"#), b64(&good));
         assert!(verify(&none, "c", &keys, &auds, NOW).is_err());

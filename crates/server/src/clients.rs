@@ -122,6 +122,8 @@ pub struct Clients {
     /// Secret hashes computed so far (`tessera_client_secret_hashes_total`).
     hashes: Arc<AtomicU64>,
     failures: Arc<Failures>,
+    /// Stored clients left out of the last table (unreadable, or shadowing a configured one).
+    left_out: AtomicU64,
 }
 
 /// A verified credential: the table generation it was verified in, and whose it is.
@@ -175,7 +177,20 @@ impl Clients {
             },
             hashes: Arc::new(AtomicU64::new(0)),
             failures: Arc::new(Failures::new(failures, SOURCES)),
+            left_out: AtomicU64::new(0),
         }
+    }
+
+    /// How many clients there are, (configured, stored), and how many stored ones the last
+    /// reload left out.
+    pub fn counts(&self) -> (usize, usize, u64) {
+        let table = self.table();
+        let stored = table.by_id.values().filter(|c| c.stored).count();
+        (
+            table.by_id.len() - stored,
+            stored,
+            self.left_out.load(Ordering::Relaxed),
+        )
     }
 
     fn table(&self) -> Arc<Table> {
@@ -217,6 +232,8 @@ impl Clients {
                 }
             }
         }
+        self.left_out
+            .store((stored.len() - taken) as u64, Ordering::Relaxed);
         let generation = old.generation + 1;
         *self.table.write().unwrap_or_else(|e| e.into_inner()) =
             Arc::new(Table { generation, by_id });

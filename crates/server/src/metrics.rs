@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use engine::{EngineHandle, Issuers, Kept, Striped};
 
+use crate::clients::Clients;
 use crate::revocations::Follower;
 
 /// The endpoints, as labelled in the metrics.
@@ -128,11 +129,28 @@ impl Metrics {
     pub fn page<R: Kept>(
         &self,
         engine: &EngineHandle<R>,
-        secret_hashes: u64,
+        clients: &Clients,
         revocations: &Follower,
         phantom_minted: u64,
     ) -> String {
         self.render(|out| {
+            let (configured, stored, left_out) = clients.counts();
+            family(
+                out,
+                "tessera_clients",
+                "gauge",
+                "Clients, by where they are registered.",
+            );
+            let _ = writeln!(out, "tessera_clients{{source=\"config\"}} {configured}");
+            let _ = writeln!(out, "tessera_clients{{source=\"store\"}} {stored}");
+            family(
+                out,
+                "tessera_clients_left_out",
+                "gauge",
+                "Stored clients left out at the last reload (unreadable, or a configured id).",
+            );
+            let _ = writeln!(out, "tessera_clients_left_out {left_out}");
+            let secret_hashes = clients.hashes();
             family(
                 out,
                 "tessera_phantom_tokens_minted_total",

@@ -87,7 +87,7 @@ pub fn metrics(app: &App, request: &Request<Incoming>) -> Result<Reply, Refusal>
     only_get(request)?;
     let body = app.metrics.page(
         &app.engine,
-        app.clients.hashes(),
+        &app.clients,
         &app.revocations,
         app.opaque.minted(),
     );

@@ -238,19 +238,16 @@ async fn assertion_client(
             let first =
                 oauth::assertion::verify(assertion, &client.id, &remote.keys(), &audiences, now);
             // A key the set lacks may be a new one: refetch (at most once per cool-down).
-            if first
-                .as_ref()
-                .is_err_and(|e| e.description.contains("unknown_key"))
-                && remote.unknown_kid().await
-            {
-                oauth::assertion::verify(assertion, &client.id, &remote.keys(), &audiences, now)
-            } else {
-                first
+            match first {
+                Err(refused) if refused.is_unknown_key() && remote.unknown_kid().await => {
+                    oauth::assertion::verify(assertion, &client.id, &remote.keys(), &audiences, now)
+                }
+                first => first,
             }
         }
-        None => Err(OAuthError::invalid_client("the client has no keys")),
+        None => Err(oauth::assertion::Refused("no_keys")),
     }
-    .map_err(Failure::OAuth)?;
+    .map_err(|refused| Failure::OAuth(refused.into()))?;
     let fresh = app
         .revocations
         .store()
