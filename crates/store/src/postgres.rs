@@ -470,18 +470,8 @@ async fn migrate(pool: &Pool, host: &str, now: i64) -> Result<i64, StoreError> {
         .map_err(e)?
         .try_get(0)
         .map_err(|e| StoreError::Corrupt(format!("tessera_migrations: {e}")))?;
-    if current > schema::VERSION {
-        return Err(StoreError::SchemaTooNew {
-            found: current,
-            known: schema::VERSION,
-        });
-    }
-    for (i, statements) in schema::MIGRATIONS.iter().enumerate() {
-        let version = i as i64 + 1;
-        if version <= current {
-            continue;
-        }
-        for statement in *statements {
+    for (version, statements) in schema::pending(current)? {
+        for statement in statements {
             tx.batch_execute(statement).await.map_err(e)?;
         }
         tx.execute(schema::RECORD_MIGRATION, &[&version, &now])

@@ -69,6 +69,24 @@ pub const MIGRATIONS: [&[&str]; 2] = [
     ],
 ];
 
+/// The migrations a store at schema `current` still needs, each with its version, in order;
+/// a store newer than this binary is refused.
+pub fn pending(
+    current: i64,
+) -> Result<impl Iterator<Item = (i64, &'static [&'static str])>, StoreError> {
+    if current > VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found: current,
+            known: VERSION,
+        });
+    }
+    Ok(MIGRATIONS
+        .iter()
+        .enumerate()
+        .map(|(i, statements)| (i as i64 + 1, *statements))
+        .filter(move |(version, _)| *version > current))
+}
+
 /// Takes the next sequence number. The row lock it takes is held until the writing
 /// transaction commits, so writers are serialised on it and numbers are given in commit
 /// order: a reader that has seen `seq = n` never later finds a record below `n` that it missed

@@ -287,18 +287,8 @@ fn migrate(connection: &mut Connection, now: i64) -> Result<i64, StoreError> {
     let current: i64 = tx
         .query_row(schema::CURRENT_VERSION, [], |r| r.get(0))
         .map_err(unavailable)?;
-    if current > schema::VERSION {
-        return Err(StoreError::SchemaTooNew {
-            found: current,
-            known: schema::VERSION,
-        });
-    }
-    for (i, statements) in schema::MIGRATIONS.iter().enumerate() {
-        let version = i as i64 + 1;
-        if version <= current {
-            continue;
-        }
-        for statement in *statements {
+    for (version, statements) in schema::pending(current)? {
+        for statement in statements {
             tx.execute_batch(statement).map_err(unavailable)?;
         }
         tx.execute(schema::RECORD_MIGRATION, params![version, now])

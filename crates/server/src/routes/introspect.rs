@@ -13,7 +13,7 @@ use crate::app::App;
 use crate::config::Permission;
 
 use super::reply::{json, Refusal, Reply};
-use super::request::{body, caller, media_type_is};
+use super::request::{body, caller, media_type_is, token_param};
 use super::verdict::{by_value, log_refusal, verdict};
 use crate::answers::{Answers, Identity};
 
@@ -61,11 +61,7 @@ pub async fn introspect(
     }
     let body = body(app, request).await?;
     let params = crate::form::parse(&body).map_err(|_| Refusal::BadRequest("invalid_request"))?;
-    let token = params
-        .iter()
-        .find(|(name, _)| name == "token")
-        .map(|(_, value)| value.as_ref())
-        .ok_or(Refusal::BadRequest("invalid_request"))?;
+    let token = token_param(&params)?;
     let now = crate::unix_now();
     let answer = match by_value(app, token).await? {
         Some(token) => answer(app, token.as_bytes(), now).await?,

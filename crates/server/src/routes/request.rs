@@ -76,6 +76,15 @@ pub async fn read_body(body: &mut Incoming, limit: usize) -> Result<Bytes, Refus
     Ok(first.unwrap_or_else(|| Bytes::from(joined)))
 }
 
+/// The `token` parameter of an RFC 7662 or RFC 7009 form, borrowed from the parsed body.
+pub fn token_param<'a>(params: &'a [crate::form::Param<'a>]) -> Result<&'a str, Refusal> {
+    params
+        .iter()
+        .find(|(name, _)| name == "token")
+        .map(|(_, value)| value.as_ref())
+        .ok_or(Refusal::BadRequest("invalid_request"))
+}
+
 /// Whether the request's media type (parameters aside) is `expected`, in any case.
 pub fn media_type_is(headers: &HeaderMap, expected: &str) -> bool {
     headers

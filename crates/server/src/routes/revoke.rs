@@ -12,7 +12,7 @@ use crate::app::App;
 use crate::config::Permission;
 
 use super::reply::{json, Refusal, Reply};
-use super::request::{body, caller, media_type_is};
+use super::request::{body, caller, media_type_is, token_param};
 use super::verdict::{fingerprint, verdict};
 
 /// How long a token-hash record lasts for a token without `exp` (a policy that does not
@@ -29,11 +29,7 @@ pub async fn revoke(app: &App, request: Request<Incoming>, peer: IpAddr) -> Resu
     }
     let body = body(app, request).await?;
     let params = crate::form::parse(&body).map_err(|_| Refusal::BadRequest("invalid_request"))?;
-    let token = params
-        .iter()
-        .find(|(name, _)| name == "token")
-        .map(|(_, value)| value.as_ref())
-        .ok_or(Refusal::BadRequest("invalid_request"))?;
+    let token = token_param(&params)?;
     // `token_type_hint` is only a hint (section 2.1): every token is looked up the same way.
     let now = crate::unix_now();
     let revocation = if oauth::OpaqueToken::looks_like(token.as_bytes()) {
