@@ -24,7 +24,7 @@ pub use mint::{new_jti, AccessClaims, ACCESS_TOKEN_TYP};
 pub use opaque::{OpaqueToken, OPAQUE_PREFIX};
 pub use registration::{
     client_key_set, AuthMethod, ClientKeys, Grant, Permission, Registration, RegistrationError,
-    TokenFormat, MAX_TOKEN_LIFETIME_S,
+    TokenFormat, DEFAULT_TOKEN_LIFETIME_S, MAX_TOKEN_LIFETIME_S,
 };
 pub use request::{ClientAuth, TokenRequest, GRANT_CLIENT_CREDENTIALS};
 pub use scope::{Scope, ScopeError};

@@ -17,15 +17,6 @@ pub enum Grant {
     ClientCredentials,
 }
 
-impl Grant {
-    /// The `grant_type` value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Grant::ClientCredentials => "client_credentials",
-        }
-    }
-}
-
 /// How a client proves who it is at the token endpoint (RFC 8414's
 /// `token_endpoint_auth_methods_supported` names).
 #[non_exhaustive]

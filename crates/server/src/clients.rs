@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use aws_lc_rs::digest::{digest, SHA256};
 use base64::Engine as _;
+use engine::revoked::sha256;
 use engine::{RemoteConfig, RemoteKeySet};
 use oauth::{ClientKeys, Registration};
 
@@ -245,9 +245,16 @@ impl Clients {
         taken
     }
 
-    /// Whether the authenticated client `id` may call what `permission` covers.
+    /// Whether the authenticated client `id` may call what `permission` covers. Asked on every
+    /// request of the callers' endpoints: looked up under the read lock, no table or entry
+    /// handle taken.
     pub fn permits(&self, id: &str, permission: Permission) -> bool {
-        self.get(id).is_some_and(|c| c.permits(permission))
+        self.table
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .by_id
+            .get(id)
+            .is_some_and(|c| c.permits(permission))
     }
 
     /// Secret hashes computed so far (each a full PBKDF2 run).
@@ -393,12 +400,6 @@ impl Clients {
         });
         Some(shared)
     }
-}
-
-pub fn sha256(bytes: &[u8]) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest(&SHA256, bytes).as_ref());
-    out
 }
 
 /// A stored client, checked; a `jwks_uri` already followed by the previous table keeps its

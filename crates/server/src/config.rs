@@ -877,7 +877,7 @@ impl Config {
                 token_format: c.token_format.unwrap_or_default(),
                 token_lifetime: c
                     .token_lifetime_s
-                    .unwrap_or(oauth::Registration::new(auth_method).token_lifetime),
+                    .unwrap_or(oauth::DEFAULT_TOKEN_LIFETIME_S),
                 auth_method,
                 keys: None,
                 sign: None,

@@ -12,6 +12,7 @@ use std::num::NonZeroU32;
 use aws_lc_rs::pbkdf2;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::Engine as _;
+use engine::revoked::sha256;
 
 /// A stored secret: `pbkdf2-sha256$ITERATIONS$SALT$HASH` or `sha256$HASH`, salt and hash in
 /// unpadded base64url.
@@ -192,12 +193,6 @@ impl SecretHash {
             }
         }
     }
-}
-
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref());
-    out
 }
 
 impl std::fmt::Display for SecretHash {

@@ -70,7 +70,7 @@ pub struct AddArgs {
     #[arg(long, value_name = "FORMAT", default_value = "jwt")]
     format: String,
     /// Access-token lifetime in seconds (1 to 86400).
-    #[arg(long, value_name = "SECS", default_value_t = 900)]
+    #[arg(long, value_name = "SECS", default_value_t = oauth::DEFAULT_TOKEN_LIFETIME_S)]
     lifetime: u64,
     /// private_key_jwt: a JWK Set file with the client's public keys.
     #[arg(long, value_name = "FILE", conflicts_with = "jwks_uri")]

@@ -13,7 +13,9 @@ use hyper::{Method, Request, StatusCode};
 use oauth::{AccessClaims, ClientAuth, OAuthError, OpaqueToken, TokenFormat, TokenRequest};
 
 use crate::app::App;
-use crate::clients::{sha256, AssertionKeys, AuthError, ClientEntry};
+use engine::revoked::sha256;
+
+use crate::clients::{AssertionKeys, AuthError, ClientEntry};
 
 use super::reply::{json, Refusal, Reply};
 use super::request::{body, media_type_is};
