@@ -38,6 +38,7 @@ mod drain;
 mod introspect;
 mod keysets;
 mod limits;
+mod mtls;
 mod observe;
 mod revoke;
 mod token;

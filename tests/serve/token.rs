@@ -12,9 +12,9 @@
 use super::*;
 
 const PUBLIC: &str = "https://tessera.example";
-const ORDERS: &str = "https://api.example/orders";
+pub(super) const ORDERS: &str = "https://api.example/orders";
 const BILLING: &str = "https://api.example/billing";
-const FORM: &str = "application/x-www-form-urlencoded";
+pub(super) const FORM: &str = "application/x-www-form-urlencoded";
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 const CC: (&str, &str) = ("grant_type", "client_credentials");
 /// How long a change in the store may take to show in the daemon (`poll_ms = 100`).
@@ -22,7 +22,7 @@ const FOLLOW: Duration = Duration::from_secs(5);
 
 /// A scratch folder with a SoftHSM token holding an ES256 key, and the configuration of a
 /// daemon that signs with it and keeps its clients in `store.sqlite3` beside the file.
-struct Issuing {
+pub(super) struct Issuing {
     hsm: Token,
     dir: Scratch,
     config: PathBuf,
@@ -31,7 +31,7 @@ struct Issuing {
 impl Issuing {
     /// `public_url`: the daemon's issuer, trusted by the daemon (else it is the bound address
     /// and the trusted issuer is another); `rest` is appended to the configuration.
-    fn new(name: &str, public_url: Option<&str>, rest: &str) -> Self {
+    pub(super) fn new(name: &str, public_url: Option<&str>, rest: &str) -> Self {
         let hsm = Token::new(&format!("token-{name}"));
         hsm.ok(&["keys", "generate", "--alg", "ES256"]);
         let dir = Scratch::new(&format!("serve-token-{name}"));
@@ -83,7 +83,7 @@ max_lag_ms = 5000
     }
 
     /// `tessera clients ARGS`, expected to succeed; its one JSON line.
-    fn clients_ok(&self, args: &[&str]) -> Value {
+    pub(super) fn clients_ok(&self, args: &[&str]) -> Value {
         let out = self.clients(args);
         assert!(
             out.status.success(),
@@ -145,7 +145,7 @@ max_lag_ms = 5000
         (key, file)
     }
 
-    fn serve(&self) -> Daemon {
+    pub(super) fn serve(&self) -> Daemon {
         Daemon::spawn(
             self.hsm
                 .command(&["serve", "--config", path_str(&self.config)]),
@@ -167,7 +167,7 @@ fn encode(text: &str) -> String {
         .collect()
 }
 
-fn form(params: &[(&str, &str)]) -> String {
+pub(super) fn form(params: &[(&str, &str)]) -> String {
     params
         .iter()
         .map(|(name, value)| format!("{}={}", encode(name), encode(value)))

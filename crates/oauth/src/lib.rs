@@ -13,6 +13,7 @@ pub mod assertion;
 mod error;
 pub mod grant;
 mod mint;
+pub mod mtls;
 mod opaque;
 mod registration;
 mod request;

@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::mtls::CertSubject;
 use crate::scope::Scope;
 use crate::sign::SignPolicy;
 
@@ -29,6 +30,12 @@ pub enum AuthMethod {
     ClientSecretPost,
     /// A JWT signed with one of the client's registered keys (RFC 7523, section 2.2).
     PrivateKeyJwt,
+    /// A TLS client certificate that chains to the daemon's client CA and carries the
+    /// registered name (RFC 8705 section 2.1).
+    TlsClientAuth,
+    /// A TLS client certificate registered with the client, in its JWK Set's `x5c`
+    /// (RFC 8705 section 2.2).
+    SelfSignedTlsClientAuth,
 }
 
 impl AuthMethod {
@@ -37,7 +44,17 @@ impl AuthMethod {
             AuthMethod::ClientSecretBasic => "client_secret_basic",
             AuthMethod::ClientSecretPost => "client_secret_post",
             AuthMethod::PrivateKeyJwt => "private_key_jwt",
+            AuthMethod::TlsClientAuth => "tls_client_auth",
+            AuthMethod::SelfSignedTlsClientAuth => "self_signed_tls_client_auth",
         }
+    }
+
+    /// Whether the client proves itself with a TLS client certificate (RFC 8705).
+    pub fn uses_certificate(self) -> bool {
+        matches!(
+            self,
+            AuthMethod::TlsClientAuth | AuthMethod::SelfSignedTlsClientAuth
+        )
     }
 
     /// Whether the client holds a secret (the others hold keys).
@@ -75,7 +92,8 @@ pub enum Permission {
     Sign,
 }
 
-/// Where a `private_key_jwt` client's public keys are.
+/// Where a `private_key_jwt` client's public keys are (or a `self_signed_tls_client_auth`
+/// client's certificates, in `x5c`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClientKeys {
     /// A JWK Set document, registered with the client.
@@ -105,6 +123,8 @@ pub struct Registration {
     pub token_lifetime: u64,
     pub auth_method: AuthMethod,
     pub keys: Option<ClientKeys>,
+    /// The name a `tls_client_auth` client's certificate carries.
+    pub tls_subject: Option<CertSubject>,
     pub permissions: Vec<Permission>,
     /// What `/v1/sign` may sign for it (with the `sign` permission).
     pub sign: Option<SignPolicy>,
@@ -141,6 +161,16 @@ struct Document {
     jwks: Option<Box<serde_json::value::RawValue>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     jwks_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tls_client_auth_subject_dn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tls_client_auth_san_dns: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tls_client_auth_san_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tls_client_auth_san_ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tls_client_auth_san_email: Option<String>,
     #[serde(default)]
     permissions: Vec<Permission>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -159,6 +189,7 @@ impl Registration {
             token_lifetime: DEFAULT_TOKEN_LIFETIME_S,
             auth_method,
             keys: None,
+            tls_subject: None,
             permissions: Vec::new(),
             sign: None,
         }
@@ -180,6 +211,26 @@ impl Registration {
             (None, Some(uri)) => Some(ClientKeys::JwksUri(uri)),
             (None, None) => None,
         };
+        let names = [
+            (
+                "tls_client_auth_subject_dn",
+                &doc.tls_client_auth_subject_dn,
+            ),
+            ("tls_client_auth_san_dns", &doc.tls_client_auth_san_dns),
+            ("tls_client_auth_san_uri", &doc.tls_client_auth_san_uri),
+            ("tls_client_auth_san_ip", &doc.tls_client_auth_san_ip),
+            ("tls_client_auth_san_email", &doc.tls_client_auth_san_email),
+        ];
+        let mut tls_subject = None;
+        for (field, value) in names {
+            let Some(value) = value else { continue };
+            if tls_subject.is_some() {
+                return Err(RegistrationError(
+                    "tls_client_auth: register exactly one certificate name".into(),
+                ));
+            }
+            tls_subject = Some(CertSubject::parse(field, value).map_err(RegistrationError)?);
+        }
         let registration = Registration {
             grants: doc.grants,
             scopes,
@@ -188,6 +239,7 @@ impl Registration {
             token_lifetime: doc.token_lifetime_s.unwrap_or(DEFAULT_TOKEN_LIFETIME_S),
             auth_method: doc.auth_method,
             keys,
+            tls_subject,
             permissions: doc.permissions,
             sign: doc.sign,
         };
@@ -205,6 +257,12 @@ impl Registration {
             Some(ClientKeys::JwksUri(uri)) => (None, Some(uri.clone())),
             None => (None, None),
         };
+        let name = |field: &str| {
+            self.tls_subject
+                .as_ref()
+                .filter(|s| s.field() == field)
+                .map(CertSubject::value)
+        };
         let doc = Document {
             grants: self.grants.clone(),
             scopes: self.scopes.tokens().map(str::to_owned).collect(),
@@ -214,6 +272,11 @@ impl Registration {
             auth_method: self.auth_method,
             jwks,
             jwks_uri,
+            tls_client_auth_subject_dn: name("tls_client_auth_subject_dn"),
+            tls_client_auth_san_dns: name("tls_client_auth_san_dns"),
+            tls_client_auth_san_uri: name("tls_client_auth_san_uri"),
+            tls_client_auth_san_ip: name("tls_client_auth_san_ip"),
+            tls_client_auth_san_email: name("tls_client_auth_san_email"),
             permissions: self.permissions.clone(),
             sign: self.sign.clone(),
         };
@@ -254,13 +317,43 @@ impl Registration {
         if !self.grants.is_empty() && self.audiences.is_empty() {
             return fail("audiences: a client that is granted tokens needs at least one".into());
         }
+        match (&self.tls_subject, self.auth_method) {
+            (None, AuthMethod::TlsClientAuth) => {
+                return fail(
+                    "tls_client_auth needs one certificate name (tls_client_auth_subject_dn, \
+                     tls_client_auth_san_dns, _san_uri, _san_ip or _san_email)"
+                        .into(),
+                )
+            }
+            (Some(subject), m) if m != AuthMethod::TlsClientAuth => {
+                return fail(format!(
+                    "{}: {} is registered only for tls_client_auth",
+                    m.as_str(),
+                    subject.field()
+                ))
+            }
+            _ => {}
+        }
         match (&self.keys, self.auth_method) {
             (None, AuthMethod::PrivateKeyJwt) => {
                 return fail("private_key_jwt needs the client's jwks or jwks_uri".into())
             }
+            (None, AuthMethod::SelfSignedTlsClientAuth) => return fail(
+                "self_signed_tls_client_auth needs the client's jwks with its certificates (x5c)"
+                    .into(),
+            ),
+            (Some(ClientKeys::JwksUri(_)), AuthMethod::SelfSignedTlsClientAuth) => return fail(
+                "self_signed_tls_client_auth: register the certificates in jwks (jwks_uri is not \
+                     read for certificates)"
+                    .into(),
+            ),
+            (Some(ClientKeys::Jwks(doc)), AuthMethod::SelfSignedTlsClientAuth) => {
+                crate::mtls::registered_certificates(doc).map_err(RegistrationError)?;
+            }
             (Some(_), m) if m != AuthMethod::PrivateKeyJwt => {
                 return fail(format!(
-                    "{}: keys are registered only for private_key_jwt",
+                    "{}: keys are registered only for private_key_jwt and \
+                     self_signed_tls_client_auth",
                     m.as_str()
                 ))
             }
@@ -333,6 +426,17 @@ mod tests {
             .with_kid("k1");
         keyed.keys = Some(ClientKeys::Jwks(key.jwks()));
         assert_eq!(Registration::from_json(&keyed.to_json()).unwrap(), keyed);
+        for subject in [
+            CertSubject::SubjectDn("CN=orders,O=Example".into()),
+            CertSubject::SanDns("orders.example".into()),
+            CertSubject::SanUri("spiffe://example/orders".into()),
+            CertSubject::SanIp("10.1.2.3".parse().unwrap()),
+            CertSubject::SanEmail("ops@example.com".into()),
+        ] {
+            let mut named = Registration::new(AuthMethod::TlsClientAuth);
+            named.tls_subject = Some(subject);
+            assert_eq!(Registration::from_json(&named.to_json()).unwrap(), named);
+        }
     }
 
     #[test]
@@ -383,6 +487,33 @@ mod tests {
         let mut basic_with_keys = machine();
         basic_with_keys.keys = Some(ClientKeys::JwksUri("https://k.example/jwks".into()));
         refused(basic_with_keys, "only for private_key_jwt");
+        refused(
+            Registration::new(AuthMethod::TlsClientAuth),
+            "one certificate name",
+        );
+        let mut named_basic = machine();
+        named_basic.tls_subject = Some(CertSubject::SanDns("orders.example".into()));
+        refused(named_basic, "only for tls_client_auth");
+        refused(
+            Registration::new(AuthMethod::SelfSignedTlsClientAuth),
+            "x5c",
+        );
+        let key = jose::SigningKey::generate(jose::Algorithm::ES256)
+            .unwrap()
+            .with_kid("k1");
+        let mut bare = Registration::new(AuthMethod::SelfSignedTlsClientAuth);
+        bare.keys = Some(ClientKeys::Jwks(key.jwks()));
+        refused(bare, "x5c");
+        let mut remote = Registration::new(AuthMethod::SelfSignedTlsClientAuth);
+        remote.keys = Some(ClientKeys::JwksUri("https://k.example/jwks".into()));
+        refused(remote, "jwks_uri");
+        assert!(Registration::from_json(
+            r#"{"auth_method":"tls_client_auth","tls_client_auth_san_dns":"a.example",
+                "tls_client_auth_san_uri":"spiffe://a"}"#
+        )
+        .unwrap_err()
+        .0
+        .contains("exactly one"));
         assert!(
             Registration::from_json(r#"{"auth_method":"client_secret_basic","extra":1}"#).is_err()
         );

@@ -21,6 +21,10 @@ pub enum ClientAuth {
         id: Option<String>,
         assertion: String,
     },
+    /// `client_id` alone: the client authenticates with the TLS client certificate of the
+    /// connection (RFC 8705 section 2), as registered (`tls_client_auth` or
+    /// `self_signed_tls_client_auth`).
+    Certificate { id: String },
 }
 
 impl std::fmt::Debug for ClientAuth {
@@ -30,16 +34,29 @@ impl std::fmt::Debug for ClientAuth {
             ClientAuth::Basic { id, .. } => write!(f, "Basic({id:?})"),
             ClientAuth::Post { id, .. } => write!(f, "Post({id:?})"),
             ClientAuth::Assertion { id, .. } => write!(f, "Assertion({id:?})"),
+            ClientAuth::Certificate { id } => write!(f, "Certificate({id:?})"),
         }
     }
 }
 
 impl ClientAuth {
-    pub fn method(&self) -> AuthMethod {
+    /// Whether a client registered for `method` may authenticate this way.
+    pub fn accepts(&self, method: AuthMethod) -> bool {
         match self {
-            ClientAuth::Basic { .. } => AuthMethod::ClientSecretBasic,
-            ClientAuth::Post { .. } => AuthMethod::ClientSecretPost,
-            ClientAuth::Assertion { .. } => AuthMethod::PrivateKeyJwt,
+            ClientAuth::Basic { .. } => method == AuthMethod::ClientSecretBasic,
+            ClientAuth::Post { .. } => method == AuthMethod::ClientSecretPost,
+            ClientAuth::Assertion { .. } => method == AuthMethod::PrivateKeyJwt,
+            ClientAuth::Certificate { .. } => method.uses_certificate(),
+        }
+    }
+
+    /// The way it authenticates, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ClientAuth::Basic { .. } => "client_secret_basic",
+            ClientAuth::Post { .. } => "client_secret_post",
+            ClientAuth::Assertion { .. } => "private_key_jwt",
+            ClientAuth::Certificate { .. } => "tls_client_certificate",
         }
     }
 }
@@ -157,9 +174,10 @@ impl TokenRequest {
                     "client_assertion and client_assertion_type go together",
                 ))
             }
-            (None, None, None, None) => {
-                return Err(OAuthError::invalid_client("no client authentication"))
-            }
+            (None, None, None, None) => match client_id {
+                Some(id) => ClientAuth::Certificate { id: id.to_owned() },
+                None => return Err(OAuthError::invalid_client("no client authentication")),
+            },
         };
         Ok(TokenRequest {
             grant_type,
@@ -189,7 +207,7 @@ mod tests {
     fn one_way_of_authenticating() {
         let basic = Some(("c", "s"));
         let r = parse(&[("grant_type", "client_credentials")], basic).unwrap();
-        assert_eq!(r.auth.method(), AuthMethod::ClientSecretBasic);
+        assert!(r.auth.accepts(AuthMethod::ClientSecretBasic));
         let r = parse(
             &[
                 ("grant_type", "client_credentials"),
@@ -215,7 +233,7 @@ mod tests {
             None,
         )
         .unwrap();
-        assert_eq!(r.auth.method(), AuthMethod::PrivateKeyJwt);
+        assert!(r.auth.accepts(AuthMethod::PrivateKeyJwt));
         let code = |params: &[(&str, &str)], basic| parse(params, basic).unwrap_err().code;
         let g = ("grant_type", "client_credentials");
         assert_eq!(
@@ -257,10 +275,13 @@ mod tests {
             code(&[g, ("client_assertion", "x")], None),
             ErrorCode::InvalidRequest
         );
-        assert_eq!(
-            code(&[g, ("client_id", "c")], None),
-            ErrorCode::InvalidClient
-        );
+        // client_id alone: the connection's certificate is to authenticate it (RFC 8705).
+        let r = parse(&[g, ("client_id", "c")], None).unwrap();
+        assert_eq!(r.auth, ClientAuth::Certificate { id: "c".into() });
+        assert!(r.auth.accepts(AuthMethod::TlsClientAuth));
+        assert!(r.auth.accepts(AuthMethod::SelfSignedTlsClientAuth));
+        assert!(!r.auth.accepts(AuthMethod::ClientSecretPost));
+        assert_eq!(code(&[g], None), ErrorCode::InvalidClient);
         assert_eq!(code(&[("scope", "a")], basic), ErrorCode::InvalidRequest);
         // Without a value, a parameter is not there (RFC 6749 section 3.2).
         let r = parse(
@@ -275,7 +296,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!((r.scope, r.resources.len()), (None, 0));
-        assert_eq!(r.auth.method(), AuthMethod::ClientSecretBasic);
+        assert!(r.auth.accepts(AuthMethod::ClientSecretBasic));
     }
 
     #[test]

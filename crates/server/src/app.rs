@@ -108,7 +108,7 @@ pub struct App {
     pub public_url: String,
     /// The RFC 8414 metadata document.
     pub discovery: String,
-    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub tls: Option<crate::tls::Tls>,
     /// The shared store's revocations as this daemon follows them.
     pub revocations: Arc<Follower>,
     /// The phantom JWTs of opaque tokens.
@@ -261,7 +261,19 @@ impl App {
             phantom: header(&h.phantom).filter(|_| config.authz.phantom),
             config: config.authz.clone(),
         };
-        let discovery = discovery(&public_url, signer.as_deref(), !config.clients.is_empty());
+        let certificate_methods = tls.as_ref().map_or(&[][..], |t| {
+            match (t.client_certificates, t.client_ca.is_some()) {
+                (false, _) => &[][..],
+                (true, false) => &["self_signed_tls_client_auth"][..],
+                (true, true) => &["tls_client_auth", "self_signed_tls_client_auth"][..],
+            }
+        });
+        let discovery = discovery(
+            &public_url,
+            signer.as_deref(),
+            !config.clients.is_empty(),
+            certificate_methods,
+        );
         Ok(Arc::new(App {
             limits: config.limits,
             engine: handle,
@@ -400,8 +412,13 @@ impl Refresh for DaemonRefresh {
 /// RFC 8414 metadata, listing only what this daemon has; `public_url` has no trailing `/`.
 /// The token endpoint and its methods exist with signing keys; introspection and revocation
 /// with clients (configured ones, or the store's, which a daemon with keys may gain at any
-/// time).
-fn discovery(public_url: &str, signer: Option<&Signer>, has_clients: bool) -> String {
+/// time). `certificate_methods`: the RFC 8705 methods the TLS configuration allows.
+fn discovery(
+    public_url: &str,
+    signer: Option<&Signer>,
+    has_clients: bool,
+    certificate_methods: &[&str],
+) -> String {
     let mut out = String::from("{\"issuer\":");
     jose::json::write_str(&mut out, public_url);
     let endpoint = |out: &mut String, name: &str, path: &str| {
@@ -423,8 +440,12 @@ fn discovery(public_url: &str, signer: Option<&Signer>, has_clients: bool) -> St
         out.push_str(",\"grant_types_supported\":[\"client_credentials\"]");
         out.push_str(
             ",\"token_endpoint_auth_methods_supported\":[\"client_secret_basic\",\
-             \"client_secret_post\",\"private_key_jwt\"]",
+             \"client_secret_post\",\"private_key_jwt\"",
         );
+        for method in certificate_methods {
+            out.push_str(&format!(",\"{method}\""));
+        }
+        out.push(']');
         // What client assertions may be signed with: the asymmetric algorithms jose verifies.
         out.push_str(
             ",\"token_endpoint_auth_signing_alg_values_supported\":[\"ES256\",\"ES384\",\

@@ -78,6 +78,8 @@ pub struct ClientEntry {
     secret: Option<Arc<SecretHash>>,
     pub registration: Registration,
     pub keys: Option<AssertionKeys>,
+    /// The certificates (DER) a `self_signed_tls_client_auth` client registered.
+    pub certificates: Vec<Vec<u8>>,
     /// From the store (else the configuration file).
     pub stored: bool,
 }
@@ -89,6 +91,7 @@ impl ClientEntry {
             secret: Some(Arc::new(client.secret.clone())),
             registration: client.registration.clone(),
             keys: None,
+            certificates: Vec::new(),
             stored: false,
         }
     }
@@ -421,8 +424,15 @@ fn stored_entry(
             registration.auth_method.as_str()
         ));
     }
+    let mut certificates = Vec::new();
     let keys = match &registration.keys {
         None => None,
+        Some(ClientKeys::Jwks(doc))
+            if registration.auth_method == oauth::AuthMethod::SelfSignedTlsClientAuth =>
+        {
+            certificates = oauth::mtls::registered_certificates(doc)?;
+            None
+        }
         Some(ClientKeys::Jwks(doc)) => {
             Some(AssertionKeys::Set(Arc::new(oauth::client_key_set(doc)?)))
         }
@@ -450,6 +460,7 @@ fn stored_entry(
         secret,
         registration,
         keys,
+        certificates,
         stored: true,
     })
 }

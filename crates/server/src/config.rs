@@ -164,6 +164,23 @@ pub enum MultiBufferSetting {
 pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// Whether the handshake asks for a client certificate (RFC 8705 client authentication).
+    pub client_auth: ClientCertMode,
+    /// The CAs a `tls_client_auth` client's certificate must chain to (PEM).
+    pub client_ca: Option<PathBuf>,
+}
+
+/// Whether the TLS handshake asks clients for a certificate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientCertMode {
+    /// It does not (the default).
+    #[default]
+    None,
+    /// It asks; a client without one is still served (and authenticates otherwise).
+    Request,
+    /// It asks, and a handshake without one fails.
+    Require,
 }
 
 /// Protection limits.
@@ -462,6 +479,9 @@ struct FileServer {
 struct FileTls {
     cert: PathBuf,
     key: PathBuf,
+    #[serde(default)]
+    client_auth: ClientCertMode,
+    client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -675,10 +695,23 @@ impl Config {
             s.refresh_interval_s,
             30,
         )?);
-        let tls = s.tls.map(|t| TlsFiles {
-            cert: relative(t.cert),
-            key: relative(t.key),
-        });
+        let tls = match s.tls {
+            None => None,
+            Some(t) => {
+                if t.client_ca.is_some() && t.client_auth == ClientCertMode::None {
+                    return Err(ConfigError::new(
+                        "server.tls.client_ca",
+                        "needs client_auth = \"request\" or \"require\"",
+                    ));
+                }
+                Some(TlsFiles {
+                    cert: relative(t.cert),
+                    key: relative(t.key),
+                    client_auth: t.client_auth,
+                    client_ca: t.client_ca.map(&relative),
+                })
+            }
+        };
 
         let e = file.engine;
         let de = EngineConfig::default();
@@ -880,6 +913,7 @@ impl Config {
                     .unwrap_or(oauth::DEFAULT_TOKEN_LIFETIME_S),
                 auth_method,
                 keys: None,
+                tls_subject: None,
                 sign: None,
                 permissions: c
                     .permissions

@@ -41,7 +41,7 @@ pub use answers::Answers;
 pub use app::{load_multibuffer, App, Phase, StartError, Verifier};
 pub use config::{Config, ConfigError, LogFormat};
 pub use secret::SecretHash;
-pub use tls::TlsError;
+pub use tls::{ClientCertificate, TlsError};
 
 /// Seconds since the Unix epoch (0 if the clock is before it): the wall clock of the daemon,
 /// the planner and the CLI, read nowhere else.
@@ -128,14 +128,20 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
             // connection slot for ever.
             let activity = Arc::new(Activity::new());
             let deadline = activity.opened + app.limits.header_read_timeout;
+            // The client certificate of a TLS handshake, known once it is done.
+            let certificate = Arc::new(std::sync::OnceLock::<ClientCertificate>::new());
             let service = {
                 // Requests clone this connection's own handle, not the shared one: its count
                 // stays on this connection's thread.
                 let app = Arc::new(Arc::clone(&app));
                 let activity = Arc::clone(&activity);
-                service_fn(move |request: Request<Incoming>| {
+                let certificate = Arc::clone(&certificate);
+                service_fn(move |mut request: Request<Incoming>| {
                     let app = Arc::clone(&app);
                     let busy = Busy::start(&activity, request.version());
+                    if let Some(certificate) = certificate.get() {
+                        request.extensions_mut().insert(certificate.clone());
+                    }
                     async move {
                         let reply = serve_request(&app, request, peer.ip()).await;
                         drop(busy);
@@ -149,10 +155,13 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
                     supervise(watcher.watch(conn.into_owned()), &activity, limits).await;
                 }
-                Some(acceptor) => {
+                Some(tls) => {
                     let handshake =
-                        tokio::time::timeout_at(deadline.into(), acceptor.accept(stream)).await;
+                        tokio::time::timeout_at(deadline.into(), tls.acceptor.accept(stream)).await;
                     if let Ok(Ok(tls)) = handshake {
+                        if let Some(presented) = ClientCertificate::of(tls.get_ref().1) {
+                            let _ = certificate.set(presented);
+                        }
                         let conn = builder.serve_connection(TokioIo::new(tls), service);
                         supervise(watcher.watch(conn.into_owned()), &activity, limits).await;
                     }

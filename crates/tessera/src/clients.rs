@@ -53,8 +53,9 @@ pub struct AddArgs {
     /// The client id (no `:`).
     #[arg(long, value_name = "ID")]
     id: String,
-    /// How it authenticates at /token: client_secret_basic, client_secret_post or
-    /// private_key_jwt (with --jwks or --jwks-uri).
+    /// How it authenticates at /token: client_secret_basic, client_secret_post,
+    /// private_key_jwt (with --jwks or --jwks-uri), tls_client_auth (with one --tls-* name) or
+    /// self_signed_tls_client_auth (with --jwks whose keys carry their certificates in x5c).
     #[arg(long, value_name = "METHOD", default_value = "client_secret_basic")]
     auth: String,
     /// A grant it may use (client_credentials); repeat for several.
@@ -72,12 +73,29 @@ pub struct AddArgs {
     /// Access-token lifetime in seconds (1 to 86400).
     #[arg(long, value_name = "SECS", default_value_t = oauth::DEFAULT_TOKEN_LIFETIME_S)]
     lifetime: u64,
-    /// private_key_jwt: a JWK Set file with the client's public keys.
+    /// private_key_jwt: a JWK Set file with the client's public keys;
+    /// self_signed_tls_client_auth: one whose keys carry the client's certificates (x5c).
     #[arg(long, value_name = "FILE", conflicts_with = "jwks_uri")]
     jwks: Option<PathBuf>,
     /// private_key_jwt: where the client publishes its keys (https).
     #[arg(long, value_name = "URL")]
     jwks_uri: Option<String>,
+    /// tls_client_auth: the certificate's subject, in RFC 4514 form (as `openssl x509 -noout
+    /// -subject -nameopt RFC2253` prints it).
+    #[arg(long, value_name = "DN", group = "tls_name")]
+    tls_subject_dn: Option<String>,
+    /// tls_client_auth: a DNS name among the certificate's alternative names.
+    #[arg(long, value_name = "NAME", group = "tls_name")]
+    tls_san_dns: Option<String>,
+    /// tls_client_auth: a URI among the certificate's alternative names.
+    #[arg(long, value_name = "URI", group = "tls_name")]
+    tls_san_uri: Option<String>,
+    /// tls_client_auth: an IP address among the certificate's alternative names.
+    #[arg(long, value_name = "ADDR", group = "tls_name")]
+    tls_san_ip: Option<String>,
+    /// tls_client_auth: an email address among the certificate's alternative names.
+    #[arg(long, value_name = "EMAIL", group = "tls_name")]
+    tls_san_email: Option<String>,
     /// What else it may call: introspect, revoke, admin, sign; repeat.
     #[arg(long, value_name = "PERMISSION")]
     permission: Vec<String>,
@@ -199,6 +217,17 @@ fn add(args: AddArgs) -> anyhow::Result<ExitCode> {
         (None, Some(uri)) => Some(ClientKeys::JwksUri(uri.clone())),
         (None, None) => None,
     };
+    let names = [
+        ("tls_client_auth_subject_dn", &args.tls_subject_dn),
+        ("tls_client_auth_san_dns", &args.tls_san_dns),
+        ("tls_client_auth_san_uri", &args.tls_san_uri),
+        ("tls_client_auth_san_ip", &args.tls_san_ip),
+        ("tls_client_auth_san_email", &args.tls_san_email),
+    ];
+    if let Some((field, Some(value))) = names.iter().find(|(_, v)| v.is_some()) {
+        registration.tls_subject =
+            Some(oauth::mtls::CertSubject::parse(field, value).map_err(anyhow::Error::msg)?);
+    }
     registration.check()?;
     let secret = if auth_method.uses_secret() {
         Some(SecretHash::generate()?)

@@ -1,8 +1,11 @@
 //! `POST /token` (RFC 6749 section 4.4): access tokens for machine clients, signed by the HSM
 //! (RFC 9068) or by reference (opaque, their claims in the store). The client authenticates in
-//! exactly the way it is registered for: `client_secret_basic`, `client_secret_post` or
-//! `private_key_jwt` (RFC 7523, each assertion once). Every refusal is an RFC 6749 section 5.2
-//! error; nothing is issued on any of them, and neither secrets nor tokens are logged.
+//! exactly the way it is registered for: `client_secret_basic`, `client_secret_post`,
+//! `private_key_jwt` (RFC 7523, each assertion once), or the TLS client certificate of the
+//! connection when tessera terminates TLS (RFC 8705: `tls_client_auth`, chained to the
+//! configured client CAs and naming the registered subject, or `self_signed_tls_client_auth`,
+//! one of the certificates registered). Every refusal is an RFC 6749 section 5.2 error; nothing
+//! is issued on any of them, and neither secrets nor tokens are logged.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -10,9 +13,12 @@ use std::sync::Arc;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, StatusCode};
-use oauth::{AccessClaims, ClientAuth, OAuthError, OpaqueToken, TokenFormat, TokenRequest};
+use oauth::{
+    AccessClaims, AuthMethod, ClientAuth, OAuthError, OpaqueToken, TokenFormat, TokenRequest,
+};
 
 use crate::app::App;
+use crate::ClientCertificate;
 use engine::revoked::sha256;
 
 use crate::clients::{AssertionKeys, AuthError, ClientEntry};
@@ -28,6 +34,7 @@ pub async fn token(app: &App, request: Request<Incoming>, peer: IpAddr) -> Resul
     // Without signing keys this daemon issues nothing.
     let signer = app.signer.as_ref().ok_or(Refusal::NotFound)?;
     let authorization = request.headers().get(header::AUTHORIZATION).cloned();
+    let certificate = request.extensions().get::<ClientCertificate>().cloned();
     let basic = authorization.is_some();
     let refuse = |error: OAuthError| Refusal::OAuth { error, basic };
     if !media_type_is(request.headers(), "application/x-www-form-urlencoded") {
@@ -54,14 +61,20 @@ pub async fn token(app: &App, request: Request<Incoming>, peer: IpAddr) -> Resul
         credentials,
     )
     .map_err(refuse)?;
-    let client = authenticate(app, &asked.auth, authorization.as_ref(), peer)
+    let client = authenticate(
+        app,
+        &asked.auth,
+        authorization.as_ref(),
+        certificate.as_ref(),
+        peer,
+    )
         .await
         .map_err(|e| match e {
             Failure::OAuth(error) => {
                 app.metrics
                     .client_auth_failures
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::info!(%peer, method = asked.auth.method().as_str(), cause = %error, "token request: client refused");
+                tracing::info!(%peer, method = asked.auth.name(), cause = %error, "token request: client refused");
                 refuse(error)
             }
             Failure::Refusal(r) => r,
@@ -169,6 +182,7 @@ async fn authenticate(
     app: &App,
     auth: &ClientAuth,
     authorization: Option<&HeaderValue>,
+    certificate: Option<&ClientCertificate>,
     peer: IpAddr,
 ) -> Result<Arc<ClientEntry>, Failure> {
     let id = match auth {
@@ -190,15 +204,73 @@ async fn authenticate(
         ClientAuth::Assertion { id, assertion } => {
             return assertion_client(app, id.as_deref(), assertion).await;
         }
+        ClientAuth::Certificate { id } => {
+            return certificate_client(app, id, certificate).map_err(Failure::OAuth);
+        }
     };
     let client = app
         .clients
         .get(&id)
         .ok_or_else(|| Failure::OAuth(OAuthError::invalid_client("unknown client")))?;
-    if client.registration.auth_method != auth.method() {
+    if !auth.accepts(client.registration.auth_method) {
         return Err(Failure::OAuth(OAuthError::invalid_client(
             "the client is registered for another authentication method",
         )));
+    }
+    Ok(client)
+}
+
+/// RFC 8705 section 2: the connection's client certificate is the registered client's. The
+/// handshake proved the client holds its key; a `tls_client_auth` client's chain must lead to
+/// one of the configured client CAs and its certificate carry the registered name, a
+/// `self_signed_tls_client_auth` client's certificate must be one it registered.
+fn certificate_client(
+    app: &App,
+    id: &str,
+    certificate: Option<&ClientCertificate>,
+) -> Result<Arc<ClientEntry>, OAuthError> {
+    let refused = OAuthError::invalid_client;
+    let client = app
+        .clients
+        .get(id)
+        .filter(|c| c.registration.auth_method.uses_certificate())
+        .ok_or_else(|| {
+            refused("no client is registered for TLS client authentication under this client_id")
+        })?;
+    let certificate = certificate.ok_or_else(|| {
+        refused("the client authenticates with a TLS client certificate, and none was presented")
+    })?;
+    match client.registration.auth_method {
+        AuthMethod::TlsClientAuth => {
+            let Some(ca) = app.tls.as_ref().and_then(|t| t.client_ca.as_ref()) else {
+                tracing::warn!(client = %client.id, "tls_client_auth client, but no server.tls.client_ca to validate its certificate");
+                return Err(refused("the client certificate cannot be validated here"));
+            };
+            if let Err(e) = ca.validates(certificate) {
+                tracing::info!(client = %client.id, cause = %e, "client certificate not validated");
+                return Err(refused(
+                    "the client certificate is not issued by a trusted CA",
+                ));
+            }
+            let named = client
+                .registration
+                .tls_subject
+                .as_ref()
+                .is_some_and(|subject| subject.matches(certificate.leaf()));
+            if !named {
+                return Err(refused(
+                    "the client certificate does not carry the registered name",
+                ));
+            }
+        }
+        _ => {
+            let leaf = certificate.leaf();
+            if !client.certificates.iter().any(|c| c.as_slice() == leaf) {
+                return Err(refused(
+                    "the client certificate is not one the client registered",
+                ));
+            }
+        }
     }
     Ok(client)
 }

@@ -1,0 +1,444 @@
+//! Client authentication by TLS certificate at `POST /token` (RFC 8705 section 2), with tessera
+//! terminating TLS: `tls_client_auth` (a chain to the configured client CA and the registered
+//! name, by subject DN or by DNS name) and `self_signed_tls_client_auth` (a certificate the client
+//! registered in its JWK Set's `x5c`). The certificates are made with openssl for each run; the
+//! client is rustls over a real socket, with and without a certificate.
+
+use std::process::Command;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio_rustls::rustls;
+
+use super::token::{form, Issuing, FORM, ORDERS};
+use super::*;
+
+/// openssl in `dir`, expected to succeed.
+fn openssl(dir: &Scratch, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir.path())
+        .output()
+        .expect("openssl is missing: apt-get install openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+const EXTENSIONS: &str = "[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = unused\n\
+    [ca]\nbasicConstraints = critical, CA:TRUE\nkeyUsage = critical, keyCertSign\n\
+    [server]\nbasicConstraints = critical, CA:FALSE\nsubjectAltName = IP:127.0.0.1\n\
+    keyUsage = critical, digitalSignature\nextendedKeyUsage = serverAuth\n\
+    [orders]\nbasicConstraints = critical, CA:FALSE\nsubjectAltName = DNS:orders.example\n\
+    keyUsage = critical, digitalSignature\nextendedKeyUsage = clientAuth\n\
+    [billing]\nbasicConstraints = critical, CA:FALSE\nsubjectAltName = DNS:billing.example\n\
+    keyUsage = critical, digitalSignature\nextendedKeyUsage = clientAuth\n\
+    [serveronly]\nbasicConstraints = critical, CA:FALSE\nsubjectAltName = DNS:orders.example\n\
+    keyUsage = critical, digitalSignature\nextendedKeyUsage = serverAuth\n";
+
+/// A self-signed certificate `NAME.pem` with key `NAME-key.pem`, subject `subject`, the
+/// extensions of section `section`.
+fn self_signed(dir: &Scratch, name: &str, subject: &str, section: &str) {
+    let (key, cert) = (format!("{name}-key.pem"), format!("{name}.pem"));
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-config",
+            "x509.cnf",
+            "-extensions",
+            section,
+            "-subj",
+            subject,
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+            "-keyout",
+            &key,
+            "-out",
+            &cert,
+        ],
+    );
+}
+
+/// `NAME.pem` issued by the CA `ca`, with the extensions of section `section`.
+fn issued(dir: &Scratch, ca: &str, name: &str, subject: &str, section: &str) {
+    static SERIAL: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    let serial = format!(
+        "0x{:x}{:08x}",
+        std::process::id(),
+        SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let (key, csr, cert) = (
+        format!("{name}-key.pem"),
+        format!("{name}.csr"),
+        format!("{name}.pem"),
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-config",
+            "x509.cnf",
+            "-subj",
+            subject,
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+        ],
+    );
+    let (ca_cert, ca_key) = (format!("{ca}.pem"), format!("{ca}-key.pem"));
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_cert,
+            "-CAkey",
+            &ca_key,
+            "-set_serial",
+            &serial,
+            "-days",
+            "1",
+            "-extfile",
+            "x509.cnf",
+            "-extensions",
+            section,
+            "-out",
+            &cert,
+        ],
+    );
+}
+
+/// A JWK Set with the public key of `NAME.pem` and the certificate in `x5c`.
+fn jwks_with_certificate(dir: &Scratch, name: &str) -> PathBuf {
+    let pem = std::fs::read(dir.join(&format!("{name}.pem"))).expect("certificate");
+    let der = CertificateDer::from_pem_slice(&pem).expect("PEM certificate");
+    openssl(
+        dir,
+        &[
+            "pkey",
+            "-in",
+            &format!("{name}-key.pem"),
+            "-pubout",
+            "-outform",
+            "DER",
+            "-out",
+            &format!("{name}-pub.der"),
+        ],
+    );
+    let spki = std::fs::read(dir.join(&format!("{name}-pub.der"))).expect("public key");
+    // An uncompressed P-256 point closes the SubjectPublicKeyInfo: 04 || x || y.
+    let point = &spki[spki.len() - 65..];
+    assert_eq!(point[0], 4);
+    let set = json!({"keys": [{
+        "kty": "EC",
+        "crv": "P-256",
+        "kid": name,
+        "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+        "y": URL_SAFE_NO_PAD.encode(&point[33..]),
+        "x5c": [STANDARD.encode(der.as_ref())],
+    }]});
+    dir.write(&format!("{name}-jwks.json"), &set.to_string())
+}
+
+/// `POST /token` over TLS as `NAME.pem` (or without a certificate): the status and the body.
+async fn token_over_tls(
+    daemon: &Daemon,
+    dir: &Scratch,
+    certificate: Option<&str>,
+    params: &[(&str, &str)],
+) -> (u16, Value) {
+    let request = Request::post("/token")
+        .header("host", "127.0.0.1")
+        .header("content-type", FORM)
+        .body(Full::new(Bytes::from(form(params))))
+        .expect("request");
+    over_tls(daemon, dir, certificate, request).await
+}
+
+/// `request` over TLS as `NAME.pem` (or without a certificate): the status and the body.
+async fn over_tls(
+    daemon: &Daemon,
+    dir: &Scratch,
+    certificate: Option<&str>,
+    request: Request<Full<Bytes>>,
+) -> (u16, Value) {
+    let pem = std::fs::read(dir.join("server.pem")).expect("server certificate");
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(&pem).expect("PEM"))
+        .expect("root");
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots);
+    let config = match certificate {
+        None => builder.with_no_client_auth(),
+        Some(name) => {
+            let chain = std::fs::read(dir.join(&format!("{name}.pem"))).expect("cert");
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&chain)
+                .collect::<Result<_, _>>()
+                .expect("PEM chain");
+            let key = PrivateKeyDer::from_pem_file(dir.join(&format!("{name}-key.pem")))
+                .expect("PEM key");
+            builder
+                .with_client_auth_cert(chain, key)
+                .expect("client certificate")
+        }
+    };
+    let tcp = TcpStream::connect(daemon.addr).await.expect("connect");
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("127.0.0.1").expect("name"), tcp)
+        .await
+        .expect("TLS handshake");
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .expect("HTTP/1.1 handshake");
+    tokio::spawn(conn);
+    let response = tokio::time::timeout(Duration::from_secs(20), send.send_request(request))
+        .await
+        .expect("answered in time")
+        .expect("answer");
+    let reply = collect(response).await;
+    (
+        reply.status,
+        serde_json::from_slice(&reply.body).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc8705_clients_authenticate_with_their_tls_certificates() {
+    let certs = Scratch::new("serve-mtls-certs");
+    certs.write("x509.cnf", EXTENSIONS);
+    self_signed(&certs, "server", "/CN=127.0.0.1", "server");
+    self_signed(&certs, "ca", "/CN=Client CA", "ca");
+    self_signed(&certs, "rogue-ca", "/CN=Client CA", "ca");
+    issued(&certs, "ca", "orders", "/O=Example/CN=orders", "orders");
+    issued(&certs, "ca", "billing", "/O=Example/CN=billing", "billing");
+    issued(
+        &certs,
+        "ca",
+        "server-only",
+        "/O=Example/CN=orders",
+        "serveronly",
+    );
+    issued(
+        &certs,
+        "rogue-ca",
+        "forged",
+        "/O=Example/CN=orders",
+        "orders",
+    );
+    self_signed(&certs, "device", "/CN=device-7", "orders");
+    self_signed(&certs, "other-device", "/CN=device-7", "orders");
+
+    let tls = format!(
+        "[server.tls]\ncert = \"{}\"\nkey = \"{}\"\nclient_auth = \"request\"\nclient_ca = \"{}\"\n",
+        certs.join("server.pem").display(),
+        certs.join("server-key.pem").display(),
+        certs.join("ca.pem").display(),
+    );
+    let issuing = Issuing::new("mtls", Some("https://tessera.example"), &tls);
+    let cc = ["--grant", "client_credentials", "--scope", "orders:read"];
+    let add = |id: &str, extra: &[&str]| {
+        let mut args = vec!["add", "--id", id, "--audience", ORDERS];
+        args.extend_from_slice(&cc);
+        args.extend_from_slice(extra);
+        let added = issuing.clients_ok(&args);
+        assert!(added.get("client_secret").is_none(), "{added}");
+    };
+    add(
+        "by-dns",
+        &[
+            "--auth",
+            "tls_client_auth",
+            "--tls-san-dns",
+            "orders.example",
+        ],
+    );
+    add(
+        "by-dn",
+        &[
+            "--auth",
+            "tls_client_auth",
+            "--tls-subject-dn",
+            "CN=orders,O=Example",
+        ],
+    );
+    let device_jwks = jwks_with_certificate(&certs, "device");
+    add(
+        "device",
+        &[
+            "--auth",
+            "self_signed_tls_client_auth",
+            "--jwks",
+            path_str(&device_jwks),
+        ],
+    );
+    let secret = issuing.clients_ok(&[
+        "add",
+        "--id",
+        "by-secret",
+        "--auth",
+        "client_secret_post",
+        "--audience",
+        ORDERS,
+        "--grant",
+        "client_credentials",
+    ])["client_secret"]
+        .as_str()
+        .map(str::to_owned)
+        .expect("a secret");
+    let daemon = issuing.serve();
+    assert!(daemon.url.starts_with("https://"), "{}", daemon.url);
+
+    let ask = |id: &'static str| [("grant_type", "client_credentials"), ("client_id", id)];
+    let issued_to = |(status, body): (u16, Value), id: &str| {
+        assert_eq!(status, 200, "{id}: {body}");
+        assert_eq!(body["token_type"], "Bearer", "{body}");
+        let token = body["access_token"].as_str().expect("access_token");
+        let claims = b64_json(token.split('.').nth(1).expect("a JWT"));
+        assert_eq!(
+            (claims["client_id"].as_str(), claims["sub"].as_str()),
+            (Some(id), Some(id))
+        );
+    };
+    let refused = |(status, body): (u16, Value), what: &str| {
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (401, Some("invalid_client")),
+            "{what}: {body}"
+        );
+    };
+
+    // tls_client_auth: the CA's certificate with the registered DNS name, or subject.
+    issued_to(
+        token_over_tls(&daemon, &certs, Some("orders"), &ask("by-dns")).await,
+        "by-dns",
+    );
+    issued_to(
+        token_over_tls(&daemon, &certs, Some("orders"), &ask("by-dn")).await,
+        "by-dn",
+    );
+    // Another name from the same CA; the same name from a CA of the same subject that is not
+    // the configured one; a certificate not meant for clients; no certificate at all.
+    refused(
+        token_over_tls(&daemon, &certs, Some("billing"), &ask("by-dns")).await,
+        "another name",
+    );
+    refused(
+        token_over_tls(&daemon, &certs, Some("billing"), &ask("by-dn")).await,
+        "another subject",
+    );
+    refused(
+        token_over_tls(&daemon, &certs, Some("forged"), &ask("by-dns")).await,
+        "a rogue CA",
+    );
+    refused(
+        token_over_tls(&daemon, &certs, Some("server-only"), &ask("by-dns")).await,
+        "serverAuth only",
+    );
+    refused(
+        token_over_tls(&daemon, &certs, None, &ask("by-dns")).await,
+        "no certificate",
+    );
+    // A self-signed certificate with the registered name is no CA's.
+    refused(
+        token_over_tls(&daemon, &certs, Some("device"), &ask("by-dns")).await,
+        "self-signed for tls_client_auth",
+    );
+
+    // self_signed_tls_client_auth: exactly the registered certificate.
+    issued_to(
+        token_over_tls(&daemon, &certs, Some("device"), &ask("device")).await,
+        "device",
+    );
+    refused(
+        token_over_tls(&daemon, &certs, Some("other-device"), &ask("device")).await,
+        "another self-signed certificate of the same subject and key type",
+    );
+    refused(
+        token_over_tls(&daemon, &certs, Some("orders"), &ask("device")).await,
+        "a CA-issued certificate for a self-signed client",
+    );
+    refused(
+        token_over_tls(&daemon, &certs, None, &ask("device")).await,
+        "no certificate",
+    );
+
+    // A certificate authenticates no client registered for a secret, and a secret still works
+    // on a connection that presented a certificate.
+    refused(
+        token_over_tls(&daemon, &certs, Some("orders"), &ask("by-secret")).await,
+        "a secret client by certificate",
+    );
+    refused(
+        token_over_tls(&daemon, &certs, Some("orders"), &ask("nobody")).await,
+        "an unknown client",
+    );
+    issued_to(
+        token_over_tls(
+            &daemon,
+            &certs,
+            Some("orders"),
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", "by-secret"),
+                ("client_secret", &secret),
+            ],
+        )
+        .await,
+        "by-secret",
+    );
+    let discovery = Request::get("/.well-known/oauth-authorization-server")
+        .header("host", "127.0.0.1")
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let (status, discovery) = over_tls(&daemon, &certs, None, discovery).await;
+    assert_eq!(status, 200, "{discovery}");
+    let methods = discovery["token_endpoint_auth_methods_supported"].clone();
+    for method in ["tls_client_auth", "self_signed_tls_client_auth"] {
+        assert!(
+            methods
+                .as_array()
+                .is_some_and(|m| m.iter().any(|x| x == method)),
+            "{methods}"
+        );
+    }
+}
+
+#[test]
+fn client_ca_without_client_certificates_is_refused() {
+    let dir = Scratch::new("serve-mtls-config");
+    dir.write(
+        "tessera.toml",
+        "[server]\nlisten = \"127.0.0.1:0\"\n[server.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n\
+         client_ca = \"ca.pem\"\n",
+    );
+    let out = run(
+        tessera(&["config", "check", path_str(&dir.join("tessera.toml"))]),
+        b"",
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("server.tls.client_ca"), "{stderr}");
+}
