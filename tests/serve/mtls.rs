@@ -181,6 +181,18 @@ async fn over_tls(
     certificate: Option<&str>,
     request: Request<Full<Bytes>>,
 ) -> (u16, Value) {
+    try_over_tls(daemon, dir, certificate, request)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`over_tls`], or why the connection failed.
+async fn try_over_tls(
+    daemon: &Daemon,
+    dir: &Scratch,
+    certificate: Option<&str>,
+    request: Request<Full<Bytes>>,
+) -> Result<(u16, Value), String> {
     let pem = std::fs::read(dir.join("server.pem")).expect("server certificate");
     let mut roots = rustls::RootCertStore::empty();
     roots
@@ -209,20 +221,20 @@ async fn over_tls(
     let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(ServerName::try_from("127.0.0.1").expect("name"), tcp)
         .await
-        .expect("TLS handshake");
+        .map_err(|e| format!("TLS handshake: {e}"))?;
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
-        .expect("HTTP/1.1 handshake");
+        .map_err(|e| format!("HTTP/1.1 handshake: {e}"))?;
     tokio::spawn(conn);
     let response = tokio::time::timeout(Duration::from_secs(20), send.send_request(request))
         .await
-        .expect("answered in time")
-        .expect("answer");
+        .map_err(|_| "no answer in time".to_owned())?
+        .map_err(|e| format!("request: {e}"))?;
     let reply = collect(response).await;
-    (
+    Ok((
         reply.status,
         serde_json::from_slice(&reply.body).unwrap_or(Value::Null),
-    )
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -424,6 +436,41 @@ async fn rfc8705_clients_authenticate_with_their_tls_certificates() {
             "{methods}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_auth_require_refuses_a_handshake_without_a_certificate() {
+    let certs = Scratch::new("serve-mtls-require");
+    certs.write("x509.cnf", EXTENSIONS);
+    self_signed(&certs, "server", "/CN=127.0.0.1", "server");
+    self_signed(&certs, "device", "/CN=device-7", "orders");
+    certs.write(
+        "tessera.toml",
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[server.tls]\ncert = \"server.pem\"\n\
+             key = \"server-key.pem\"\nclient_auth = \"require\"\n\
+             [engine]\nworkers = 1\npin_cores = false\n\
+             [[issuers]]\nissuer = \"{ISS}\"\njwks_file = \"{}\"\n",
+            root().join("examples/jwks.json").display()
+        ),
+    );
+    let daemon = Daemon::spawn(tessera(&[
+        "serve",
+        "--config",
+        path_str(&certs.join("tessera.toml")),
+    ]));
+    let ready = || {
+        Request::get("/readyz")
+            .header("host", "127.0.0.1")
+            .body(Full::new(Bytes::new()))
+            .expect("request")
+    };
+    let (status, _) = over_tls(&daemon, &certs, Some("device"), ready()).await;
+    assert_eq!(status, 200);
+    // TLS 1.3: the client finishes its side first; the server's alert ends the connection
+    // before any answer.
+    let without = try_over_tls(&daemon, &certs, None, ready()).await;
+    assert!(without.is_err(), "{without:?}");
 }
 
 #[test]
