@@ -74,6 +74,38 @@ impl VerifyingKey {
         }
     }
 
+    /// The key of a proof of possession ([`crate::proof`]): one JWK object, public and
+    /// asymmetric, for `alg` (the proof's header names it; an RSA key needs no `alg` member of
+    /// its own, and one it has must agree).
+    pub fn from_proof_jwk(alg: Algorithm, json: &str) -> Result<Self, KeyError> {
+        let obj = json::read_object::<JsonError>(json, JWKS_MAX_DEPTH, |_, _| Ok(()))
+            .map_err(KeyError::Json)?;
+        let key = match parse_jwk(obj)? {
+            Parsed::Key(key) => key,
+            Parsed::Skip(SkipReason::AlgorithmRequired)
+                if string_member(obj, "kty")?.is_some_and(|k| k.eq_str("RSA")) =>
+            {
+                let n = required_bytes(obj, "n")?;
+                let e = required_bytes(obj, "e")?;
+                VerifyingKey {
+                    kid: None,
+                    alg,
+                    material: rsa_material(rsa_params(alg)?, &n, &e)?,
+                }
+            }
+            Parsed::Skip(reason) => return Err(KeyError::Unusable(reason)),
+        };
+        if key.public().is_none() {
+            return Err(KeyError::Invalid("a proof key is asymmetric"));
+        }
+        if key.alg != alg {
+            return Err(KeyError::AlgorithmMismatch(
+                "the proof's alg is not the key's",
+            ));
+        }
+        Ok(key)
+    }
+
     /// A verifying key from the public half an issuer holds (an HSM key as `pkcs11` reads it),
     /// pinned to `alg`: the key, checks and refusals of [`VerifyingKey::from_jwk`] on
     /// `public.to_json(kid, alg)`, with no JSON text in between.

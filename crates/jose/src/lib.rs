@@ -25,6 +25,7 @@ pub mod json;
 mod jwk;
 pub mod jws;
 pub mod jwt;
+pub mod proof;
 mod sign;
 mod thumbprint;
 

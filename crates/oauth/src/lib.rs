@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod assertion;
+pub mod dpop;
 mod error;
 pub mod grant;
 mod mint;
