@@ -34,6 +34,7 @@ use testkit::{tampered, unix_now, Algorithm, Claims, Daemon, Issuer, Reply, Scra
 mod authz;
 mod callers;
 mod config;
+mod dpop;
 mod drain;
 mod introspect;
 mod keysets;

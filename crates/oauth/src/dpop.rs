@@ -90,7 +90,7 @@ pub fn check(proof: &str, expected: &Expected<'_>) -> Result<Checked, Refused> {
     if !verified
         .typ
         .as_deref()
-        .is_some_and(|t| t.eq_ignore_ascii_case(PROOF_TYP))
+        .is_some_and(|t| jose::jwt::media_type_is(t, PROOF_TYP))
     {
         return Err(refused("typ is not dpop+jwt"));
     }

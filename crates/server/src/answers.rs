@@ -76,11 +76,61 @@ pub struct AuthzAnswer {
     values: Bytes,
     /// Where each [`Field`] lies in `values`; [`ABSENT`] when the token has none, or one that
     /// cannot be a header value (control characters).
-    spans: [(u32, u32); 4],
+    spans: [(u32, u32); 5],
     /// Whether the token's scopes are scope-tokens ([`Identity::scopes`]): when not, the token
     /// is invalid for forward-auth.
     scopes_valid: bool,
     pub claims: Option<HeaderValue>,
+    /// What the token is bound to (`cnf`); its value is the last span of `values`.
+    bound: Bound,
+}
+
+/// A token's confirmation (`cnf`, RFC 7800): the key or certificate whose holder alone may use
+/// it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Binding<'a> {
+    /// None: a bearer token.
+    Bearer,
+    /// `cnf.jkt` (RFC 9449): a DPoP key's RFC 7638 thumbprint.
+    Jkt(&'a str),
+    /// `cnf.x5t#S256` (RFC 8705): a client certificate's SHA-256.
+    X5t(&'a str),
+    /// A `cnf` this daemon cannot check (not an object, another confirmation method, both of
+    /// the above, a value that is no header text): the token is refused, never taken as a
+    /// bearer token.
+    Unknown,
+}
+
+/// [`Binding`] without its value, kept in the answer (the value lies in its allocation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Bound {
+    Bearer,
+    Jkt,
+    X5t,
+    Unknown,
+}
+
+/// The kind and value of `cnf`.
+fn confirmation(cnf: Option<Value<'_>>) -> (Bound, Option<Cow<'_, str>>) {
+    let Some(cnf) = cnf else {
+        return (Bound::Bearer, None);
+    };
+    let Value::Object(cnf) = cnf else {
+        return (Bound::Unknown, None);
+    };
+    let mut found = (Bound::Unknown, None);
+    for (name, value) in cnf.iter() {
+        let text = value.as_str().map(|s| s.to_str());
+        let valid = text
+            .as_deref()
+            .is_some_and(|t| !t.is_empty() && HeaderValue::from_str(t).is_ok());
+        found = match found.0 {
+            Bound::Unknown if valid && name.eq_str("jkt") => (Bound::Jkt, text),
+            Bound::Unknown if valid && name.eq_str("x5t#S256") => (Bound::X5t, text),
+            _ => return (Bound::Unknown, None),
+        };
+    }
+    found
 }
 
 impl AuthzAnswer {
@@ -95,11 +145,13 @@ impl AuthzAnswer {
             .filter(|scopes| !scopes.is_empty())
             .map(|scopes| Cow::Owned(scopes.join(" ")));
         let client_id = Identity::text(identity.client_id).or_else(|| Identity::text(identity.azp));
+        let (bound, cnf) = confirmation(identity.cnf);
         let texts = [
             Identity::text(identity.sub),
             scope,
             client_id,
             Identity::text(identity.iss),
+            cnf,
         ]
         // A claim that cannot be a header value is left out.
         .map(|text| text.filter(|t| HeaderValue::from_str(t).is_ok()));
@@ -123,11 +175,16 @@ impl AuthzAnswer {
             claims: claims
                 .then(|| HeaderValue::from_maybe_shared(token.payload_segment()).ok())
                 .flatten(),
+            bound,
         }
     }
 
     fn span(&self, field: Field) -> Option<std::ops::Range<usize>> {
-        let (start, end) = self.spans[field as usize];
+        self.span_at(field as usize)
+    }
+
+    fn span_at(&self, at: usize) -> Option<std::ops::Range<usize>> {
+        let (start, end) = self.spans[at];
         let span = start as usize..end as usize;
         (span.start <= span.end && span.end <= self.values.len()).then_some(span)
     }
@@ -140,6 +197,21 @@ impl AuthzAnswer {
     /// value: it was when the answer was made).
     pub fn value(&self, field: Field) -> Option<HeaderValue> {
         HeaderValue::from_maybe_shared(self.values.slice(self.span(field)?)).ok()
+    }
+
+    /// What the token is bound to.
+    pub fn binding(&self) -> Binding<'_> {
+        let value = || {
+            self.values
+                .get(self.span_at(4)?)
+                .and_then(|v| std::str::from_utf8(v).ok())
+        };
+        match (self.bound, value()) {
+            (Bound::Bearer, _) => Binding::Bearer,
+            (Bound::Jkt, Some(jkt)) => Binding::Jkt(jkt),
+            (Bound::X5t, Some(x5t)) => Binding::X5t(x5t),
+            _ => Binding::Unknown,
+        }
     }
 
     /// Whether the token's scopes are scope-tokens; when not, no rule may see them and no
@@ -166,6 +238,7 @@ pub struct Identity<'a> {
     azp: Option<Value<'a>>,
     scope: Option<Value<'a>>,
     scp: Option<Value<'a>>,
+    cnf: Option<Value<'a>>,
 }
 
 impl<'a> Identity<'a> {
@@ -174,7 +247,7 @@ impl<'a> Identity<'a> {
         for (name, value) in jwt.claims() {
             // Compared after unescaping (`eq_str` compares the raw text when there is nothing
             // to unescape).
-            let known = ["sub", "iss", "client_id", "azp", "scope", "scp"]
+            let known = ["sub", "iss", "client_id", "azp", "scope", "scp", "cnf"]
                 .into_iter()
                 .find(|known| name.eq_str(known));
             let slot = match known {
@@ -183,7 +256,8 @@ impl<'a> Identity<'a> {
                 Some("client_id") => &mut id.client_id,
                 Some("azp") => &mut id.azp,
                 Some("scope") => &mut id.scope,
-                Some(_) => &mut id.scp,
+                Some("scp") => &mut id.scp,
+                Some(_) => &mut id.cnf,
                 None => continue,
             };
             *slot = Some(value);

@@ -92,6 +92,11 @@ pub struct Authz {
     pub claims: Option<HeaderName>,
     /// Set when `[authz] phantom` is on.
     pub phantom: Option<HeaderName>,
+    pub cnf_jkt: Option<HeaderName>,
+    /// The DPoP proofs accepted at `/v1/authz`.
+    pub replays: crate::dpop::Replays,
+    /// `WWW-Authenticate: DPoP algs="..."`: the proof algorithms accepted.
+    pub dpop_algs: String,
 }
 
 /// Everything a request handler needs.
@@ -259,6 +264,16 @@ impl App {
             issuer: header(&h.issuer),
             claims: header(&h.claims),
             phantom: header(&h.phantom).filter(|_| config.authz.phantom),
+            cnf_jkt: header(&h.cnf_jkt),
+            replays: crate::dpop::Replays::new(config.authz.dpop.max_remembered),
+            dpop_algs: config
+                .authz
+                .dpop
+                .algorithms
+                .iter()
+                .map(|a| a.name())
+                .collect::<Vec<_>>()
+                .join(" "),
             config: config.authz.clone(),
         };
         let certificate_methods = tls.as_ref().map_or(&[][..], |t| {

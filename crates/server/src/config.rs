@@ -340,6 +340,8 @@ pub struct IdentityHeaders {
     /// Where the phantom JWT of an opaque token goes (`[authz] phantom = true`), as
     /// `Bearer <JWT>`.
     pub phantom: String,
+    /// The thumbprint a DPoP-bound token's proof was checked against (`cnf.jkt`).
+    pub cnf_jkt: String,
 }
 
 impl Default for IdentityHeaders {
@@ -351,6 +353,7 @@ impl Default for IdentityHeaders {
             issuer: "x-auth-issuer".into(),
             claims: "x-auth-claims".into(),
             phantom: "authorization".into(),
+            cnf_jkt: "x-auth-cnf-jkt".into(),
         }
     }
 }
@@ -376,6 +379,34 @@ pub struct AuthzConfig {
     /// The phantom-token pattern: a request with an opaque token is let through with its
     /// phantom JWT in `headers.phantom`, for the gateway to forward upstream.
     pub phantom: bool,
+    pub dpop: DpopConfig,
+}
+
+/// How DPoP-bound tokens (RFC 9449) are checked at `/v1/authz`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DpopConfig {
+    /// The public origin of the APIs behind the gateway (`https://api.example`): with the
+    /// original request's path, the URI a proof's `htu` must name. Without it, DPoP-bound
+    /// tokens are refused.
+    pub origin: Option<String>,
+    /// How far a proof's `iat` may lie from now, either way.
+    pub window_s: i64,
+    /// The algorithms proofs may be signed with (asymmetric only).
+    pub algorithms: Vec<jose::Algorithm>,
+    /// Most proofs remembered at once (each until its window has passed); beyond, proofs are
+    /// refused with 503 rather than let through unremembered.
+    pub max_remembered: usize,
+}
+
+impl Default for DpopConfig {
+    fn default() -> Self {
+        DpopConfig {
+            origin: None,
+            window_s: oauth::dpop::DEFAULT_WINDOW_S,
+            algorithms: oauth::dpop::DEFAULT_ALGORITHMS.to_vec(),
+            max_remembered: 1 << 20,
+        }
+    }
 }
 
 /// How route prefixes are compared with the request's path.
@@ -571,6 +602,17 @@ struct FileAuthz {
     headers: FileHeaders,
     #[serde(default)]
     routes: Vec<FileRoute>,
+    #[serde(default)]
+    dpop: FileDpop,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDpop {
+    origin: Option<String>,
+    window_s: Option<i64>,
+    algorithms: Option<Vec<String>>,
+    max_remembered: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -582,6 +624,7 @@ struct FileHeaders {
     issuer: Option<String>,
     claims: Option<String>,
     phantom: Option<String>,
+    cnf_jkt: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -597,6 +640,63 @@ struct FileRoute {
 
 /// The default PKCS#11 module (SoftHSM on Debian).
 pub const SOFTHSM_MODULE: &str = pkcs11::HsmConfig::SOFTHSM_MODULE;
+
+/// `[authz.dpop]`, checked.
+fn dpop_config(d: FileDpop) -> Result<DpopConfig, ConfigError> {
+    let dd = DpopConfig::default();
+    let origin = match d.origin {
+        None => None,
+        Some(origin) => {
+            let origin = origin.trim_end_matches('/').to_owned();
+            let normal = oauth::dpop::normalize_uri(&origin);
+            if normal.is_none() || origin.matches('/').count() != 2 {
+                return Err(ConfigError::new(
+                    "authz.dpop.origin",
+                    format!("{origin:?} is not an http(s) origin (scheme://host[:port])"),
+                ));
+            }
+            Some(origin)
+        }
+    };
+    let window_s = d.window_s.unwrap_or(dd.window_s);
+    if !(1..=600).contains(&window_s) {
+        return Err(ConfigError::new("authz.dpop.window_s", "must be 1 to 600"));
+    }
+    let algorithms = match d.algorithms {
+        None => dd.algorithms,
+        Some(names) => {
+            let mut algs = Vec::new();
+            for name in names {
+                let alg = jose::Algorithm::from_name(&name)
+                    .filter(|a| a.family() != jose::Family::Hmac)
+                    .ok_or_else(|| {
+                        ConfigError::new(
+                            "authz.dpop.algorithms",
+                            format!("{name:?} is not an asymmetric JWS algorithm"),
+                        )
+                    })?;
+                algs.push(alg);
+            }
+            if algs.is_empty() {
+                return Err(ConfigError::new("authz.dpop.algorithms", "is empty"));
+            }
+            algs
+        }
+    };
+    let max_remembered = d.max_remembered.unwrap_or(dd.max_remembered);
+    if max_remembered == 0 {
+        return Err(ConfigError::new(
+            "authz.dpop.max_remembered",
+            "must be positive",
+        ));
+    }
+    Ok(DpopConfig {
+        origin,
+        window_s,
+        algorithms,
+        max_remembered,
+    })
+}
 
 impl Config {
     /// Reads and checks a configuration file. Relative paths in it are taken from the file's
@@ -950,7 +1050,9 @@ impl Config {
             issuer: header("issuer", a.headers.issuer, dh.issuer)?,
             claims: header("claims", a.headers.claims, dh.claims)?,
             phantom: header("phantom", a.headers.phantom, dh.phantom)?,
+            cnf_jkt: header("cnf_jkt", a.headers.cnf_jkt, dh.cnf_jkt)?,
         };
+        let dpop = dpop_config(a.dpop)?;
         let mut routes = Vec::new();
         for (i, r) in a.routes.into_iter().enumerate() {
             if !r.prefix.starts_with('/') {
@@ -999,6 +1101,7 @@ impl Config {
                 original_from: a.original_from,
                 path_case: a.path_case,
                 phantom: a.phantom,
+                dpop,
             },
             refresh_every,
             store,

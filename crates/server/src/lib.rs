@@ -13,6 +13,7 @@ pub mod answers;
 pub mod app;
 pub mod clients;
 pub mod config;
+pub mod dpop;
 mod form;
 pub mod metrics;
 pub mod opaque;

@@ -11,19 +11,21 @@ use hyper::{Request, Response};
 use crate::app::App;
 use crate::config::OriginalFrom;
 
-use super::reply::{Challenge, Refusal, Reply};
-use super::verdict::{by_value, has_audience, log_refusal, verdict, ByValue};
-use crate::answers::{Answers, AuthzAnswer, Field};
+use super::reply::{Challenge, DpopError, Refusal, Reply};
+use super::verdict::{by_value, fingerprint, has_audience, log_refusal, verdict, ByValue};
+use crate::answers::{Answers, AuthzAnswer, Binding, Field};
+use crate::dpop::Remembered;
 
 /// The original request a gateway asks about: method and normalised path. Method and URI come
 /// together from one header family, `X-Forwarded-*` (Traefik, Caddy) or `X-Original-*` (nginx),
 /// or from the request itself with `/v1/authz` stripped (Envoy). When both families are present
 /// they must agree: a client may have sent one of them through a gateway that sets the other.
 /// Half a family (a method without a URI, or the reverse) is refused.
+/// Also returns the path as it came (with any query), which a DPoP proof's `htu` names.
 fn original(
     request: &Request<Incoming>,
     from: OriginalFrom,
-) -> Result<(&str, Cow<'_, str>), Refusal> {
+) -> Result<(&str, Cow<'_, str>, &str), Refusal> {
     // One pass over the request's headers (a handful) rather than four hashed lookups. A header
     // given twice may be one from the client and one from the gateway: refused.
     let mut found: [Option<&HeaderValue>; 4] = [None; 4];
@@ -82,49 +84,115 @@ fn original(
             }
         }
     };
-    let path = crate::path::normalize_path(path).ok_or(Refusal::BadRequest("invalid_path"))?;
-    Ok((method, path))
+    let normal = crate::path::normalize_path(path).ok_or(Refusal::BadRequest("invalid_path"))?;
+    Ok((method, normal, path))
 }
 
-/// The bearer token: `Ok(None)` when the request carries none (no header, another scheme),
-/// `Err` when it carries a malformed one (RFC 6750 section 3.1: `invalid_request`).
-fn bearer(request: &Request<Incoming>) -> Result<Option<&str>, ()> {
+/// How the access token came.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scheme {
+    /// RFC 6750.
+    Bearer,
+    /// RFC 9449 section 7.1, with a proof in the `DPoP` header.
+    Dpop,
+}
+
+/// The access token and its scheme: `Ok(None)` when the request carries none (no header,
+/// another scheme), `Err` with the scheme when it carries a malformed one (RFC 6750 section
+/// 3.1: `invalid_request`).
+fn credentials(request: &Request<Incoming>) -> Result<Option<(&str, Scheme)>, Scheme> {
     let Some(value) = request.headers().get(header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let value = value.to_str().map_err(|_| ())?;
+    let value = value.to_str().map_err(|_| Scheme::Bearer)?;
     let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let scheme = if scheme.eq_ignore_ascii_case("bearer") {
+        Scheme::Bearer
+    } else if scheme.eq_ignore_ascii_case("dpop") {
+        Scheme::Dpop
+    } else {
         return Ok(None);
-    }
+    };
     match token.trim() {
-        "" => Err(()),
-        token => Ok(Some(token)),
+        "" => Err(scheme),
+        token => Ok(Some((token, scheme))),
+    }
+}
+
+/// The one `DPoP` header of a request (RFC 9449 section 4.3, step 1).
+fn proof_header(request: &Request<Incoming>) -> Option<&str> {
+    let mut proofs = request.headers().get_all("dpop").iter();
+    match (proofs.next(), proofs.next()) {
+        (Some(proof), None) => proof.to_str().ok(),
+        _ => None,
     }
 }
 
 /// Answers a gateway asking whether the original request may pass: 200 with the identity
 /// headers, or a refusal.
 pub async fn authz(app: &App, request: &Request<Incoming>) -> Result<Reply, Refusal> {
-    let (method, path) = original(request, app.authz.config.original_from)?;
-    let token = match bearer(request) {
-        Ok(Some(token)) => token,
+    let (method, path, raw_path) = original(request, app.authz.config.original_from)?;
+    let dpop = |error| Refusal::Dpop {
+        error,
+        algs: app.authz.dpop_algs.clone(),
+    };
+    let (token, scheme) = match credentials(request) {
+        Ok(Some(found)) => found,
         // RFC 6750 section 3.1: no error code when no credentials were presented...
         Ok(None) => return Err(Refusal::Bearer(Challenge::NoToken)),
         // ...and 400 for a malformed request.
-        Err(()) => return Err(Refusal::Bearer(Challenge::InvalidRequest)),
+        Err(Scheme::Bearer) => return Err(Refusal::Bearer(Challenge::InvalidRequest)),
+        Err(Scheme::Dpop) => return Err(dpop(DpopError::InvalidRequest)),
     };
-    let by_value = by_value(app, token)
-        .await?
-        .ok_or(Refusal::Bearer(Challenge::InvalidToken))?;
-    let result = app
-        .engine
-        .verify(by_value.as_bytes(), crate::unix_now())
-        .await;
-    let jwt = verdict(by_value.as_bytes(), result)?
-        .map_err(|_| Refusal::Bearer(Challenge::InvalidToken))?;
+    let invalid = || match scheme {
+        Scheme::Bearer => Refusal::Bearer(Challenge::InvalidToken),
+        Scheme::Dpop => dpop(DpopError::InvalidToken),
+    };
+    let proof = match scheme {
+        Scheme::Bearer => None,
+        Scheme::Dpop => Some(proof_header(request).ok_or_else(|| dpop(DpopError::InvalidRequest))?),
+    };
+    let by_value = by_value(app, token).await?.ok_or_else(invalid)?;
+    let now = crate::unix_now();
+    let result = app.engine.verify(by_value.as_bytes(), now).await;
+    let jwt = verdict(by_value.as_bytes(), result)?.map_err(|_| invalid())?;
     let answer = Answers::authz(&app.engine, &jwt, app.authz.claims.is_some());
+    // What the token is bound to decides how it may come; a verdict on a proof is never
+    // cached (each is checked, and remembered, on its request).
+    let jkt = match (answer.binding(), proof) {
+        (Binding::Bearer, None) => None,
+        (Binding::Jkt(jkt), Some(proof)) => {
+            let uri = app
+                .authz
+                .config
+                .dpop
+                .origin
+                .as_deref()
+                .map(|origin| format!("{origin}{raw_path}"))
+                .ok_or_else(|| {
+                    tracing::warn!("a DPoP-bound token, and no [authz.dpop] origin to check its proof's htu with");
+                    invalid()
+                })?;
+            check_proof(app, proof, method, &uri, token, jkt, now)?;
+            Some(jkt)
+        }
+        (binding, _) => {
+            let code = match binding {
+                Binding::Jkt(_) => "dpop_bound_as_bearer",
+                Binding::Bearer => "not_dpop_bound",
+                Binding::X5t(_) => "certificate_bound",
+                Binding::Unknown => "unknown_confirmation",
+            };
+            log_refusal(token.as_bytes(), code);
+            return Err(invalid());
+        }
+    };
     let mut reply = authorize(app, method, &path, token, &jwt, answer)?;
+    if let (Some(name), Some(jkt)) = (&app.authz.cnf_jkt, jkt) {
+        if let Ok(value) = HeaderValue::from_str(jkt) {
+            reply.headers_mut().insert(name.clone(), value);
+        }
+    }
     // The phantom-token pattern: the opaque token's JWT goes upstream with the request.
     // A JWT sent as it is goes on as it came, so that one gateway configuration serves
     // clients of both kinds.
@@ -138,6 +206,53 @@ pub async fn authz(app: &App, request: &Request<Incoming>) -> Result<Reply, Refu
         }
     }
     Ok(reply)
+}
+
+/// RFC 9449 section 4.3: the proof for this request, by the key the token is bound to, and
+/// never seen before by this daemon.
+fn check_proof(
+    app: &App,
+    proof: &str,
+    method: &str,
+    uri: &str,
+    token: &str,
+    jkt: &str,
+    now: i64,
+) -> Result<(), Refusal> {
+    let settings = &app.authz.config.dpop;
+    let invalid = || Refusal::Dpop {
+        error: DpopError::InvalidProof,
+        algs: app.authz.dpop_algs.clone(),
+    };
+    let expected = oauth::dpop::Expected {
+        method,
+        uri,
+        access_token: Some(token),
+        jkt: Some(jkt),
+        now,
+        window_s: settings.window_s,
+        algorithms: &settings.algorithms,
+    };
+    let checked = oauth::dpop::check(proof, &expected).map_err(|refused| {
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            tracing::debug!(token = %fingerprint(token.as_bytes()), cause = %refused, "DPoP proof refused");
+        }
+        invalid()
+    })?;
+    let until = checked.iat + settings.window_s;
+    match app.authz.replays.remember(jkt, &checked.jti, until, now) {
+        Remembered::First => Ok(()),
+        Remembered::Replayed => {
+            log_refusal(token.as_bytes(), "dpop_proof_replayed");
+            Err(invalid())
+        }
+        Remembered::Full => {
+            tracing::warn!(
+                "DPoP proof refused: no room to remember it ([authz.dpop] max_remembered)"
+            );
+            Err(Refusal::Overloaded)
+        }
+    }
 }
 
 /// The route rules applied to a verified token, and the identity headers when they let it pass.

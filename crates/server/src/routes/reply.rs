@@ -40,6 +40,24 @@ pub enum Refusal {
     },
     /// `/v1/sign`: the claims break the caller's policy; 403 naming the rule.
     Policy(oauth::SignRefusal),
+    /// `/v1/authz`: a DPoP-bound token refused (RFC 9449 section 7.1): an empty body and a
+    /// `WWW-Authenticate: DPoP` challenge with the error and the proof algorithms accepted.
+    Dpop {
+        error: DpopError,
+        algs: String,
+    },
+}
+
+/// The error of a DPoP challenge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(clippy::enum_variant_names)] // RFC 9449's error codes
+pub enum DpopError {
+    /// 400: no proof, two proofs, a malformed `Authorization: DPoP`.
+    InvalidRequest,
+    /// 401: the token is not valid, or not DPoP-bound.
+    InvalidToken,
+    /// 401: the proof fails a check of RFC 9449 section 4.3, or was used before.
+    InvalidProof,
 }
 
 /// An RFC 6750 section 3 refusal of a bearer token: an empty body and a `WWW-Authenticate:
@@ -180,17 +198,32 @@ impl Refusal {
                         .ok(),
                     ),
                 };
-                let mut r = Response::new(Full::new(Bytes::new()));
-                *r.status_mut() = status;
-                if let Some(value) = value {
-                    r.headers_mut().insert(header::WWW_AUTHENTICATE, value);
-                }
-                r.headers_mut()
-                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                r
+                challenged(status, value)
+            }
+            Refusal::Dpop { error, algs } => {
+                let (status, code) = match error {
+                    DpopError::InvalidRequest => (StatusCode::BAD_REQUEST, "invalid_request"),
+                    DpopError::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
+                    DpopError::InvalidProof => (StatusCode::UNAUTHORIZED, "invalid_dpop_proof"),
+                };
+                let value =
+                    HeaderValue::from_str(&format!("DPoP error=\"{code}\", algs=\"{algs}\"")).ok();
+                challenged(status, value)
             }
         }
     }
+}
+
+/// An empty answer with `status` and the `WWW-Authenticate` challenge `value`.
+fn challenged(status: StatusCode, value: Option<HeaderValue>) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = status;
+    if let Some(value) = value {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+    }
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }
 
 pub fn json(status: StatusCode, body: impl Into<Bytes>, cache: Option<&'static str>) -> Reply {
