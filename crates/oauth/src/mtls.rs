@@ -106,6 +106,21 @@ impl CertSubject {
         Ok(subject)
     }
 
+    /// The one name among `fields` (each an RFC 8705 metadata name with its value, if given):
+    /// `None` when none is given, an error when more than one is or the one does not parse.
+    pub fn from_fields(fields: &[(&str, Option<&str>)]) -> Result<Option<CertSubject>, String> {
+        let mut given = fields
+            .iter()
+            .filter_map(|(field, value)| value.map(|v| (*field, v)));
+        match (given.next(), given.next()) {
+            (None, _) => Ok(None),
+            (Some((field, value)), None) => CertSubject::parse(field, value).map(Some),
+            (Some(_), Some(_)) => {
+                Err("tls_client_auth: register exactly one certificate name".into())
+            }
+        }
+    }
+
     /// Whether the certificate (DER) names this subject. A certificate that does not parse
     /// names nothing.
     pub fn matches(&self, certificate: &[u8]) -> bool {

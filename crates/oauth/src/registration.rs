@@ -211,26 +211,29 @@ impl Registration {
             (None, Some(uri)) => Some(ClientKeys::JwksUri(uri)),
             (None, None) => None,
         };
-        let names = [
+        let tls_subject = CertSubject::from_fields(&[
             (
                 "tls_client_auth_subject_dn",
-                &doc.tls_client_auth_subject_dn,
+                doc.tls_client_auth_subject_dn.as_deref(),
             ),
-            ("tls_client_auth_san_dns", &doc.tls_client_auth_san_dns),
-            ("tls_client_auth_san_uri", &doc.tls_client_auth_san_uri),
-            ("tls_client_auth_san_ip", &doc.tls_client_auth_san_ip),
-            ("tls_client_auth_san_email", &doc.tls_client_auth_san_email),
-        ];
-        let mut tls_subject = None;
-        for (field, value) in names {
-            let Some(value) = value else { continue };
-            if tls_subject.is_some() {
-                return Err(RegistrationError(
-                    "tls_client_auth: register exactly one certificate name".into(),
-                ));
-            }
-            tls_subject = Some(CertSubject::parse(field, value).map_err(RegistrationError)?);
-        }
+            (
+                "tls_client_auth_san_dns",
+                doc.tls_client_auth_san_dns.as_deref(),
+            ),
+            (
+                "tls_client_auth_san_uri",
+                doc.tls_client_auth_san_uri.as_deref(),
+            ),
+            (
+                "tls_client_auth_san_ip",
+                doc.tls_client_auth_san_ip.as_deref(),
+            ),
+            (
+                "tls_client_auth_san_email",
+                doc.tls_client_auth_san_email.as_deref(),
+            ),
+        ])
+        .map_err(RegistrationError)?;
         let registration = Registration {
             grants: doc.grants,
             scopes,

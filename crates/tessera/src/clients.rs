@@ -217,17 +217,14 @@ fn add(args: AddArgs) -> anyhow::Result<ExitCode> {
         (None, Some(uri)) => Some(ClientKeys::JwksUri(uri.clone())),
         (None, None) => None,
     };
-    let names = [
-        ("tls_client_auth_subject_dn", &args.tls_subject_dn),
-        ("tls_client_auth_san_dns", &args.tls_san_dns),
-        ("tls_client_auth_san_uri", &args.tls_san_uri),
-        ("tls_client_auth_san_ip", &args.tls_san_ip),
-        ("tls_client_auth_san_email", &args.tls_san_email),
-    ];
-    if let Some((field, Some(value))) = names.iter().find(|(_, v)| v.is_some()) {
-        registration.tls_subject =
-            Some(oauth::mtls::CertSubject::parse(field, value).map_err(anyhow::Error::msg)?);
-    }
+    registration.tls_subject = oauth::mtls::CertSubject::from_fields(&[
+        ("tls_client_auth_subject_dn", args.tls_subject_dn.as_deref()),
+        ("tls_client_auth_san_dns", args.tls_san_dns.as_deref()),
+        ("tls_client_auth_san_uri", args.tls_san_uri.as_deref()),
+        ("tls_client_auth_san_ip", args.tls_san_ip.as_deref()),
+        ("tls_client_auth_san_email", args.tls_san_email.as_deref()),
+    ])
+    .map_err(anyhow::Error::msg)?;
     registration.check()?;
     let secret = if auth_method.uses_secret() {
         Some(SecretHash::generate()?)
