@@ -56,6 +56,12 @@ fn calibration_measures_the_daemon_over_http_and_feeds_the_plan() {
         figure(&a["single_us"], "single_us");
         figure(&a["batched_us"], "batched_us");
         figure(&a["authz_miss_us"], "authz_miss_us");
+        // Left out, and said so, where a busy machine kept them from settling.
+        if let Some(scattered) = a.get("authz_scattered") {
+            figure(&scattered["us"], "authz_scattered.us");
+            let miss = scattered["miss"].as_f64().expect("authz_scattered.miss");
+            assert!(miss > 0.0 && miss < 0.5, "scattered misses at {miss}: {a}");
+        }
     }
     figure(&calibration["cache_hit_us"], "cache_hit_us");
     let http = &calibration["http"];
@@ -93,8 +99,10 @@ fn calibration_measures_the_daemon_over_http_and_feeds_the_plan() {
         "2000",
         "--mix",
         "ES256=100",
+        // A gateway's usual ratio: misses scattered among hits, below the ratio the
+        // scattered probes ran at (about 0.1), so their figures count at half their spread.
         "--cache-hit",
-        "0.5",
+        "0.95",
     ];
     let table = tessera(&plan_args);
     assert!(

@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 
 /// Format version of [`Calibration`]. Format 3 gives each figure its spread and replaces
 /// format 2's derived miss extras (`new_token_extra_us`, `miss_rate_extra`) with measured
-/// request costs; older files are refused ("calibrate again").
-pub const FORMAT: u32 = 3;
+/// request costs; format 4 adds each algorithm's scattered misses (`authz_scattered`). Older
+/// files are refused ("calibrate again").
+pub const FORMAT: u32 = 4;
 
 /// The costs of one machine. Every figure is CPU time on one core, in microseconds, with its
 /// spread.
@@ -80,6 +81,14 @@ pub struct AlgorithmCost {
     /// routing, lookup, the hop to the engine, verification, the cache insert and the answer.
     /// The model uses its difference from the reference algorithm's.
     pub authz_miss_us: Estimate,
+    /// The daemon's CPU time per `/v1/authz` request when about one token in 10 misses, one
+    /// at a time among hits on tokens verified shortly before (the same 16-entry cache). A
+    /// lone miss takes the single path: where the vectorised backend is loaded, a miss among
+    /// hits costs what `single_us` says rather than `batched_us`, and the model uses this point
+    /// at low miss ratios. Absent where the calibration could not measure it steadily (a
+    /// busy machine): the model then uses the cost with every token missing at every ratio.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authz_scattered: Option<MissPoint>,
 }
 
 /// The daemon's CPU time per HTTP request (its own threads only: the load generator's CPU is
@@ -98,6 +107,11 @@ pub struct HttpCost {
     /// off the line through them and (0, `authz_cached_us`): never a difference divided by a
     /// small share, never extrapolated.
     pub authz_new: Vec<MissPoint>,
+    /// `GET /v1/authz` with cached tokens in the service the scattered points
+    /// (`AlgorithmCost::authz_scattered`) were measured in: what their hits cost. Absent with
+    /// them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scattered_cached_us: Option<Estimate>,
     /// `POST /v1/verify`: the part of a request that does not depend on its tokens...
     pub verify_fixed_us: Estimate,
     /// ...and the part per token answered from the cache.
@@ -207,10 +221,16 @@ impl Calibration {
             all.push((format!("{}.single_us", a.alg), &mut a.single_us));
             all.push((format!("{}.batched_us", a.alg), &mut a.batched_us));
             all.push((format!("{}.authz_miss_us", a.alg), &mut a.authz_miss_us));
+            if let Some(p) = &mut a.authz_scattered {
+                all.push((format!("{}.authz_scattered.us", a.alg), &mut p.us));
+            }
         }
         all.push(("cache_hit_us".into(), &mut self.cache_hit_us));
         let h = &mut self.http;
         all.push(("http.authz_cached_us".into(), &mut h.authz_cached_us));
+        if let Some(e) = &mut h.scattered_cached_us {
+            all.push(("http.scattered_cached_us".into(), e));
+        }
         for (i, p) in h.authz_new.iter_mut().enumerate() {
             all.push((format!("http.authz_new[{i}].us"), &mut p.us));
         }
@@ -268,8 +288,38 @@ impl Calibration {
                 return value(format!("http.authz_new[{i}].us"), point.us.us);
             }
         }
+        // Scattered points for every algorithm with the hit cost they are read against, or
+        // none at all.
+        let scattered = self
+            .algorithms
+            .iter()
+            .filter(|a| a.authz_scattered.is_some())
+            .count();
+        if h.scattered_cached_us.is_some() != (scattered > 0)
+            || (scattered > 0 && scattered != self.algorithms.len())
+        {
+            return value(
+                "authz_scattered (algorithms measured)".into(),
+                scattered as f64,
+            );
+        }
+        for a in &self.algorithms {
+            if let Some(p) = &a.authz_scattered {
+                if !(p.miss > 0.0 && p.miss < 1.0) {
+                    return value(format!("{}.authz_scattered.miss", a.alg), p.miss);
+                }
+            }
+        }
         // What a miss of each algorithm adds, as the model reads it: positive.
         for a in &self.algorithms {
+            if let Some(scattered) = self.authz_scattered_extra_us(a, reference) {
+                if !(scattered.is_finite() && scattered > 0.0) {
+                    return value(
+                        format!("{}: /v1/authz per scattered miss", a.alg),
+                        scattered,
+                    );
+                }
+            }
             let authz = self.authz_miss_extra_us(a, reference);
             if !(authz.is_finite() && authz > 0.0) {
                 return value(format!("{}: /v1/authz per miss", a.alg), authz);
@@ -319,6 +369,66 @@ impl Calibration {
             - reference.authz_miss_us.us
     }
 
+    /// What one `/v1/authz` miss of `alg` costs beyond a cached request when misses come one
+    /// at a time among hits (about one in 10): the reference's cost at that ratio, read off its
+    /// line, plus what `alg`'s scattered miss costs more than the reference's; `None` where the
+    /// scattered points were not measured.
+    pub fn authz_scattered_extra_us(
+        &self,
+        alg: &AlgorithmCost,
+        reference: &AlgorithmCost,
+    ) -> Option<f64> {
+        let at = alg.authz_scattered.as_ref()?.miss;
+        Some(
+            (self.authz_reference_us(at) - self.http.authz_cached_us.us) / at
+                + self.scattered_difference_us(alg, reference)?,
+        )
+    }
+
+    /// What a scattered miss of `alg` costs more than one of `reference`, per miss: each
+    /// point's request cost above a cached request in the same service over its own miss
+    /// ratio; `None` where they were not measured.
+    pub fn scattered_difference_us(
+        &self,
+        alg: &AlgorithmCost,
+        reference: &AlgorithmCost,
+    ) -> Option<f64> {
+        let cached = self.http.scattered_cached_us?.us;
+        let per_miss = |p: &MissPoint| (p.us.us - cached) / p.miss;
+        Some(
+            per_miss(alg.authz_scattered.as_ref()?) - per_miss(reference.authz_scattered.as_ref()?),
+        )
+    }
+
+    /// What a miss of `alg` costs more than one of `reference` at a miss ratio of `miss`,
+    /// per miss. Misses scattered among hits go out one at a time on the single path, misses
+    /// in quantity share vectorised calls where the backend is loaded: the difference is the
+    /// scattered one up to the ratio it was measured at, the one with every token missing at
+    /// 1, and on the line between them in between. Without a vectorised backend the two agree
+    /// and the ratio does not matter; without scattered points, the one with every token
+    /// missing is used at every ratio.
+    pub fn authz_difference_us(
+        &self,
+        alg: &AlgorithmCost,
+        reference: &AlgorithmCost,
+        miss: f64,
+    ) -> f64 {
+        let high = alg.authz_miss_us.us - reference.authz_miss_us.us;
+        let (Some(low), Some(a), Some(r)) = (
+            self.scattered_difference_us(alg, reference),
+            &alg.authz_scattered,
+            &reference.authz_scattered,
+        ) else {
+            return high;
+        };
+        let at = (a.miss + r.miss) / 2.0;
+        if miss <= at {
+            low
+        } else {
+            low + (high - low) * ((miss - at) / (1.0 - at)).min(1.0)
+        }
+    }
+
     /// What one token of a `/v1/verify` batch costs more than a cached one when it is new and
     /// signed with `alg`: the reference's measured cost plus the difference of their batched
     /// verifications.
@@ -337,11 +447,17 @@ pub(crate) mod tests {
 
     /// A calibration with round numbers and no spread, for the model's tests.
     pub fn sample() -> Calibration {
+        // Scattered misses cost what misses do when every token misses (no vectorised
+        // backend): one in 10 requests, 20 µs a cached request plus a tenth of the miss.
         let alg = |alg: &str, single_us: f64, authz_miss_us: f64| AlgorithmCost {
             alg: alg.into(),
             single_us: exact(single_us),
             batched_us: exact(single_us),
             authz_miss_us: exact(authz_miss_us),
+            authz_scattered: Some(MissPoint {
+                miss: 0.1,
+                us: exact(20.0 + 0.1 * (authz_miss_us - 20.0)),
+            }),
         };
         Calibration {
             format: FORMAT,
@@ -371,6 +487,7 @@ pub(crate) mod tests {
                     miss: 1.0,
                     us: exact(32.0),
                 }],
+                scattered_cached_us: Some(exact(20.0)),
                 verify_fixed_us: exact(30.0),
                 verify_per_token_us: exact(2.0),
                 verify_miss_us: exact(3.0),
@@ -504,6 +621,64 @@ pub(crate) mod tests {
         );
         assert_eq!(cal.verify_miss_extra_us(es, reference), 3.0 + 80.0 - 2.0);
         assert!(cal.algorithm(Algorithm::PS256).is_none());
-        assert_eq!(cal.figures().len(), 4 * 3 + 1 + 1 + 1 + 3);
+        assert_eq!(cal.figures().len(), 4 * 4 + 1 + 2 + 1 + 3);
+    }
+
+    #[test]
+    fn scattered_misses_cost_the_single_path_and_misses_in_quantity_the_batched_one() {
+        let mut cal = sample();
+        // ES256 on a machine with the vectorised backend: a lone miss 80 µs more than an
+        // HS256 one (its single path), every token missing 30 µs more (its batched calls).
+        let es = cal
+            .algorithms
+            .iter_mut()
+            .find(|a| a.alg == "ES256")
+            .unwrap();
+        es.authz_miss_us = exact(32.0 + 30.0);
+        es.authz_scattered = Some(MissPoint {
+            miss: 0.1,
+            us: exact(20.0 + 0.1 * (12.0 + 80.0)),
+        });
+        let reference = cal.reference().unwrap().clone();
+        let es = cal.algorithm(Algorithm::ES256).unwrap().clone();
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+        assert!(close(
+            cal.scattered_difference_us(&es, &reference).unwrap(),
+            80.0
+        ));
+        assert!(close(
+            cal.authz_scattered_extra_us(&es, &reference).unwrap(),
+            92.0
+        ));
+        // Up to the ratio it was measured at, the scattered difference; at 1, the batched
+        // one; on the line between them in between.
+        assert!(close(cal.authz_difference_us(&es, &reference, 0.01), 80.0));
+        assert!(close(cal.authz_difference_us(&es, &reference, 0.1), 80.0));
+        assert!(close(cal.authz_difference_us(&es, &reference, 0.55), 55.0));
+        assert!(close(cal.authz_difference_us(&es, &reference, 1.0), 30.0));
+        // Without scattered points, the difference with every token missing at every ratio.
+        let mut without = cal.clone();
+        without.http.scattered_cached_us = None;
+        for a in &mut without.algorithms {
+            a.authz_scattered = None;
+        }
+        assert_eq!(
+            Calibration::from_json(&without.to_json()),
+            Ok(without.clone())
+        );
+        assert!(close(
+            without.authz_difference_us(&es, &reference, 0.01),
+            30.0
+        ));
+        // Some algorithms with points and some without, a point whose misses cost less than a
+        // cached request, or a ratio of 1: refused.
+        without.algorithms[0].authz_scattered = cal.algorithms[0].authz_scattered.clone();
+        assert!(refused(&without));
+        let mut bad = cal.clone();
+        bad.algorithms[2].authz_scattered.as_mut().unwrap().us = exact(19.0);
+        assert!(refused(&bad));
+        let mut bad = cal;
+        bad.algorithms[1].authz_scattered.as_mut().unwrap().miss = 1.0;
+        assert!(refused(&bad));
     }
 }

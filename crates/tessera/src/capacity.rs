@@ -194,20 +194,24 @@ fn calibration_table(cal: &Calibration) -> String {
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "CPU µs on one core          single           batched    /v1/authz miss   a new token's miss"
+        "CPU µs on one core          single           batched    /v1/authz miss   a new token's miss  a scattered miss"
     );
     let reference = cal.reference().ok();
     for a in &cal.algorithms {
         let new = reference.map_or(f64::NAN, |r| cal.authz_miss_extra_us(a, r));
+        let scattered = reference
+            .and_then(|r| cal.authz_scattered_extra_us(a, r))
+            .map_or_else(|| "not measured".to_string(), |us| format!("{us:.2}"));
         let _ = writeln!(
             out,
-            "{:<20} {:>15}   {:>15}   {:>15}   {:>14.2} ± {:.2}",
+            "{:<20} {:>15}   {:>15}   {:>15}   {:>14.2} ± {:.2}   {:>14}",
             a.alg,
             pm(a.single_us),
             pm(a.batched_us),
             pm(a.authz_miss_us),
             new,
             plan_spread(cal, a),
+            scattered,
         );
     }
     let _ = writeln!(out);
@@ -240,7 +244,10 @@ fn calibration_table(cal: &Calibration) -> String {
     let _ = writeln!(
         out,
         "model                a request at a miss ratio costs what the line through the cached \
-         and new-token points says; another algorithm's miss adds its difference from {}'s",
+         and new-token points says; another algorithm's miss adds its difference from {}'s: \
+         when misses are scattered (one new token in 10, a lone miss on the single path), when \
+         every token is new (misses in quantity, vectorised where the backend is loaded), and \
+         on the line between them in between",
         h.reference
     );
     let core = h
