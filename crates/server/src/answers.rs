@@ -57,6 +57,8 @@ impl engine::Kept for Answers {}
 
 /// The span of a field the answer does not have: never within its values.
 const ABSENT: (u32, u32) = (u32::MAX, 0);
+/// The span of the `cnf` value, after those of the [`Field`]s.
+const CNF: usize = 4;
 
 /// An identity header of `/v1/authz`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,7 +78,7 @@ pub struct AuthzAnswer {
     values: Bytes,
     /// Where each [`Field`] lies in `values`; [`ABSENT`] when the token has none, or one that
     /// cannot be a header value (control characters).
-    spans: [(u32, u32); 5],
+    spans: [(u32, u32); CNF + 1],
     /// Whether the token's scopes are scope-tokens ([`Identity::scopes`]): when not, the token
     /// is invalid for forward-auth.
     scopes_valid: bool,
@@ -201,13 +203,13 @@ impl AuthzAnswer {
 
     /// What the token is bound to.
     pub fn binding(&self) -> Binding<'_> {
-        let value = || {
-            self.values
-                .get(self.span_at(4)?)
-                .and_then(|v| std::str::from_utf8(v).ok())
-        };
-        match (self.bound, value()) {
-            (Bound::Bearer, _) => Binding::Bearer,
+        if self.bound == Bound::Bearer {
+            return Binding::Bearer;
+        }
+        let value = self
+            .span_at(CNF)
+            .and_then(|span| std::str::from_utf8(&self.values[span]).ok());
+        match (self.bound, value) {
             (Bound::Jkt, Some(jkt)) => Binding::Jkt(jkt),
             (Bound::X5t, Some(x5t)) => Binding::X5t(x5t),
             _ => Binding::Unknown,

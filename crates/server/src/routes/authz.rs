@@ -132,10 +132,7 @@ fn proof_header(request: &Request<Incoming>) -> Option<&str> {
 /// headers, or a refusal.
 pub async fn authz(app: &App, request: &Request<Incoming>) -> Result<Reply, Refusal> {
     let (method, path, raw_path) = original(request, app.authz.config.original_from)?;
-    let dpop = |error| Refusal::Dpop {
-        error,
-        algs: app.authz.dpop_algs.clone(),
-    };
+    let dpop = |error| dpop_refusal(app, error);
     let (token, scheme) = match credentials(request) {
         Ok(Some(found)) => found,
         // RFC 6750 section 3.1: no error code when no credentials were presented...
@@ -208,6 +205,14 @@ pub async fn authz(app: &App, request: &Request<Incoming>) -> Result<Reply, Refu
     Ok(reply)
 }
 
+/// A `WWW-Authenticate: DPoP` refusal naming the proof algorithms accepted.
+fn dpop_refusal(app: &App, error: DpopError) -> Refusal {
+    Refusal::Dpop {
+        error,
+        algs: app.authz.dpop_algs.clone(),
+    }
+}
+
 /// RFC 9449 section 4.3: the proof for this request, by the key the token is bound to, and
 /// never seen before by this daemon.
 fn check_proof(
@@ -220,10 +225,7 @@ fn check_proof(
     now: i64,
 ) -> Result<(), Refusal> {
     let settings = &app.authz.config.dpop;
-    let invalid = || Refusal::Dpop {
-        error: DpopError::InvalidProof,
-        algs: app.authz.dpop_algs.clone(),
-    };
+    let invalid = || dpop_refusal(app, DpopError::InvalidProof);
     let expected = oauth::dpop::Expected {
         method,
         uri,
