@@ -189,13 +189,17 @@ start_daemon() {
   url=http://$addr
 }
 
-# counters: "HITS VERDICTS REQUESTS" from /metrics.
+# counters: "HITS VERDICTS REQUESTS BATCHES JOBS LANES" from /metrics: the engine's batches,
+# the jobs they held, and the jobs verified in vectorised calls.
 counters() {
   curl -fsS "$url/metrics" | awk '
     /^tessera_cache_hits_total / { h = $2 }
     /^tessera_verifications_total\{/ { v += $2 }
     /^tessera_http_requests_total\{/ { r += $2 }
-    END { printf "%d %d %d\n", h, v, r }'
+    /^tessera_engine_batches_total / { b = $2 }
+    /^tessera_engine_batched_jobs_total / { j = $2 }
+    /^tessera_engine_multibuffer_lanes_total\{/ { l += $2 }
+    END { printf "%d %d %d %d %d %d\n", h, v, r, b, j, l }'
 }
 # The daemon's CPU time, and the whole machine's busy time (user, nice, system, irq, softirq;
 # steal left out), in clock ticks.
@@ -280,14 +284,14 @@ for ((r = 1; r <= rounds; r++)); do
       source=(--tokens "$tmp/tokens.$i")
     fi
     say "$what: round $r/$rounds (${warmup} s + ${duration} s)"
-    read -r h0 v0 q0 < <(counters)
+    read -r h0 v0 q0 b0 j0 l0 < <(counters)
     t0=$(ticks) m0=$(machine) w0=$(date +%s.%N)
     harness=$( { TIMEFORMAT='%U %S'; time "$loadtest" "${scenario[@]}" --url "$url" "${source[@]}" \
       --threads 1 --cpus "$harness_cpu" --duration "${duration}s" \
       --warmup "${warmup}s" --quiet --json "$tmp/report.json" >"$tmp/report.txt"; } 2>&1 ) \
       || { cat "$tmp/report.txt" >&2; die "$what: tessera-loadtest failed"; }
     t1=$(ticks) m1=$(machine) w1=$(date +%s.%N)
-    read -r h1 v1 q1 < <(counters)
+    read -r h1 v1 q1 b1 j1 l1 < <(counters)
     grep -q '"errors": \[\]' "$tmp/report.json" \
       || { cat "$tmp/report.txt" >&2; die "$what: the harness saw errors (above)"; }
     # The hit ratio the daemon saw; its CPU time per request over the whole run (warm-up
@@ -302,6 +306,11 @@ for ((r = 1; r <= rounds; r++)); do
     # The prediction from this round's calibration, at the hit ratio the daemon saw.
     seen=$(tail -n 1 "$runs" | awk '{ print $3 }')
     echo " $(predict "$mix" "$seen" "$batch") $(jget "$tmp/plan.json" plan.cpu_us_per_request)" >>"$runs"
+    # The engine meanwhile: jobs per batch, and the share of its jobs verified in vectorised
+    # calls (0 without the backend).
+    awk -v b="$((b1 - b0))" -v j="$((j1 - j0))" -v l="$((l1 - l0))" -v what="$what" 'BEGIN {
+      printf "   engine: %.2f jobs per batch, %.1f %% of %d jobs vectorised\n", b ? j / b : 0, j ? 100 * l / j : 0, j
+    }' >&2
   done
 done
 

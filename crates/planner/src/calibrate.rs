@@ -633,6 +633,7 @@ fn http(setup: &HttpSetup<'_>, progress: Progress<'_>) -> Result<Http, Calibrate
             let probe = format!("HTTP: /v1/authz, one new {alg} token in {SCATTER} requests");
             progress(&probe);
             let mut seen = Vec::new();
+            let batching0 = missing.batching();
             let us = settle(&probe, progress, || {
                 let (hits0, verdicts0) = missing.verdicts();
                 let sample = measure(&missing, requests.clone(), slots.scattered)?;
@@ -640,6 +641,17 @@ fn http(setup: &HttpSetup<'_>, progress: Progress<'_>) -> Result<Http, Calibrate
                 seen.push(1.0 - (hits1 - hits0) as f64 / (verdicts1 - verdicts0).max(1) as f64);
                 Ok(sample.us_per_request)
             })?;
+            let batching1 = missing.batching();
+            let (batches, jobs, lanes) = (
+                batching1.0 - batching0.0,
+                batching1.1 - batching0.1,
+                batching1.2 - batching0.2,
+            );
+            progress(&format!(
+                "{probe}: {:.2} jobs a batch, {:.1} % of them vectorised",
+                jobs as f64 / batches.max(1) as f64,
+                100.0 * lanes as f64 / jobs.max(1) as f64
+            ));
             // The ratio of the estimates the figure is made of: the last two.
             let tail = &seen[seen.len().saturating_sub(2)..];
             let miss = tail.iter().sum::<f64>() / tail.len().max(1) as f64;

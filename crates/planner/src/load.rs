@@ -166,6 +166,14 @@ impl Server {
         self.addr
     }
 
+    /// The engine's batches so far, the jobs they held, and the jobs verified in vectorised
+    /// calls.
+    pub fn batching(&self) -> (u64, u64, u64) {
+        let s = self.engine.stats();
+        let lanes = s.lanes.iter().map(|(_, _, lanes)| lanes).sum();
+        (s.batches, s.batched_jobs, lanes)
+    }
+
     /// Verified-token cache hits and verdicts so far.
     pub fn verdicts(&self) -> (u64, u64) {
         let s = self.engine.stats();
