@@ -308,7 +308,7 @@ for ((r = 1; r <= rounds; r++)); do
     echo " $(predict "$mix" "$seen" "$batch") $(jget "$tmp/plan.json" plan.cpu_us_per_request)" >>"$runs"
     # The engine meanwhile: jobs per batch, and the share of its jobs verified in vectorised
     # calls (0 without the backend).
-    awk -v b="$((b1 - b0))" -v j="$((j1 - j0))" -v l="$((l1 - l0))" -v what="$what" 'BEGIN {
+    awk -v b="$((b1 - b0))" -v j="$((j1 - j0))" -v l="$((l1 - l0))" 'BEGIN {
       printf "   engine: %.2f jobs per batch, %.1f %% of %d jobs vectorised\n", b ? j / b : 0, j ? 100 * l / j : 0, j
     }' >&2
   done

@@ -1,9 +1,9 @@
 //! A verification worker's loop: take a batch (own queue, then the injector, then stealing),
 //! sleep when there is nothing, gather more while it is too small for a vectorised call (a
-//! yield to the submitting threads, at most twice), verify it (`lanes.rs`: eight signatures at a time where the
-//! vectorised backend is loaded), fill the cache, answer. An idle worker never sleeps to fill a
-//! batch: with nothing else runnable a yield returns at once, and a lone token goes out on the
-//! single path.
+//! yield to the submitting threads, at most twice), verify it (`lanes.rs`: eight signatures at
+//! a time where the vectorised backend is loaded), fill the cache, answer. An idle worker never
+//! sleeps to fill a batch: with nothing else runnable a yield returns at once, and a lone token
+//! goes out on the single path.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -53,9 +53,6 @@ fn take_batch<R: Kept>(
     }
 }
 
-/// Lanes of one vectorised call: a batch with fewer jobs may be worth gathering more for.
-const FULL: usize = 8;
-
 /// Yields at most this many times for one batch.
 const YIELDS: usize = 2;
 
@@ -69,7 +66,7 @@ const YIELDS: usize = 2;
 fn gather<T>(batch: &mut Vec<T>, mut take: impl FnMut(&mut Vec<T>)) {
     for _ in 0..YIELDS {
         let before = batch.len();
-        if before >= FULL {
+        if before >= multibuffer::LANES {
             return;
         }
         std::thread::yield_now();
@@ -244,8 +241,8 @@ mod tests {
         gather(&mut batch, |_| takes += 1);
         assert_eq!((batch.len(), takes), (1, 1));
         // Full already: no yield.
-        let mut batch = vec![0; FULL];
+        let mut batch = vec![0; multibuffer::LANES];
         gather(&mut batch, |_| panic!("a full batch took more"));
-        assert_eq!(batch.len(), FULL);
+        assert_eq!(batch.len(), multibuffer::LANES);
     }
 }

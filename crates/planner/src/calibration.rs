@@ -82,10 +82,10 @@ pub struct AlgorithmCost {
     /// The model uses its difference from the reference algorithm's.
     pub authz_miss_us: Estimate,
     /// The daemon's CPU time per `/v1/authz` request when about one token in 10 misses, one
-    /// at a time among hits on tokens verified shortly before (the same 16-entry cache). A
-    /// lone miss takes the single path: where the vectorised backend is loaded, a miss among
-    /// hits costs what `single_us` says rather than `batched_us`, and the model uses this point
-    /// at low miss ratios. Absent where the calibration could not measure it steadily (a
+    /// at a time among hits on tokens verified shortly before (the same 16-entry cache). Where
+    /// the vectorised backend is loaded, a miss among hits may go out alone on the single path
+    /// (when the engine finds no others to gather with it) and cost nearer `single_us` than
+    /// `batched_us`: the model uses this point at low miss ratios. Absent where the calibration could not measure it steadily (a
     /// busy machine): the model then uses the cost with every token missing at every ratio.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authz_scattered: Option<MissPoint>,
