@@ -321,6 +321,11 @@ impl Postgres {
             == 1)
     }
 
+    pub async fn remember_proof(&self, key: &[u8; 32], exp: i64) -> Result<bool, StoreError> {
+        let key: &[u8] = key;
+        Ok(self.execute(schema::REMEMBER_PROOF, &[&key, &exp]).await? == 1)
+    }
+
     pub async fn put_opaque(&self, row: &OpaqueRow) -> Result<(), StoreError> {
         let hash: &[u8] = &row.hash;
         let written = self

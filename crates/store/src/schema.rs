@@ -9,7 +9,7 @@ use crate::error::StoreError;
 use crate::record::Record;
 
 /// The schema version this binary knows; a store at a higher one is refused.
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 3;
 
 /// Created before anything else, inside the migration's transaction.
 pub const MIGRATIONS_TABLE: &str =
@@ -22,7 +22,7 @@ pub const RECORD_MIGRATION: &str =
 
 /// Each migration's statements, by version (index + 1). A migration, once released, is never
 /// changed: stores that ran it do not run it again.
-pub const MIGRATIONS: [&[&str]; 2] = [
+pub const MIGRATIONS: [&[&str]; 3] = [
     &[
         "CREATE TABLE tessera_sequences (name TEXT PRIMARY KEY, value BIGINT NOT NULL)",
         "INSERT INTO tessera_sequences (name, value) VALUES ('revocations', 0)",
@@ -67,6 +67,15 @@ pub const MIGRATIONS: [&[&str]; 2] = [
     )",
         "CREATE INDEX tessera_opaque_exp ON tessera_opaque (exp)",
     ],
+    &[
+        // DPoP proofs accepted by some daemon of the store, by the SHA-256 of key thumbprint
+        // and `jti` (fixed-size, whatever the client chose), until their window has passed.
+        "CREATE TABLE tessera_proofs (
+        key BYTEA NOT NULL PRIMARY KEY,
+        exp BIGINT NOT NULL
+    )",
+        "CREATE INDEX tessera_proofs_exp ON tessera_proofs (exp)",
+    ],
 ];
 
 /// The migrations a store at schema `current` still needs, each with its version, in order;
@@ -108,11 +117,12 @@ pub const LIST: &str =
      ORDER BY seq DESC LIMIT $1";
 
 /// What `purge` deletes, each statement given `$1 = before`: expired revocations (those by
-/// subject or client never expire), replay records and opaque tokens.
-pub const PURGE: [&str; 3] = [
+/// subject or client never expire), replay records (assertions, proofs) and opaque tokens.
+pub const PURGE: [&str; 4] = [
     "DELETE FROM tessera_revocations WHERE expires IS NOT NULL AND expires < $1",
     "DELETE FROM tessera_assertions WHERE exp < $1",
     "DELETE FROM tessera_opaque WHERE exp < $1",
+    "DELETE FROM tessera_proofs WHERE exp < $1",
 ];
 
 /// Counts a change to the clients, in the writing transaction; taken before the write, its row
@@ -146,6 +156,12 @@ pub const CLIENTS: &str = "SELECT id, secret, registration, created, updated FRO
 pub const REMEMBER_ONCE: &str =
     "INSERT INTO tessera_assertions (client_id, jti, exp) VALUES ($1, $2, $3) \
      ON CONFLICT DO NOTHING";
+
+/// Affects one row when the proof is new, none when some daemon recorded it before. A record
+/// past its `exp` that [`PURGE`] has not yet deleted still counts: the caller refuses proofs
+/// that old before asking.
+pub const REMEMBER_PROOF: &str =
+    "INSERT INTO tessera_proofs (key, exp) VALUES ($1, $2) ON CONFLICT DO NOTHING";
 
 /// Affects no row when the hash is taken.
 pub const PUT_OPAQUE: &str = "INSERT INTO tessera_opaque (hash, client_id, claims, exp, created) \

@@ -31,6 +31,7 @@ enum Command {
     Clients(Reply<Vec<ClientRow>>),
     ClientsVersion(Reply<i64>),
     RememberOnce(String, String, i64, Reply<bool>),
+    RememberProof([u8; 32], i64, Reply<bool>),
     PutOpaque(OpaqueRow, Reply<()>),
     Opaque([u8; 32], Reply<Option<OpaqueRow>>),
 }
@@ -126,6 +127,12 @@ impl Sqlite {
     ) -> Result<bool, StoreError> {
         let (client_id, jti) = (client_id.to_owned(), jti.to_owned());
         self.ask(|reply| Command::RememberOnce(client_id, jti, exp, reply))
+            .await
+    }
+
+    pub async fn remember_proof(&self, key: &[u8; 32], exp: i64) -> Result<bool, StoreError> {
+        let key = *key;
+        self.ask(|reply| Command::RememberProof(key, exp, reply))
             .await
     }
 
@@ -239,6 +246,14 @@ fn writer(path: PathBuf, now: i64, queue: mpsc::Receiver<Command>, opened: Reply
                 let _ = reply.send(
                     connection
                         .execute(schema::REMEMBER_ONCE, params![client_id, jti, exp])
+                        .map(|n| n == 1)
+                        .map_err(unavailable),
+                );
+            }
+            Command::RememberProof(key, exp, reply) => {
+                let _ = reply.send(
+                    connection
+                        .execute(schema::REMEMBER_PROOF, params![&key[..], exp])
                         .map(|n| n == 1)
                         .map_err(unavailable),
                 );

@@ -183,6 +183,17 @@ impl Store {
         }
     }
 
+    /// Records that the DPoP proof with this key (the SHA-256 of its key's thumbprint and its
+    /// `jti`), good until `exp`, was accepted: `true` when no daemon of the store recorded it
+    /// before (it is now), `false` when one did (a replay). One conditional insert, atomic
+    /// between every daemon on the store; [`Store::purge`] forgets it after `exp`.
+    pub async fn remember_proof(&self, key: &[u8; 32], exp: i64) -> Result<bool, StoreError> {
+        match &self.inner.backend {
+            Backend::Sqlite(s) => s.remember_proof(key, exp).await,
+            Backend::Postgres(p) => p.remember_proof(key, exp).await,
+        }
+    }
+
     /// Stores an opaque access token by its hash; [`StoreError::Conflict`], and nothing
     /// written, when that hash is already stored.
     pub async fn put_opaque(&self, row: &OpaqueRow) -> Result<(), StoreError> {

@@ -12,7 +12,7 @@ use testkit::{Postgres, Scratch};
 const NOW: i64 = 1_800_000_000;
 
 /// The schema version this binary migrates to.
-const VERSION: i64 = 2;
+const VERSION: i64 = 3;
 
 /// No case may take longer, whatever the store does.
 const CASE_LIMIT: Duration = Duration::from_secs(90);
@@ -111,6 +111,7 @@ on_both!(
     a_client_write_wakes_changed,
     remember_once_is_true_once_and_another_store_sees_the_record,
     concurrent_remember_once_of_one_pair_is_true_once,
+    a_proof_is_remembered_once_across_stores_and_purged_after_exp,
     opaque_tokens_round_trip_and_a_duplicate_conflicts,
     purge_removes_expired_assertions_and_opaque_tokens_and_keeps_live_ones,
     a_version_1_store_migrates_and_keeps_its_records,
@@ -531,6 +532,35 @@ async fn concurrent_remember_once_of_one_pair_is_true_once(db: &Db) {
     assert_eq!(first, 1, "exactly one use of the assertion is the first");
 }
 
+async fn a_proof_is_remembered_once_across_stores_and_purged_after_exp(db: &Db) {
+    let (a, b) = (db.open().await, db.open().await);
+    assert!(a.remember_proof(&[7; 32], NOW + 60).await.expect("first"));
+    assert!(!a.remember_proof(&[7; 32], NOW + 60).await.expect("replay"));
+    // Another daemon on the same database sees the record.
+    assert!(!b
+        .remember_proof(&[7; 32], NOW + 60)
+        .await
+        .expect("elsewhere"));
+    assert!(b.remember_proof(&[8; 32], NOW - 1).await.expect("other"));
+    // Concurrent first uses of one proof at both: one of them is the first.
+    let tasks: Vec<_> = (0..8)
+        .map(|n| {
+            let store = if n % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { store.remember_proof(&[9; 32], NOW + 60).await })
+        })
+        .collect();
+    let mut first = 0;
+    for task in tasks {
+        first += usize::from(task.await.expect("task").expect("remember"));
+    }
+    assert_eq!(first, 1, "exactly one use of the proof is the first");
+    assert_eq!(a.purge(NOW).await.expect("purge"), 1);
+    // Purged: forgotten (callers refuse proofs that old before asking); the live ones stay.
+    assert!(a.remember_proof(&[8; 32], NOW - 1).await.expect("purged"));
+    assert!(!b.remember_proof(&[7; 32], NOW + 60).await.expect("kept"));
+    assert_eq!(db.sql("SELECT COUNT(*) FROM tessera_proofs").await, Some(3));
+}
+
 async fn opaque_tokens_round_trip_and_a_duplicate_conflicts(db: &Db) {
     let store = db.open().await;
     let row = opaque(0x11, NOW + 60);
@@ -661,7 +691,7 @@ async fn a_version_1_store_migrates_and_keeps_its_records(db: &Db) {
     assert_eq!(store.schema_version(), VERSION);
     assert_eq!(
         db.sql("SELECT COUNT(*) FROM tessera_migrations").await,
-        Some(2)
+        Some(VERSION)
     );
     assert_eq!(
         db.sql("SELECT applied FROM tessera_migrations WHERE version = 1")
@@ -669,11 +699,15 @@ async fn a_version_1_store_migrates_and_keeps_its_records(db: &Db) {
         Some(1_700_000_000),
         "migration 1 is not run again"
     );
-    assert_eq!(
-        db.sql("SELECT applied FROM tessera_migrations WHERE version = 2")
+    for later in 2..=VERSION {
+        assert_eq!(
+            db.sql(&format!(
+                "SELECT applied FROM tessera_migrations WHERE version = {later}"
+            ))
             .await,
-        Some(NOW)
-    );
+            Some(NOW)
+        );
+    }
     let records = store.since(0, 100).await.expect("since");
     assert_eq!(seqs(&records), [1, 2]);
     assert_eq!(
@@ -708,12 +742,17 @@ async fn a_version_1_store_migrates_and_keeps_its_records(db: &Db) {
         .await
         .expect("remember"));
     store.put_opaque(&opaque(9, NOW + 60)).await.expect("put");
+    // And what version 3 added.
+    assert!(store
+        .remember_proof(&[3; 32], NOW + 60)
+        .await
+        .expect("remember proof"));
     drop(store);
     let store = Store::open(&db.config(), NOW + 100).await.expect("reopen");
     assert_eq!(
         db.sql("SELECT COUNT(*) FROM tessera_migrations").await,
-        Some(2),
-        "migration 2 is not run again"
+        Some(VERSION),
+        "no migration is run again"
     );
     assert_eq!(ids(&store.clients().await.expect("clients")), ["web"]);
 }
