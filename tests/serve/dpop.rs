@@ -16,8 +16,15 @@ fn public_jwk(key: &jose::SigningKey) -> Value {
     jwk
 }
 
-/// A proof by `key` for `method` `htu`, with `ath` for `token`; `claims` replace members.
-fn proof(key: &jose::SigningKey, method: &str, htu: &str, token: &str, claims: Value) -> String {
+/// A proof by `key` for `method` `htu`, with `ath` for `token`; `claims` replace members
+/// (null removes one).
+pub(super) fn proof(
+    key: &jose::SigningKey,
+    method: &str,
+    htu: &str,
+    token: &str,
+    claims: Value,
+) -> String {
     static JTI: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = JTI.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": public_jwk(key)});
@@ -26,7 +33,11 @@ fn proof(key: &jose::SigningKey, method: &str, htu: &str, token: &str, claims: V
     let mut body = json!({"jti": format!("proof-{n}"), "htm": method, "htu": htu,
         "iat": unix_now(), "ath": ath});
     for (name, value) in claims.as_object().cloned().unwrap_or_default() {
-        body[&name] = value;
+        if value.is_null() {
+            body.as_object_mut().map(|o| o.remove(&name));
+        } else {
+            body[&name] = value;
+        }
     }
     let input = jose::SigningInput::new(header.to_string().as_bytes(), body.to_string().as_bytes());
     let signature = key.sign(input.as_bytes()).expect("signature");
@@ -269,4 +280,112 @@ async fn without_an_origin_dpop_bound_tokens_are_refused() {
     );
     let reply = ask(&daemon, "GET", "/orders/1", &format!("DPoP {bound}"), &[&p]).await;
     assert_dpop(&reply, 401, "invalid_token");
+}
+
+/// The server nonce a refusal hands out: a 401 `use_dpop_nonce` with `DPoP-Nonce`.
+fn nonce_of(reply: &Reply) -> String {
+    assert_dpop(reply, 401, "use_dpop_nonce");
+    reply
+        .header("dpop-nonce")
+        .unwrap_or_else(|| panic!("no DPoP-Nonce in {reply:?}"))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn with_nonces_a_proof_is_good_only_at_the_daemon_whose_nonce_it_carries() {
+    let setup = Setup::new("dpop-nonce");
+    let config = format!("[authz.dpop]\norigin = \"{ORIGIN}\"\nnonce = true\n");
+    let (a, b) = (
+        setup.start("", "workers = 1", &config),
+        setup.start("", "workers = 1", &config),
+    );
+    let key = jose::SigningKey::generate(jose::Algorithm::ES256).expect("key");
+    let jkt = key.public().expect("public").thumbprint();
+    let bound = setup.issuer.sign(claims(json!({"cnf": {"jkt": jkt}})));
+    let scheme = format!("DPoP {bound}");
+    let htu = format!("{ORIGIN}/orders/1");
+
+    // No nonce: refused, with one to use (RFC 9449 section 9).
+    let bare = proof(&key, "GET", &htu, &bound, json!({}));
+    let nonce_a = nonce_of(&ask(&a, "GET", "/orders/1", &scheme, &[&bare]).await);
+    // A made-up nonce is no better.
+    let forged = proof(
+        &key,
+        "GET",
+        &htu,
+        &bound,
+        json!({"nonce": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}),
+    );
+    assert_eq!(
+        nonce_of(&ask(&a, "GET", "/orders/1", &scheme, &[&forged]).await),
+        nonce_a,
+        "one nonce per slot"
+    );
+    // With the daemon's nonce: through, once.
+    let good = proof(&key, "GET", &htu, &bound, json!({"nonce": nonce_a}));
+    let reply = ask(&a, "GET", "/orders/1", &scheme, &[&good]).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.header("x-auth-cnf-jkt"), Some(jkt.as_str()));
+    assert_dpop(
+        &ask(&a, "GET", "/orders/1", &scheme, &[&good]).await,
+        401,
+        "invalid_dpop_proof",
+    );
+    // The same proof at the other daemon: its nonce is not b's, so b's local replay cache
+    // need not know it; the client is told to use b's nonce.
+    let nonce_b = nonce_of(&ask(&b, "GET", "/orders/1", &scheme, &[&good]).await);
+    assert_ne!(nonce_a, nonce_b, "each daemon's nonces are its own");
+    // A fresh proof with a's nonce, sent to b first: refused there, and still good at a.
+    let fresh = proof(&key, "GET", &htu, &bound, json!({"nonce": nonce_a}));
+    nonce_of(&ask(&b, "GET", "/orders/1", &scheme, &[&fresh]).await);
+    let reply = ask(&a, "GET", "/orders/1", &scheme, &[&fresh]).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    // A proof failing another check is invalid_dpop_proof whatever its nonce.
+    let elsewhere = proof(
+        &key,
+        "GET",
+        &format!("{ORIGIN}/orders/2"),
+        &bound,
+        json!({"nonce": nonce_b}),
+    );
+    assert_dpop(
+        &ask(&b, "GET", "/orders/1", &scheme, &[&elsewhere]).await,
+        401,
+        "invalid_dpop_proof",
+    );
+    let with_b = proof(&key, "GET", &htu, &bound, json!({"nonce": nonce_b}));
+    let reply = ask(&b, "GET", "/orders/1", &scheme, &[&with_b]).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+}
+
+#[tokio::test]
+async fn without_nonces_the_store_refuses_a_proof_replayed_to_a_second_daemon() {
+    let setup = Setup::new("dpop-store");
+    let config = format!(
+        "[authz.dpop]\norigin = \"{ORIGIN}\"\nreplays = \"store\"\n\n[store]\npath = \"store.sqlite3\"\n"
+    );
+    let (a, b) = (
+        setup.start("", "workers = 1", &config),
+        setup.start("", "workers = 1", &config),
+    );
+    let key = jose::SigningKey::generate(jose::Algorithm::ES256).expect("key");
+    let jkt = key.public().expect("public").thumbprint();
+    let bound = setup.issuer.sign(claims(json!({"cnf": {"jkt": jkt}})));
+    let scheme = format!("DPoP {bound}");
+    let htu = format!("{ORIGIN}/orders/1");
+    for (first, second) in [(&a, &b), (&b, &a)] {
+        let p = proof(&key, "GET", &htu, &bound, json!({}));
+        let reply = ask(first, "GET", "/orders/1", &scheme, &[&p]).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        assert_dpop(
+            &ask(second, "GET", "/orders/1", &scheme, &[&p]).await,
+            401,
+            "invalid_dpop_proof",
+        );
+        assert_dpop(
+            &ask(first, "GET", "/orders/1", &scheme, &[&p]).await,
+            401,
+            "invalid_dpop_proof",
+        );
+    }
 }

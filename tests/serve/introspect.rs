@@ -174,6 +174,10 @@ async fn dev_mode_signs_introspection_answers_with_its_published_key() {
                 "RS256", "RS384", "RS512"
             ],
             "response_types_supported": [],
+            "dpop_signing_alg_values_supported": [
+                "ES256", "ES384", "ES512", "EdDSA", "PS256", "PS384", "PS512",
+                "RS256", "RS384", "RS512"
+            ],
             "introspection_signing_alg_values_supported": ["ES256"],
         })
     );

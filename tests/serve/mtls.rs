@@ -324,7 +324,15 @@ async fn rfc8705_clients_authenticate_with_their_tls_certificates() {
     assert!(daemon.url.starts_with("https://"), "{}", daemon.url);
 
     let ask = |id: &'static str| [("grant_type", "client_credentials"), ("client_id", id)];
-    let issued_to = |(status, body): (u16, Value), id: &str| {
+    // RFC 8705 section 3: a token issued to a client that authenticated with its certificate
+    // is bound to it, `cnf.x5t#S256` the SHA-256 of its DER; one issued for a secret is not.
+    let thumbprint = |name: &str| {
+        let pem = std::fs::read(certs.join(&format!("{name}.pem"))).expect("certificate");
+        let der = CertificateDer::from_pem_slice(&pem).expect("PEM certificate");
+        URL_SAFE_NO_PAD
+            .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der.as_ref()).as_ref())
+    };
+    let issued_to = |(status, body): (u16, Value), id: &str, bound: Option<&str>| {
         assert_eq!(status, 200, "{id}: {body}");
         assert_eq!(body["token_type"], "Bearer", "{body}");
         let token = body["access_token"].as_str().expect("access_token");
@@ -332,6 +340,11 @@ async fn rfc8705_clients_authenticate_with_their_tls_certificates() {
         assert_eq!(
             (claims["client_id"].as_str(), claims["sub"].as_str()),
             (Some(id), Some(id))
+        );
+        assert_eq!(
+            claims["cnf"]["x5t#S256"].as_str().map(str::to_owned),
+            bound.map(thumbprint),
+            "{id}: {claims}"
         );
     };
     let refused = |(status, body): (u16, Value), what: &str| {
@@ -346,10 +359,12 @@ async fn rfc8705_clients_authenticate_with_their_tls_certificates() {
     issued_to(
         token_over_tls(&daemon, &certs, Some("orders"), &ask("by-dns")).await,
         "by-dns",
+        Some("orders"),
     );
     issued_to(
         token_over_tls(&daemon, &certs, Some("orders"), &ask("by-dn")).await,
         "by-dn",
+        Some("orders"),
     );
     // Another name from the same CA; the same name from a CA of the same subject that is not
     // the configured one; a certificate not meant for clients; no certificate at all.
@@ -383,6 +398,7 @@ async fn rfc8705_clients_authenticate_with_their_tls_certificates() {
     issued_to(
         token_over_tls(&daemon, &certs, Some("device"), &ask("device")).await,
         "device",
+        Some("device"),
     );
     refused(
         token_over_tls(&daemon, &certs, Some("other-device"), &ask("device")).await,
@@ -420,6 +436,7 @@ async fn rfc8705_clients_authenticate_with_their_tls_certificates() {
         )
         .await,
         "by-secret",
+        None,
     );
     let discovery = Request::get("/.well-known/oauth-authorization-server")
         .header("host", "127.0.0.1")
@@ -428,6 +445,10 @@ async fn rfc8705_clients_authenticate_with_their_tls_certificates() {
     let (status, discovery) = over_tls(&daemon, &certs, None, discovery).await;
     assert_eq!(status, 200, "{discovery}");
     let methods = discovery["token_endpoint_auth_methods_supported"].clone();
+    assert_eq!(
+        discovery["tls_client_certificate_bound_access_tokens"], true,
+        "{discovery}"
+    );
     for method in ["tls_client_auth", "self_signed_tls_client_auth"] {
         assert!(
             methods

@@ -1307,3 +1307,239 @@ async fn private_key_jwt_follows_the_clients_jwks_uri() {
         "an unpublished key",
     );
 }
+
+/// `POST /token` with a form body, client_secret_basic, and these `DPoP` headers.
+async fn token_with_proofs(
+    daemon: &Daemon,
+    auth: &str,
+    params: &[(&str, &str)],
+    proofs: &[&str],
+) -> Reply {
+    let mut headers = vec![("content-type", FORM), ("authorization", auth)];
+    for proof in proofs {
+        headers.push(("dpop", proof));
+    }
+    daemon.call("POST", "/token", &headers, &form(params)).await
+}
+
+#[tokio::test]
+async fn a_dpop_proof_at_the_token_endpoint_binds_the_token_to_its_key() {
+    const API: &str = "https://api.example";
+    let issuing = Issuing::new(
+        "dpop",
+        Some(PUBLIC),
+        &format!("[authz.dpop]\norigin = \"{API}\"\nalgorithms = [\"ES256\", \"EdDSA\"]\n"),
+    );
+    let secret = issuing
+        .add("svc", "client_secret_basic", 600, &[])
+        .expect("secret");
+    let bound_secret = issuing
+        .add("svc-dpop", "client_secret_basic", 600, &["--dpop-bound"])
+        .expect("secret");
+    let opaque_secret = issuing
+        .add(
+            "svc-opaque",
+            "client_secret_basic",
+            600,
+            &["--format", "opaque"],
+        )
+        .expect("secret");
+    let introspector =
+        issuing.clients_ok(&["add", "--id", "introspector", "--permission", "introspect"])
+            ["client_secret"]
+            .as_str()
+            .expect("secret")
+            .to_owned();
+    let introspect_auth = client_basic("introspector", &introspector);
+    let daemon = issuing.serve();
+    let auth = client_basic("svc", &secret);
+    let key = jose::SigningKey::generate(jose::Algorithm::ES256).expect("key");
+    let jkt = key.public().expect("public").thumbprint();
+    let endpoint = format!("{PUBLIC}/token");
+    let at_token = |claims: Value| super::dpop::proof(&key, "POST", &endpoint, "", claims);
+    let no_ath = json!({"ath": null});
+
+    // RFC 9449 section 5: a DPoP token, bound to the proof's key.
+    let good = at_token(no_ath.clone());
+    let reply = token_with_proofs(&daemon, &auth, &[CC], &[&good]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let body = reply.json();
+    assert_eq!(body["token_type"], "DPoP", "{body}");
+    let access = body["access_token"].as_str().expect("token").to_owned();
+    assert_eq!(parts(&access).1["cnf"], json!({"jkt": jkt}));
+
+    // It works as a DPoP token, with a proof by the key, and not as a bearer token.
+    let htu = format!("{API}/orders/1");
+    let use_proof = super::dpop::proof(&key, "GET", &htu, &access, json!({}));
+    let authz = |authorization: String, proofs: Vec<String>| {
+        let daemon = &daemon;
+        async move {
+            let mut headers = vec![
+                ("x-original-method", "GET".to_owned()),
+                ("x-original-uri", "/orders/1".to_owned()),
+                ("authorization", authorization),
+            ];
+            headers.extend(proofs.into_iter().map(|p| ("dpop", p)));
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            daemon.call("GET", "/v1/authz", &headers, "").await
+        }
+    };
+    let reply = authz(format!("DPoP {access}"), vec![use_proof]).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.header("x-auth-subject"), Some("svc"));
+    let reply = authz(format!("Bearer {access}"), vec![]).await;
+    assert_eq!(reply.status, 401, "{reply:?}");
+    // Introspection says how it is bound (RFC 9449 section 6.2).
+    let answer = daemon
+        .introspect(Some(&introspect_auth), &access)
+        .await
+        .json();
+    assert_eq!(answer["active"], true, "{answer}");
+    assert_eq!(answer["token_type"], "DPoP", "{answer}");
+    assert_eq!(answer["cnf"], json!({"jkt": jkt}), "{answer}");
+
+    // Refused, and nothing issued: the proof again, a proof for another endpoint or method, an
+    // old one, two proofs, no JWS at all.
+    let mut refusals = vec![
+        ("replayed", vec![good.clone()]),
+        (
+            "another URI",
+            vec![super::dpop::proof(
+                &key,
+                "POST",
+                &format!("{PUBLIC}/revoke"),
+                "",
+                no_ath.clone(),
+            )],
+        ),
+        (
+            "another method",
+            vec![super::dpop::proof(
+                &key,
+                "GET",
+                &endpoint,
+                "",
+                no_ath.clone(),
+            )],
+        ),
+        (
+            "an hour old",
+            vec![at_token(json!({"ath": null, "iat": unix_now() - 3600}))],
+        ),
+        (
+            "two proofs",
+            vec![at_token(no_ath.clone()), at_token(no_ath.clone())],
+        ),
+    ];
+    refusals.push(("not a JWS", vec!["not.a.proof".to_owned()]));
+    for (what, proofs) in refusals {
+        let proofs: Vec<&str> = proofs.iter().map(String::as_str).collect();
+        let reply = token_with_proofs(&daemon, &auth, &[CC], &proofs).await;
+        refused(&reply, 400, "invalid_dpop_proof", what);
+    }
+    // A client registered for DPoP-bound tokens must send a proof; with one it gets them.
+    let bound_auth = client_basic("svc-dpop", &bound_secret);
+    let reply = token_with_proofs(&daemon, &bound_auth, &[CC], &[]).await;
+    refused(
+        &reply,
+        400,
+        "invalid_dpop_proof",
+        "no proof from a DPoP-bound client",
+    );
+    let reply = token_with_proofs(&daemon, &bound_auth, &[CC], &[&at_token(no_ath.clone())]).await;
+    assert_eq!(reply.json()["token_type"], "DPoP", "{}", reply.text());
+    // A proof from an unauthenticated caller is checked, and then the caller refused.
+    let reply = token_with_proofs(
+        &daemon,
+        &client_basic("svc", "wrong"),
+        &[CC],
+        &[&at_token(no_ath.clone())],
+    )
+    .await;
+    refused_basic(&reply, "a wrong secret");
+    // Without a proof, the same client still gets a bearer token.
+    let plain = issued(
+        &token(&daemon, Some(&auth), &[CC]).await,
+        600,
+        Some("orders:read orders:write"),
+        "bearer",
+    );
+    assert!(parts(&plain).1.get("cnf").is_none());
+    let answer = daemon
+        .introspect(Some(&introspect_auth), &plain)
+        .await
+        .json();
+    assert_eq!(answer["token_type"], "Bearer", "{answer}");
+
+    // An opaque token carries the same binding, through its phantom JWT.
+    let reply = token_with_proofs(
+        &daemon,
+        &client_basic("svc-opaque", &opaque_secret),
+        &[CC],
+        &[&at_token(no_ath.clone())],
+    )
+    .await;
+    let body = reply.json();
+    assert_eq!(body["token_type"], "DPoP", "{body}");
+    let opaque = body["access_token"].as_str().expect("token").to_owned();
+    let answer = daemon
+        .introspect(Some(&introspect_auth), &opaque)
+        .await
+        .json();
+    assert_eq!(
+        (&answer["token_type"], &answer["cnf"]),
+        (&json!("DPoP"), &json!({"jkt": jkt})),
+        "{answer}"
+    );
+    let reply = authz(format!("Bearer {opaque}"), vec![]).await;
+    assert_eq!(
+        reply.status, 401,
+        "an opaque DPoP token as Bearer: {reply:?}"
+    );
+    let p = super::dpop::proof(&key, "GET", &htu, &opaque, json!({}));
+    let reply = authz(format!("DPoP {opaque}"), vec![p]).await;
+    assert_eq!(
+        reply.status, 200,
+        "an opaque DPoP token with its proof: {reply:?}"
+    );
+
+    // Discovery names the proof algorithms (RFC 9449 section 5.1).
+    let meta = daemon
+        .get("/.well-known/oauth-authorization-server")
+        .await
+        .json();
+    assert_eq!(
+        meta["dpop_signing_alg_values_supported"],
+        json!(["ES256", "EdDSA"]),
+        "{meta}"
+    );
+    never_logged(&daemon, &[secret, access, good]);
+}
+
+#[tokio::test]
+async fn with_nonces_the_token_endpoint_asks_for_one_and_takes_it() {
+    let issuing = Issuing::new("dpop-nonce", Some(PUBLIC), "[authz.dpop]\nnonce = true\n");
+    let secret = issuing
+        .add("svc", "client_secret_basic", 600, &[])
+        .expect("secret");
+    let daemon = issuing.serve();
+    let auth = client_basic("svc", &secret);
+    let key = jose::SigningKey::generate(jose::Algorithm::ES256).expect("key");
+    let endpoint = format!("{PUBLIC}/token");
+    let bare = super::dpop::proof(&key, "POST", &endpoint, "", json!({"ath": null}));
+    // RFC 9449 section 8: 400 use_dpop_nonce, with the nonce to use.
+    let reply = token_with_proofs(&daemon, &auth, &[CC], &[&bare]).await;
+    refused(&reply, 400, "use_dpop_nonce", "no nonce");
+    let nonce = reply.header("dpop-nonce").expect("DPoP-Nonce").to_owned();
+    let with = super::dpop::proof(
+        &key,
+        "POST",
+        &endpoint,
+        "",
+        json!({"ath": null, "nonce": nonce}),
+    );
+    let reply = token_with_proofs(&daemon, &auth, &[CC], &[&with]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["token_type"], "DPoP");
+}

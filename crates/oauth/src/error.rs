@@ -22,6 +22,11 @@ pub enum ErrorCode {
     InvalidScope,
     /// The client's: a `resource` it may not ask for (RFC 8707).
     InvalidTarget,
+    /// The client's: a DPoP proof that fails a check or was used before (RFC 9449 section 5).
+    InvalidDpopProof,
+    /// The client's: a DPoP proof without a nonce the server gave out, or with a lapsed one
+    /// (RFC 9449 section 8); the answer carries a fresh one.
+    UseDpopNonce,
 }
 
 impl ErrorCode {
@@ -34,6 +39,8 @@ impl ErrorCode {
             ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
             ErrorCode::InvalidScope => "invalid_scope",
             ErrorCode::InvalidTarget => "invalid_target",
+            ErrorCode::InvalidDpopProof => "invalid_dpop_proof",
+            ErrorCode::UseDpopNonce => "use_dpop_nonce",
         }
     }
 }

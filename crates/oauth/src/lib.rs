@@ -15,6 +15,7 @@ mod error;
 pub mod grant;
 mod mint;
 pub mod mtls;
+pub mod nonce;
 mod opaque;
 mod registration;
 mod request;
@@ -22,7 +23,7 @@ mod scope;
 pub mod sign;
 
 pub use error::{ErrorCode, OAuthError};
-pub use mint::{new_jti, AccessClaims, ACCESS_TOKEN_TYP};
+pub use mint::{new_jti, AccessClaims, Confirmation, ACCESS_TOKEN_TYP};
 pub use opaque::{OpaqueToken, OPAQUE_PREFIX};
 pub use registration::{
     client_key_set, AuthMethod, ClientKeys, Grant, Permission, Registration, RegistrationError,

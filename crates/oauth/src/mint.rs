@@ -19,6 +19,28 @@ pub struct AccessClaims<'a> {
     pub iat: i64,
     pub exp: i64,
     pub jti: &'a str,
+    /// What the token is bound to (RFC 7800 `cnf`); `None` for a bearer token.
+    pub cnf: Option<Confirmation<'a>>,
+}
+
+/// The key or certificate whose holder alone may use a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Confirmation<'a> {
+    /// A DPoP key's RFC 7638 thumbprint (RFC 9449 section 6.1): `cnf.jkt`.
+    Jkt(&'a str),
+    /// The base64url SHA-256 of a client certificate's DER (RFC 8705 section 3.1):
+    /// `cnf.x5t#S256`.
+    X5tS256(&'a str),
+}
+
+impl Confirmation<'_> {
+    /// The `token_type` of a token bound so (RFC 9449 section 5: `DPoP`; RFC 8705: `Bearer`).
+    pub fn token_type(this: Option<Self>) -> &'static str {
+        match this {
+            Some(Confirmation::Jkt(_)) => "DPoP",
+            _ => "Bearer",
+        }
+    }
 }
 
 impl AccessClaims<'_> {
@@ -55,6 +77,17 @@ impl AccessClaims<'_> {
             self.iat, self.exp
         ));
         jose::json::write_str(&mut out, self.jti);
+        if let Some(cnf) = self.cnf {
+            let (name, value) = match cnf {
+                Confirmation::Jkt(jkt) => ("jkt", jkt),
+                Confirmation::X5tS256(x5t) => ("x5t#S256", x5t),
+            };
+            out.push_str(",\"cnf\":{\"");
+            out.push_str(name);
+            out.push_str("\":");
+            jose::json::write_str(&mut out, value);
+            out.push('}');
+        }
         out.push('}');
         out
     }
@@ -87,6 +120,7 @@ mod tests {
             iat: 10,
             exp: 20,
             jti: "j",
+            cnf: None,
         };
         assert_eq!(
             claims.to_json(),
@@ -105,6 +139,28 @@ mod tests {
             "{json}"
         );
         assert!(!json.contains("scope"), "{json}");
+        for (cnf, member, token_type) in [
+            (
+                Confirmation::Jkt("0ZcOCORZNYy"),
+                r#""cnf":{"jkt":"0ZcOCORZNYy"}}"#,
+                "DPoP",
+            ),
+            (
+                Confirmation::X5tS256("bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"),
+                r#""cnf":{"x5t#S256":"bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}}"#,
+                "Bearer",
+            ),
+        ] {
+            let json = AccessClaims {
+                cnf: Some(cnf),
+                ..claims.clone()
+            }
+            .to_json();
+            assert!(json.ends_with(member), "{json}");
+            serde_json::from_str::<serde_json::Value>(&json).expect("JSON");
+            assert_eq!(Confirmation::token_type(Some(cnf)), token_type);
+        }
+        assert_eq!(Confirmation::token_type(None), "Bearer");
         assert_ne!(new_jti(), new_jti());
         assert_eq!(new_jti().len(), 22);
     }

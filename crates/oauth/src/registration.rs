@@ -128,6 +128,9 @@ pub struct Registration {
     pub permissions: Vec<Permission>,
     /// What `/v1/sign` may sign for it (with the `sign` permission).
     pub sign: Option<SignPolicy>,
+    /// Every token request must carry a DPoP proof (RFC 9449 section 5.2,
+    /// `dpop_bound_access_tokens`): its tokens are all DPoP-bound.
+    pub dpop_bound_access_tokens: bool,
 }
 
 /// Why a registration was refused: its writer's (the operator's).
@@ -175,6 +178,8 @@ struct Document {
     permissions: Vec<Permission>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     sign: Option<SignPolicy>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    dpop_bound_access_tokens: bool,
 }
 
 impl Registration {
@@ -192,6 +197,7 @@ impl Registration {
             tls_subject: None,
             permissions: Vec::new(),
             sign: None,
+            dpop_bound_access_tokens: false,
         }
     }
 
@@ -245,6 +251,7 @@ impl Registration {
             tls_subject,
             permissions: doc.permissions,
             sign: doc.sign,
+            dpop_bound_access_tokens: doc.dpop_bound_access_tokens,
         };
         registration.check()?;
         Ok(registration)
@@ -282,6 +289,7 @@ impl Registration {
             tls_client_auth_san_email: name("tls_client_auth_san_email"),
             permissions: self.permissions.clone(),
             sign: self.sign.clone(),
+            dpop_bound_access_tokens: self.dpop_bound_access_tokens,
         };
         // A document of strings, numbers and checked JSON cannot fail to serialise.
         serde_json::to_string(&doc).unwrap_or_default()
@@ -423,6 +431,12 @@ mod tests {
     fn registrations_round_trip_through_their_stored_form() {
         let r = machine();
         assert_eq!(Registration::from_json(&r.to_json()).unwrap(), r);
+        assert!(!r.to_json().contains("dpop"), "false is left out");
+        let bound = Registration {
+            dpop_bound_access_tokens: true,
+            ..machine()
+        };
+        assert_eq!(Registration::from_json(&bound.to_json()).unwrap(), bound);
         let mut keyed = Registration::new(AuthMethod::PrivateKeyJwt);
         let key = jose::SigningKey::generate(jose::Algorithm::ES256)
             .unwrap()

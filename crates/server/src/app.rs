@@ -93,8 +93,11 @@ pub struct Authz {
     /// Set when `[authz] phantom` is on.
     pub phantom: Option<HeaderName>,
     pub cnf_jkt: Option<HeaderName>,
-    /// The DPoP proofs accepted at `/v1/authz`.
+    /// The DPoP proofs accepted at `/v1/authz` (and at `/token`), when they are remembered
+    /// here.
     pub replays: crate::dpop::Replays,
+    /// This daemon's DPoP nonces, when `[authz.dpop] nonce` is on.
+    pub nonces: Option<oauth::nonce::Nonces>,
     /// `WWW-Authenticate: DPoP algs="..."`: the proof algorithms accepted.
     pub dpop_algs: String,
 }
@@ -266,6 +269,11 @@ impl App {
             phantom: header(&h.phantom).filter(|_| config.authz.phantom),
             cnf_jkt: header(&h.cnf_jkt),
             replays: crate::dpop::Replays::new(config.authz.dpop.max_remembered),
+            nonces: config
+                .authz
+                .dpop
+                .nonce
+                .then(|| oauth::nonce::Nonces::generate(config.authz.dpop.window_s)),
             dpop_algs: config
                 .authz
                 .dpop
@@ -288,6 +296,7 @@ impl App {
             signer.as_deref(),
             !config.clients.is_empty(),
             certificate_methods,
+            &config.authz.dpop.algorithms,
         );
         Ok(Arc::new(App {
             limits: config.limits,
@@ -433,6 +442,7 @@ fn discovery(
     signer: Option<&Signer>,
     has_clients: bool,
     certificate_methods: &[&str],
+    dpop_algorithms: &[jose::Algorithm],
 ) -> String {
     let mut out = String::from("{\"issuer\":");
     jose::json::write_str(&mut out, public_url);
@@ -467,6 +477,16 @@ fn discovery(
              \"ES512\",\"EdDSA\",\"PS256\",\"PS384\",\"PS512\",\"RS256\",\"RS384\",\"RS512\"]",
         );
         out.push_str(",\"response_types_supported\":[]");
+        // RFC 9449 section 5.1: the token endpoint binds tokens to DPoP keys...
+        let dpop: Vec<String> = dpop_algorithms.iter().map(|a| format!("\"{a}\"")).collect();
+        out.push_str(&format!(
+            ",\"dpop_signing_alg_values_supported\":[{}]",
+            dpop.join(",")
+        ));
+        // ...and RFC 8705 section 3.3: to the certificates clients authenticate with.
+        if !certificate_methods.is_empty() {
+            out.push_str(",\"tls_client_certificate_bound_access_tokens\":true");
+        }
         let algs: Vec<String> = signer
             .algorithms()
             .iter()

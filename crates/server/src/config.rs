@@ -396,6 +396,24 @@ pub struct DpopConfig {
     /// Most proofs remembered at once (each until its window has passed); beyond, proofs are
     /// refused with 503 rather than let through unremembered.
     pub max_remembered: usize,
+    /// Server nonces (RFC 9449 section 8): every proof must carry one this daemon gave out
+    /// (`DPoP-Nonce`, with a 401 `use_dpop_nonce` to a proof without). A nonce is good only
+    /// at the daemon that issued it, so this daemon's replay cache is exact for a cluster. On
+    /// by default when the store is PostgreSQL (several daemons).
+    pub nonce: bool,
+    /// Where accepted proofs are remembered.
+    pub replays: ReplayCheck,
+}
+
+/// Where the DPoP proofs a daemon accepted are remembered, so that none is accepted twice.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReplayCheck {
+    /// In this daemon's memory: exact for one daemon, and for a cluster with nonces on.
+    #[default]
+    Local,
+    /// In the store, one conditional insert per proof: exact for every daemon on the store,
+    /// without nonces, at the store's write rate. The default with PostgreSQL and no nonces.
+    Store,
 }
 
 impl Default for DpopConfig {
@@ -405,6 +423,8 @@ impl Default for DpopConfig {
             window_s: oauth::dpop::DEFAULT_WINDOW_S,
             algorithms: oauth::dpop::DEFAULT_ALGORITHMS.to_vec(),
             max_remembered: 1 << 20,
+            nonce: false,
+            replays: ReplayCheck::Local,
         }
     }
 }
@@ -585,6 +605,9 @@ struct FileClient {
     token_lifetime_s: Option<u64>,
     /// `client_secret_basic` (the default) or `client_secret_post`.
     auth_method: Option<oauth::AuthMethod>,
+    /// Every token request must carry a DPoP proof.
+    #[serde(default)]
+    dpop_bound_access_tokens: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -613,6 +636,15 @@ struct FileDpop {
     window_s: Option<i64>,
     algorithms: Option<Vec<String>>,
     max_remembered: Option<usize>,
+    nonce: Option<bool>,
+    replays: Option<FileReplays>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum FileReplays {
+    Local,
+    Store,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -641,8 +673,9 @@ struct FileRoute {
 /// The default PKCS#11 module (SoftHSM on Debian).
 pub const SOFTHSM_MODULE: &str = pkcs11::HsmConfig::SOFTHSM_MODULE;
 
-/// `[authz.dpop]`, checked.
-fn dpop_config(d: FileDpop) -> Result<DpopConfig, ConfigError> {
+/// `[authz.dpop]`, checked; `shared` when the store is one several daemons use (PostgreSQL),
+/// which decides the defaults of `nonce` and `replays`.
+fn dpop_config(d: FileDpop, shared: bool) -> Result<DpopConfig, ConfigError> {
     let dd = DpopConfig::default();
     let origin = match d.origin {
         None => None,
@@ -690,11 +723,24 @@ fn dpop_config(d: FileDpop) -> Result<DpopConfig, ConfigError> {
             "must be positive",
         ));
     }
+    let nonce = d.nonce.unwrap_or(shared);
+    let replays = match (d.replays, nonce) {
+        (Some(FileReplays::Store), true) => return Err(ConfigError::new(
+            "authz.dpop.replays",
+            "\"store\" is for nonce = false: with nonces, each daemon's own replay cache is exact",
+        )),
+        (Some(FileReplays::Store), false) => ReplayCheck::Store,
+        (Some(FileReplays::Local), _) => ReplayCheck::Local,
+        (None, false) if shared => ReplayCheck::Store,
+        (None, _) => ReplayCheck::Local,
+    };
     Ok(DpopConfig {
         origin,
         window_s,
         algorithms,
         max_remembered,
+        nonce,
+        replays,
     })
 }
 
@@ -1015,6 +1061,7 @@ impl Config {
                 keys: None,
                 tls_subject: None,
                 sign: None,
+                dpop_bound_access_tokens: c.dpop_bound_access_tokens,
                 permissions: c
                     .permissions
                     .unwrap_or_else(|| vec![Permission::Introspect]),
@@ -1052,7 +1099,9 @@ impl Config {
             phantom: header("phantom", a.headers.phantom, dh.phantom)?,
             cnf_jkt: header("cnf_jkt", a.headers.cnf_jkt, dh.cnf_jkt)?,
         };
-        let dpop = dpop_config(a.dpop)?;
+        let store = store_settings(file.store.unwrap_or_default(), &relative)?;
+        let shared = matches!(store.backend, store::StoreConfig::Postgres { .. });
+        let dpop = dpop_config(a.dpop, shared)?;
         let mut routes = Vec::new();
         for (i, r) in a.routes.into_iter().enumerate() {
             if !r.prefix.starts_with('/') {
@@ -1080,8 +1129,6 @@ impl Config {
                 audience: r.audience,
             });
         }
-
-        let store = store_settings(file.store.unwrap_or_default(), &relative)?;
 
         Ok(Config {
             listen,
@@ -1449,6 +1496,36 @@ mod tests {
         ] {
             let err = parse(extra).expect_err(extra).to_string();
             assert!(err.contains(field), "{extra}: {err}");
+        }
+    }
+
+    #[test]
+    fn dpop_nonces_and_replays_default_by_the_store_and_refuse_a_pointless_pair() {
+        let issuer = "[[issuers]]\nissuer = \"a\"\njwks_file = \"x\"\n";
+        let parse = |extra: &str| Config::parse(&format!("{issuer}{extra}"), Path::new("."));
+        let postgres = "[store]\nurl = \"postgres://tessera@db/tessera\"\n";
+        let dpop = |extra: &str| parse(extra).expect(extra).authz.dpop;
+        // One daemon's SQLite: no nonces, replays in memory.
+        let d = dpop("");
+        assert_eq!((d.nonce, d.replays), (false, ReplayCheck::Local));
+        // PostgreSQL (several daemons): nonces, so the local replay cache is exact...
+        let d = dpop(postgres);
+        assert_eq!((d.nonce, d.replays), (true, ReplayCheck::Local));
+        // ...or, with nonces off, the store remembers every proof.
+        let d = dpop(&format!("{postgres}[authz.dpop]\nnonce = false\n"));
+        assert_eq!((d.nonce, d.replays), (false, ReplayCheck::Store));
+        let d = dpop("[authz.dpop]\nreplays = \"store\"\n");
+        assert_eq!((d.nonce, d.replays), (false, ReplayCheck::Store));
+        let d = dpop(&format!(
+            "{postgres}[authz.dpop]\nnonce = false\nreplays = \"local\"\n"
+        ));
+        assert_eq!((d.nonce, d.replays), (false, ReplayCheck::Local));
+        for bad in [
+            "[authz.dpop]\nnonce = true\nreplays = \"store\"\n",
+            "[authz.dpop]\nreplays = \"redis\"\n",
+        ] {
+            let err = parse(bad).expect_err(bad).to_string();
+            assert!(err.contains("replays"), "{bad}: {err}");
         }
     }
 }

@@ -1,12 +1,27 @@
 //! The DPoP proofs this daemon has accepted (RFC 9449 section 11.1): each proof's `jti`, per key,
 //! until its `iat` window has passed, so that no proof is accepted twice by this daemon.
 //! Bounded: when full of proofs still in their window, new ones are refused (503), never let
-//! through unremembered.
+//! through unremembered. With `[authz.dpop] replays = "store"` the store remembers them
+//! instead ([`proof_key`] names a proof in both).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use aws_lc_rs::digest;
+
+/// What a proof is remembered by, here and in the store: the SHA-256 of its key's thumbprint
+/// and its `jti`. Both are client-chosen text of bounded length; the digest makes a fixed-size
+/// key that no choice of `jti` can make collide with another key's (a thumbprint holds no
+/// newline).
+pub fn proof_key(jkt: &str, jti: &str) -> [u8; 32] {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    ctx.update(jkt.as_bytes());
+    ctx.update(b"\n");
+    ctx.update(jti.as_bytes());
+    let mut key = [0u8; 32];
+    key.copy_from_slice(ctx.finish().as_ref());
+    key
+}
 
 /// Shards, so that concurrent requests rarely wait on one lock.
 const SHARDS: usize = 16;
@@ -42,14 +57,7 @@ impl Replays {
 
     /// Remembers the proof `jti` of the key `jkt` until `until` (seconds), at `now`.
     pub fn remember(&self, jkt: &str, jti: &str, until: i64, now: i64) -> Remembered {
-        // Both are client-chosen text of bounded length; the digest makes a fixed-size key that
-        // no choice of `jti` can make collide with another key's.
-        let mut ctx = digest::Context::new(&digest::SHA256);
-        ctx.update(jkt.as_bytes());
-        ctx.update(b"\n");
-        ctx.update(jti.as_bytes());
-        let mut key = [0u8; 32];
-        key.copy_from_slice(ctx.finish().as_ref());
+        let key = proof_key(jkt, jti);
         let shard = &self.shards[usize::from(key[0]) % SHARDS];
         let mut seen = shard.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(&expires) = seen.get(&key) {

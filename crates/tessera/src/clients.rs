@@ -111,6 +111,10 @@ pub struct AddArgs {
     /// sign: a claim it may not set; repeat.
     #[arg(long, value_name = "CLAIM")]
     sign_forbid: Vec<String>,
+    /// Every token request of this client must carry a DPoP proof (RFC 9449
+    /// `dpop_bound_access_tokens`): its tokens are all DPoP-bound.
+    #[arg(long)]
+    dpop_bound: bool,
 }
 
 /// A snake_case name as serde reads the enum.
@@ -193,6 +197,7 @@ fn add(args: AddArgs) -> anyhow::Result<ExitCode> {
     registration.audiences = args.audience.clone();
     registration.token_format = named::<TokenFormat>("format", &args.format)?;
     registration.token_lifetime = args.lifetime;
+    registration.dpop_bound_access_tokens = args.dpop_bound;
     registration.permissions = args
         .permission
         .iter()

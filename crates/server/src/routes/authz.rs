@@ -11,10 +11,10 @@ use hyper::{Request, Response};
 use crate::app::App;
 use crate::config::OriginalFrom;
 
-use super::reply::{Challenge, DpopError, Refusal, Reply};
-use super::verdict::{by_value, fingerprint, has_audience, log_refusal, verdict, ByValue};
+use super::proof::Failure;
+use super::reply::{Challenge, DpopError, Refusal, Reply, DPOP_NONCE};
+use super::verdict::{by_value, has_audience, log_refusal, verdict, ByValue};
 use crate::answers::{Answers, AuthzAnswer, Binding, Field};
-use crate::dpop::Remembered;
 
 /// The original request a gateway asks about: method and normalised path. Method and URI come
 /// together from one header family, `X-Forwarded-*` (Traefik, Caddy) or `X-Original-*` (nginx),
@@ -170,8 +170,8 @@ pub async fn authz(app: &App, request: &Request<Incoming>) -> Result<Reply, Refu
                     tracing::warn!("a DPoP-bound token, and no [authz.dpop] origin to check its proof's htu with");
                     invalid()
                 })?;
-            check_proof(app, proof, method, &uri, token, jkt, now)?;
-            Some(jkt)
+            let nonce = check_proof(app, proof, method, &uri, token, jkt, now).await?;
+            Some((jkt, nonce))
         }
         (binding, _) => {
             let code = match binding {
@@ -185,9 +185,15 @@ pub async fn authz(app: &App, request: &Request<Incoming>) -> Result<Reply, Refu
         }
     };
     let mut reply = authorize(app, method, &path, token, &jwt, answer)?;
-    if let (Some(name), Some(jkt)) = (&app.authz.cnf_jkt, jkt) {
-        if let Ok(value) = HeaderValue::from_str(jkt) {
-            reply.headers_mut().insert(name.clone(), value);
+    if let Some((jkt, nonce)) = jkt {
+        if let Some(name) = &app.authz.cnf_jkt {
+            if let Ok(value) = HeaderValue::from_str(jkt) {
+                reply.headers_mut().insert(name.clone(), value);
+            }
+        }
+        // For the gateway to relay to the client (RFC 9449 section 8.2).
+        if let Some(nonce) = nonce.and_then(|n| HeaderValue::from_str(&n).ok()) {
+            reply.headers_mut().insert(DPOP_NONCE, nonce);
         }
     }
     // The phantom-token pattern: the opaque token's JWT goes upstream with the request.
@@ -210,12 +216,13 @@ fn dpop_refusal(app: &App, error: DpopError) -> Refusal {
     Refusal::Dpop {
         error,
         algs: app.authz.dpop_algs.clone(),
+        nonce: None,
     }
 }
 
 /// RFC 9449 section 4.3: the proof for this request, by the key the token is bound to, and
-/// never seen before by this daemon.
-fn check_proof(
+/// never accepted before; the nonce the answer should carry, if any.
+async fn check_proof(
     app: &App,
     proof: &str,
     method: &str,
@@ -223,9 +230,8 @@ fn check_proof(
     token: &str,
     jkt: &str,
     now: i64,
-) -> Result<(), Refusal> {
+) -> Result<Option<String>, Refusal> {
     let settings = &app.authz.config.dpop;
-    let invalid = || dpop_refusal(app, DpopError::InvalidProof);
     let expected = oauth::dpop::Expected {
         method,
         uri,
@@ -235,25 +241,16 @@ fn check_proof(
         window_s: settings.window_s,
         algorithms: &settings.algorithms,
     };
-    let checked = oauth::dpop::check(proof, &expected).map_err(|refused| {
-        if tracing::enabled!(tracing::Level::DEBUG) {
-            tracing::debug!(token = %fingerprint(token.as_bytes()), cause = %refused, "DPoP proof refused");
-        }
-        invalid()
-    })?;
-    let until = checked.iat + settings.window_s;
-    match app.authz.replays.remember(jkt, &checked.jti, until, now) {
-        Remembered::First => Ok(()),
-        Remembered::Replayed => {
-            log_refusal(token.as_bytes(), "dpop_proof_replayed");
-            Err(invalid())
-        }
-        Remembered::Full => {
-            tracing::warn!(
-                "DPoP proof refused: no room to remember it ([authz.dpop] max_remembered)"
-            );
-            Err(Refusal::Overloaded)
-        }
+    match super::proof::accept(app, proof, &expected, token.as_bytes()).await {
+        Ok(accepted) => Ok(accepted.next_nonce),
+        Err(Failure::Invalid) => Err(dpop_refusal(app, DpopError::InvalidProof)),
+        Err(Failure::UseNonce(nonce)) => Err(Refusal::Dpop {
+            error: DpopError::UseNonce,
+            algs: app.authz.dpop_algs.clone(),
+            nonce: Some(nonce),
+        }),
+        Err(Failure::Full) => Err(Refusal::Overloaded),
+        Err(Failure::Unavailable) => Err(Refusal::Unavailable),
     }
 }
 

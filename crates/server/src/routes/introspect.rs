@@ -18,8 +18,10 @@ use super::verdict::{by_value, log_refusal, verdict};
 use crate::answers::{Answers, Identity};
 
 const INTROSPECTION_JWT: &str = "application/token-introspection+jwt";
-/// The claims RFC 7662 section 2.2 names that an active answer carries.
-const INTROSPECTED: [&str; 9] = [
+/// The claims RFC 7662 section 2.2 names that an active answer carries, and the confirmation
+/// (RFC 9449 section 6.2, RFC 8705 section 3.2).
+const INTROSPECTED: [&str; 10] = [
+    "cnf",
     "scope",
     "client_id",
     "sub",
@@ -141,6 +143,7 @@ fn active_answer(jwt: &jose::Jwt) -> Option<String> {
     let mut out = String::with_capacity(jwt.claims_json().len() + 48);
     out.push_str("{\"active\":true");
     let mut client_id = false;
+    let mut dpop = false;
     let mut azp = None;
     for (name, value) in jwt.claims() {
         if name.eq_str("azp") {
@@ -152,13 +155,22 @@ fn active_answer(jwt: &jose::Jwt) -> Option<String> {
             continue;
         };
         client_id |= name == "client_id";
+        if name == "cnf" {
+            dpop = matches!(value, Value::Object(cnf) if cnf.get("jkt").is_some());
+        }
         push_member(&mut out, name, value);
     }
     // `azp` is the OpenID Connect name for the client.
     if let (false, Some(azp)) = (client_id, azp) {
         push_member(&mut out, "client_id", azp);
     }
-    out.push_str(",\"token_type\":\"Bearer\"}");
+    // A DPoP-bound token is of type DPoP (RFC 9449 section 6.2); a certificate-bound one
+    // stays Bearer (RFC 8705).
+    out.push_str(if dpop {
+        ",\"token_type\":\"DPoP\"}"
+    } else {
+        ",\"token_type\":\"Bearer\"}"
+    });
     Some(out)
 }
 

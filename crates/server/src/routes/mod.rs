@@ -2,12 +2,13 @@
 //! mapped to HTTP in one place ([`Refusal::reply`]). Callers see vague verdicts (`active: false`,
 //! `invalid_token`); logs and metrics get the precise reason, with tokens as fingerprints.
 //!
-//! Endpoint files use the leaf modules (`reply`, `request`, `verdict`, `answers`), never each
+//! Endpoint files use the leaf modules (`reply`, `request`, `verdict`, `proof`, `answers`), never each
 //! other nor this one.
 
 mod authz;
 mod introspect;
 mod meta;
+mod proof;
 mod reply;
 mod request;
 mod revocations;

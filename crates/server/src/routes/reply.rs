@@ -34,19 +34,26 @@ pub enum Refusal {
     Bearer(Challenge),
     /// `/token`: an RFC 6749 section 5.2 error; `basic` when the client authenticated with
     /// HTTP Basic (an `invalid_client` then carries the Basic challenge).
+    /// `nonce` goes along as `DPoP-Nonce` (with `use_dpop_nonce`).
     OAuth {
         error: oauth::OAuthError,
         basic: bool,
+        nonce: Option<String>,
     },
     /// `/v1/sign`: the claims break the caller's policy; 403 naming the rule.
     Policy(oauth::SignRefusal),
     /// `/v1/authz`: a DPoP-bound token refused (RFC 9449 section 7.1): an empty body and a
     /// `WWW-Authenticate: DPoP` challenge with the error and the proof algorithms accepted.
+    /// `nonce` goes along as `DPoP-Nonce` (with `UseNonce`).
     Dpop {
         error: DpopError,
         algs: String,
+        nonce: Option<String>,
     },
 }
+
+/// The header a server nonce goes in (RFC 9449 section 8.1).
+pub const DPOP_NONCE: header::HeaderName = header::HeaderName::from_static("dpop-nonce");
 
 /// The error of a DPoP challenge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +65,9 @@ pub enum DpopError {
     InvalidToken,
     /// 401: the proof fails a check of RFC 9449 section 4.3, or was used before.
     InvalidProof,
+    /// 401: the proof carries no nonce this daemon gave out, or one that has lapsed (RFC 9449
+    /// section 9); the answer carries a fresh one.
+    UseNonce,
 }
 
 /// An RFC 6750 section 3 refusal of a bearer token: an empty body and a `WWW-Authenticate:
@@ -138,7 +148,11 @@ impl Refusal {
             Refusal::NotPermitted => error(StatusCode::BAD_REQUEST, "unauthorized_client"),
             Refusal::Timeout => error(StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Refusal::Internal => error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
-            Refusal::OAuth { error, basic } => {
+            Refusal::OAuth {
+                error,
+                basic,
+                nonce,
+            } => {
                 // Section 5.2: 400, except invalid_client, which may be 401 and must be when
                 // the client used the Authorization header.
                 let status = if error.code == oauth::ErrorCode::InvalidClient {
@@ -154,6 +168,9 @@ impl Refusal {
                         header::WWW_AUTHENTICATE,
                         HeaderValue::from_static("Basic realm=\"tessera\""),
                     );
+                }
+                if let Some(nonce) = nonce.and_then(|n| HeaderValue::from_str(&n).ok()) {
+                    r.headers_mut().insert(DPOP_NONCE, nonce);
                 }
                 r
             }
@@ -200,15 +217,20 @@ impl Refusal {
                 };
                 challenged(status, value)
             }
-            Refusal::Dpop { error, algs } => {
+            Refusal::Dpop { error, algs, nonce } => {
                 let (status, code) = match error {
                     DpopError::InvalidRequest => (StatusCode::BAD_REQUEST, "invalid_request"),
                     DpopError::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
                     DpopError::InvalidProof => (StatusCode::UNAUTHORIZED, "invalid_dpop_proof"),
+                    DpopError::UseNonce => (StatusCode::UNAUTHORIZED, "use_dpop_nonce"),
                 };
                 let value =
                     HeaderValue::from_str(&format!("DPoP error=\"{code}\", algs=\"{algs}\"")).ok();
-                challenged(status, value)
+                let mut r = challenged(status, value);
+                if let Some(nonce) = nonce.and_then(|n| HeaderValue::from_str(&n).ok()) {
+                    r.headers_mut().insert(DPOP_NONCE, nonce);
+                }
+                r
             }
         }
     }

@@ -14,7 +14,8 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, StatusCode};
 use oauth::{
-    AccessClaims, AuthMethod, ClientAuth, OAuthError, OpaqueToken, TokenFormat, TokenRequest,
+    AccessClaims, AuthMethod, ClientAuth, Confirmation, ErrorCode, OAuthError, OpaqueToken,
+    TokenFormat, TokenRequest,
 };
 
 use crate::app::App;
@@ -23,7 +24,8 @@ use engine::revoked::sha256;
 
 use crate::clients::{AssertionKeys, AuthError, ClientEntry};
 
-use super::reply::{json, Refusal, Reply};
+use super::proof::Failure as ProofFailure;
+use super::reply::{json, Refusal, Reply, DPOP_NONCE};
 use super::request::{body, media_type_is};
 use super::verdict::fingerprint;
 
@@ -36,7 +38,29 @@ pub async fn token(app: &App, request: Request<Incoming>, peer: IpAddr) -> Resul
     let authorization = request.headers().get(header::AUTHORIZATION).cloned();
     let certificate = request.extensions().get::<ClientCertificate>().cloned();
     let basic = authorization.is_some();
-    let refuse = |error: OAuthError| Refusal::OAuth { error, basic };
+    let refuse = |error: OAuthError| Refusal::OAuth {
+        error,
+        basic,
+        nonce: None,
+    };
+    let proof = {
+        let mut proofs = request.headers().get_all("dpop").iter();
+        match (proofs.next(), proofs.next()) {
+            (None, _) => None,
+            (Some(proof), None) => Some(proof.to_str().map(str::to_owned).map_err(|_| {
+                refuse(OAuthError::new(
+                    ErrorCode::InvalidDpopProof,
+                    "the DPoP header is not text",
+                ))
+            })?),
+            (Some(_), Some(_)) => {
+                return Err(refuse(OAuthError::new(
+                    ErrorCode::InvalidDpopProof,
+                    "one DPoP header, not several",
+                )))
+            }
+        }
+    };
     if !media_type_is(request.headers(), "application/x-www-form-urlencoded") {
         return Err(refuse(OAuthError::invalid_request(
             "the body must be application/x-www-form-urlencoded",
@@ -61,6 +85,41 @@ pub async fn token(app: &App, request: Request<Incoming>, peer: IpAddr) -> Resul
         credentials,
     )
     .map_err(refuse)?;
+    // RFC 9449 section 5: the proof for this request, checked before the client is (a
+    // client retrying for a nonce has not spent its assertion), remembered once the client
+    // is authenticated (no unauthenticated caller fills the replay cache).
+    let now = crate::unix_now();
+    let endpoint = format!("{}/token", app.public_url);
+    let settings = &app.authz.config.dpop;
+    let expected = oauth::dpop::Expected {
+        method: "POST",
+        uri: &endpoint,
+        access_token: None,
+        jkt: None,
+        now,
+        window_s: settings.window_s,
+        algorithms: &settings.algorithms,
+    };
+    let proof_failed = |failure| match failure {
+        ProofFailure::Invalid => refuse(OAuthError::new(
+            ErrorCode::InvalidDpopProof,
+            "the DPoP proof is not valid for this request",
+        )),
+        ProofFailure::UseNonce(nonce) => Refusal::OAuth {
+            error: OAuthError::new(
+                ErrorCode::UseDpopNonce,
+                "the authorization server requires a nonce in DPoP proofs",
+            ),
+            basic,
+            nonce: Some(nonce),
+        },
+        ProofFailure::Full => Refusal::Overloaded,
+        ProofFailure::Unavailable => Refusal::Unavailable,
+    };
+    let proof = match &proof {
+        None => None,
+        Some(proof) => Some(super::proof::check(app, proof, &expected, b"").map_err(proof_failed)?),
+    };
     let client = authenticate(
         app,
         &asked.auth,
@@ -84,8 +143,30 @@ pub async fn token(app: &App, request: Request<Incoming>, peer: IpAddr) -> Resul
             tracing::info!(client = %client.id, cause = %error, "token request refused");
             refuse(error)
         })?;
-
-    let now = crate::unix_now();
+    let cnf_x5t;
+    let cnf = match &proof {
+        Some(accepted) => {
+            super::proof::remember(app, &accepted.checked, &expected, b"")
+                .await
+                .map_err(proof_failed)?;
+            Some(Confirmation::Jkt(&accepted.checked.jkt))
+        }
+        None if client.registration.dpop_bound_access_tokens => {
+            return Err(refuse(OAuthError::new(
+                ErrorCode::InvalidDpopProof,
+                "this client's tokens are DPoP-bound: the request needs a DPoP proof",
+            )));
+        }
+        // RFC 8705 section 3: a client that authenticated with its certificate gets tokens
+        // bound to it.
+        None => match (&asked.auth, &certificate) {
+            (ClientAuth::Certificate { .. }, Some(certificate)) => {
+                cnf_x5t = jose::b64::encode(&sha256(certificate.leaf()));
+                Some(Confirmation::X5tS256(&cnf_x5t))
+            }
+            _ => None,
+        },
+    };
     let lifetime = issue.lifetime as i64;
     let jti = oauth::new_jti();
     let claims = AccessClaims {
@@ -97,6 +178,7 @@ pub async fn token(app: &App, request: Request<Incoming>, peer: IpAddr) -> Resul
         iat: now,
         exp: now + lifetime,
         jti: &jti,
+        cnf,
     }
     .to_json();
     let access_token = match issue.format {
@@ -147,7 +229,8 @@ pub async fn token(app: &App, request: Request<Incoming>, peer: IpAddr) -> Resul
     out.push_str("{\"access_token\":");
     jose::json::write_str(&mut out, &access_token);
     out.push_str(&format!(
-        ",\"token_type\":\"Bearer\",\"expires_in\":{lifetime}"
+        ",\"token_type\":\"{}\",\"expires_in\":{lifetime}",
+        Confirmation::token_type(cnf)
     ));
     if !issue.scope.is_empty() {
         out.push_str(",\"scope\":");
@@ -158,6 +241,10 @@ pub async fn token(app: &App, request: Request<Incoming>, peer: IpAddr) -> Resul
     reply
         .headers_mut()
         .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    let next_nonce = proof.and_then(|p| p.next_nonce);
+    if let Some(nonce) = next_nonce.and_then(|n| HeaderValue::from_str(&n).ok()) {
+        reply.headers_mut().insert(DPOP_NONCE, nonce);
+    }
     Ok(reply)
 }
 
