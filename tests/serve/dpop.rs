@@ -251,7 +251,7 @@ async fn dpop_bound_tokens_pass_only_with_a_fresh_proof_by_their_key() {
         "ath is not the access token's hash",
         "dpop_bound_as_bearer",
         "not_dpop_bound",
-        "certificate_bound",
+        "no_certificate_source",
         "unknown_confirmation",
     ] {
         assert!(log.contains(cause), "no {cause:?} in the log:\n{log}");

@@ -510,3 +510,171 @@ fn client_ca_without_client_certificates_is_refused() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("server.tls.client_ca"), "{stderr}");
 }
+
+/// The base64url SHA-256 of `NAME.pem`'s DER: its `cnf.x5t#S256`.
+fn x5t(dir: &Scratch, name: &str) -> String {
+    let pem = std::fs::read(dir.join(&format!("{name}.pem"))).expect("certificate");
+    let der = CertificateDer::from_pem_slice(&pem).expect("PEM certificate");
+    URL_SAFE_NO_PAD
+        .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der.as_ref()).as_ref())
+}
+
+/// `/v1/authz` as nginx asks it, for GET /orders/1 with `Bearer token`, plus `extra` headers.
+async fn authz_with(daemon: &Daemon, token: &str, extra: &[(&str, &str)]) -> Reply {
+    let bearer = format!("Bearer {token}");
+    let mut headers = vec![
+        ("x-original-method", "GET"),
+        ("x-original-uri", "/orders/1"),
+        ("authorization", bearer.as_str()),
+    ];
+    headers.extend_from_slice(extra);
+    daemon.call("GET", "/v1/authz", &headers, "").await
+}
+
+#[tokio::test]
+async fn certificate_bound_tokens_pass_only_with_their_certificate_from_the_gateway() {
+    let certs = Scratch::new("serve-mtls-bound");
+    certs.write("x509.cnf", EXTENSIONS);
+    self_signed(&certs, "client", "/CN=client", "orders");
+    self_signed(&certs, "other", "/CN=client", "orders");
+    let pem = std::fs::read_to_string(certs.join("client.pem")).expect("PEM");
+    let escaped: String = pem
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let der = CertificateDer::from_pem_slice(pem.as_bytes()).expect("PEM");
+    let hex: String = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der.as_ref())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let setup = Setup::new("mtls-bound");
+    let bound = setup
+        .issuer
+        .sign(claims(json!({"cnf": {"x5t#S256": x5t(&certs, "client")}})));
+    let other = setup
+        .issuer
+        .sign(claims(json!({"cnf": {"x5t#S256": x5t(&certs, "other")}})));
+    let plain = setup.issuer.sign(claims(json!({})));
+
+    // nginx: `proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert;`
+    let nginx = setup.start(
+        "",
+        "workers = 1",
+        "[authz.certificate]\nsource = \"header\"\nheader = \"X-SSL-Client-Cert\"\n[log]\nlevel = \"debug\"\n",
+    );
+    let cert = [("x-ssl-client-cert", escaped.as_str())];
+    let reply = authz_with(&nginx, &bound, &cert).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(
+        reply.header("x-auth-cnf-x5t"),
+        Some(x5t(&certs, "client").as_str())
+    );
+    assert_eq!(reply.header("x-auth-subject"), Some("alice"));
+    // Another certificate's token, no certificate, an empty one (nginx without a client
+    // certificate): refused as invalid tokens.
+    for (what, token, headers) in [
+        ("another certificate's token", &other, &cert[..]),
+        ("no certificate header", &bound, &[][..]),
+        (
+            "an empty certificate header",
+            &bound,
+            &[("x-ssl-client-cert", "")][..],
+        ),
+    ] {
+        let reply = authz_with(&nginx, token, headers).await;
+        assert_bearer(
+            &reply,
+            401,
+            "Bearer realm=\"tessera\", error=\"invalid_token\"",
+        );
+        assert_eq!(reply.status, 401, "{what}");
+    }
+    // Two headers (one may be the client's), or one that is not a certificate: 400.
+    let twice = [cert[0], cert[0]];
+    assert_eq!(authz_with(&nginx, &bound, &twice).await.status, 400);
+    let garbage = [("x-ssl-client-cert", "not-a-certificate")];
+    assert_eq!(authz_with(&nginx, &bound, &garbage).await.status, 400);
+    // An unbound token needs no certificate; a bound one never passes as unbound.
+    assert_eq!(authz_with(&nginx, &plain, &[]).await.status, 200);
+    assert_eq!(
+        authz_with(&nginx, &plain, &[])
+            .await
+            .header("x-auth-cnf-x5t"),
+        None
+    );
+    let log = nginx.stderr();
+    for cause in ["certificate_mismatch", "no_client_certificate"] {
+        assert!(log.contains(cause), "no {cause:?} in the log:\n{log}");
+    }
+
+    // Envoy: X-Forwarded-Client-Cert, by Hash or by Cert, of one element only.
+    let envoy = setup.start(
+        "",
+        "workers = 1",
+        "[authz.certificate]\nsource = \"xfcc\"\n",
+    );
+    for xfcc in [
+        format!("By=spiffe://mesh/api;Hash={hex};Subject=\"CN=client\""),
+        format!("Cert=\"{escaped}\""),
+    ] {
+        let reply = authz_with(&envoy, &bound, &[("x-forwarded-client-cert", &xfcc)]).await;
+        assert_eq!(reply.status, 200, "{xfcc}: {reply:?}");
+    }
+    let appended = format!("Hash={hex},Hash={hex}");
+    let reply = authz_with(&envoy, &bound, &[("x-forwarded-client-cert", &appended)]).await;
+    assert_eq!(reply.status, 400, "several XFCC elements: {reply:?}");
+    // The nginx header means nothing to this daemon.
+    let reply = authz_with(&envoy, &bound, &cert).await;
+    assert_eq!(reply.status, 401, "{reply:?}");
+
+    // Without a configured source, certificate-bound tokens are refused.
+    let none = setup.start("", "workers = 1", "");
+    assert_eq!(authz_with(&none, &bound, &cert).await.status, 401);
+
+    // tessera terminating TLS: the connection's certificate.
+    self_signed(&certs, "server", "/CN=127.0.0.1", "server");
+    let tls = format!(
+        "[server.tls]\ncert = \"{}\"\nkey = \"{}\"\nclient_auth = \"request\"\n",
+        certs.join("server.pem").display(),
+        certs.join("server-key.pem").display(),
+    );
+    let direct = setup.start(
+        &tls,
+        "workers = 1",
+        "[authz.certificate]\nsource = \"tls\"\n",
+    );
+    let ask = |token: &str| {
+        Request::get("/v1/authz")
+            .header("host", "127.0.0.1")
+            .header("x-original-method", "GET")
+            .header("x-original-uri", "/orders/1")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Full::new(Bytes::new()))
+            .expect("request")
+    };
+    let status = |(status, _): (u16, Value)| status;
+    assert_eq!(
+        status(over_tls(&direct, &certs, Some("client"), ask(&bound)).await),
+        200
+    );
+    assert_eq!(
+        status(over_tls(&direct, &certs, Some("other"), ask(&bound)).await),
+        401
+    );
+    assert_eq!(
+        status(over_tls(&direct, &certs, None, ask(&bound)).await),
+        401
+    );
+    // A header does not stand in for the connection's certificate.
+    let mut forged = ask(&bound);
+    forged
+        .headers_mut()
+        .insert("x-ssl-client-cert", escaped.parse().expect("value"));
+    assert_eq!(status(over_tls(&direct, &certs, None, forged).await), 401);
+}

@@ -12,6 +12,7 @@
 pub mod assertion;
 pub mod dpop;
 mod error;
+pub mod forwarded;
 pub mod grant;
 mod mint;
 pub mod mtls;

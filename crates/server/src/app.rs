@@ -93,6 +93,10 @@ pub struct Authz {
     /// Set when `[authz] phantom` is on.
     pub phantom: Option<HeaderName>,
     pub cnf_jkt: Option<HeaderName>,
+    pub cnf_x5t: Option<HeaderName>,
+    /// The header a gateway forwards the client certificate in, and its form, when that is
+    /// the configured source (`[authz.certificate]`).
+    pub certificate_header: Option<(HeaderName, oauth::forwarded::Format)>,
     /// The DPoP proofs accepted at `/v1/authz` (and at `/token`), when they are remembered
     /// here.
     pub replays: crate::dpop::Replays,
@@ -268,6 +272,13 @@ impl App {
             claims: header(&h.claims),
             phantom: header(&h.phantom).filter(|_| config.authz.phantom),
             cnf_jkt: header(&h.cnf_jkt),
+            cnf_x5t: header(&h.cnf_x5t),
+            certificate_header: match &config.authz.certificate {
+                Some(crate::config::CertificateSource::Header { name, format }) => {
+                    header(name).map(|name| (name, *format))
+                }
+                _ => None,
+            },
             replays: crate::dpop::Replays::new(config.authz.dpop.max_remembered),
             nonces: config
                 .authz

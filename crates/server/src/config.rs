@@ -342,6 +342,8 @@ pub struct IdentityHeaders {
     pub phantom: String,
     /// The thumbprint a DPoP-bound token's proof was checked against (`cnf.jkt`).
     pub cnf_jkt: String,
+    /// The certificate hash a certificate-bound token was checked against (`cnf.x5t#S256`).
+    pub cnf_x5t: String,
 }
 
 impl Default for IdentityHeaders {
@@ -354,6 +356,7 @@ impl Default for IdentityHeaders {
             claims: "x-auth-claims".into(),
             phantom: "authorization".into(),
             cnf_jkt: "x-auth-cnf-jkt".into(),
+            cnf_x5t: "x-auth-cnf-x5t".into(),
         }
     }
 }
@@ -380,6 +383,21 @@ pub struct AuthzConfig {
     /// phantom JWT in `headers.phantom`, for the gateway to forward upstream.
     pub phantom: bool,
     pub dpop: DpopConfig,
+    /// Where the client certificate that certificate-bound tokens (RFC 8705, `cnf.x5t#S256`)
+    /// are checked against comes from; without one, such tokens are refused.
+    pub certificate: Option<CertificateSource>,
+}
+
+/// The one source of the client certificate at `/v1/authz`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CertificateSource {
+    /// The TLS connection of the request: tessera terminates the clients' TLS itself.
+    Tls,
+    /// A header the gateway sets, overwriting any the client sent, in this form.
+    Header {
+        name: String,
+        format: oauth::forwarded::Format,
+    },
 }
 
 /// How DPoP-bound tokens (RFC 9449) are checked at `/v1/authz`.
@@ -627,6 +645,22 @@ struct FileAuthz {
     routes: Vec<FileRoute>,
     #[serde(default)]
     dpop: FileDpop,
+    certificate: Option<FileCertificate>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCertificate {
+    source: FileCertificateSource,
+    header: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum FileCertificateSource {
+    Tls,
+    Header,
+    Xfcc,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -657,6 +691,7 @@ struct FileHeaders {
     claims: Option<String>,
     phantom: Option<String>,
     cnf_jkt: Option<String>,
+    cnf_x5t: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -672,6 +707,53 @@ struct FileRoute {
 
 /// The default PKCS#11 module (SoftHSM on Debian).
 pub const SOFTHSM_MODULE: &str = pkcs11::HsmConfig::SOFTHSM_MODULE;
+
+/// `[authz.certificate]`, checked: a TLS source needs client certificates asked for, a header
+/// source a header name (Envoy's by default for `xfcc`).
+fn certificate_source(
+    c: FileCertificate,
+    tls: Option<&TlsFiles>,
+) -> Result<CertificateSource, ConfigError> {
+    let field = "authz.certificate.header";
+    let name = |default: Option<&str>| -> Result<String, ConfigError> {
+        let name = c.header.as_deref().or(default).ok_or_else(|| {
+            ConfigError::new(field, "source = \"header\" needs the header's name")
+        })?;
+        let name = name.to_ascii_lowercase();
+        if name.is_empty() || hyper::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(ConfigError::new(
+                field,
+                format!("{name:?} is not a header name"),
+            ));
+        }
+        Ok(name)
+    };
+    Ok(match c.source {
+        FileCertificateSource::Tls => {
+            if c.header.is_some() {
+                return Err(ConfigError::new(
+                    field,
+                    "goes with source = \"header\" or \"xfcc\"",
+                ));
+            }
+            if !tls.is_some_and(|t| t.client_auth != ClientCertMode::None) {
+                return Err(ConfigError::new(
+                    "authz.certificate.source",
+                    "\"tls\" needs [server.tls] with client_auth = \"request\" or \"require\"",
+                ));
+            }
+            CertificateSource::Tls
+        }
+        FileCertificateSource::Header => CertificateSource::Header {
+            name: name(None)?,
+            format: oauth::forwarded::Format::Pem,
+        },
+        FileCertificateSource::Xfcc => CertificateSource::Header {
+            name: name(Some("x-forwarded-client-cert"))?,
+            format: oauth::forwarded::Format::Xfcc,
+        },
+    })
+}
 
 /// `[authz.dpop]`, checked; `shared` when the store is one several daemons use (PostgreSQL),
 /// which decides the defaults of `nonce` and `replays`.
@@ -1098,6 +1180,11 @@ impl Config {
             claims: header("claims", a.headers.claims, dh.claims)?,
             phantom: header("phantom", a.headers.phantom, dh.phantom)?,
             cnf_jkt: header("cnf_jkt", a.headers.cnf_jkt, dh.cnf_jkt)?,
+            cnf_x5t: header("cnf_x5t", a.headers.cnf_x5t, dh.cnf_x5t)?,
+        };
+        let certificate = match a.certificate {
+            None => None,
+            Some(c) => Some(certificate_source(c, tls.as_ref())?),
         };
         let store = store_settings(file.store.unwrap_or_default(), &relative)?;
         let shared = matches!(store.backend, store::StoreConfig::Postgres { .. });
@@ -1149,6 +1236,7 @@ impl Config {
                 path_case: a.path_case,
                 phantom: a.phantom,
                 dpop,
+                certificate,
             },
             refresh_every,
             store,
@@ -1526,6 +1614,46 @@ mod tests {
         ] {
             let err = parse(bad).expect_err(bad).to_string();
             assert!(err.contains("replays"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_certificate_source_is_one_that_can_be_had() {
+        let issuer = "[[issuers]]\nissuer = \"a\"\njwks_file = \"x\"\n";
+        let parse = |extra: &str| Config::parse(&format!("{issuer}{extra}"), Path::new("."));
+        let source = |extra: &str| parse(extra).expect(extra).authz.certificate;
+        assert_eq!(source(""), None);
+        assert_eq!(
+            source("[authz.certificate]\nsource = \"xfcc\"\n"),
+            Some(CertificateSource::Header {
+                name: "x-forwarded-client-cert".into(),
+                format: oauth::forwarded::Format::Xfcc,
+            })
+        );
+        assert_eq!(
+            source("[authz.certificate]\nsource = \"header\"\nheader = \"X-SSL-Client-Cert\"\n"),
+            Some(CertificateSource::Header {
+                name: "x-ssl-client-cert".into(),
+                format: oauth::forwarded::Format::Pem,
+            })
+        );
+        for (bad, field) in [
+            ("source = \"tls\"", "authz.certificate.source"),
+            ("source = \"header\"", "authz.certificate.header"),
+            (
+                "source = \"header\"\nheader = \"x y\"",
+                "authz.certificate.header",
+            ),
+            (
+                "source = \"tls\"\nheader = \"x\"",
+                "authz.certificate.header",
+            ),
+            ("source = \"cookie\"", "source"),
+        ] {
+            let err = parse(&format!("[authz.certificate]\n{bad}\n"))
+                .expect_err(bad)
+                .to_string();
+            assert!(err.contains(field), "{bad}: {err}");
         }
     }
 }

@@ -9,7 +9,9 @@ use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Request, Response};
 
 use crate::app::App;
-use crate::config::OriginalFrom;
+use crate::config::{CertificateSource, OriginalFrom};
+use crate::ClientCertificate;
+use engine::revoked::sha256;
 
 use super::proof::Failure;
 use super::reply::{Challenge, DpopError, Refusal, Reply, DPOP_NONCE};
@@ -156,8 +158,15 @@ pub async fn authz(app: &App, request: &Request<Incoming>) -> Result<Reply, Refu
     let answer = Answers::authz(&app.engine, &jwt, app.authz.claims.is_some());
     // What the token is bound to decides how it may come; a verdict on a proof is never
     // cached (each is checked, and remembered, on its request).
+    let mut x5t_bound = None;
     let jkt = match (answer.binding(), proof) {
         (Binding::Bearer, None) => None,
+        // RFC 8705 section 3: a certificate-bound token comes as Bearer, with its certificate.
+        (Binding::X5t(x5t), None) => {
+            check_certificate(app, request, x5t, token)?;
+            x5t_bound = Some(x5t);
+            None
+        }
         (Binding::Jkt(jkt), Some(proof)) => {
             let uri = app
                 .authz
@@ -177,7 +186,7 @@ pub async fn authz(app: &App, request: &Request<Incoming>) -> Result<Reply, Refu
             let code = match binding {
                 Binding::Jkt(_) => "dpop_bound_as_bearer",
                 Binding::Bearer => "not_dpop_bound",
-                Binding::X5t(_) => "certificate_bound",
+                Binding::X5t(_) => "certificate_bound_as_dpop",
                 Binding::Unknown => "unknown_confirmation",
             };
             log_refusal(token.as_bytes(), code);
@@ -185,6 +194,11 @@ pub async fn authz(app: &App, request: &Request<Incoming>) -> Result<Reply, Refu
         }
     };
     let mut reply = authorize(app, method, &path, token, &jwt, answer)?;
+    if let (Some(name), Some(x5t)) = (&app.authz.cnf_x5t, x5t_bound) {
+        if let Ok(value) = HeaderValue::from_str(x5t) {
+            reply.headers_mut().insert(name.clone(), value);
+        }
+    }
     if let Some((jkt, nonce)) = jkt {
         if let Some(name) = &app.authz.cnf_jkt {
             if let Ok(value) = HeaderValue::from_str(jkt) {
@@ -251,6 +265,66 @@ async fn check_proof(
         }),
         Err(Failure::Full) => Err(Refusal::Overloaded),
         Err(Failure::Unavailable) => Err(Refusal::Unavailable),
+    }
+}
+
+/// RFC 8705 section 3: the client certificate the gateway saw, from the one configured
+/// source, is the one the token is bound to (`cnf.x5t#S256`, compared in constant time).
+fn check_certificate(
+    app: &App,
+    request: &Request<Incoming>,
+    x5t: &str,
+    token: &str,
+) -> Result<(), Refusal> {
+    let invalid = |code| {
+        log_refusal(token.as_bytes(), code);
+        Refusal::Bearer(Challenge::InvalidToken)
+    };
+    let presented: Option<[u8; 32]> =
+        match (&app.authz.config.certificate, &app.authz.certificate_header) {
+            (None, _) => {
+                tracing::warn!(
+                    "a certificate-bound token, and no [authz.certificate] source to check it with"
+                );
+                return Err(invalid("no_certificate_source"));
+            }
+            (Some(CertificateSource::Tls), _) => request
+                .extensions()
+                .get::<ClientCertificate>()
+                .map(|c| sha256(c.leaf())),
+            (Some(CertificateSource::Header { .. }), Some((name, format))) => {
+                let mut values = request.headers().get_all(name).iter();
+                match (values.next(), values.next()) {
+                    (None, _) => None,
+                    (Some(value), None) => {
+                        let value = value
+                            .to_str()
+                            .map_err(|_| Refusal::BadRequest("invalid_certificate_header"))?;
+                        oauth::forwarded::certificate_sha256(value, *format).map_err(|e| {
+                            tracing::info!(cause = %e, "forwarded client certificate not read");
+                            Refusal::BadRequest("invalid_certificate_header")
+                        })?
+                    }
+                    // One from the client and one from the gateway, maybe: refused.
+                    (Some(_), Some(_)) => {
+                        return Err(Refusal::BadRequest("repeated_certificate_header"))
+                    }
+                }
+            }
+            (Some(CertificateSource::Header { .. }), None) => return Err(Refusal::Internal),
+        };
+    let presented = presented.ok_or_else(|| invalid("no_client_certificate"))?;
+    let presented = jose::b64::encode(&presented);
+    let same = presented.len() == x5t.len()
+        && presented
+            .bytes()
+            .zip(x5t.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(invalid("certificate_mismatch"))
     }
 }
 
