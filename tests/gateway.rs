@@ -112,6 +112,8 @@ struct Seen {
     issuer: Option<String>,
     claims: Option<String>,
     authorization: Option<String>,
+    cnf_jkt: Option<String>,
+    cnf_x5t: Option<String>,
 }
 
 /// The protected service: answers 200 with the `X-Auth-Subject` it received (or `none`) and
@@ -153,6 +155,8 @@ impl Backend {
                             issuer: header("x-auth-issuer"),
                             claims: header("x-auth-claims"),
                             authorization: header("authorization"),
+                            cnf_jkt: header("x-auth-cnf-jkt"),
+                            cnf_x5t: header("x-auth-cnf-x5t"),
                         };
                         let body = seen.subject.clone().unwrap_or_else(|| "none".into());
                         log.lock().expect("backend log").push(seen);
@@ -265,13 +269,20 @@ enum AuthConf {
     UriOnly,
     /// `Documented`, and the phantom JWT of tessera's answer forwarded as `Authorization`.
     Phantom,
+    /// `Documented`, with the README's DPoP lines: the confirmation passed upstream, and the
+    /// `DPoP-Nonce` of tessera's answers relayed to the client (refusals included).
+    Dpop,
+    /// `Documented`, over TLS with client certificates asked for (any issuer: tessera checks
+    /// the token's binding), the certificate passed to tessera as the README's
+    /// `X-SSL-Client-Cert` and the confirmation passed upstream.
+    Mtls,
 }
 
 /// The nginx configuration of the README (Gateways, nginx), with every path inside `dir`.
 fn nginx_conf(dir: &Path, port: u16, tessera: SocketAddr, backend: u16, auth: AuthConf) -> String {
     let d = path_str(dir);
     let clear_forwarded = match auth {
-        AuthConf::Documented | AuthConf::Phantom => {
+        AuthConf::Documented | AuthConf::Phantom | AuthConf::Dpop | AuthConf::Mtls => {
             "# tessera prefers X-Forwarded-*: the client's own must not reach it.
             proxy_set_header X-Forwarded-Uri \"\";
             proxy_set_header X-Forwarded-Method \"\";"
@@ -279,9 +290,11 @@ fn nginx_conf(dir: &Path, port: u16, tessera: SocketAddr, backend: u16, auth: Au
         AuthConf::Minimal | AuthConf::UriOnly => "",
     };
     let method = match auth {
-        AuthConf::Documented | AuthConf::Minimal | AuthConf::Phantom => {
-            "proxy_set_header X-Original-Method $request_method;"
-        }
+        AuthConf::Documented
+        | AuthConf::Minimal
+        | AuthConf::Phantom
+        | AuthConf::Dpop
+        | AuthConf::Mtls => "proxy_set_header X-Original-Method $request_method;",
         AuthConf::UriOnly => "",
     };
     let phantom = match auth {
@@ -290,7 +303,33 @@ fn nginx_conf(dir: &Path, port: u16, tessera: SocketAddr, backend: u16, auth: Au
             auth_request_set $tessera_phantom $upstream_http_authorization;
             proxy_set_header Authorization $tessera_phantom;"
         }
+        AuthConf::Dpop => {
+            "# DPoP: the key the proof was checked against goes upstream; a server nonce
+            # goes back to the client, on a 401 too (auth_request relays WWW-Authenticate).
+            auth_request_set $auth_cnf_jkt $upstream_http_x_auth_cnf_jkt;
+            proxy_set_header X-Auth-Cnf-Jkt $auth_cnf_jkt;
+            auth_request_set $dpop_nonce $upstream_http_dpop_nonce;
+            add_header DPoP-Nonce $dpop_nonce always;"
+        }
+        AuthConf::Mtls => {
+            "auth_request_set $auth_cnf_x5t $upstream_http_x_auth_cnf_x5t;
+            proxy_set_header X-Auth-Cnf-X5t $auth_cnf_x5t;"
+        }
         _ => "",
+    };
+    let (listen, certificate) = match auth {
+        AuthConf::Mtls => (
+            format!(
+                "listen 127.0.0.1:{port} ssl;
+        ssl_certificate {d}/server.pem;
+        ssl_certificate_key {d}/server-key.pem;
+        ssl_verify_client optional_no_ca;"
+            ),
+            "# The client's certificate, as nginx saw it (empty without one): set here, so
+            # that a client's own header never reaches tessera.
+            proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert;",
+        ),
+        _ => (format!("listen 127.0.0.1:{port};"), ""),
     };
     format!(
         r#"# One process, in the foreground, so that the test can stop it with one kill.
@@ -313,7 +352,7 @@ http {{
     scgi_temp_path {d}/scgi;
 
     server {{
-        listen 127.0.0.1:{port};
+        {listen}
 
         location / {{
             auth_request /_tessera;
@@ -341,6 +380,7 @@ http {{
             proxy_set_header X-Original-URI $request_uri;
             {method}
             {clear_forwarded}
+            {certificate}
         }}
     }}
 }}
@@ -536,6 +576,9 @@ impl Stack {
     }
 
     async fn around(dir: Scratch, daemon: Daemon, auth: AuthConf) -> Self {
+        if let AuthConf::Mtls = auth {
+            certificates(&dir);
+        }
         let backend = Backend::start().await;
         let nginx = Nginx::start(&dir, daemon.addr, &backend, auth);
         let gateway = Gateway::new(nginx.port);
@@ -1176,4 +1219,377 @@ async fn nginx_forwards_the_phantom_jwt_and_the_client_never_sees_it() {
         !format!("{seen:?}").contains("tat_"),
         "an opaque token reached the backend: {seen:?}"
     );
+}
+
+// ---- sender-constrained tokens ----
+
+/// A DPoP proof (RFC 9449) by `key` for `method` `htu` and `token`, iat `iat`, with `nonce`.
+fn dpop_proof(
+    key: &jose::SigningKey,
+    method: &str,
+    htu: &str,
+    token: &str,
+    iat: i64,
+    nonce: Option<&str>,
+) -> String {
+    static JTI: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = JTI.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut jwk: serde_json::Value = serde_json::from_str(&key.jwk()).expect("jwk");
+    for member in ["kid", "alg", "use"] {
+        jwk.as_object_mut().map(|o| o.remove(member));
+    }
+    let header = serde_json::json!({"typ": "dpop+jwt", "alg": key.alg().name(), "jwk": jwk});
+    let ath = URL_SAFE_NO_PAD
+        .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()).as_ref());
+    let mut claims = serde_json::json!({"jti": format!("gw-{}-{n}", std::process::id()),
+        "htm": method, "htu": htu, "iat": iat, "ath": ath});
+    if let Some(nonce) = nonce {
+        claims["nonce"] = nonce.into();
+    }
+    let input =
+        jose::SigningInput::new(header.to_string().as_bytes(), claims.to_string().as_bytes());
+    let signature = key.sign(input.as_bytes()).expect("signature");
+    input.into_compact(&signature)
+}
+
+/// A response header's value.
+fn header_of<'a>(answer: &'a Answer, name: &str) -> Option<&'a str> {
+    answer.head.lines().find_map(|line| {
+        let (n, v) = line.split_once(": ")?;
+        n.eq_ignore_ascii_case(name).then_some(v)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_passes_a_dpop_bound_token_only_with_a_fresh_proof_and_relays_nonces() {
+    const ORIGIN: &str = "https://api.example";
+    let issuer = new_issuer();
+    let stack = Stack::with_routes(
+        "dpop",
+        &issuer,
+        &format!("[authz.dpop]\norigin = \"{ORIGIN}\"\nnonce = true\n"),
+        AuthConf::Dpop,
+    )
+    .await;
+    let key = jose::SigningKey::generate(jose::Algorithm::ES256).expect("key");
+    let jkt = key.public().expect("public").thumbprint();
+    let token = issuer.sign(claims(&format!(
+        r#","sub":"alice","scope":"orders:read","cnf":{{"jkt":"{jkt}"}}"#
+    )));
+    let scheme = format!("DPoP {token}");
+    let htu = format!("{ORIGIN}/orders/1");
+    let send = |method: &'static str, proofs: Vec<String>, authorization: String| {
+        let stack = &stack;
+        async move {
+            let mut headers = vec![("authorization", authorization.as_str())];
+            headers.extend(proofs.iter().map(|p| ("dpop", p.as_str())));
+            let before = stack.backend.hits();
+            let answer = stack
+                .gateway
+                .send(method, "/orders/1?page=2", &headers)
+                .await;
+            let reached = stack.backend.hits() - before;
+            (answer, reached)
+        }
+    };
+
+    // The first proof has no nonce: 401 use_dpop_nonce, relayed with its DPoP-Nonce.
+    let now = unix_now();
+    let (answer, reached) = send(
+        "GET",
+        vec![dpop_proof(&key, "GET", &htu, &token, now, None)],
+        scheme.clone(),
+    )
+    .await;
+    assert_eq!(
+        (answer.status, reached),
+        (StatusCode::UNAUTHORIZED, 0),
+        "{answer:?}\n{}",
+        stack.logs()
+    );
+    assert!(
+        answer
+            .www_authenticate
+            .as_deref()
+            .is_some_and(|c| c.starts_with("DPoP error=\"use_dpop_nonce\"")),
+        "{answer:?}"
+    );
+    let nonce = header_of(&answer, "dpop-nonce")
+        .unwrap_or_else(|| panic!("no DPoP-Nonce relayed: {answer:?}"))
+        .to_owned();
+
+    // With the nonce: through, the backend told which key the proof was checked against.
+    let good = dpop_proof(&key, "GET", &htu, &token, now, Some(&nonce));
+    let (answer, reached) = send("GET", vec![good.clone()], scheme.clone()).await;
+    assert_eq!(
+        (answer.status, reached),
+        (StatusCode::OK, 1),
+        "{answer:?}\n{}",
+        stack.logs()
+    );
+    assert_eq!(answer.body, "alice");
+    let seen = stack.backend.last();
+    assert_eq!(seen.uri, "/orders/1?page=2");
+    assert_eq!(seen.cnf_jkt.as_deref(), Some(jkt.as_str()));
+
+    // Refused before the backend: the proof replayed, for another URI, another method, by
+    // another key, an hour old; the token as Bearer; no proof; two proofs.
+    let other = jose::SigningKey::generate(jose::Algorithm::ES256).expect("key");
+    let proof = |k: &jose::SigningKey, method: &str, htu: &str, iat: i64| {
+        dpop_proof(k, method, htu, &token, iat, Some(&nonce))
+    };
+    for (what, method, proofs, authorization) in [
+        (
+            "a replayed proof",
+            "GET",
+            vec![good.clone()],
+            scheme.clone(),
+        ),
+        (
+            "another URI",
+            "GET",
+            vec![proof(&key, "GET", &format!("{ORIGIN}/orders/2"), now)],
+            scheme.clone(),
+        ),
+        (
+            "another method",
+            "DELETE",
+            vec![proof(&key, "GET", &htu, now)],
+            scheme.clone(),
+        ),
+        (
+            "another key",
+            "GET",
+            vec![proof(&other, "GET", &htu, now)],
+            scheme.clone(),
+        ),
+        (
+            "an hour old",
+            "GET",
+            vec![proof(&key, "GET", &htu, now - 3600)],
+            scheme.clone(),
+        ),
+        (
+            "the token as Bearer",
+            "GET",
+            vec![proof(&key, "GET", &htu, now)],
+            format!("Bearer {token}"),
+        ),
+        ("no proof", "GET", vec![], scheme.clone()),
+        (
+            "two proofs",
+            "GET",
+            vec![proof(&key, "GET", &htu, now), proof(&key, "GET", &htu, now)],
+            scheme.clone(),
+        ),
+    ] {
+        let (answer, reached) = send(method, proofs, authorization).await;
+        assert_ne!(answer.status, StatusCode::OK, "{what}: {answer:?}");
+        assert_eq!(reached, 0, "{what}: the backend was called");
+    }
+    // A fresh proof still passes: the refusals spent nothing.
+    let (answer, reached) = send("GET", vec![proof(&key, "GET", &htu, now)], scheme.clone()).await;
+    assert_eq!((answer.status, reached), (StatusCode::OK, 1), "{answer:?}");
+}
+
+/// openssl in `dir`, expected to succeed.
+fn openssl(dir: &Scratch, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir.path())
+        .output()
+        .expect("openssl is missing: apt-get install openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `server.pem` (for 127.0.0.1), and two self-signed client certificates of one subject,
+/// `client.pem` and `other.pem`, each with its `-key.pem`.
+fn certificates(dir: &Scratch) {
+    dir.write(
+        "x509.cnf",
+        "[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = unused\n\
+         [server]\nbasicConstraints = critical, CA:FALSE\nsubjectAltName = IP:127.0.0.1\n\
+         extendedKeyUsage = serverAuth\n\
+         [client]\nbasicConstraints = critical, CA:FALSE\nextendedKeyUsage = clientAuth\n",
+    );
+    for (name, subject, section) in [
+        ("server", "/CN=127.0.0.1", "server"),
+        ("client", "/CN=orders", "client"),
+        ("other", "/CN=orders", "client"),
+    ] {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-config",
+                "x509.cnf",
+                "-extensions",
+                section,
+                "-subj",
+                subject,
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-days",
+                "1",
+                "-keyout",
+                &format!("{name}-key.pem"),
+                "-out",
+                &format!("{name}.pem"),
+            ],
+        );
+    }
+}
+
+/// `GET path` to the gateway over TLS, as `NAME.pem` (or without a certificate), with
+/// `headers`: the status and the body.
+async fn over_tls(
+    dir: &Scratch,
+    port: u16,
+    certificate: Option<&str>,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, String) {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use tokio_rustls::rustls;
+    let pem = std::fs::read(dir.join("server.pem")).expect("server certificate");
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(&pem).expect("PEM"))
+        .expect("root");
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots);
+    let config = match certificate {
+        None => builder.with_no_client_auth(),
+        Some(name) => {
+            let cert = std::fs::read(dir.join(&format!("{name}.pem"))).expect("cert");
+            let chain = vec![CertificateDer::from_pem_slice(&cert).expect("PEM")];
+            let key = PrivateKeyDer::from_pem_file(dir.join(&format!("{name}-key.pem")))
+                .expect("PEM key");
+            builder
+                .with_client_auth_cert(chain, key)
+                .expect("client certificate")
+        }
+    };
+    let exchange = async {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(ServerName::try_from("127.0.0.1").expect("name"), tcp)
+            .await
+            .expect("TLS handshake");
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .expect("HTTP/1.1 handshake");
+        tokio::spawn(conn);
+        let mut request = Request::get(path).header("host", "127.0.0.1");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = send
+            .send_request(request.body(Empty::<Bytes>::new()).expect("request"))
+            .await
+            .expect("answer");
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    };
+    tokio::time::timeout(WAIT, exchange)
+        .await
+        .unwrap_or_else(|_| panic!("GET {path} over TLS: no answer in {WAIT:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_passes_a_certificate_bound_token_only_with_its_certificate() {
+    use rustls_pki_types::pem::PemObject;
+    let issuer = new_issuer();
+    let stack = Stack::with_routes(
+        "mtls",
+        &issuer,
+        "[authz.certificate]\nsource = \"header\"\nheader = \"X-SSL-Client-Cert\"\n",
+        AuthConf::Mtls,
+    )
+    .await;
+    let dir = &stack.dir;
+    let x5t = |name: &str| {
+        let pem = std::fs::read(dir.join(&format!("{name}.pem"))).expect("certificate");
+        let der = rustls_pki_types::CertificateDer::from_pem_slice(&pem).expect("PEM");
+        URL_SAFE_NO_PAD
+            .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der.as_ref()).as_ref())
+    };
+    let bound = issuer.sign(claims(&format!(
+        r#","sub":"orders","cnf":{{"x5t#S256":"{}"}}"#,
+        x5t("client")
+    )));
+    let bearer = format!("Bearer {bound}");
+    let auth = [("authorization", bearer.as_str())];
+    let port = stack.nginx.port;
+
+    let before = stack.backend.hits();
+    let (status, body) = over_tls(dir, port, Some("client"), "/orders/1", &auth).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "orders"),
+        "{}",
+        stack.logs()
+    );
+    assert_eq!(stack.backend.hits(), before + 1);
+    assert_eq!(stack.backend.last().cnf_x5t, Some(x5t("client")));
+
+    // Another certificate of the same subject, none, or none with the client's own copy of
+    // the header (nginx overwrites it): refused before the backend.
+    let pem = std::fs::read_to_string(dir.join("client.pem")).expect("PEM");
+    let escaped: String = pem
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let forged = [auth[0], ("x-ssl-client-cert", escaped.as_str())];
+    for (what, certificate, headers) in [
+        ("another certificate", Some("other"), &auth[..]),
+        ("no certificate", None, &auth[..]),
+        ("the client's own header", None, &forged[..]),
+    ] {
+        let before = stack.backend.hits();
+        let (status, _) = over_tls(dir, port, certificate, "/orders/1", headers).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}\n{}", stack.logs());
+        assert_eq!(
+            stack.backend.hits(),
+            before,
+            "{what}: the backend was called"
+        );
+    }
+    // An unbound token needs no certificate.
+    let plain = issuer.sign(claims(r#","sub":"web""#));
+    let plain = format!("Bearer {plain}");
+    let (status, body) = over_tls(
+        dir,
+        port,
+        None,
+        "/orders/1",
+        &[("authorization", plain.as_str())],
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "web"));
 }
