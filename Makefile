@@ -30,7 +30,7 @@ crypto-deps:
 # Where `make run` serves.
 LISTEN ?= 127.0.0.1:8080
 
-# openssl and nginx for the end-to-end tests (apt-get as root; a clear message otherwise).
+# openssl, nginx and Caddy for the end-to-end tests (apt-get as root; a clear message otherwise).
 test-deps:
 	tests/deps.sh
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests start besides SoftHSM (hsm/install.sh): openssl (a TLS
-# certificate for tests/tls.rs), nginx (the gateway in front, tests/gateway.rs) and the
+# certificate for tests/tls.rs), nginx and Caddy (the gateways in front, tests/gateway.rs) and the
 # PostgreSQL server (throw-away clusters for the store's tests and tests/cluster.rs; the package
 # also creates the `postgres` user they run as when the tests run as root), and Python's venv
 # with node and npm (the OAuth client libraries of tests/oauth_clients.rs, which
@@ -9,6 +9,7 @@ set -euo pipefail
 missing=()
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 [ -x /usr/sbin/nginx ] || missing+=(nginx)
+command -v caddy >/dev/null 2>&1 || missing+=(caddy)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)

@@ -1,9 +1,11 @@
-//! `/v1/authz` behind a real gateway: nginx with `auth_request` in front of the `tessera` binary
-//! and a small backend, as the README (Gateways, nginx) configures it. Each test starts its own daemon,
-//! backend and nginx on loopback ports and counts what reaches the backend.
+//! `/v1/authz` behind real gateways: nginx with `auth_request`, and Caddy with `forward_auth`,
+//! in front of the `tessera` binary and a small backend, as the README (Gateways) configures
+//! them. Each test starts its own daemon, backend and gateway on loopback ports and counts what
+//! reaches the backend.
 //!
-//! nginx is taken from /usr/sbin/nginx. When it is missing and the test runs as root, it is
-//! installed with apt-get; otherwise the test fails and says how to install it.
+//! nginx is taken from /usr/sbin/nginx, Caddy from /usr/bin/caddy. When one is missing and the
+//! test runs as root, it is installed with apt-get; otherwise the test fails and says how to
+//! install it.
 
 use std::fmt::Write as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -34,6 +36,8 @@ const NGINX_PATHS: [&str; 3] = [
     "/usr/local/sbin/nginx",
     "/usr/local/nginx/sbin/nginx",
 ];
+/// Where Caddy is looked for, first the Debian and Ubuntu location.
+const CADDY_PATHS: [&str; 2] = ["/usr/bin/caddy", "/usr/local/bin/caddy"];
 
 // ---- scratch space and processes ----
 
@@ -193,30 +197,44 @@ impl Backend {
 /// The nginx binary: found, or installed once per test process.
 fn nginx_binary() -> &'static Path {
     static NGINX: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match NGINX.get_or_init(find_or_install_nginx) {
+    match NGINX.get_or_init(|| find_or_install("nginx", &NGINX_PATHS)) {
         Ok(path) => path,
         Err(why) => panic!("{why}"),
     }
 }
 
-fn find_nginx() -> Option<PathBuf> {
-    NGINX_PATHS.iter().map(PathBuf::from).find(|p| p.is_file())
+/// The Caddy binary: found, or installed once per test process.
+fn caddy_binary() -> &'static Path {
+    static CADDY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match CADDY.get_or_init(|| find_or_install("caddy", &CADDY_PATHS)) {
+        Ok(path) => path,
+        Err(why) => panic!("{why}"),
+    }
 }
 
-fn find_or_install_nginx() -> Result<PathBuf, String> {
-    if let Some(path) = find_nginx() {
+fn find_in(paths: &[&str]) -> Option<PathBuf> {
+    paths.iter().map(PathBuf::from).find(|p| p.is_file())
+}
+
+/// The Debian `package`'s binary at one of `paths`, installed with apt-get when missing and
+/// the tests run as root; otherwise why not, and how to get it.
+fn find_or_install(package: &str, paths: &[&str]) -> Result<PathBuf, String> {
+    if let Some(path) = find_in(paths) {
         return Ok(path);
     }
     // The owner of /proc/self is this process's effective user.
     let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
     if !root {
         return Err(format!(
-            "nginx is needed for the gateway tests and was not found at {NGINX_PATHS:?}; \
-             install it (Debian and Ubuntu: `sudo apt-get install -y nginx`; Fedora: \
-             `sudo dnf install -y nginx`; Alpine: `sudo apk add nginx`) and run the tests again"
+            "{package} is needed for the gateway tests and was not found at {paths:?}; \
+             install it (Debian and Ubuntu: `sudo apt-get install -y {package}`, or run \
+             tests/deps.sh as root) and run the tests again"
         ));
     }
-    let log = std::env::temp_dir().join(format!("tessera-gateway-apt-{}.log", std::process::id()));
+    let log = std::env::temp_dir().join(format!(
+        "tessera-gateway-apt-{package}-{}.log",
+        std::process::id()
+    ));
     let apt = |args: &[&str]| -> Result<(), String> {
         let out = std::fs::OpenOptions::new()
             .create(true)
@@ -231,14 +249,14 @@ fn find_or_install_nginx() -> Result<PathBuf, String> {
             .stdout(out)
             .stderr(err)
             .spawn()
-            .map_err(|e| format!("nginx is missing and apt-get could not run ({e})"))?;
+            .map_err(|e| format!("{package} is missing and apt-get could not run ({e})"))?;
         match wait_bounded(&mut child, APT_WAIT) {
             Some(status) if status.success() => Ok(()),
             Some(status) => Err(format!("apt-get {args:?}: {status}")),
             None => Err(format!("apt-get {args:?} ran past {APT_WAIT:?}")),
         }
     };
-    let install = ["install", "-y", "--no-install-recommends", "nginx"];
+    let install = ["install", "-y", "--no-install-recommends", package];
     let result = apt(&install).or_else(|_| {
         // The package lists may be missing or stale.
         apt(&["update"])?;
@@ -246,14 +264,14 @@ fn find_or_install_nginx() -> Result<PathBuf, String> {
     });
     let text = read_lossy(&log);
     let _ = std::fs::remove_file(&log);
-    match (result, find_nginx()) {
+    match (result, find_in(paths)) {
         (Ok(()), Some(path)) => Ok(path),
         (Ok(()), None) => Err(format!(
-            "apt-get installed nginx but it is not at {NGINX_PATHS:?}:\n{text}"
+            "apt-get installed {package} but it is not at {paths:?}:\n{text}"
         )),
         (Err(e), _) => Err(format!(
-            "nginx is missing and could not be installed: {e}; install it with \
-             `apt-get install -y nginx`\n{text}"
+            "{package} is missing and could not be installed: {e}; install it with \
+             `apt-get install -y {package}`\n{text}"
         )),
     }
 }
@@ -1406,13 +1424,13 @@ fn openssl(dir: &Scratch, args: &[&str]) {
     );
 }
 
-/// `server.pem` (for 127.0.0.1), and two self-signed client certificates of one subject,
+/// `server.pem` (for 127.0.0.1 and localhost), and two self-signed client certificates of one subject,
 /// `client.pem` and `other.pem`, each with its `-key.pem`.
 fn certificates(dir: &Scratch) {
     dir.write(
         "x509.cnf",
         "[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = unused\n\
-         [server]\nbasicConstraints = critical, CA:FALSE\nsubjectAltName = IP:127.0.0.1\n\
+         [server]\nbasicConstraints = critical, CA:FALSE\nsubjectAltName = IP:127.0.0.1, DNS:localhost\n\
          extendedKeyUsage = serverAuth\n\
          [client]\nbasicConstraints = critical, CA:FALSE\nextendedKeyUsage = clientAuth\n",
     );
@@ -1487,14 +1505,14 @@ async fn over_tls(
             .await
             .expect("connect");
         let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(ServerName::try_from("127.0.0.1").expect("name"), tcp)
+            .connect(ServerName::try_from("localhost").expect("name"), tcp)
             .await
             .expect("TLS handshake");
         let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .expect("HTTP/1.1 handshake");
         tokio::spawn(conn);
-        let mut request = Request::get(path).header("host", "127.0.0.1");
+        let mut request = Request::get(path).header("host", "localhost");
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
@@ -1592,4 +1610,278 @@ async fn nginx_passes_a_certificate_bound_token_only_with_its_certificate() {
     )
     .await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "web"));
+}
+
+// ---- Caddy ----
+
+/// The README's Caddy lines (Gateways, Caddy, and sender-constrained tokens) with every path
+/// inside `dir`: plain HTTP on `port`, and HTTPS with client certificates requested on
+/// `tls_port`, both in front of `backend` with `forward_auth` to tessera.
+fn caddyfile(dir: &Path, port: u16, tls_port: u16, tessera: SocketAddr, backend: u16) -> String {
+    let d = path_str(dir);
+    let route = |certificate: &str| {
+        format!(
+            r#"route {{
+		request_header -X-Auth-Subject
+		request_header -X-Auth-Scope
+		request_header -X-Auth-Client-Id
+		request_header -X-Auth-Issuer
+		request_header -X-Auth-Claims
+		request_header -X-Auth-Cnf-Jkt
+		request_header -X-Auth-Cnf-X5t
+		forward_auth {tessera} {{
+			uri /v1/authz
+			{certificate}
+			copy_headers X-Auth-Subject X-Auth-Scope X-Auth-Client-Id X-Auth-Issuer X-Auth-Cnf-Jkt X-Auth-Cnf-X5t
+		}}
+		reverse_proxy 127.0.0.1:{backend}
+	}}"#
+        )
+    };
+    let plain = route("");
+    let tls = route("header_up X-SSL-Client-Cert {http.request.tls.client.certificate_der_base64}");
+    format!(
+        r#"{{
+	admin off
+	auto_https off
+	storage file_system {d}/caddy-data
+}}
+
+http://127.0.0.1:{port} {{
+	{plain}
+}}
+
+https://localhost:{tls_port} {{
+	tls {d}/server.pem {d}/server-key.pem {{
+		client_auth {{
+			mode request
+		}}
+	}}
+	{tls}
+}}
+"#
+    )
+}
+
+/// A running Caddy, killed when dropped.
+struct Caddy {
+    child: Child,
+    port: u16,
+    tls_port: u16,
+}
+
+impl Caddy {
+    fn start(dir: &Scratch, tessera: SocketAddr, backend: &Backend) -> Self {
+        let caddy = caddy_binary();
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            let (port, tls_port) = (free_port(), free_port());
+            let file = dir.write(
+                "Caddyfile",
+                &caddyfile(dir.path(), port, tls_port, tessera, backend.port),
+            );
+            let log = dir.join("caddy.log");
+            let out = std::fs::File::create(&log).expect("caddy log");
+            let mut child = Command::new(caddy)
+                .args(["run", "--adapter", "caddyfile", "--config", path_str(&file)])
+                .env("HOME", dir.path())
+                .env("XDG_DATA_HOME", dir.join("xdg-data"))
+                .env("XDG_CONFIG_HOME", dir.join("xdg-config"))
+                .stdin(Stdio::null())
+                .stdout(out.try_clone().expect("log"))
+                .stderr(out)
+                .spawn()
+                .expect("spawn caddy");
+            let start = Instant::now();
+            loop {
+                if let Some(status) = child.try_wait().expect("wait for caddy") {
+                    last_error = format!("caddy exited ({status}): {}", read_lossy(&log));
+                    break;
+                }
+                let up = |p: u16| TcpStream::connect(("127.0.0.1", p)).is_ok();
+                if up(port) && up(tls_port) {
+                    return Caddy {
+                        child,
+                        port,
+                        tls_port,
+                    };
+                }
+                if start.elapsed() > WAIT {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("caddy did not listen in {WAIT:?}:\n{}", read_lossy(&log));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if !last_error.contains("address already in use") {
+                break;
+            }
+        }
+        panic!("caddy did not start: {last_error}");
+    }
+}
+
+impl Drop for Caddy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caddy_passes_sender_constrained_tokens_only_as_they_are_bound() {
+    use rustls_pki_types::pem::PemObject;
+    const ORIGIN: &str = "https://api.example";
+    let issuer = new_issuer();
+    let dir = Scratch::new("gateway-caddy");
+    certificates(&dir);
+    dir.write("jwks.json", issuer.jwks());
+    let config = dir.write(
+        "tessera.toml",
+        &format!(
+            "[engine]\nworkers = 2\npin_cores = false\n\n\
+             [[issuers]]\nissuer = \"{ISS}\"\njwks_file = \"jwks.json\"\n\n\
+             [authz]\noriginal_from = \"x-forwarded\"\n\n\
+             [authz.dpop]\norigin = \"{ORIGIN}\"\nnonce = true\n\n\
+             [authz.certificate]\nsource = \"header\"\nheader = \"X-SSL-Client-Cert\"\n"
+        ),
+    );
+    let daemon = start_daemon(&["--config", path_str(&config)]);
+    let backend = Backend::start().await;
+    let caddy = Caddy::start(&dir, daemon.addr, &backend);
+    let gateway = Gateway::new(caddy.port);
+    let logs = || {
+        format!(
+            "--- tessera\n{}--- caddy\n{}",
+            daemon.stderr(),
+            read_lossy(&dir.join("caddy.log"))
+        )
+    };
+
+    // DPoP: the nonce challenge comes back whole (Caddy returns tessera's refusal as it is).
+    let key = jose::SigningKey::generate(jose::Algorithm::ES256).expect("key");
+    let jkt = key.public().expect("public").thumbprint();
+    let token = issuer.sign(claims(&format!(
+        r#","sub":"alice","cnf":{{"jkt":"{jkt}"}}"#
+    )));
+    let scheme = format!("DPoP {token}");
+    let htu = format!("{ORIGIN}/orders/1");
+    let now = unix_now();
+    let ask = |proofs: Vec<String>, authorization: String| {
+        let (gateway, backend) = (&gateway, &backend);
+        async move {
+            let mut headers = vec![("authorization", authorization.as_str())];
+            headers.extend(proofs.iter().map(|p| ("dpop", p.as_str())));
+            let before = backend.hits();
+            let answer = gateway.send("GET", "/orders/1", &headers).await;
+            (answer, backend.hits() - before)
+        }
+    };
+    let (answer, reached) = ask(
+        vec![dpop_proof(&key, "GET", &htu, &token, now, None)],
+        scheme.clone(),
+    )
+    .await;
+    assert_eq!(
+        (answer.status, reached),
+        (StatusCode::UNAUTHORIZED, 0),
+        "{answer:?}\n{}",
+        logs()
+    );
+    assert!(
+        answer
+            .www_authenticate
+            .as_deref()
+            .is_some_and(|c| c.starts_with("DPoP error=\"use_dpop_nonce\"")),
+        "{answer:?}"
+    );
+    let nonce = header_of(&answer, "dpop-nonce")
+        .unwrap_or_else(|| panic!("no DPoP-Nonce: {answer:?}"))
+        .to_owned();
+    let good = dpop_proof(&key, "GET", &htu, &token, now, Some(&nonce));
+    let (answer, reached) = ask(vec![good.clone()], scheme.clone()).await;
+    assert_eq!(
+        (answer.status, reached),
+        (StatusCode::OK, 1),
+        "{answer:?}\n{}",
+        logs()
+    );
+    assert_eq!(backend.last().cnf_jkt.as_deref(), Some(jkt.as_str()));
+    let other = jose::SigningKey::generate(jose::Algorithm::ES256).expect("key");
+    for (what, proofs, authorization) in [
+        ("a replayed proof", vec![good.clone()], scheme.clone()),
+        (
+            "another URI",
+            vec![dpop_proof(
+                &key,
+                "GET",
+                &format!("{ORIGIN}/admin"),
+                &token,
+                now,
+                Some(&nonce),
+            )],
+            scheme.clone(),
+        ),
+        (
+            "another method",
+            vec![dpop_proof(&key, "POST", &htu, &token, now, Some(&nonce))],
+            scheme.clone(),
+        ),
+        (
+            "another key",
+            vec![dpop_proof(&other, "GET", &htu, &token, now, Some(&nonce))],
+            scheme.clone(),
+        ),
+        (
+            "the token as Bearer",
+            vec![dpop_proof(&key, "GET", &htu, &token, now, Some(&nonce))],
+            format!("Bearer {token}"),
+        ),
+        ("no proof", vec![], scheme.clone()),
+    ] {
+        let (answer, reached) = ask(proofs, authorization).await;
+        assert_ne!(answer.status, StatusCode::OK, "{what}: {answer:?}");
+        assert_eq!(reached, 0, "{what}: the backend was called");
+    }
+
+    // Certificates: Caddy's certificate placeholder, over its TLS site.
+    let pem = std::fs::read(dir.join("client.pem")).expect("certificate");
+    let der = rustls_pki_types::CertificateDer::from_pem_slice(&pem).expect("PEM");
+    let x5t = URL_SAFE_NO_PAD
+        .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der.as_ref()).as_ref());
+    let bound = issuer.sign(claims(&format!(
+        r#","sub":"orders","cnf":{{"x5t#S256":"{x5t}"}}"#
+    )));
+    let bearer = format!("Bearer {bound}");
+    let auth = [("authorization", bearer.as_str())];
+    let before = backend.hits();
+    let (status, body) = over_tls(&dir, caddy.tls_port, Some("client"), "/orders/1", &auth).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "orders"),
+        "{}",
+        logs()
+    );
+    assert_eq!(backend.hits(), before + 1);
+    assert_eq!(backend.last().cnf_x5t.as_deref(), Some(x5t.as_str()));
+    let forged = [
+        auth[0],
+        ("x-ssl-client-cert", &STANDARD.encode(der.as_ref())),
+    ];
+    for (what, certificate, headers) in [
+        ("another certificate", Some("other"), &auth[..]),
+        ("no certificate", None, &auth[..]),
+        ("the client's own header", None, &forged[..]),
+    ] {
+        let before = backend.hits();
+        let (status, _) = over_tls(&dir, caddy.tls_port, certificate, "/orders/1", headers).await;
+        // Without a certificate Caddy sends the placeholder as written, which tessera refuses
+        // as no certificate at all (400); another certificate is an invalid token (401).
+        let refused = match certificate {
+            Some(_) => status == StatusCode::UNAUTHORIZED,
+            None => status == StatusCode::BAD_REQUEST,
+        };
+        assert!(refused, "{what}: {status}\n{}", logs());
+        assert_eq!(backend.hits(), before, "{what}: the backend was called");
+    }
 }
