@@ -2,14 +2,21 @@
 //! libraries nobody here wrote: Python's authlib and requests-oauth2client, with PyJWT verifying
 //! the access tokens (tests/oauth-clients/authlib_cc.py), and JavaScript's oauth4webapi, which
 //! also introspects and revokes (tests/oauth-clients/oauth4webapi_cc.mjs).
+//! DPoP (RFC 9449) end to end: oauth4webapi gets DPoP-bound tokens and the `dpop` package makes
+//! the proofs it brings to the forward-auth endpoint `/v1/authz`
+//! (tests/oauth-clients/oauth4webapi_dpop.mjs); requests-oauth2client does the same with its own
+//! DPoP key and token (tests/oauth-clients/requests_oauth2client_dpop.py). Both meet server
+//! nonces at `/token` and at `/v1/authz`.
 //! tests/oauth-clients/install.sh installs them at pinned versions under target/oauth-clients/.
 //!
 //! Each test makes its own SoftHSM token with an ES256 key, a configuration whose issuer is
 //! the daemon's public URL (a port picked before the start, so that the URL is known), clients
 //! registered with `tessera clients add` in the store of that configuration (the
 //! private_key_jwt client's key made by the Python side, its public set registered), then starts
-//! the daemon and runs one script against it. Secrets reach the scripts in their environment,
-//! never on a command line.
+//! the daemon and runs one script against it. The DPoP tests' configuration adds `[authz.dpop]`
+//! (the origin of the APIs behind the gateway, server nonces on) and nginx's forward-auth headers
+//! with a route rule for `/orders`; their clients are a DPoP-bound one (`--dpop-bound`) and an
+//! ordinary one. Secrets reach the scripts in their environment, never on a command line.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -24,6 +31,11 @@ use testkit::{Daemon, Scratch, SoftHsm};
 const LABEL: &str = "tessera-oauth-clients";
 const AUDIENCE: &str = "https://api.example/orders";
 const SCOPE: &str = "orders:read";
+/// The public origin of the APIs behind the gateway, in `[authz.dpop]`: a proof's `htu` is it
+/// and the original path.
+const ORIGIN: &str = "https://api.example";
+/// The path the DPoP scripts' requests name, as nginx passes it in `X-Original-URI`.
+const PATH: &str = "/orders/1";
 /// The first install downloads the packages; later ones only check a stamp.
 const INSTALL: Duration = Duration::from_secs(600);
 /// One script's whole run.
@@ -90,48 +102,11 @@ struct Setup {
 }
 
 impl Setup {
+    /// The daemon for the client-credentials scripts: three clients, one per authentication
+    /// method.
     fn new(name: &str) -> Setup {
         let tools = installed();
-        let hsm = SoftHsm::new(
-            env!("CARGO_BIN_EXE_tessera"),
-            &format!("oauth-{name}"),
-            LABEL,
-        );
-        let dir = Scratch::new(&format!("oauth-clients-{name}"));
-        let mut setup = Setup {
-            hsm,
-            dir,
-            config: PathBuf::new(),
-            url: format!("http://127.0.0.1:{}", free_port()),
-            clients: Value::Null,
-        };
-        setup.ok(&["keys", "generate", "--alg", "ES256"]);
-        let url = &setup.url;
-        let port = url.rsplit(':').next().expect("port");
-        let config = format!(
-            r#"[server]
-listen = "127.0.0.1:{port}"
-public_url = "{url}"
-
-[engine]
-pin_cores = false
-
-[hsm]
-token = "{LABEL}"
-pin_file = "{pin}"
-
-[[issuers]]
-issuer = "{url}"
-hsm = true
-typ = "at+jwt"
-audiences = ["{AUDIENCE}"]
-
-[store]
-path = "store.sqlite3"
-"#,
-            pin = setup.hsm.dir.join("pin").display(),
-        );
-        setup.config = setup.dir.write("tessera.toml", &config);
+        let mut setup = Setup::base(name, "");
 
         // The private_key_jwt client's key, made where it is used: client.jwk (private) and
         // client-jwks.json (the public set registered).
@@ -171,6 +146,94 @@ path = "store.sqlite3"
             "jwt": {"client_id": jwt["client_id"], "private_jwk": private},
             "audience": AUDIENCE,
             "scope": SCOPE,
+        });
+        setup
+    }
+
+    /// A token with one ES256 key, and a configuration whose issuer is the daemon's public
+    /// URL, with `extra` appended; no clients yet.
+    fn base(name: &str, extra: &str) -> Setup {
+        let hsm = SoftHsm::new(
+            env!("CARGO_BIN_EXE_tessera"),
+            &format!("oauth-{name}"),
+            LABEL,
+        );
+        let dir = Scratch::new(&format!("oauth-clients-{name}"));
+        let mut setup = Setup {
+            hsm,
+            dir,
+            config: PathBuf::new(),
+            url: format!("http://127.0.0.1:{}", free_port()),
+            clients: Value::Null,
+        };
+        setup.ok(&["keys", "generate", "--alg", "ES256"]);
+        let url = &setup.url;
+        let port = url.rsplit(':').next().expect("port");
+        let config = format!(
+            r#"[server]
+listen = "127.0.0.1:{port}"
+public_url = "{url}"
+
+[engine]
+pin_cores = false
+
+[hsm]
+token = "{LABEL}"
+pin_file = "{pin}"
+
+[[issuers]]
+issuer = "{url}"
+hsm = true
+typ = "at+jwt"
+audiences = ["{AUDIENCE}"]
+
+[store]
+path = "store.sqlite3"
+{extra}"#,
+            pin = setup.hsm.dir.join("pin").display(),
+        );
+        setup.config = setup.dir.write("tessera.toml", &config);
+        setup
+    }
+
+    /// The daemon for the DPoP scripts: `[authz.dpop]` with nonces, and two client_secret_basic
+    /// clients, one registered `--dpop-bound` and one not.
+    fn dpop(name: &str) -> Setup {
+        installed();
+        // nginx's headers only, every request under a route rule that the tokens meet, and
+        // DPoP with server nonces.
+        let extra = format!(
+            r#"
+[authz]
+original_from = "x-original"
+deny_unmatched = true
+
+[authz.dpop]
+origin = "{ORIGIN}"
+window_s = 60
+nonce = true
+
+[[authz.routes]]
+prefix = "/orders"
+methods = ["GET", "HEAD"]
+scopes = ["{SCOPE}"]
+audience = "{AUDIENCE}"
+"#
+        );
+        let mut setup = Setup::base(name, &extra);
+        let bound = setup.add(
+            &format!("{name}-dpop"),
+            "client_secret_basic",
+            &["--dpop-bound"],
+        );
+        let plain = setup.add(&format!("{name}-plain"), "client_secret_basic", &[]);
+        setup.clients = json!({
+            "dpop": bound,
+            "plain": plain,
+            "audience": AUDIENCE,
+            "scope": SCOPE,
+            "origin": ORIGIN,
+            "path": PATH,
         });
         setup
     }
@@ -292,5 +355,22 @@ fn oauth4webapi_gets_validates_introspects_and_revokes() {
     let setup = Setup::new("js");
     let mut daemon = setup.serve();
     let out = setup.script(&mut daemon, Path::new("node"), "oauth4webapi_cc.mjs");
+    assert!(text(&out.stdout).contains("all checks passed"));
+}
+
+#[test]
+fn oauth4webapi_gets_dpop_bound_tokens_dpop_proofs_pass_forward_auth() {
+    let setup = Setup::dpop("js-dpop");
+    let mut daemon = setup.serve();
+    let out = setup.script(&mut daemon, Path::new("node"), "oauth4webapi_dpop.mjs");
+    assert!(text(&out.stdout).contains("all checks passed"));
+}
+
+#[test]
+fn requests_oauth2client_gets_dpop_bound_tokens_its_proofs_pass_forward_auth() {
+    let setup = Setup::dpop("py-dpop");
+    let mut daemon = setup.serve();
+    let python = installed().join("venv/bin/python");
+    let out = setup.script(&mut daemon, &python, "requests_oauth2client_dpop.py");
     assert!(text(&out.stdout).contains("all checks passed"));
 }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the OAuth 2.0 client libraries that tests/oauth_clients.rs drives tessera's /token
 # with, at pinned versions, into git-ignored folders under target/oauth-clients/: a Python venv
-# (authlib, requests-oauth2client, PyJWT) and an npm package folder (oauth4webapi). Idempotent
-# and fast when done (a stamp file holds the pins it installed); fails, never skips, when
+# (authlib, requests-oauth2client, PyJWT) and an npm package folder (oauth4webapi, and dpop for
+# DPoP proofs made apart from oauth4webapi's). Idempotent and fast when done (a stamp file holds
+# the pins it installed, so that a new pin reinstalls); fails, never skips, when
 # python3, its venv module, node or npm is missing (tests/deps.sh installs them on Debian).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -28,7 +29,8 @@ pycparser==3.12
 six==1.17.0
 typing_extensions==4.16.0
 urllib3==2.8.0'
-node_pins='oauth4webapi@3.8.8'
+node_pins='oauth4webapi@3.8.8
+dpop@2.1.2'
 
 fail() {
   echo "tests/oauth-clients/install.sh: $*" >&2
@@ -49,7 +51,8 @@ node $(node --version)
 $python_pins
 $node_pins"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
-  && [ -x "$dest/venv/bin/python" ] && [ -d "$dest/node/node_modules/oauth4webapi" ]; then
+  && [ -x "$dest/venv/bin/python" ] && [ -d "$dest/node/node_modules/oauth4webapi" ] \
+  && [ -d "$dest/node/node_modules/dpop" ]; then
   exit 0
 fi
 
