@@ -1,6 +1,7 @@
 //! Several daemons on one PostgreSQL: a revocation on one is refused by the other within the
 //! wake-up (measured), both fail closed when the store is gone for longer than `max_lag_ms` and
-//! recover by themselves when it returns, and a daemon restarted catches up from the store.
+//! recover by themselves when it returns, a daemon restarted catches up from the store, and a
+//! DPoP proof accepted by one daemon is refused by the other, with nonces and without.
 //!
 //! PostgreSQL is a throw-away cluster of the test's own (`testkit::Postgres`: `initdb` into a
 //! temp dir, a Unix socket there, `fsync=off`), stopped when the test ends; `make test` installs
@@ -72,6 +73,11 @@ impl Cluster {
     }
 
     fn start(&self, name: &str) -> Daemon {
+        self.start_with(name, "")
+    }
+
+    /// A daemon with `extra` in its configuration, before `[store]`.
+    fn start_with(&self, name: &str, extra: &str) -> Daemon {
         let config = format!(
             r#"[server]
 listen = "127.0.0.1:0"
@@ -88,6 +94,8 @@ jwks_file = "jwks.json"
 id = "ops"
 secret_hash = "{hash}"
 permissions = ["introspect", "revoke", "admin"]
+
+{extra}
 
 [store]
 {store}
@@ -269,4 +277,112 @@ async fn a_restarted_daemon_catches_up_from_the_store() {
         .json();
     assert_eq!(list["last_applied_seq"], 21);
     assert_eq!(list["revocations"].as_array().map(Vec::len), Some(21));
+}
+
+/// A DPoP proof (RFC 9449) by `key` for GET `htu` with `token`, carrying `nonce`.
+fn dpop_proof(
+    key: &jose::SigningKey,
+    htu: &str,
+    token: &str,
+    jti: &str,
+    nonce: Option<&str>,
+) -> String {
+    let mut jwk: Value = serde_json::from_str(&key.jwk()).expect("jwk");
+    for member in ["kid", "alg", "use"] {
+        jwk.as_object_mut().map(|o| o.remove(member));
+    }
+    let header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk});
+    let ath = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()).as_ref());
+    let mut claims = json!({"jti": jti, "htm": "GET", "htu": htu, "iat": testkit::unix_now(),
+        "ath": ath});
+    if let Some(nonce) = nonce {
+        claims["nonce"] = nonce.into();
+    }
+    let input =
+        jose::SigningInput::new(header.to_string().as_bytes(), claims.to_string().as_bytes());
+    let signature = key.sign(input.as_bytes()).expect("signature");
+    input.into_compact(&signature)
+}
+
+/// `/v1/authz` for GET /orders/1 with `DPoP token` and `proof`: the status and any nonce.
+async fn authz_dpop(daemon: &Daemon, token: &str, proof: &str) -> (u16, Option<String>) {
+    let scheme = format!("DPoP {token}");
+    let reply = daemon
+        .call(
+            "GET",
+            "/v1/authz",
+            &[
+                ("x-original-method", "GET"),
+                ("x-original-uri", "/orders/1"),
+                ("authorization", &scheme),
+                ("dpop", proof),
+            ],
+            "",
+        )
+        .await;
+    (reply.status, reply.header("dpop-nonce").map(str::to_owned))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dpop_proof_accepted_by_one_daemon_is_refused_by_the_other_in_both_modes() {
+    const ORIGIN: &str = "https://api.example";
+    let postgres = Postgres::start();
+    let cluster = Cluster::new("dpop", &postgres, "poll_ms = 1000");
+    let key = jose::SigningKey::generate(jose::Algorithm::ES256).expect("key");
+    let jkt = key.public().expect("public").thumbprint();
+    let claims = Claims::valid_now()
+        .merge(json!({"iss": ISS, "sub": "alice", "cnf": {"jkt": jkt}}))
+        .into_value();
+    let token = cluster.issuer.sign(&claims);
+    let htu = format!("{ORIGIN}/orders/1");
+
+    // With PostgreSQL, nonces are on by default: each daemon's replay cache is exact, because a
+    // proof carries the nonce of the one daemon it can pass at.
+    let origin = format!("[authz.dpop]\norigin = \"{ORIGIN}\"\n");
+    let (a, b) = (
+        cluster.start_with("a", &origin),
+        cluster.start_with("b", &origin),
+    );
+    let (status, nonce_a) =
+        authz_dpop(&a, &token, &dpop_proof(&key, &htu, &token, "n-0", None)).await;
+    assert_eq!(status, 401, "a nonce is needed");
+    let nonce_a = nonce_a.expect("DPoP-Nonce");
+    let proof = dpop_proof(&key, &htu, &token, "n-1", Some(&nonce_a));
+    assert_eq!(authz_dpop(&a, &token, &proof).await.0, 200);
+    let (status, nonce_b) = authz_dpop(&b, &token, &proof).await;
+    assert_eq!(status, 401, "a's proof at b");
+    assert_ne!(
+        nonce_b.as_deref(),
+        Some(nonce_a.as_str()),
+        "b gives its own nonce"
+    );
+    assert_eq!(authz_dpop(&a, &token, &proof).await.0, 401, "replayed at a");
+    drop((a, b));
+
+    // Without nonces, the store remembers every proof for both daemons.
+    let shared = format!("{origin}nonce = false\n");
+    let (c, d) = (
+        cluster.start_with("c", &shared),
+        cluster.start_with("d", &shared),
+    );
+    for (i, (first, second)) in [(&c, &d), (&d, &c)].into_iter().enumerate() {
+        let proof = dpop_proof(&key, &htu, &token, &format!("s-{i}"), None);
+        assert_eq!(
+            authz_dpop(first, &token, &proof).await.0,
+            200,
+            "{}",
+            first.stderr()
+        );
+        assert_eq!(
+            authz_dpop(second, &token, &proof).await.0,
+            401,
+            "replayed at the other"
+        );
+        assert_eq!(
+            authz_dpop(first, &token, &proof).await.0,
+            401,
+            "replayed at the first"
+        );
+    }
 }
