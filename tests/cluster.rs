@@ -287,22 +287,12 @@ fn dpop_proof(
     jti: &str,
     nonce: Option<&str>,
 ) -> String {
-    let mut jwk: Value = serde_json::from_str(&key.jwk()).expect("jwk");
-    for member in ["kid", "alg", "use"] {
-        jwk.as_object_mut().map(|o| o.remove(member));
-    }
-    let header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk});
-    let ath = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()).as_ref());
-    let mut claims = json!({"jti": jti, "htm": "GET", "htu": htu, "iat": testkit::unix_now(),
-        "ath": ath});
+    let mut claims = testkit::dpop::claims("GET", htu, Some(token));
+    claims["jti"] = jti.into();
     if let Some(nonce) = nonce {
         claims["nonce"] = nonce.into();
     }
-    let input =
-        jose::SigningInput::new(header.to_string().as_bytes(), claims.to_string().as_bytes());
-    let signature = key.sign(input.as_bytes()).expect("signature");
-    input.into_compact(&signature)
+    testkit::dpop::sign(key, &claims)
 }
 
 /// `/v1/authz` for GET /orders/1 with `DPoP token` and `proof`: the status and any nonce.

@@ -1250,24 +1250,12 @@ fn dpop_proof(
     iat: i64,
     nonce: Option<&str>,
 ) -> String {
-    static JTI: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = JTI.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut jwk: serde_json::Value = serde_json::from_str(&key.jwk()).expect("jwk");
-    for member in ["kid", "alg", "use"] {
-        jwk.as_object_mut().map(|o| o.remove(member));
-    }
-    let header = serde_json::json!({"typ": "dpop+jwt", "alg": key.alg().name(), "jwk": jwk});
-    let ath = URL_SAFE_NO_PAD
-        .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()).as_ref());
-    let mut claims = serde_json::json!({"jti": format!("gw-{}-{n}", std::process::id()),
-        "htm": method, "htu": htu, "iat": iat, "ath": ath});
+    let mut claims = testkit::dpop::claims(method, htu, Some(token));
+    claims["iat"] = iat.into();
     if let Some(nonce) = nonce {
         claims["nonce"] = nonce.into();
     }
-    let input =
-        jose::SigningInput::new(header.to_string().as_bytes(), claims.to_string().as_bytes());
-    let signature = key.sign(input.as_bytes()).expect("signature");
-    input.into_compact(&signature)
+    testkit::dpop::sign(key, &claims)
 }
 
 /// A response header's value.

@@ -7,15 +7,6 @@ use super::*;
 
 const ORIGIN: &str = "https://api.example";
 
-/// The public JWK of `key`, members a proof's header carries.
-fn public_jwk(key: &jose::SigningKey) -> Value {
-    let mut jwk: Value = serde_json::from_str(&key.jwk()).expect("jwk");
-    for member in ["kid", "alg", "use"] {
-        jwk.as_object_mut().map(|o| o.remove(member));
-    }
-    jwk
-}
-
 /// A proof by `key` for `method` `htu`, with `ath` for `token`; `claims` replace members
 /// (null removes one).
 pub(super) fn proof(
@@ -25,13 +16,7 @@ pub(super) fn proof(
     token: &str,
     claims: Value,
 ) -> String {
-    static JTI: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = JTI.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": public_jwk(key)});
-    let ath = URL_SAFE_NO_PAD
-        .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()).as_ref());
-    let mut body = json!({"jti": format!("proof-{n}"), "htm": method, "htu": htu,
-        "iat": unix_now(), "ath": ath});
+    let mut body = testkit::dpop::claims(method, htu, Some(token));
     for (name, value) in claims.as_object().cloned().unwrap_or_default() {
         if value.is_null() {
             body.as_object_mut().map(|o| o.remove(&name));
@@ -39,9 +24,7 @@ pub(super) fn proof(
             body[&name] = value;
         }
     }
-    let input = jose::SigningInput::new(header.to_string().as_bytes(), body.to_string().as_bytes());
-    let signature = key.sign(input.as_bytes()).expect("signature");
-    input.into_compact(&signature)
+    testkit::dpop::sign(key, &body)
 }
 
 /// `/v1/authz` as nginx asks it (`X-Original-*`), with `authorization` and the `DPoP` headers.

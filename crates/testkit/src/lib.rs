@@ -12,6 +12,7 @@
 
 mod claims;
 pub mod daemon;
+pub mod dpop;
 mod issuer;
 mod postgres;
 pub mod process;
